@@ -1,0 +1,57 @@
+//! The FFI boundary: every callback runs here, so that a panic becomes an SQL error instead of aborting
+//! the host process, and every error names the SQL function it came from.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{Error, Result};
+
+/// Runs `work` for the SQL function `name`; errors and panics come back as `"<name>: <what>"`.
+pub fn run<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(result) => result.map_err(|e| e.context(name)),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::new(format!(
+                "{name}: internal error ({what}); the database was not changed by vigil, please report this"
+            )))
+        }
+    }
+}
+
+/// Virtual-table error messages go through sqlite3_mprintf as a format string: escape `%`.
+pub fn escape_percent(message: &str) -> String {
+    message.replace('%', "%%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_the_function() {
+        let result: Result<()> = run("health_report", || panic!("boom"));
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.starts_with("health_report: internal error (boom)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn errors_are_prefixed_with_the_function_name() {
+        let result: Result<()> = run("health_json", || Err(Error::new("bad options: x")));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "health_json: bad options: x"
+        );
+    }
+
+    #[test]
+    fn percent_signs_are_escaped_for_mprintf() {
+        assert_eq!(escape_percent("95% done"), "95%% done");
+    }
+}

@@ -1,0 +1,228 @@
+//! health_report, health_json, health_tables and health_snapshot: a database's health as SQL.
+//!
+//! Cheap checks (the default) read only the header, the schema and file metadata, so their cost is flat in
+//! database size. Scans (integrity, fragmentation, per-b-tree sizes) read the whole file and run on request.
+
+mod checks;
+mod history;
+mod maintenance;
+pub mod options;
+mod scan;
+pub mod thresholds;
+
+use serde_json::{json, Value as Json};
+
+use crate::error::{Context as _, Result};
+use crate::sqlite::{Db, Value};
+use crate::vtab::TableFunction;
+pub use options::Options;
+pub use scan::has_dbstat;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Info => "info",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+}
+
+/// One row of the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub value: Value,
+    pub unit: &'static str,
+    pub threshold: Option<String>,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: &'static str, value: impl Into<Value>, unit: &'static str) -> Check {
+        Check {
+            name,
+            status: Status::Ok,
+            value: value.into(),
+            unit,
+            threshold: None,
+            detail: String::new(),
+        }
+    }
+
+    pub fn status(mut self, status: Status) -> Check {
+        self.status = status;
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Check {
+        self.detail = detail.into();
+        self
+    }
+
+    /// Grades the value against the threshold of the same name and records the levels in force.
+    pub fn graded(self, options: &Options) -> Check {
+        let name = self.name;
+        self.graded_by(name, options)
+    }
+
+    pub fn graded_by(mut self, threshold: &str, options: &Options) -> Check {
+        if let Some(value) = self.value.as_f64() {
+            self.status = self.status.max(options.thresholds.status(threshold, value));
+        }
+        self.threshold = options.thresholds.describe(threshold);
+        self
+    }
+
+    fn to_json(&self) -> Json {
+        json!({
+            "check": self.name,
+            "status": self.status.as_str(),
+            "value": value_json(&self.value),
+            "unit": self.unit,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        })
+    }
+}
+
+fn value_json(value: &Value) -> Json {
+    match value {
+        Value::Null | Value::Blob(_) => Json::Null,
+        Value::Integer(i) => json!(i),
+        Value::Real(r) => json!(r),
+        Value::Text(t) => json!(t),
+    }
+}
+
+/// A full report: its checks in order, and the schema it describes.
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub schema: String,
+    pub path: Option<String>,
+    pub facts: checks::Facts,
+}
+
+impl Report {
+    pub fn status(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    pub fn to_json(&self) -> Json {
+        json!({
+            "status": self.status().as_str(),
+            "schema": self.schema,
+            "path": self.path,
+            "generated_at": crate::info::now_utc(),
+            "sqlite_version": crate::sqlite::host_version(),
+            "vigil_version": crate::info::VERSION,
+            "checks": self.checks.iter().map(Check::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Builds the report: cheap checks, requested scans, history, then the maintenance recommendation.
+pub fn build_report(db: Db, options: &Options) -> Result<Report> {
+    let facts = checks::Facts::gather(db, options)?;
+    let mut rows = checks::cheap(&facts, options);
+    let integrity_scanned = options.integrity != options::Integrity::None;
+    if integrity_scanned {
+        rows.extend(scan::integrity(db, options)?);
+    }
+    if options.fragmentation {
+        rows.extend(scan::fragmentation(db, &facts, options)?);
+    }
+    if options.history {
+        rows.extend(history::checks(db, &facts, options, integrity_scanned)?);
+    }
+    if !rows.iter().any(|c| c.name == "integrity") {
+        rows.push(
+            Check::new("integrity", Value::Null, "errors")
+                .status(Status::Info)
+                .detail("not checked in this run: ask for integrity 'quick' or 'full'"),
+        );
+    }
+    let recommendation = maintenance::recommend(&rows, &facts);
+    rows.push(recommendation);
+    rows.retain(|c| options.wants(c.name));
+    Ok(Report {
+        checks: rows,
+        schema: options.schema.clone(),
+        path: facts.path.clone(),
+        facts,
+    })
+}
+
+fn options_arg(args: &[Value]) -> Result<Options> {
+    Options::parse(args.first()).context("bad options")
+}
+
+/// `SELECT * FROM health_report([options])`.
+pub struct HealthReport;
+
+impl TableFunction for HealthReport {
+    const NAME: &'static str = "health_report";
+    const COLUMNS: &'static [&'static str] =
+        &["check", "status", "value", "unit", "threshold", "detail"];
+    const ARGS: &'static [&'static str] = &["options"];
+
+    fn rows(db: Db, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let report = build_report(db, &options_arg(args)?)?;
+        Ok(report
+            .checks
+            .into_iter()
+            .map(|c| {
+                vec![
+                    Value::from(c.name),
+                    Value::from(c.status.as_str()),
+                    c.value,
+                    Value::from(c.unit),
+                    Value::from(c.threshold),
+                    Value::from(c.detail),
+                ]
+            })
+            .collect())
+    }
+}
+
+/// `SELECT * FROM health_tables([options])`.
+pub struct HealthTables;
+
+impl TableFunction for HealthTables {
+    const NAME: &'static str = "health_tables";
+    const COLUMNS: &'static [&'static str] = scan::TABLE_COLUMNS;
+    const ARGS: &'static [&'static str] = &["options"];
+
+    fn rows(db: Db, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+        scan::table_rows(db, &options_arg(args)?)
+    }
+}
+
+/// `health_json([options])`: the whole report as one JSON document with an overall status.
+pub fn health_json(db: Db, args: &[Value]) -> Result<Value> {
+    let report = build_report(db, &options_arg(args)?)?;
+    Ok(Value::Text(report.to_json().to_string()))
+}
+
+/// `health_snapshot([options])`: records a report into the history table and returns what it recorded.
+pub fn health_snapshot(db: Db, args: &[Value]) -> Result<Value> {
+    let mut options = options_arg(args)?;
+    options.checks = None;
+    let report = build_report(db, &options)?;
+    let recorded = history::record(db, &report, &options)?;
+    Ok(Value::Text(recorded.to_string()))
+}

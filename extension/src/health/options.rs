@@ -1,0 +1,286 @@
+//! Options of health_report, health_json, health_tables and health_snapshot: NULL, a mode word
+//! ('fast', 'quick', 'full') or a JSON object (docs/api.md lists every key).
+
+use serde_json::{Map, Value as Json};
+
+use super::thresholds::Thresholds;
+use crate::error::{Error, Result};
+use crate::sqlite::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    None,
+    Quick,
+    Full,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragmentationMethod {
+    /// dbstat when the host has it, else the freelist.
+    Auto,
+    Dbstat,
+    Freelist,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub schema: String,
+    pub integrity: Integrity,
+    pub fragmentation: bool,
+    pub fragmentation_method: FragmentationMethod,
+    pub thresholds: Thresholds,
+    pub history: bool,
+    pub include_vigil: bool,
+    pub checks: Option<Vec<String>>,
+    pub max_errors: i64,
+    pub growth_window_days: f64,
+    pub keep: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            schema: "main".into(),
+            integrity: Integrity::None,
+            fragmentation: false,
+            fragmentation_method: FragmentationMethod::Auto,
+            thresholds: Thresholds::default(),
+            history: true,
+            include_vigil: false,
+            checks: None,
+            max_errors: 10,
+            growth_window_days: 7.0,
+            keep: 1000,
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "schema",
+    "integrity",
+    "fragmentation",
+    "fragmentation_method",
+    "thresholds",
+    "history",
+    "include_vigil",
+    "checks",
+    "max_errors",
+    "growth_window_days",
+    "keep",
+];
+
+/// Names a check row can have; `checks` may only name these.
+pub const CHECK_NAMES: &[&str] = &[
+    "probe_ms",
+    "file_size",
+    "page_size",
+    "page_count",
+    "freelist_count",
+    "freelist_pct",
+    "journal_mode",
+    "auto_vacuum",
+    "wal_size",
+    "disk_free",
+    "disk_used_pct",
+    "tables",
+    "indexes",
+    "schema_signature",
+    "integrity",
+    "foreign_keys",
+    "fragmentation",
+    "unused_pct",
+    "fragmentation_method",
+    "schema_drift",
+    "growth_per_day",
+    "days_until_full",
+    "maintenance",
+];
+
+impl Options {
+    /// Parses the optional argument of a health function.
+    pub fn parse(arg: Option<&Value>) -> Result<Options> {
+        let mut options = Options::default();
+        match arg {
+            None | Some(Value::Null) => {}
+            Some(Value::Text(text)) if text.trim_start().starts_with('{') => {
+                let json: Json = serde_json::from_str(text).map_err(|e| {
+                    Error::new(format!("options are not valid JSON ({e}); expected e.g. '{{\"integrity\":\"quick\"}}'"))
+                })?;
+                let map = json.as_object().ok_or_else(|| Error::new("options must be a JSON object"))?;
+                options.apply(map)?;
+            }
+            Some(Value::Text(mode)) => options.apply_mode(mode.trim())?,
+            Some(other) => {
+                return Err(Error::new(format!(
+                    "options must be text: a mode ('fast', 'quick', 'full') or a JSON object, not {other:?}"
+                )))
+            }
+        }
+        Ok(options)
+    }
+
+    fn apply_mode(&mut self, mode: &str) -> Result<()> {
+        match mode {
+            "fast" | "" => {}
+            "quick" => self.integrity = Integrity::Quick,
+            "full" => {
+                self.integrity = Integrity::Full;
+                self.fragmentation = true;
+            }
+            other => return Err(Error::new(format!(
+                "unknown mode '{other}': use 'fast', 'quick', 'full' or a JSON object of options"
+            ))),
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, map: &Map<String, Json>) -> Result<()> {
+        for (key, value) in map {
+            match key.as_str() {
+                "schema" => self.schema = string(key, value)?.to_string(),
+                "integrity" => {
+                    self.integrity = match string(key, value)? {
+                        "none" => Integrity::None,
+                        "quick" => Integrity::Quick,
+                        "full" => Integrity::Full,
+                        other => return Err(bad_choice(key, other, "none, quick, full")),
+                    }
+                }
+                "fragmentation" => self.fragmentation = boolean(key, value)?,
+                "fragmentation_method" => {
+                    self.fragmentation_method = match string(key, value)? {
+                        "auto" => FragmentationMethod::Auto,
+                        "dbstat" => FragmentationMethod::Dbstat,
+                        "freelist" => FragmentationMethod::Freelist,
+                        other => return Err(bad_choice(key, other, "auto, dbstat, freelist")),
+                    }
+                }
+                "thresholds" => self.thresholds.apply(value)?,
+                "history" => self.history = boolean(key, value)?,
+                "include_vigil" => self.include_vigil = boolean(key, value)?,
+                "checks" => self.checks = Some(check_list(value)?),
+                "max_errors" => self.max_errors = integer(key, value, 1, 10_000)?,
+                "keep" => self.keep = integer(key, value, 1, 1_000_000)?,
+                "growth_window_days" => {
+                    self.growth_window_days = value
+                        .as_f64()
+                        .filter(|d| d.is_finite() && *d > 0.0)
+                        .ok_or_else(|| {
+                        Error::new(format!(
+                            "option \"{key}\" must be a positive number of days"
+                        ))
+                    })?
+                }
+                other => {
+                    return Err(Error::new(format!(
+                        "unknown option \"{other}\" (known: {})",
+                        KEYS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a check row is wanted in the output.
+    pub fn wants(&self, check: &str) -> bool {
+        self.checks
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|c| c == check))
+    }
+}
+
+fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
+    value
+        .as_str()
+        .ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
+}
+
+fn boolean(key: &str, value: &Json) -> Result<bool> {
+    value.as_bool().ok_or_else(|| {
+        Error::new(format!(
+            "option \"{key}\" must be true or false, not {value}"
+        ))
+    })
+}
+
+fn integer(key: &str, value: &Json, min: i64, max: i64) -> Result<i64> {
+    value
+        .as_i64()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            Error::new(format!(
+                "option \"{key}\" must be an integer from {min} to {max}, not {value}"
+            ))
+        })
+}
+
+fn bad_choice(key: &str, got: &str, choices: &str) -> Error {
+    Error::new(format!(
+        "option \"{key}\" must be one of {choices}, not \"{got}\""
+    ))
+}
+
+fn check_list(value: &Json) -> Result<Vec<String>> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| Error::new("option \"checks\" must be an array of check names"))?;
+    list.iter()
+        .map(|item| {
+            let name = item.as_str().unwrap_or_default();
+            if CHECK_NAMES.contains(&name) {
+                Ok(name.to_string())
+            } else {
+                Err(Error::new(format!(
+                    "unknown check {item} (known: {})",
+                    CHECK_NAMES.join(", ")
+                )))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Options> {
+        Options::parse(Some(&Value::Text(text.into())))
+    }
+
+    #[test]
+    fn modes_and_json() {
+        assert_eq!(parse("quick").unwrap().integrity, Integrity::Quick);
+        let full = parse("full").unwrap();
+        assert!(full.fragmentation && full.integrity == Integrity::Full);
+        let o =
+            parse(r#"{"integrity":"full","thresholds":{"freelist_pct":{"warning":5}}}"#).unwrap();
+        assert_eq!(o.integrity, Integrity::Full);
+        assert_eq!(o.thresholds.levels("freelist_pct"), (Some(5.0), Some(40.0)));
+    }
+
+    #[test]
+    fn bad_options_name_the_problem() {
+        let cases = [
+            ("{\"integrity\":", "not valid JSON"),
+            ("[1,2]", "unknown mode"),
+            ("{\"bogus\":1}", "unknown option \"bogus\""),
+            (
+                "{\"integrity\":\"deep\"}",
+                "must be one of none, quick, full",
+            ),
+            ("{\"checks\":[\"nope\"]}", "unknown check \"nope\""),
+            ("{\"max_errors\":0}", "from 1 to 10000"),
+            ("{\"history\":\"yes\"}", "true or false"),
+            ("sideways", "unknown mode 'sideways'"),
+        ];
+        for (input, expected) in cases {
+            let err = parse(input).unwrap_err().to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+        let err = Options::parse(Some(&Value::Integer(3)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("options must be text"), "{err}");
+    }
+}

@@ -1,0 +1,379 @@
+//! Scans: they read every page, so they run only on request. Integrity (quick_check, or integrity_check
+//! plus foreign_key_check) and b-tree layout from dbstat, with sqlite3_analyzer's definitions.
+
+use std::collections::BTreeMap;
+
+use super::checks::{percent, quote, Facts, SchemaObject};
+use super::options::{FragmentationMethod, Integrity, Options};
+use super::{Check, Status};
+use crate::error::{Context as _, Error, Result};
+use crate::sqlite::{Db, Value};
+
+/// Runs the requested integrity scan. A database too damaged to scan yields a critical row, not an error.
+pub fn integrity(db: Db, options: &Options) -> Result<Vec<Check>> {
+    let q = quote(&options.schema);
+    let (mode, pragma) = match options.integrity {
+        Integrity::Quick => ("quick", "quick_check"),
+        _ => ("full", "integrity_check"),
+    };
+    let sql = format!("PRAGMA {q}.{pragma}({})", options.max_errors);
+    let row = match db.query(&sql, &[]) {
+        Ok(rows) => {
+            let errors: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r[0].as_str())
+                .filter(|text| *text != "ok")
+                .map(str::to_string)
+                .collect();
+            integrity_row(mode, &errors, options)
+        }
+        Err(e) => Check::new("integrity", Value::Null, "errors")
+            .status(Status::Critical)
+            .detail(format!("{mode} check could not complete: {e}")),
+    };
+    let mut rows = vec![row];
+    if options.integrity == Integrity::Full {
+        rows.push(foreign_keys(db, &q, options));
+    }
+    Ok(rows)
+}
+
+fn integrity_row(mode: &str, errors: &[String], options: &Options) -> Check {
+    let count = errors.len() as i64;
+    let detail = if errors.is_empty() {
+        format!("{mode} check: ok")
+    } else {
+        let capped = if count >= options.max_errors {
+            " (stopped at max_errors)"
+        } else {
+            ""
+        };
+        format!(
+            "{mode} check found {count} problem(s){capped}: {}",
+            errors.join("; ")
+        )
+    };
+    Check::new("integrity", count, "errors")
+        .detail(detail)
+        .graded(options)
+}
+
+fn foreign_keys(db: Db, q: &str, options: &Options) -> Check {
+    let rows = match db.query(&format!("PRAGMA {q}.foreign_key_check"), &[]) {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Check::new("foreign_keys", Value::Null, "violations")
+                .status(Status::Critical)
+                .detail(format!("foreign_key_check could not complete: {e}"))
+        }
+    };
+    let shown: Vec<String> = rows
+        .iter()
+        .take(options.max_errors as usize)
+        .map(|r| {
+            let text = |i: usize| match &r[i] {
+                Value::Text(t) => t.clone(),
+                Value::Integer(n) => n.to_string(),
+                _ => "NULL".into(),
+            };
+            format!("{} rowid {} → {}", text(0), text(1), text(2))
+        })
+        .collect();
+    let detail = if rows.is_empty() {
+        "foreign_key_check: no violations".to_string()
+    } else {
+        format!("rows whose parent is missing: {}", shown.join("; "))
+    };
+    Check::new("foreign_keys", rows.len() as i64, "violations")
+        .detail(detail)
+        .graded(options)
+}
+
+/// Page usage of one b-tree, from one pass over dbstat.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Btree {
+    pub name: String,
+    pub internal_pages: i64,
+    pub leaf_pages: i64,
+    pub overflow_pages: i64,
+    pub leaf_cells: i64,
+    pub internal_cells: i64,
+    pub payload: i64,
+    pub unused: i64,
+    pub bytes: i64,
+    /// Leaf pages not directly after another page of the same b-tree (sqlite3_analyzer's gap count).
+    pub gaps: i64,
+    pages: Vec<(i64, bool)>,
+}
+
+impl Btree {
+    pub fn pages(&self) -> i64 {
+        self.internal_pages + self.leaf_pages + self.overflow_pages
+    }
+
+    /// Non-sequential pages: gaps / (pages − 1), as sqlite3_analyzer reports it.
+    pub fn nonsequential_pct(&self) -> f64 {
+        percent(self.gaps as f64, (self.pages() - 1).max(0) as f64)
+    }
+
+    fn count_gaps(&mut self) {
+        self.pages.sort_unstable();
+        let mut previous = 0;
+        for &(page, is_leaf) in &self.pages {
+            if previous > 0 && is_leaf && page != previous + 1 {
+                self.gaps += 1;
+            }
+            previous = page;
+        }
+        self.pages = Vec::new();
+    }
+}
+
+/// Whether the host has the dbstat virtual table.
+pub fn has_dbstat(db: Db) -> bool {
+    db.prepare("SELECT 1 FROM dbstat WHERE 0").is_ok()
+}
+
+/// One pass over dbstat: every b-tree of the schema, in schema order.
+fn dbstat_btrees(db: Db, schema: &str) -> Result<Vec<Btree>> {
+    let mut stmt = db
+        .prepare("SELECT name, pageno, pagetype, ncell, payload, unused, pgsize FROM dbstat(?1)")
+        .context("cannot read dbstat")?;
+    stmt.bind(1, &Value::from(schema))?;
+    let mut btrees: BTreeMap<String, Btree> = BTreeMap::new();
+    while stmt.step().context("dbstat scan failed")? {
+        let name = match stmt.column(0) {
+            Value::Text(name) => name,
+            _ => continue,
+        };
+        let int = |i| stmt.column(i).as_i64().unwrap_or(0);
+        let kind = stmt.column(2);
+        let btree = btrees.entry(name.clone()).or_insert_with(|| Btree {
+            name,
+            ..Btree::default()
+        });
+        let (cells, page) = (int(3), int(1));
+        match kind.as_str() {
+            Some("leaf") => {
+                btree.leaf_pages += 1;
+                btree.leaf_cells += cells;
+            }
+            Some("internal") => {
+                btree.internal_pages += 1;
+                btree.internal_cells += cells;
+            }
+            _ => btree.overflow_pages += 1,
+        }
+        btree.payload += int(4);
+        btree.unused += int(5);
+        btree.bytes += int(6);
+        btree.pages.push((page, kind.as_str() == Some("leaf")));
+    }
+    let mut list: Vec<Btree> = btrees.into_values().collect();
+    list.iter_mut().for_each(Btree::count_gaps);
+    Ok(list)
+}
+
+fn use_dbstat(db: Db, options: &Options) -> Result<bool> {
+    match options.fragmentation_method {
+        FragmentationMethod::Freelist => Ok(false),
+        FragmentationMethod::Auto => Ok(has_dbstat(db)),
+        FragmentationMethod::Dbstat if has_dbstat(db) => Ok(true),
+        FragmentationMethod::Dbstat => Err(Error::new(
+            "this SQLite host has no dbstat virtual table (built without SQLITE_ENABLE_DBSTAT_VTAB): \
+             use fragmentation_method 'freelist' or 'auto'",
+        )),
+    }
+}
+
+fn is_vigil(name: &str) -> bool {
+    name.starts_with("vigil_")
+}
+
+/// Fragmentation rows: overall non-sequential pages % and unused bytes %, or the freelist fallback.
+pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Check>> {
+    if !use_dbstat(db, options)? {
+        let reason = if options.fragmentation_method == FragmentationMethod::Freelist {
+            "freelist (as requested)"
+        } else {
+            "freelist (this host has no dbstat)"
+        };
+        return Ok(vec![
+            Check::new("fragmentation", facts.freelist_pct(), "%")
+                .detail("free pages / all pages: page order inside b-trees needs dbstat")
+                .graded(options),
+            Check::new("fragmentation_method", reason, "").status(Status::Info),
+        ]);
+    }
+    let btrees: Vec<Btree> = dbstat_btrees(db, &options.schema)?
+        .into_iter()
+        .filter(|b| options.include_vigil || !is_vigil(&b.name))
+        .collect();
+    let gaps: i64 = btrees.iter().map(|b| b.gaps).sum();
+    let spans: i64 = btrees.iter().map(|b| (b.pages() - 1).max(0)).sum();
+    let unused: i64 = btrees.iter().map(|b| b.unused).sum();
+    let bytes: i64 = btrees.iter().map(|b| b.bytes).sum();
+    let worst = btrees
+        .iter()
+        .filter(|b| b.pages() > 1)
+        .max_by(|a, b| a.nonsequential_pct().total_cmp(&b.nonsequential_pct()));
+    let worst = worst.map_or(String::new(), |b| {
+        format!("; most scattered: {} ({} %)", b.name, b.nonsequential_pct())
+    });
+    Ok(vec![
+        Check::new("fragmentation", percent(gaps as f64, spans as f64), "%")
+            .detail(format!(
+                "non-sequential pages: {gaps} of {spans} page steps in {} b-trees{worst}",
+                btrees.len()
+            ))
+            .graded(options),
+        Check::new("unused_pct", percent(unused as f64, bytes as f64), "%")
+            .detail(format!(
+                "{unused} unused bytes in {} pages of b-trees",
+                btrees.iter().map(Btree::pages).sum::<i64>()
+            ))
+            .graded(options),
+        Check::new("fragmentation_method", "dbstat", "")
+            .detail("sqlite3_analyzer's definitions, from dbstat"),
+    ])
+}
+
+pub const TABLE_COLUMNS: &[&str] = &[
+    "name",
+    "type",
+    "tbl_name",
+    "rows",
+    "pages",
+    "bytes",
+    "payload_bytes",
+    "unused_pct",
+    "nonsequential_pct",
+    "overflow_pages",
+    "method",
+];
+
+/// health_tables: one row per table and index with size, entries and layout, largest first.
+pub fn table_rows(db: Db, options: &Options) -> Result<Vec<Vec<Value>>> {
+    let facts = Facts::gather(db, options)?;
+    let mut objects: Vec<&SchemaObject> = facts
+        .objects
+        .iter()
+        .filter(|o| o.kind == "table" || o.kind == "index")
+        .collect();
+    if !use_dbstat(db, options)? {
+        return count_rows(db, &facts, &objects);
+    }
+    let btrees = dbstat_btrees(db, &options.schema)?;
+    let internal: Vec<SchemaObject> = btrees
+        .iter()
+        .filter(|b| b.name.starts_with("sqlite_"))
+        .map(|b| internal_object(db, &options.schema, &b.name))
+        .collect::<Result<_>>()?;
+    objects.extend(internal.iter());
+    let mut rows: Vec<Vec<Value>> = btrees
+        .iter()
+        .filter_map(|b| {
+            objects
+                .iter()
+                .find(|o| o.name == b.name)
+                .map(|o| btree_row(b, o))
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b[5].as_i64()
+            .cmp(&a[5].as_i64())
+            .then_with(|| a[0].as_str().cmp(&b[0].as_str()))
+    });
+    Ok(rows)
+}
+
+/// sqlite_schema, sqlite_stat1, sqlite_sequence, autoindexes: real storage, outside the hashed schema.
+fn internal_object(db: Db, schema: &str, name: &str) -> Result<SchemaObject> {
+    let row = db.query(
+        &format!(
+            "SELECT type, tbl_name FROM {}.sqlite_schema WHERE name = ?1",
+            quote(schema)
+        ),
+        &[Value::from(name)],
+    )?;
+    let (kind, table) = match row.first() {
+        Some(r) => (
+            r[0].as_str().unwrap_or("table").to_string(),
+            r[1].as_str().unwrap_or(name).to_string(),
+        ),
+        None => ("table".to_string(), name.to_string()),
+    };
+    Ok(SchemaObject {
+        kind,
+        name: name.to_string(),
+        table,
+        hash: String::new(),
+        without_rowid: false,
+        virtual_table: false,
+    })
+}
+
+fn btree_row(b: &Btree, object: &SchemaObject) -> Vec<Value> {
+    // Rowid tables keep one row per leaf cell; index b-trees (and WITHOUT ROWID tables) keep entries in
+    // interior cells too.
+    let entries = if object.kind == "index" || object.without_rowid {
+        b.leaf_cells + b.internal_cells
+    } else {
+        b.leaf_cells
+    };
+    vec![
+        Value::from(b.name.as_str()),
+        Value::from(object.kind.as_str()),
+        Value::from(object.table.as_str()),
+        Value::Integer(entries),
+        Value::Integer(b.pages()),
+        Value::Integer(b.bytes),
+        Value::Integer(b.payload),
+        Value::Real(percent(b.unused as f64, b.bytes as f64)),
+        Value::Real(b.nonsequential_pct()),
+        Value::Integer(b.overflow_pages),
+        Value::from("dbstat"),
+    ]
+}
+
+/// Without dbstat: row counts by counting; sizes are unknown (NULL).
+fn count_rows(db: Db, facts: &Facts, objects: &[&SchemaObject]) -> Result<Vec<Vec<Value>>> {
+    let q = quote(&facts.schema);
+    objects
+        .iter()
+        .filter(|o| o.kind == "table" && !o.virtual_table)
+        .map(|o| {
+            let count = db
+                .query_value(&format!("SELECT count(*) FROM {q}.{}", quote(&o.name)), &[])
+                .context(format!("cannot count the rows of {}", o.name))?;
+            let mut row = vec![
+                Value::from(o.name.as_str()),
+                Value::from("table"),
+                Value::from(o.table.as_str()),
+                count,
+            ];
+            row.extend(std::iter::repeat_n(Value::Null, 6));
+            row.push(Value::from("count"));
+            Ok(row)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_follow_sqlite3_analyzer() {
+        let mut b = Btree {
+            leaf_pages: 4,
+            internal_pages: 1,
+            ..Btree::default()
+        };
+        // root 2, leaves 3, 4 then 9, 10: one gap (9 after 4).
+        b.pages = vec![(9, true), (2, false), (3, true), (10, true), (4, true)];
+        b.count_gaps();
+        assert_eq!(b.gaps, 1);
+        assert_eq!(b.nonsequential_pct(), 25.0);
+    }
+}

@@ -1,0 +1,181 @@
+//! vigil: keeps SQLite databases healthy, backed up and recoverable, as SQL inside any SQLite host.
+//!
+//! This file is the entry point: it captures the host's API table and registers every SQL object from
+//! one list. Capabilities live in their own modules; `sqlite` is the only module that calls SQLite.
+#![deny(unsafe_code)]
+
+pub mod error;
+mod guard;
+pub mod health;
+mod info;
+pub mod sqlite;
+mod vtab;
+
+use std::os::raw::{c_char, c_uint};
+
+use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
+use sqlite_loadable::{define_scalar_function, FunctionFlags};
+
+use crate::error::Result;
+use crate::sqlite::{read_value, Context, Db, Value};
+
+type ScalarFn = fn(Db, &[Value]) -> Result<Value>;
+
+/// Who may call a function: anyone (also views and triggers), or only top-level SQL because it writes.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Reads only; result depends on nothing but the database.
+    ReadOnly,
+    /// Writes the database or files: SQLITE_DIRECTONLY, so no trigger, view or schema can call it.
+    Writes,
+}
+
+enum SqlObject {
+    Scalar {
+        name: &'static str,
+        arities: &'static [i32],
+        access: Access,
+        func: ScalarFn,
+    },
+    Table {
+        name: &'static str,
+        define: fn(*mut sqlite3) -> sqlite_loadable::Result<()>,
+    },
+}
+
+impl SqlObject {
+    fn name(&self) -> &'static str {
+        match self {
+            SqlObject::Scalar { name, .. } | SqlObject::Table { name, .. } => name,
+        }
+    }
+}
+
+/// Every SQL object vigil registers. docs/api.md documents each; a test keeps the two in step.
+fn sql_objects() -> Vec<SqlObject> {
+    use health::{HealthReport, HealthTables};
+    vec![
+        SqlObject::Scalar {
+            name: "vigil_version",
+            arities: &[0],
+            access: Access::ReadOnly,
+            func: info::vigil_version,
+        },
+        SqlObject::Scalar {
+            name: "vigil_debug",
+            arities: &[0],
+            access: Access::ReadOnly,
+            func: info::vigil_debug,
+        },
+        SqlObject::Table {
+            name: "health_report",
+            define: vtab::define::<HealthReport>,
+        },
+        SqlObject::Table {
+            name: "health_tables",
+            define: vtab::define::<HealthTables>,
+        },
+        SqlObject::Scalar {
+            name: "health_json",
+            arities: &[0, 1],
+            access: Access::ReadOnly,
+            func: health::health_json,
+        },
+        SqlObject::Scalar {
+            name: "health_snapshot",
+            arities: &[0, 1],
+            access: Access::Writes,
+            func: health::health_snapshot,
+        },
+    ]
+}
+
+/// Names of the registered SQL objects, in registration order.
+pub fn registered_names() -> Vec<&'static str> {
+    sql_objects().iter().map(SqlObject::name).collect()
+}
+
+fn define_scalar(
+    db: *mut sqlite3,
+    name: &'static str,
+    arity: i32,
+    access: Access,
+    func: ScalarFn,
+) -> sqlite_loadable::Result<()> {
+    let flags = match access {
+        Access::ReadOnly => FunctionFlags::UTF8,
+        Access::Writes => FunctionFlags::UTF8 | FunctionFlags::DIRECTONLY,
+    };
+    let call = move |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value]| {
+        let context = Context::from_raw(ctx);
+        let args: Vec<Value> = raw_args.iter().map(|v| read_value(*v)).collect();
+        match guard::run(name, || func(context.db(), &args)) {
+            Ok(value) => context.set_result(&value),
+            Err(error) => context.set_error(&error),
+        }
+        Ok(())
+    };
+    define_scalar_function(db, name, arity, call, flags)
+}
+
+fn register(db: *mut sqlite3) -> sqlite_loadable::Result<()> {
+    for object in sql_objects() {
+        match object {
+            SqlObject::Scalar {
+                name,
+                arities,
+                access,
+                func,
+            } => {
+                for &arity in arities {
+                    define_scalar(db, name, arity, access, func)?;
+                }
+            }
+            SqlObject::Table { define, .. } => define(db)?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes an error message SQLite will show and free (it must come from sqlite3_malloc).
+fn init_error(err: *mut *mut c_char, message: &str) -> c_uint {
+    sqlite::set_init_error(err, message);
+    1
+}
+
+/// The entry point SQLite finds for `libvigil.so` (`.load ./libvigil`).
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn sqlite3_vigil_init(
+    db: *mut sqlite3,
+    err: *mut *mut c_char,
+    api: *mut sqlite3_api_routines,
+) -> c_uint {
+    let loaded = std::panic::catch_unwind(|| {
+        sqlite::install_api(api);
+        let version = sqlite::host_version_number();
+        if version < sqlite::MIN_HOST_VERSION {
+            return Err(format!(
+                "vigil needs SQLite 3.35.0 or newer; this host is {}",
+                sqlite::host_version()
+            ));
+        }
+        Ok(())
+    });
+    match loaded {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => return init_error(err, &message),
+        Err(_) => return init_error(err, "vigil: internal error while loading"),
+    }
+    let registered = std::panic::catch_unwind(|| {
+        sqlite_loadable::entrypoints::register_entrypoint(db, err, api, register)
+    });
+    match registered {
+        Ok(0) => 0,
+        Ok(_) => init_error(
+            err,
+            "vigil: cannot register its SQL functions on this connection",
+        ),
+        Err(_) => init_error(err, "vigil: internal error while registering functions"),
+    }
+}

@@ -1,0 +1,584 @@
+//! The one place that calls SQLite. A small safe layer over the host's `sqlite3_api_routines`: every other
+//! module of vigil is safe Rust over these types.
+//!
+//! Nothing here links SQLite: each call goes through the function table the host handed to the entry point,
+//! so vigil always runs on the host's own SQLite (its locks, its VFS, its version).
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use sqlite3ext_sys::{
+    sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_stmt, sqlite3_value,
+};
+
+use crate::error::{Error, Result};
+
+static API: AtomicPtr<sqlite3_api_routines> = AtomicPtr::new(ptr::null_mut());
+
+/// Oldest host vigil accepts: SQLITE_DIRECTONLY (3.31), sqlite3_txn_state (3.34), RETURNING (3.35).
+pub const MIN_HOST_VERSION: i32 = 3_035_000;
+
+const SQLITE_OK: c_int = 0;
+const SQLITE_ROW: c_int = 100;
+const SQLITE_DONE: c_int = 101;
+const SQLITE_BUSY: c_int = 5;
+const SQLITE_LOCKED: c_int = 6;
+const SQLITE_INTEGER: c_int = 1;
+const SQLITE_FLOAT: c_int = 2;
+const SQLITE_TEXT: c_int = 3;
+const SQLITE_BLOB: c_int = 4;
+
+/// Remembers the host's function table. Called once by the entry point, before anything else here.
+pub fn install_api(api: *mut sqlite3_api_routines) {
+    if !api.is_null() {
+        API.store(api, Ordering::Release);
+    }
+}
+
+fn api() -> &'static sqlite3_api_routines {
+    let api = API.load(Ordering::Acquire);
+    assert!(
+        !api.is_null(),
+        "vigil: SQLite API used before the extension was initialised"
+    );
+    // SAFETY: the host keeps its routine table alive for the life of the process.
+    unsafe { &*api }
+}
+
+/// Calls a routine of the host's table; a missing slot is a bug of the host, reported as a panic that the
+/// callback guard turns into an SQL error.
+macro_rules! call {
+    ($name:ident ( $($arg:expr),* $(,)? )) => {
+        (api().$name.expect(concat!("the host SQLite lacks sqlite3_", stringify!($name))))($($arg),*)
+    };
+}
+
+/// SQLITE_TRANSIENT: SQLite copies the buffer before the call returns.
+fn transient() -> Option<unsafe extern "C" fn(*mut c_void)> {
+    // SAFETY: SQLite defines SQLITE_TRANSIENT as the destructor value -1 and never calls it.
+    Some(unsafe { std::mem::transmute::<isize, unsafe extern "C" fn(*mut c_void)>(-1) })
+}
+
+fn c_string(text: &str, what: &str) -> Result<CString> {
+    CString::new(text).map_err(|_| Error::new(format!("{what} contains a NUL byte")))
+}
+
+fn owned_text(raw: *const c_char) -> Option<String> {
+    if raw.is_null() {
+        return None;
+    }
+    // SAFETY: SQLite returns NUL-terminated strings that stay valid until the next call on the object.
+    Some(
+        unsafe { CStr::from_ptr(raw) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Version of the host library, e.g. "3.40.1".
+pub fn host_version() -> String {
+    unsafe { owned_text(call!(libversion())) }.unwrap_or_default()
+}
+
+pub fn host_version_number() -> i32 {
+    unsafe { call!(libversion_number()) }
+}
+
+pub fn host_source_id() -> String {
+    unsafe { owned_text(call!(sourceid())) }.unwrap_or_default()
+}
+
+/// The host's compile-time options (without the SQLITE_ prefix), in the host's order.
+pub fn host_compile_options() -> Vec<String> {
+    (0..)
+        .map_while(|i| unsafe { owned_text(call!(compileoption_get(i))) })
+        .collect()
+}
+
+/// An SQL value, as SQLite stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(i) => Some(*i),
+            Value::Real(r) => Some(*r as i64),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Integer(i) => Some(*i as f64),
+            Value::Real(r) => Some(*r),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Reads a function or virtual-table argument.
+pub fn read_value(raw: *mut sqlite3_value) -> Value {
+    unsafe {
+        match call!(value_type(raw)) {
+            SQLITE_INTEGER => Value::Integer(call!(value_int64(raw))),
+            SQLITE_FLOAT => Value::Real(call!(value_double(raw))),
+            SQLITE_TEXT => {
+                let text = call!(value_text(raw));
+                let len = call!(value_bytes(raw)) as usize;
+                Value::Text(lossy(text.cast(), len))
+            }
+            SQLITE_BLOB => {
+                let data = call!(value_blob(raw));
+                let len = call!(value_bytes(raw)) as usize;
+                Value::Blob(bytes(data.cast(), len).to_vec())
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+fn bytes<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    if data.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: SQLite guarantees `len` readable bytes at `data` until the next call on the object.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    }
+}
+
+fn lossy(data: *const u8, len: usize) -> String {
+    String::from_utf8_lossy(bytes(data, len)).into_owned()
+}
+
+/// The context of a running SQL function call: where its result goes.
+pub struct Context(*mut sqlite3_context);
+
+impl Context {
+    pub fn from_raw(raw: *mut sqlite3_context) -> Self {
+        Context(raw)
+    }
+
+    /// The connection that called the function.
+    pub fn db(&self) -> Db {
+        Db(unsafe { call!(context_db_handle(self.0)) })
+    }
+
+    pub fn set_result(&self, value: &Value) {
+        unsafe {
+            match value {
+                Value::Null => call!(result_null(self.0)),
+                Value::Integer(i) => call!(result_int64(self.0, *i)),
+                Value::Real(r) => call!(result_double(self.0, *r)),
+                Value::Text(s) => {
+                    call!(result_text64(
+                        self.0,
+                        s.as_ptr().cast(),
+                        s.len() as u64,
+                        transient(),
+                        1
+                    ))
+                }
+                Value::Blob(b) => {
+                    call!(result_blob64(
+                        self.0,
+                        b.as_ptr().cast(),
+                        b.len() as u64,
+                        transient()
+                    ))
+                }
+            }
+        }
+    }
+
+    pub fn set_error(&self, error: &Error) {
+        let message = error.to_string();
+        unsafe {
+            call!(result_error(
+                self.0,
+                message.as_ptr().cast(),
+                message.len() as c_int
+            ));
+            if error.code() != 1 {
+                call!(result_error_code(self.0, error.code()));
+            }
+        }
+    }
+}
+
+/// A connection handle owned by someone else (the host): never closed here.
+#[derive(Clone, Copy)]
+pub struct Db(*mut sqlite3);
+
+impl Db {
+    pub fn from_raw(raw: *mut sqlite3) -> Self {
+        Db(raw)
+    }
+
+    fn error(&self, rc: c_int) -> Error {
+        let message = unsafe { owned_text(call!(errmsg(self.0))) }.unwrap_or_default();
+        let code = unsafe { call!(extended_errcode(self.0)) };
+        let code = if code != 0 { code } else { rc };
+        Error::with_code(message, code)
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
+        let mut raw = ptr::null_mut();
+        let rc = unsafe {
+            call!(prepare_v2(
+                self.0,
+                sql.as_ptr().cast(),
+                sql.len() as c_int,
+                &mut raw,
+                ptr::null_mut()
+            ))
+        };
+        if rc != SQLITE_OK {
+            return Err(self.error(rc));
+        }
+        if raw.is_null() {
+            return Err(Error::new(format!("no SQL statement in {sql:?}")));
+        }
+        Ok(Statement {
+            raw,
+            db: *self,
+            _db: PhantomData,
+        })
+    }
+
+    /// Runs one or more statements that return nothing of interest.
+    pub fn exec(&self, sql: &str) -> Result<()> {
+        let sql = c_string(sql, "SQL text")?;
+        let mut message: *mut c_char = ptr::null_mut();
+        let rc = unsafe {
+            call!(exec(
+                self.0,
+                sql.as_ptr(),
+                None,
+                ptr::null_mut(),
+                &mut message
+            ))
+        };
+        if rc == SQLITE_OK {
+            return Ok(());
+        }
+        let text = owned_text(message);
+        unsafe { call!(free(message.cast())) };
+        let mut error = self.error(rc);
+        if let Some(text) = text {
+            error = Error::with_code(text, error.code());
+        }
+        Err(error)
+    }
+
+    /// Every row of a query, all columns.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let mut stmt = self.prepare(sql)?;
+        stmt.bind_all(params)?;
+        let mut rows = Vec::new();
+        while stmt.step()? {
+            rows.push(stmt.row());
+        }
+        Ok(rows)
+    }
+
+    /// The first column of the first row, or NULL when there is no row.
+    pub fn query_value(&self, sql: &str, params: &[Value]) -> Result<Value> {
+        let mut stmt = self.prepare(sql)?;
+        stmt.bind_all(params)?;
+        Ok(if stmt.step()? {
+            stmt.column(0)
+        } else {
+            Value::Null
+        })
+    }
+
+    /// The file behind a schema (`main`, an attached name); `None` for in-memory and temporary databases.
+    pub fn filename(&self, schema: &str) -> Result<Option<String>> {
+        let schema = c_string(schema, "schema name")?;
+        let name = unsafe { owned_text(call!(db_filename(self.0, schema.as_ptr()))) };
+        Ok(name.filter(|n| !n.is_empty()))
+    }
+
+    /// Whether a schema is attached read-only; `None` when no such schema is attached.
+    pub fn is_readonly(&self, schema: &str) -> Result<Option<bool>> {
+        let schema = c_string(schema, "schema name")?;
+        Ok(
+            match unsafe { call!(db_readonly(self.0, schema.as_ptr())) } {
+                -1 => None,
+                flag => Some(flag != 0),
+            },
+        )
+    }
+
+    /// False while the connection has an open transaction (BEGIN without COMMIT).
+    pub fn is_autocommit(&self) -> bool {
+        unsafe { call!(get_autocommit(self.0)) != 0 }
+    }
+
+    pub fn set_busy_timeout(&self, millis: i32) -> Result<()> {
+        let rc = unsafe { call!(busy_timeout(self.0, millis)) };
+        if rc == SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.error(rc))
+        }
+    }
+}
+
+/// A second connection, opened through the host's library (never a linked SQLite), closed on drop.
+pub struct OwnedDb(Db);
+
+impl OwnedDb {
+    /// Opens `path` with `SQLITE_OPEN_*` flags, on the host's default VFS.
+    pub fn open(path: &str, flags: c_int) -> Result<OwnedDb> {
+        let cpath = c_string(path, "database path")?;
+        let mut raw = ptr::null_mut();
+        let rc = unsafe { call!(open_v2(cpath.as_ptr(), &mut raw, flags, ptr::null())) };
+        let db = OwnedDb(Db(raw));
+        if rc != SQLITE_OK {
+            let error = if raw.is_null() {
+                Error::with_code("out of memory", rc)
+            } else {
+                db.0.error(rc)
+            };
+            return Err(error.context(format!("cannot open {path}")));
+        }
+        Ok(db)
+    }
+
+    pub fn db(&self) -> Db {
+        self.0
+    }
+}
+
+impl Drop for OwnedDb {
+    fn drop(&mut self) {
+        if !self.0 .0.is_null() {
+            unsafe { call!(close_v2(self.0 .0)) };
+        }
+    }
+}
+
+/// A prepared statement, finalized on drop.
+pub struct Statement<'db> {
+    raw: *mut sqlite3_stmt,
+    db: Db,
+    _db: PhantomData<&'db Db>,
+}
+
+impl Statement<'_> {
+    pub fn bind(&mut self, index: usize, value: &Value) -> Result<()> {
+        let i = index as c_int;
+        let rc = unsafe {
+            match value {
+                Value::Null => call!(bind_null(self.raw, i)),
+                Value::Integer(v) => call!(bind_int64(self.raw, i, *v)),
+                Value::Real(v) => call!(bind_double(self.raw, i, *v)),
+                Value::Text(s) => {
+                    call!(bind_text64(
+                        self.raw,
+                        i,
+                        s.as_ptr().cast(),
+                        s.len() as u64,
+                        transient(),
+                        1
+                    ))
+                }
+                Value::Blob(b) => {
+                    call!(bind_blob64(
+                        self.raw,
+                        i,
+                        b.as_ptr().cast(),
+                        b.len() as u64,
+                        transient()
+                    ))
+                }
+            }
+        };
+        if rc == SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.db.error(rc))
+        }
+    }
+
+    pub fn bind_all(&mut self, params: &[Value]) -> Result<()> {
+        for (i, value) in params.iter().enumerate() {
+            self.bind(i + 1, value)?;
+        }
+        Ok(())
+    }
+
+    /// Advances to the next row: `true` when a row is ready, `false` when done. Every failure, including a
+    /// corrupt page met half-way, is an error carrying SQLite's message.
+    pub fn step(&mut self) -> Result<bool> {
+        match unsafe { call!(step(self.raw)) } {
+            SQLITE_ROW => Ok(true),
+            SQLITE_DONE => Ok(false),
+            rc => Err(self.db.error(rc)),
+        }
+    }
+
+    pub fn column_count(&self) -> usize {
+        unsafe { call!(column_count(self.raw)) as usize }
+    }
+
+    pub fn column_name(&self, i: usize) -> String {
+        unsafe { owned_text(call!(column_name(self.raw, i as c_int))) }.unwrap_or_default()
+    }
+
+    pub fn column(&self, i: usize) -> Value {
+        let (raw, i) = (self.raw, i as c_int);
+        unsafe {
+            match call!(column_type(raw, i)) {
+                SQLITE_INTEGER => Value::Integer(call!(column_int64(raw, i))),
+                SQLITE_FLOAT => Value::Real(call!(column_double(raw, i))),
+                SQLITE_TEXT => {
+                    let text = call!(column_text(raw, i));
+                    Value::Text(lossy(text, call!(column_bytes(raw, i)) as usize))
+                }
+                SQLITE_BLOB => {
+                    let data = call!(column_blob(raw, i));
+                    Value::Blob(bytes(data.cast(), call!(column_bytes(raw, i)) as usize).to_vec())
+                }
+                _ => Value::Null,
+            }
+        }
+    }
+
+    pub fn row(&self) -> Vec<Value> {
+        (0..self.column_count()).map(|i| self.column(i)).collect()
+    }
+}
+
+impl Drop for Statement<'_> {
+    fn drop(&mut self) {
+        unsafe { call!(finalize(self.raw)) };
+    }
+}
+
+/// Progress of an online backup step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupProgress {
+    /// More pages to copy: (remaining, total).
+    More {
+        remaining: i32,
+        total: i32,
+    },
+    Done,
+}
+
+/// An online backup (`sqlite3_backup_*`) from one connection's schema into another's, finished on drop.
+pub struct Backup<'a> {
+    raw: *mut sqlite3_backup,
+    dest: Db,
+    _conns: PhantomData<&'a Db>,
+}
+
+impl<'a> Backup<'a> {
+    pub fn new(
+        dest: &'a Db,
+        dest_schema: &str,
+        source: &'a Db,
+        source_schema: &str,
+    ) -> Result<Self> {
+        let dest_name = c_string(dest_schema, "schema name")?;
+        let source_name = c_string(source_schema, "schema name")?;
+        let raw = unsafe {
+            call!(backup_init(
+                dest.0,
+                dest_name.as_ptr(),
+                source.0,
+                source_name.as_ptr()
+            ))
+        };
+        if raw.is_null() {
+            return Err(dest.error(1).context("cannot start the backup"));
+        }
+        Ok(Backup {
+            raw,
+            dest: *dest,
+            _conns: PhantomData,
+        })
+    }
+
+    /// Copies up to `pages` pages (all when negative). Busy and locked are reported as `More` so that the
+    /// caller decides how long to wait.
+    pub fn step(&mut self, pages: i32) -> Result<BackupProgress> {
+        let rc = unsafe { call!(backup_step(self.raw, pages)) };
+        match rc {
+            SQLITE_DONE => Ok(BackupProgress::Done),
+            SQLITE_OK | SQLITE_BUSY | SQLITE_LOCKED => Ok(BackupProgress::More {
+                remaining: unsafe { call!(backup_remaining(self.raw)) },
+                total: unsafe { call!(backup_pagecount(self.raw)) },
+            }),
+            _ => Err(self.dest.error(rc).context("backup step failed")),
+        }
+    }
+}
+
+impl Drop for Backup<'_> {
+    fn drop(&mut self) {
+        unsafe { call!(backup_finish(self.raw)) };
+    }
+}
+
+/// Hands an entry-point error message to SQLite, which frees it with sqlite3_free.
+pub fn set_init_error(err: *mut *mut c_char, message: &str) {
+    if err.is_null() || API.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    unsafe {
+        let buffer = call!(malloc(message.len() as c_int + 1)).cast::<u8>();
+        if buffer.is_null() {
+            return;
+        }
+        ptr::copy_nonoverlapping(message.as_ptr(), buffer, message.len());
+        *buffer.add(message.len()) = 0;
+        *err = buffer.cast();
+    }
+}
