@@ -1,1 +1,107 @@
-fn main() {}
+//! `vigil`: the command line face of the vigil extension. It parses arguments, opens the database with
+//! rusqlite, loads the extension, calls its SQL and formats the result; it holds no database logic.
+
+mod extension;
+mod health;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, after the monitoring-plugin convention (Nagios, Icinga, Sensu).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const WARNING: u8 = 1;
+    pub const CRITICAL: u8 = 2;
+    /// The database cannot be opened or read, or vigil cannot load: the state is unknown.
+    pub const UNKNOWN: u8 = 3;
+    /// Bad command line (sysexits' EX_USAGE): never mistaken for a database state.
+    pub const USAGE: u8 = 64;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Keep SQLite databases healthy, backed up and recoverable"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// The vigil extension library to load (default: next to this executable, or $VIGIL_EXTENSION)
+    #[arg(long, global = true, value_name = "PATH", env = "VIGIL_EXTENSION")]
+    pub extension: Option<PathBuf>,
+    /// How long to wait for a lock held by another connection, in milliseconds
+    #[arg(long, global = true, value_name = "MS", default_value_t = 5000)]
+    pub busy_timeout: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report a database's health; exit 0 ok, 1 warning, 2 critical, 3 unknown
+    Health(health::HealthArgs),
+    /// Create a demo database (a small shop with some deleted history) at PATH
+    Demo {
+        /// Where to create it
+        path: PathBuf,
+        /// Replace PATH if it exists
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Health(args) => health::run(&cli.global, &args),
+        Command::Demo { path, force } => health::demo(&cli.global, &path, force),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("vigil: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Why a command could not produce its result, and the exit code that says so.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn unknown(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: exit::UNKNOWN,
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: exit::USAGE,
+        }
+    }
+}

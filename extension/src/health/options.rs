@@ -127,9 +127,11 @@ impl Options {
                 self.integrity = Integrity::Full;
                 self.fragmentation = true;
             }
-            other => return Err(Error::new(format!(
+            other => {
+                return Err(Error::new(format!(
                 "unknown mode '{other}': use 'fast', 'quick', 'full' or a JSON object of options"
-            ))),
+            )))
+            }
         }
         Ok(())
     }

@@ -1,0 +1,200 @@
+//! `vigil health` and `vigil demo`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use rusqlite::Connection;
+use serde_json::{json, Map, Value as Json};
+
+use crate::{exit, extension, output, Failure, Global};
+
+#[derive(Args)]
+pub struct HealthArgs {
+    /// The database file
+    pub db: PathBuf,
+    /// Cheap checks only: flat cost whatever the database size (for monitoring every minute)
+    #[arg(long, conflicts_with_all = ["quick", "full"])]
+    pub fast: bool,
+    /// Cheap checks plus PRAGMA quick_check (the default)
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+    /// Cheap checks plus integrity_check, foreign_key_check and the fragmentation scan
+    #[arg(long)]
+    pub full: bool,
+    /// Also list every table and index with its size, rows and fragmentation
+    #[arg(long)]
+    pub tables: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Override a threshold: NAME=WARNING[,CRITICAL]; an empty level keeps the default, "none" disables it
+    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
+    pub thresholds: Vec<String>,
+    /// Record this report in the database's history table (vigil_health_history)
+    #[arg(long)]
+    pub snapshot: bool,
+    /// The attached schema to report on
+    #[arg(long, default_value = "main")]
+    pub schema: String,
+}
+
+/// The options document handed to health_json / health_snapshot / health_tables.
+fn options(args: &HealthArgs) -> Result<Json, Failure> {
+    let integrity = if args.fast {
+        "none"
+    } else if args.full {
+        "full"
+    } else {
+        "quick"
+    };
+    let mut thresholds = Map::new();
+    for spec in &args.thresholds {
+        let (name, levels) = parse_threshold(spec)?;
+        thresholds.insert(name, levels);
+    }
+    Ok(json!({
+        "schema": args.schema,
+        "integrity": integrity,
+        "fragmentation": args.full,
+        "thresholds": thresholds,
+    }))
+}
+
+fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "--threshold {spec:?}: expected NAME=WARNING[,CRITICAL], e.g. freelist_pct=10,30"
+        ))
+    };
+    let (name, levels) = spec.split_once('=').ok_or_else(bad)?;
+    let mut parts = levels.split(',');
+    let mut object = Map::new();
+    for level in ["warning", "critical"] {
+        match parts.next().map(str::trim) {
+            None | Some("") => {}
+            Some("none") => {
+                object.insert(level.into(), Json::Null);
+            }
+            Some(number) => {
+                let value: f64 = number.parse().map_err(|_| bad())?;
+                object.insert(level.into(), json!(value));
+            }
+        }
+    }
+    if parts.next().is_some() || name.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok((name.trim().to_string(), Json::Object(object)))
+}
+
+/// Errors from the extension: a refused option is a usage error, anything else leaves the state unknown.
+fn sql_failure(error: rusqlite::Error) -> Failure {
+    let message = error.to_string();
+    if message.contains(": bad options: ") {
+        Failure::usage(message)
+    } else {
+        Failure::unknown(message)
+    }
+}
+
+fn query_json(conn: &Connection, sql: &str, options: &Json) -> Result<Json, Failure> {
+    let text: String = conn
+        .query_row(sql, [options.to_string()], |row| row.get(0))
+        .map_err(sql_failure)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
+}
+
+fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>>, Failure> {
+    let mut stmt = conn
+        .prepare("SELECT * FROM health_tables(?1)")
+        .map_err(sql_failure)?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let rows = stmt
+        .query_map([options.to_string()], |row| {
+            let mut object = Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Integer(n) => json!(n),
+                    rusqlite::types::ValueRef::Real(r) => json!(r),
+                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                    _ => Json::Null,
+                };
+                object.insert(name.clone(), value);
+            }
+            Ok(object)
+        })
+        .map_err(sql_failure)?;
+    rows.collect::<Result<_, _>>().map_err(sql_failure)
+}
+
+pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
+    let options = options(args)?;
+    let conn = extension::open(global, &args.db, args.snapshot)?;
+    let function = if args.snapshot {
+        "health_snapshot"
+    } else {
+        "health_json"
+    };
+    let mut report = query_json(&conn, &format!("SELECT {function}(?1)"), &options)?;
+    let tables = if args.tables {
+        Some(table_rows(&conn, &options)?)
+    } else {
+        None
+    };
+    if args.json {
+        if let Some(tables) = &tables {
+            report["tables"] = json!(tables);
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", output::report(&args.db, &report));
+        if let Some(tables) = &tables {
+            print!("\n{}", output::tables(tables));
+        }
+    }
+    Ok(match report["status"].as_str() {
+        Some("ok" | "info") => exit::OK,
+        Some("warning") => exit::WARNING,
+        Some("critical") => exit::CRITICAL,
+        _ => exit::UNKNOWN,
+    })
+}
+
+const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
+
+/// Builds the demo database beside its final name, then renames it into place.
+pub fn demo(_global: &Global, path: &Path, force: bool) -> Result<u8, Failure> {
+    if path.exists() && !force {
+        return Err(Failure::usage(format!(
+            "{} exists; pass --force to replace it",
+            path.display()
+        )));
+    }
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let build = || -> rusqlite::Result<()> {
+        let conn = Connection::open(&partial)?;
+        conn.execute_batch(DEMO_SQL)?;
+        conn.close().map_err(|(_, e)| e)
+    };
+    if let Err(e) = build() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Failure::unknown(format!(
+            "cannot build the demo database: {e}"
+        )));
+    }
+    std::fs::rename(&partial, path)
+        .map_err(|e| Failure::unknown(format!("cannot create {}: {e}", path.display())))?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "created {} ({:.1} MiB): a small shop with customers, products, orders and order_items",
+        path.display(),
+        size as f64 / 1048576.0
+    );
+    println!("next: vigil health {}", path.display());
+    Ok(exit::OK)
+}
