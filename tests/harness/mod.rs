@@ -1,1 +1,220 @@
+//! Test harness: the built vigil library loaded into real SQLite hosts — the system `sqlite3` shell as a
+//! subprocess, and rusqlite with its bundled (newer) SQLite — plus helpers for real files on disk.
+//!
+//! The library must be built first (`cargo build --workspace`; scripts/test does it).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+use serde_json::{json, Map, Value as Json};
+
+pub type Row = Map<String, Json>;
+
+fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+}
+
+/// The project's root directory.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn built(name: &str) -> PathBuf {
+    let path = target_dir().join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The built extension, without its suffix, the way a user `.load`s it.
+pub fn library() -> PathBuf {
+    if let Ok(path) = std::env::var("VIGIL_EXTENSION") {
+        return PathBuf::from(path);
+    }
+    built("libvigil.so").with_extension("")
+}
+
+pub fn cli_binary() -> PathBuf {
+    built("vigil")
+}
+
+/// A real SQLite host that can load vigil.
+pub trait Host {
+    fn name(&self) -> &'static str;
+    /// Runs one statement on `db` with vigil loaded; rows as column → JSON value, or SQLite's error text.
+    fn query(&self, db: &Path, sql: &str) -> Result<Vec<Row>, String>;
+}
+
+/// The system `sqlite3` shell (3.40.1 on the reference machine), one process per query.
+pub struct Shell;
+
+impl Host for Shell {
+    fn name(&self) -> &'static str {
+        "sqlite3 shell"
+    }
+
+    fn query(&self, db: &Path, sql: &str) -> Result<Vec<Row>, String> {
+        let script = format!(
+            ".bail on\n.load {}\n.mode json\n{sql};\n",
+            library().display()
+        );
+        let out = shell_run(db, &script, &[]);
+        if !out.status.success() || !out.stderr.is_empty() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = serde_json::from_str(&text)
+            .map_err(|e| format!("bad JSON from the shell: {e}: {text}"))?;
+        Ok(rows)
+    }
+}
+
+/// Runs the sqlite3 shell on `db` with `script` on stdin.
+pub fn shell_run(db: &Path, script: &str, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new("sqlite3")
+        .args(args)
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sqlite3 shell must be installed (apt-get install sqlite3)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// rusqlite with its bundled modern SQLite, loading the same library.
+pub struct Rusqlite;
+
+impl Rusqlite {
+    pub fn open(db: &Path) -> Connection {
+        let conn = Connection::open(db).unwrap();
+        load(&conn);
+        conn
+    }
+}
+
+pub fn load(conn: &Connection) {
+    unsafe {
+        conn.load_extension_enable().unwrap();
+        conn.load_extension(library(), None::<&str>)
+            .expect("vigil loads into rusqlite");
+        conn.load_extension_disable().unwrap();
+    }
+}
+
+pub fn rows(conn: &Connection, sql: &str) -> Result<Vec<Row>, String> {
+    let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let mut out = Vec::new();
+    let mut cursor = stmt.query([]).map_err(|e| e.to_string())?;
+    while let Some(row) = cursor.next().map_err(|e| e.to_string())? {
+        let mut object = Map::new();
+        for (i, name) in names.iter().enumerate() {
+            let value = match row.get_ref(i).unwrap() {
+                ValueRef::Null => Json::Null,
+                ValueRef::Integer(n) => json!(n),
+                ValueRef::Real(r) => json!(r),
+                ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                ValueRef::Blob(b) => {
+                    json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                }
+            };
+            object.insert(name.clone(), value);
+        }
+        out.push(object);
+    }
+    Ok(out)
+}
+
+impl Host for Rusqlite {
+    fn name(&self) -> &'static str {
+        "rusqlite (bundled SQLite)"
+    }
+
+    fn query(&self, db: &Path, sql: &str) -> Result<Vec<Row>, String> {
+        let conn = Connection::open(db).map_err(|e| e.to_string())?;
+        load(&conn);
+        rows(&conn, sql)
+    }
+}
+
+/// Both hosts: every host test runs its assertions in each.
+pub fn hosts() -> Vec<Box<dyn Host>> {
+    vec![Box::new(Shell), Box::new(Rusqlite)]
+}
+
+/// A scratch directory that disappears with the test.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Creates a database at `path` from SQL, with rusqlite (no extension).
+pub fn create_db(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+/// The demo database of sql/demo.sql.
+pub fn demo_db(path: &Path) {
+    create_db(
+        path,
+        &std::fs::read_to_string(root().join("sql/demo.sql")).unwrap(),
+    );
+}
+
+/// Rows of a report keyed by check name.
+pub fn by_check(rows: &[Row]) -> std::collections::BTreeMap<String, Row> {
+    rows.iter()
+        .map(|r| (r["check"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+/// Overwrites bytes of a file at an offset: real corruption.
+pub fn flip_bytes(path: &Path, offset: u64, len: usize) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut buffer = vec![0u8; len];
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.read_exact(&mut buffer).unwrap();
+    for b in buffer.iter_mut() {
+        *b ^= 0xA5;
+    }
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(&buffer).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// The page number where a table's (or index's) b-tree root lives.
+pub fn root_page(path: &Path, name: &str) -> u64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}

@@ -48,7 +48,7 @@ fn exists(db: Db, q: &str) -> Result<bool> {
     Ok(found.as_i64() == Some(1))
 }
 
-/// Records a report; returns `{"id", "taken_at", "status", "checks"}`.
+/// Records a report; returns `{"id", "taken_at"}` of the new snapshot.
 pub fn record(db: Db, report: &Report, options: &Options) -> Result<Json> {
     let q = quote(&options.schema);
     let facts = &report.facts;

@@ -218,11 +218,13 @@ pub fn health_json(db: Db, args: &[Value]) -> Result<Value> {
     Ok(Value::Text(report.to_json().to_string()))
 }
 
-/// `health_snapshot([options])`: records a report into the history table and returns what it recorded.
+/// `health_snapshot([options])`: records a report into the history table; returns the report with a
+/// `snapshot` key naming the new record.
 pub fn health_snapshot(db: Db, args: &[Value]) -> Result<Value> {
     let mut options = options_arg(args)?;
     options.checks = None;
     let report = build_report(db, &options)?;
-    let recorded = history::record(db, &report, &options)?;
-    Ok(Value::Text(recorded.to_string()))
+    let mut document = report.to_json();
+    document["snapshot"] = history::record(db, &report, &options)?;
+    Ok(Value::Text(document.to_string()))
 }
