@@ -67,8 +67,7 @@ impl Facts {
         let q = quote(&schema);
         let started = Instant::now();
         db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema"), &[])
-            .map_err(explain_read_error)
-            .context("cannot read the database")?;
+            .map_err(unreadable)?;
         let probe_ms = started.elapsed().as_secs_f64() * 1000.0;
         let pragma = |name: &str| -> Result<Value> {
             db.query_value(&format!("PRAGMA {q}.{name}"), &[])
@@ -128,9 +127,14 @@ pub fn percent(part: f64, whole: f64) -> f64 {
     }
 }
 
+fn unreadable(error: Error) -> Error {
+    explain_read_error(error).context("cannot read the database")
+}
+
 fn ensure_schema(db: Db, schema: &str) -> Result<()> {
     let names: Vec<String> = db
-        .query("SELECT name FROM pragma_database_list", &[])?
+        .query("SELECT name FROM pragma_database_list", &[])
+        .map_err(unreadable)?
         .into_iter()
         .filter_map(|row| row[0].as_str().map(str::to_string))
         .collect();
@@ -147,7 +151,7 @@ fn ensure_schema(db: Db, schema: &str) -> Result<()> {
 fn explain_read_error(error: Error) -> Error {
     let hint = match error.primary_code() {
         5 | 6 => "another connection holds a lock; retry later or raise the busy timeout",
-        26 => "the file is not an SQLite database (or is encrypted)",
+        26 => "check the path: this file is not an SQLite database, or it is encrypted",
         11 => "the database is corrupt: run an integrity check and restore from a backup",
         _ => return error,
     };

@@ -17,25 +17,38 @@ pub fn integrity(db: Db, options: &Options) -> Result<Vec<Check>> {
         _ => ("full", "integrity_check"),
     };
     let sql = format!("PRAGMA {q}.{pragma}({})", options.max_errors);
-    let row = match db.query(&sql, &[]) {
-        Ok(rows) => {
-            let errors: Vec<String> = rows
-                .iter()
-                .filter_map(|r| r[0].as_str())
-                .filter(|text| *text != "ok")
-                .map(str::to_string)
-                .collect();
-            integrity_row(mode, &errors, options)
-        }
+    let row = match problems(db, &sql) {
+        Ok(errors) => integrity_row(mode, &errors, options),
         Err(e) => Check::new("integrity", Value::Null, "errors")
             .status(Status::Critical)
-            .detail(format!("{mode} check could not complete: {e}")),
+            .detail(format!("{mode} check could not start: {e}")),
     };
     let mut rows = vec![row];
     if options.integrity == Integrity::Full {
         rows.push(foreign_keys(db, &q, options));
     }
     Ok(rows)
+}
+
+/// The problems an integrity pragma reports. SQLite may report some rows and then fail on a page it
+/// cannot read: that failure is one more problem, not a reason to lose the rows before it.
+fn problems(db: Db, sql: &str) -> Result<Vec<String>> {
+    let mut stmt = db.prepare(sql)?;
+    let mut found = Vec::new();
+    loop {
+        match stmt.step() {
+            Ok(true) => match stmt.column(0) {
+                Value::Text(text) if text == "ok" => {}
+                Value::Text(text) => found.push(text),
+                other => found.push(format!("{other:?}")),
+            },
+            Ok(false) => return Ok(found),
+            Err(e) => {
+                found.push(format!("the check stopped: {e}"));
+                return Ok(found);
+            }
+        }
+    }
 }
 
 fn integrity_row(mode: &str, errors: &[String], options: &Options) -> Check {
@@ -205,7 +218,15 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
             Check::new("fragmentation_method", reason, "").status(Status::Info),
         ]);
     }
-    let btrees: Vec<Btree> = dbstat_btrees(db, &options.schema)?
+    let btrees = match dbstat_btrees(db, &options.schema) {
+        Ok(btrees) => btrees,
+        Err(e) => {
+            return Ok(vec![Check::new("fragmentation", Value::Null, "%")
+                .status(Status::Critical)
+                .detail(format!("the page scan could not complete: {e}"))])
+        }
+    };
+    let btrees: Vec<Btree> = btrees
         .into_iter()
         .filter(|b| options.include_vigil || !is_vigil(&b.name))
         .collect();
