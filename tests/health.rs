@@ -24,10 +24,7 @@ const CHEAP: &[&str] = &[
 ];
 
 fn pragma(path: &std::path::Path, name: &str) -> i64 {
-    Connection::open(path)
-        .unwrap()
-        .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
-        .unwrap()
+    Connection::open(path).unwrap().query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
 }
 
 /// A table with an index, a third of its rows deleted in one block: about 30 % of pages free.
@@ -48,26 +45,12 @@ fn the_library_loads_and_identifies_itself_in_both_hosts() {
     let db = dir.path().join("a.db");
     create_db(&db, "CREATE TABLE t(x)");
     for host in hosts() {
-        let rows = host
-            .query(
-                &db,
-                "SELECT vigil_version() AS v, vigil_debug() AS d, sqlite_version() AS s",
-            )
-            .unwrap();
+        let rows = host.query(&db, "SELECT vigil_version() AS v, vigil_debug() AS d, sqlite_version() AS s").unwrap();
         assert_eq!(rows[0]["v"], env!("CARGO_PKG_VERSION"), "{}", host.name());
         let debug: Json = serde_json::from_str(rows[0]["d"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            debug["sqlite_version"],
-            rows[0]["s"],
-            "{}: the host's own SQLite",
-            host.name()
-        );
+        assert_eq!(debug["sqlite_version"], rows[0]["s"], "{}: the host's own SQLite", host.name());
         assert_eq!(debug["dbstat"], true, "{}", host.name());
-        assert!(debug["functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "health_report"));
+        assert!(debug["functions"].as_array().unwrap().iter().any(|f| f == "health_report"));
     }
 }
 
@@ -88,25 +71,11 @@ fn the_default_report_is_the_cheap_checks_with_true_figures() {
         assert_eq!(checks["page_count"]["value"], pages);
         assert_eq!(checks["freelist_count"]["value"], free);
         let pct = checks["freelist_pct"]["value"].as_f64().unwrap();
-        assert!(
-            (pct - free as f64 * 100.0 / pages as f64).abs() < 0.01,
-            "{pct}"
-        );
-        assert_eq!(
-            checks["freelist_pct"]["status"],
-            "warning",
-            "{}: {pct} % free",
-            host.name()
-        );
-        assert_eq!(
-            checks["freelist_pct"]["threshold"],
-            "warning ≥ 20 %, critical ≥ 40 %"
-        );
+        assert!((pct - free as f64 * 100.0 / pages as f64).abs() < 0.01, "{pct}");
+        assert_eq!(checks["freelist_pct"]["status"], "warning", "{}: {pct} % free", host.name());
+        assert_eq!(checks["freelist_pct"]["threshold"], "warning ≥ 20 %, critical ≥ 40 %");
         assert_eq!(checks["integrity"]["status"], "info");
-        assert!(checks["integrity"]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("not checked in this run"));
+        assert!(checks["integrity"]["detail"].as_str().unwrap().starts_with("not checked in this run"));
         assert_eq!(checks["tables"]["value"], 1);
         assert_eq!(checks["indexes"]["value"], 1);
         assert_eq!(checks["journal_mode"]["value"], "delete");
@@ -126,18 +95,9 @@ fn thresholds_are_overridable_and_disable() {
     let db = dir.path().join("frag.db");
     fragmented(&db);
     let cases = [
-        (
-            r#"{"thresholds":{"freelist_pct":{"warning":50,"critical":60}}}"#,
-            "ok",
-        ),
-        (
-            r#"{"thresholds":{"freelist_pct":{"warning":5,"critical":10}}}"#,
-            "critical",
-        ),
-        (
-            r#"{"thresholds":{"freelist_pct":{"warning":null,"critical":null}}}"#,
-            "ok",
-        ),
+        (r#"{"thresholds":{"freelist_pct":{"warning":50,"critical":60}}}"#, "ok"),
+        (r#"{"thresholds":{"freelist_pct":{"warning":5,"critical":10}}}"#, "critical"),
+        (r#"{"thresholds":{"freelist_pct":{"warning":null,"critical":null}}}"#, "ok"),
     ];
     for host in hosts() {
         for (options, expected) in cases {
@@ -155,25 +115,12 @@ fn quick_and_full_integrity_on_a_healthy_database() {
     let db = dir.path().join("demo.db");
     demo_db(&db);
     for host in hosts() {
-        let quick = by_check(
-            &host
-                .query(&db, "SELECT * FROM health_report('quick')")
-                .unwrap(),
-        );
+        let quick = by_check(&host.query(&db, "SELECT * FROM health_report('quick')").unwrap());
         assert_eq!(quick["integrity"]["value"], 0, "{}", host.name());
         assert_eq!(quick["integrity"]["detail"], "quick check: ok");
         assert!(!quick.contains_key("foreign_keys"));
-        let full = by_check(
-            &host
-                .query(&db, "SELECT * FROM health_report('full')")
-                .unwrap(),
-        );
-        assert_eq!(
-            full["integrity"]["detail"],
-            "full check: ok",
-            "{}",
-            host.name()
-        );
+        let full = by_check(&host.query(&db, "SELECT * FROM health_report('full')").unwrap());
+        assert_eq!(full["integrity"]["detail"], "full check: ok", "{}", host.name());
         assert_eq!(full["foreign_keys"]["value"], 0);
         assert_eq!(full["fragmentation_method"]["value"], "dbstat");
     }
@@ -192,14 +139,7 @@ fn foreign_key_violations_are_a_warning_with_the_rows_named() {
          INSERT INTO child VALUES (1, 1), (2, 99), (3, 98);",
     );
     for host in hosts() {
-        let checks = by_check(
-            &host
-                .query(
-                    &db,
-                    "SELECT * FROM health_report('{\"integrity\":\"full\"}')",
-                )
-                .unwrap(),
-        );
+        let checks = by_check(&host.query(&db, "SELECT * FROM health_report('{\"integrity\":\"full\"}')").unwrap());
         assert_eq!(checks["foreign_keys"]["value"], 2, "{}", host.name());
         assert_eq!(checks["foreign_keys"]["status"], "warning");
         let detail = checks["foreign_keys"]["detail"].as_str().unwrap();
@@ -213,84 +153,40 @@ fn fragmentation_and_table_stats_agree_with_sqlite() {
     let db = dir.path().join("frag.db");
     fragmented(&db);
     let conn = Connection::open(&db).unwrap();
-    let count: i64 = conn
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .unwrap();
+    let count: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
     let used = pragma(&db, "page_count") - pragma(&db, "freelist_count");
     for host in hosts() {
         let tables = host.query(&db, "SELECT * FROM health_tables()").unwrap();
         let find = |name: &str| tables.iter().find(|r| r["name"] == name).unwrap().clone();
         assert_eq!(find("t")["rows"], count, "{}", host.name());
-        assert_eq!(
-            find("t_body")["rows"],
-            count,
-            "{}: index entries",
-            host.name()
-        );
+        assert_eq!(find("t_body")["rows"], count, "{}: index entries", host.name());
         assert_eq!(find("t_body")["type"], "index");
         assert_eq!(find("t_body")["tbl_name"], "t");
         let pages: i64 = tables.iter().map(|r| r["pages"].as_i64().unwrap()).sum();
-        assert_eq!(
-            pages,
-            used,
-            "{}: every used page belongs to one b-tree",
-            host.name()
-        );
-        let bytes: Vec<i64> = tables
-            .iter()
-            .map(|r| r["bytes"].as_i64().unwrap())
-            .collect();
-        assert!(
-            bytes.windows(2).all(|w| w[0] >= w[1]),
-            "largest first: {bytes:?}"
-        );
+        assert_eq!(pages, used, "{}: every used page belongs to one b-tree", host.name());
+        let bytes: Vec<i64> = tables.iter().map(|r| r["bytes"].as_i64().unwrap()).collect();
+        assert!(bytes.windows(2).all(|w| w[0] >= w[1]), "largest first: {bytes:?}");
 
-        let frag = by_check(
-            &host
-                .query(
-                    &db,
-                    "SELECT * FROM health_report('{\"fragmentation\":true}')",
-                )
-                .unwrap(),
-        );
+        let frag = by_check(&host.query(&db, "SELECT * FROM health_report('{\"fragmentation\":true}')").unwrap());
         let interleaved = frag["fragmentation"]["value"].as_f64().unwrap();
-        assert!(
-            interleaved > 20.0,
-            "{}: table and index pages interleave: {interleaved}",
-            host.name()
-        );
+        assert!(interleaved > 20.0, "{}: table and index pages interleave: {interleaved}", host.name());
 
         let fallback = by_check(
             &host
-                .query(&db, "SELECT * FROM health_report('{\"fragmentation\":true,\"fragmentation_method\":\"freelist\"}')")
+                .query(
+                    &db,
+                    "SELECT * FROM health_report('{\"fragmentation\":true,\"fragmentation_method\":\"freelist\"}')",
+                )
                 .unwrap(),
         );
-        assert_eq!(
-            fallback["fragmentation"]["value"],
-            frag["freelist_pct"]["value"]
-        );
-        assert_eq!(
-            fallback["fragmentation_method"]["value"],
-            "freelist (as requested)"
-        );
+        assert_eq!(fallback["fragmentation"]["value"], frag["freelist_pct"]["value"]);
+        assert_eq!(fallback["fragmentation_method"]["value"], "freelist (as requested)");
     }
     // After VACUUM every b-tree is contiguous.
     conn.execute_batch("VACUUM").unwrap();
     for host in hosts() {
-        let frag = by_check(
-            &host
-                .query(
-                    &db,
-                    "SELECT * FROM health_report('{\"fragmentation\":true}')",
-                )
-                .unwrap(),
-        );
-        assert!(
-            frag["fragmentation"]["value"].as_f64().unwrap() < 2.0,
-            "{}: {:?}",
-            host.name(),
-            frag["fragmentation"]
-        );
+        let frag = by_check(&host.query(&db, "SELECT * FROM health_report('{\"fragmentation\":true}')").unwrap());
+        assert!(frag["fragmentation"]["value"].as_f64().unwrap() < 2.0, "{}: {:?}", host.name(), frag["fragmentation"]);
         assert_eq!(frag["freelist_pct"]["value"], 0.0);
     }
 }
@@ -301,12 +197,7 @@ fn health_tables_without_dbstat_counts_rows() {
     let db = dir.path().join("demo.db");
     demo_db(&db);
     for host in hosts() {
-        let rows = host
-            .query(
-                &db,
-                "SELECT * FROM health_tables('{\"fragmentation_method\":\"freelist\"}')",
-            )
-            .unwrap();
+        let rows = host.query(&db, "SELECT * FROM health_tables('{\"fragmentation_method\":\"freelist\"}')").unwrap();
         let orders = rows.iter().find(|r| r["name"] == "orders").unwrap();
         assert_eq!(orders["rows"], 10353, "{}", host.name());
         assert_eq!(orders["method"], "count");
@@ -325,19 +216,10 @@ fn health_json_is_the_report_with_an_overall_status() {
         assert_eq!(report["status"], "warning", "{}", host.name());
         assert_eq!(report["schema"], "main");
         assert!(report["path"].as_str().unwrap().ends_with("frag.db"));
-        let names: Vec<&str> = report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["check"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> =
+            report["checks"].as_array().unwrap().iter().map(|c| c["check"].as_str().unwrap()).collect();
         assert_eq!(names, CHEAP);
-        let only = host
-            .query(
-                &db,
-                "SELECT health_json('{\"checks\":[\"page_size\"]}') AS j",
-            )
-            .unwrap();
+        let only = host.query(&db, "SELECT health_json('{\"checks\":[\"page_size\"]}') AS j").unwrap();
         let only: Json = serde_json::from_str(only[0]["j"].as_str().unwrap()).unwrap();
         assert_eq!(only["checks"].as_array().unwrap().len(), 1);
     }
@@ -350,15 +232,10 @@ fn reports_never_write_to_the_database() {
     demo_db(&db);
     let before = std::fs::read(&db).unwrap();
     for host in hosts() {
-        host.query(&db, "SELECT * FROM health_report('full')")
-            .unwrap();
+        host.query(&db, "SELECT * FROM health_report('full')").unwrap();
         host.query(&db, "SELECT * FROM health_tables()").unwrap();
         host.query(&db, "SELECT health_json('quick')").unwrap();
-        assert!(
-            std::fs::read(&db).unwrap() == before,
-            "{}: the file changed",
-            host.name()
-        );
+        assert!(std::fs::read(&db).unwrap() == before, "{}: the file changed", host.name());
     }
 }
 
@@ -376,9 +253,7 @@ fn wal_size_is_measured() {
         .unwrap();
     let conn = Rusqlite::open(&db);
     let checks = by_check(&rows(&conn, "SELECT * FROM health_report()").unwrap());
-    let wal = std::fs::metadata(dir.path().join("wal.db-wal"))
-        .unwrap()
-        .len();
+    let wal = std::fs::metadata(dir.path().join("wal.db-wal")).unwrap().len();
     assert_eq!(checks["journal_mode"]["value"], "wal");
     assert_eq!(checks["wal_size"]["value"], wal);
     assert!(wal > 1_000_000);
@@ -397,20 +272,10 @@ fn in_memory_and_attached_databases() {
     let dir = scratch();
     let other = dir.path().join("other.db");
     demo_db(&other);
-    conn.execute("ATTACH ?1 AS shop", [other.to_str().unwrap()])
-        .unwrap();
-    let checks = by_check(
-        &rows(
-            &conn,
-            "SELECT * FROM health_report('{\"schema\":\"shop\"}')",
-        )
-        .unwrap(),
-    );
+    conn.execute("ATTACH ?1 AS shop", [other.to_str().unwrap()]).unwrap();
+    let checks = by_check(&rows(&conn, "SELECT * FROM health_report('{\"schema\":\"shop\"}')").unwrap());
     assert_eq!(checks["tables"]["value"], 4);
-    assert_eq!(
-        checks["file_size"]["value"],
-        std::fs::metadata(&other).unwrap().len()
-    );
+    assert_eq!(checks["file_size"]["value"], std::fs::metadata(&other).unwrap().len());
 }
 
 #[test]
@@ -421,31 +286,16 @@ fn snapshots_add_drift_growth_and_integrity_age() {
     for host in hosts() {
         let copy = dir.path().join(format!("{}.db", host.name().len()));
         std::fs::copy(&db, &copy).unwrap();
-        let recorded = host
-            .query(&copy, "SELECT health_snapshot('quick') AS s")
-            .unwrap();
+        let recorded = host.query(&copy, "SELECT health_snapshot('quick') AS s").unwrap();
         let recorded: Json = serde_json::from_str(recorded[0]["s"].as_str().unwrap()).unwrap();
         assert_eq!(recorded["snapshot"]["id"], 1, "{}", host.name());
         assert_eq!(recorded["status"], "warning");
 
         let checks = by_check(&host.query(&copy, "SELECT * FROM health_report()").unwrap());
-        assert_eq!(
-            checks["schema_drift"]["value"],
-            0,
-            "{}: vigil's own table is not drift",
-            host.name()
-        );
+        assert_eq!(checks["schema_drift"]["value"], 0, "{}: vigil's own table is not drift", host.name());
         assert_eq!(checks["integrity"]["status"], "ok");
-        assert!(checks["integrity"]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("last quick check 0 days ago"));
-        assert_eq!(
-            checks["growth_per_day"]["status"],
-            "info",
-            "{}: too recent for a rate",
-            host.name()
-        );
+        assert!(checks["integrity"]["detail"].as_str().unwrap().starts_with("last quick check 0 days ago"));
+        assert_eq!(checks["growth_per_day"]["status"], "info", "{}: too recent for a rate", host.name());
         assert!(!checks.contains_key("vigil_health_history"));
 
         // Age the snapshot, change the schema and grow the file.
@@ -457,44 +307,22 @@ fn snapshots_add_drift_growth_and_integrity_age() {
              DROP VIEW order_totals;",
         )
         .unwrap();
-        let checks = by_check(
-            &host
-                .query(
-                    &copy,
-                    "SELECT * FROM health_report('{\"growth_window_days\":30}')",
-                )
-                .unwrap(),
-        );
+        let checks =
+            by_check(&host.query(&copy, "SELECT * FROM health_report('{\"growth_window_days\":30}')").unwrap());
         assert_eq!(checks["schema_drift"]["value"], 2, "{}", host.name());
         let drift = checks["schema_drift"]["detail"].as_str().unwrap();
-        assert!(
-            drift.starts_with("added table audit, removed view order_totals since the snapshot of"),
-            "{drift}"
-        );
+        assert!(drift.starts_with("added table audit, removed view order_totals since the snapshot of"), "{drift}");
         assert_eq!(checks["schema_drift"]["status"], "info");
         let growth = checks["growth_per_day"]["value"].as_f64().unwrap();
-        assert!(
-            (growth - 1_048_576.0).abs() < 2000.0,
-            "{}: 10 MiB over 10 days: {growth}",
-            host.name()
-        );
+        assert!((growth - 1_048_576.0).abs() < 2000.0, "{}: 10 MiB over 10 days: {growth}", host.name());
         assert_eq!(checks["days_until_full"]["status"], "ok");
-        assert_eq!(
-            checks["integrity"]["status"],
-            "warning",
-            "{}: last check 10 days ago",
-            host.name()
-        );
+        assert_eq!(checks["integrity"]["status"], "warning", "{}: last check 10 days ago", host.name());
 
         // Within the default 7-day window there is no baseline.
         let checks = by_check(&host.query(&copy, "SELECT * FROM health_report()").unwrap());
         assert_eq!(checks["growth_per_day"]["status"], "info");
         // history can be ignored.
-        let checks = by_check(
-            &host
-                .query(&copy, "SELECT * FROM health_report('{\"history\":false}')")
-                .unwrap(),
-        );
+        let checks = by_check(&host.query(&copy, "SELECT * FROM health_report('{\"history\":false}')").unwrap());
         assert!(!checks.contains_key("schema_drift"));
     }
 }
@@ -508,11 +336,8 @@ fn snapshot_retention_keeps_the_newest() {
     for _ in 0..5 {
         rows(&conn, "SELECT health_snapshot('{\"keep\":3}')").unwrap();
     }
-    let ids = rows(
-        &conn,
-        "SELECT group_concat(id) AS ids FROM (SELECT id FROM vigil_health_history ORDER BY id)",
-    )
-    .unwrap();
+    let ids =
+        rows(&conn, "SELECT group_concat(id) AS ids FROM (SELECT id FROM vigil_health_history ORDER BY id)").unwrap();
     assert_eq!(ids[0]["ids"], "3,4,5");
 }
 
@@ -522,27 +347,15 @@ fn writing_functions_cannot_run_from_triggers_or_views() {
     let db = dir.path().join("a.db");
     create_db(&db, "CREATE TABLE t(x); CREATE TABLE log(y)");
     for host in hosts() {
-        host.query(
-            &db,
-            "CREATE VIEW IF NOT EXISTS v AS SELECT health_snapshot() AS s",
-        )
-        .unwrap();
+        host.query(&db, "CREATE VIEW IF NOT EXISTS v AS SELECT health_snapshot() AS s").unwrap();
         let err = host.query(&db, "SELECT * FROM v").unwrap_err();
-        assert!(
-            err.contains("unsafe use of health_snapshot()"),
-            "{}: {err}",
-            host.name()
-        );
+        assert!(err.contains("unsafe use of health_snapshot()"), "{}: {err}", host.name());
         host.query(
             &db,
             "CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN INSERT INTO log SELECT health_snapshot(); END",
         )
         .unwrap();
         let err = host.query(&db, "INSERT INTO t VALUES (1)").unwrap_err();
-        assert!(
-            err.contains("unsafe use of health_snapshot()"),
-            "{}: {err}",
-            host.name()
-        );
+        assert!(err.contains("unsafe use of health_snapshot()"), "{}: {err}", host.name());
     }
 }

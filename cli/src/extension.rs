@@ -19,8 +19,7 @@ fn library_path(global: &Global) -> Result<PathBuf, Failure> {
     if let Some(path) = &global.extension {
         return Ok(path.clone());
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::unknown(format!("cannot locate this executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::unknown(format!("cannot locate this executable: {e}")))?;
     let beside = exe.parent().unwrap_or(Path::new(".")).join(LIBRARY);
     if beside.exists() {
         return Ok(beside);
@@ -36,11 +35,7 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     if !db.exists() {
         return Err(Failure::unknown(format!("{}: no such file", db.display())));
     }
-    let mode = if writable {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-    };
+    let mode = if writable { OpenFlags::SQLITE_OPEN_READ_WRITE } else { OpenFlags::SQLITE_OPEN_READ_ONLY };
     let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(db, flags)
         .map_err(|e| Failure::unknown(format!("cannot open {}: {e}", db.display())))?;
@@ -58,10 +53,5 @@ pub fn load(conn: &Connection, global: &Global) -> Result<(), Failure> {
             .and_then(|_| conn.load_extension(&library, None::<&str>))
             .and_then(|_| conn.load_extension_disable())
     };
-    loaded.map_err(|e| {
-        Failure::unknown(format!(
-            "cannot load the vigil extension {}: {e}",
-            library.display()
-        ))
-    })
+    loaded.map_err(|e| Failure::unknown(format!("cannot load the vigil extension {}: {e}", library.display())))
 }

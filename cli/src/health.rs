@@ -61,11 +61,8 @@ fn options(args: &HealthArgs) -> Result<Json, Failure> {
 }
 
 fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
-    let bad = || {
-        Failure::usage(format!(
-            "--threshold {spec:?}: expected NAME=WARNING[,CRITICAL], e.g. freelist_pct=10,30"
-        ))
-    };
+    let bad =
+        || Failure::usage(format!("--threshold {spec:?}: expected NAME=WARNING[,CRITICAL], e.g. freelist_pct=10,30"));
     let (name, levels) = spec.split_once('=').ok_or_else(bad)?;
     let mut parts = levels.split(',');
     let mut object = Map::new();
@@ -87,28 +84,26 @@ fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
     Ok((name.trim().to_string(), Json::Object(object)))
 }
 
-/// Errors from the extension: a refused option is a usage error, anything else leaves the state unknown.
+/// Errors from the extension: a refused option is a usage error, a corrupt database is critical, anything
+/// else (not a database, locked, unreadable) leaves the state unknown.
 fn sql_failure(error: rusqlite::Error) -> Failure {
     let message = error.to_string();
     if message.contains(": bad options: ") {
-        Failure::usage(message)
-    } else {
-        Failure::unknown(message)
+        return Failure::usage(message);
+    }
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => Failure { message, code: exit::CRITICAL },
+        _ => Failure::unknown(message),
     }
 }
 
 fn query_json(conn: &Connection, sql: &str, options: &Json) -> Result<Json, Failure> {
-    let text: String = conn
-        .query_row(sql, [options.to_string()], |row| row.get(0))
-        .map_err(sql_failure)?;
-    serde_json::from_str(&text)
-        .map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
+    let text: String = conn.query_row(sql, [options.to_string()], |row| row.get(0)).map_err(sql_failure)?;
+    serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
 }
 
 fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>>, Failure> {
-    let mut stmt = conn
-        .prepare("SELECT * FROM health_tables(?1)")
-        .map_err(sql_failure)?;
+    let mut stmt = conn.prepare("SELECT * FROM health_tables(?1)").map_err(sql_failure)?;
     let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
     let rows = stmt
         .query_map([options.to_string()], |row| {
@@ -131,25 +126,14 @@ fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>
 pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
     let options = options(args)?;
     let conn = extension::open(global, &args.db, args.snapshot)?;
-    let function = if args.snapshot {
-        "health_snapshot"
-    } else {
-        "health_json"
-    };
+    let function = if args.snapshot { "health_snapshot" } else { "health_json" };
     let mut report = query_json(&conn, &format!("SELECT {function}(?1)"), &options)?;
-    let tables = if args.tables {
-        Some(table_rows(&conn, &options)?)
-    } else {
-        None
-    };
+    let tables = if args.tables { Some(table_rows(&conn, &options)?) } else { None };
     if args.json {
         if let Some(tables) = &tables {
             report["tables"] = json!(tables);
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         print!("{}", output::report(&args.db, &report));
         if let Some(tables) = &tables {
@@ -169,10 +153,7 @@ const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
 /// Builds the demo database beside its final name, then renames it into place.
 pub fn demo(_global: &Global, path: &Path, force: bool) -> Result<u8, Failure> {
     if path.exists() && !force {
-        return Err(Failure::usage(format!(
-            "{} exists; pass --force to replace it",
-            path.display()
-        )));
+        return Err(Failure::usage(format!("{} exists; pass --force to replace it", path.display())));
     }
     let partial = path.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
@@ -183,12 +164,9 @@ pub fn demo(_global: &Global, path: &Path, force: bool) -> Result<u8, Failure> {
     };
     if let Err(e) = build() {
         let _ = std::fs::remove_file(&partial);
-        return Err(Failure::unknown(format!(
-            "cannot build the demo database: {e}"
-        )));
+        return Err(Failure::unknown(format!("cannot build the demo database: {e}")));
     }
-    std::fs::rename(&partial, path)
-        .map_err(|e| Failure::unknown(format!("cannot create {}: {e}", path.display())))?;
+    std::fs::rename(&partial, path).map_err(|e| Failure::unknown(format!("cannot create {}: {e}", path.display())))?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     println!(
         "created {} ({:.1} MiB): a small shop with customers, products, orders and order_items",

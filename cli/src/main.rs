@@ -22,11 +22,7 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(
-    name = "vigil",
-    version,
-    about = "Keep SQLite databases healthy, backed up and recoverable"
-)]
+#[command(name = "vigil", version, about = "Keep SQLite databases healthy, backed up and recoverable")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -62,11 +58,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -93,15 +85,9 @@ pub struct Failure {
 
 impl Failure {
     pub fn unknown(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code: exit::UNKNOWN,
-        }
+        Failure { message: message.into(), code: exit::UNKNOWN }
     }
     pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code: exit::USAGE,
-        }
+        Failure { message: message.into(), code: exit::USAGE }
     }
 }

@@ -74,11 +74,7 @@ pub fn report(db: &Path, report: &Json) -> String {
         .iter()
         .map(|c| {
             let state = c["status"].as_str().unwrap_or("");
-            let state = if matches!(state, "warning" | "critical") {
-                state.to_uppercase()
-            } else {
-                state.to_string()
-            };
+            let state = if matches!(state, "warning" | "critical") { state.to_uppercase() } else { state.to_string() };
             vec![
                 text(&c["check"]),
                 state,
@@ -104,11 +100,7 @@ pub fn tables(tables: &[Map<String, Json>]) -> String {
     let rows: Vec<Vec<String>> = tables
         .iter()
         .map(|t| {
-            let pct = |key: &str| {
-                t[key]
-                    .as_f64()
-                    .map_or(String::new(), |v| format!("{v:.1} %"))
-            };
+            let pct = |key: &str| t[key].as_f64().map_or(String::new(), |v| format!("{v:.1} %"));
             vec![
                 text(&t["name"]),
                 text(&t["type"]),
@@ -121,17 +113,5 @@ pub fn tables(tables: &[Map<String, Json>]) -> String {
             ]
         })
         .collect();
-    columns(
-        &[
-            "NAME",
-            "TYPE",
-            "TABLE",
-            "ROWS",
-            "PAGES",
-            "SIZE",
-            "UNUSED",
-            "NON-SEQUENTIAL",
-        ],
-        &rows,
-    )
+    columns(&["NAME", "TYPE", "TABLE", "ROWS", "PAGES", "SIZE", "UNUSED", "NON-SEQUENTIAL"], &rows)
 }

@@ -13,25 +13,16 @@ pub struct Error {
 impl Error {
     /// An error reported as SQLITE_ERROR.
     pub fn new(message: impl Into<String>) -> Self {
-        Error {
-            message: message.into(),
-            code: 1,
-        }
+        Error { message: message.into(), code: 1 }
     }
 
     pub fn with_code(message: impl Into<String>, code: i32) -> Self {
-        Error {
-            message: message.into(),
-            code,
-        }
+        Error { message: message.into(), code }
     }
 
     /// Prefixes what was being done: `"<what>: <cause>"`.
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error {
-            message: format!("{what}: {}", self.message),
-            code: self.code,
-        }
+        Error { message: format!("{what}: {}", self.message), code: self.code }
     }
 
     pub fn code(&self) -> i32 {

@@ -35,19 +35,13 @@ mod tests {
     fn a_panic_becomes_an_error_naming_the_function() {
         let result: Result<()> = run("health_report", || panic!("boom"));
         let message = result.unwrap_err().to_string();
-        assert!(
-            message.starts_with("health_report: internal error (boom)"),
-            "{message}"
-        );
+        assert!(message.starts_with("health_report: internal error (boom)"), "{message}");
     }
 
     #[test]
     fn errors_are_prefixed_with_the_function_name() {
         let result: Result<()> = run("health_json", || Err(Error::new("bad options: x")));
-        assert_eq!(
-            result.unwrap_err().to_string(),
-            "health_json: bad options: x"
-        );
+        assert_eq!(result.unwrap_err().to_string(), "health_json: bad options: x");
     }
 
     #[test]

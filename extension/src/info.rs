@@ -40,11 +40,7 @@ pub fn vigil_version(_db: Db, _args: &[Value]) -> Result<Value> {
 pub fn vigil_debug(db: Db, _args: &[Value]) -> Result<Value> {
     let options: Vec<String> = sqlite::host_compile_options()
         .into_iter()
-        .filter(|o| {
-            RELEVANT_OPTIONS
-                .iter()
-                .any(|r| o.split('=').next() == Some(*r))
-        })
+        .filter(|o| RELEVANT_OPTIONS.iter().any(|r| o.split('=').next() == Some(*r)))
         .collect();
     let report = json!({
         "vigil_version": VERSION,

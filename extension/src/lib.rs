@@ -31,16 +31,8 @@ enum Access {
 }
 
 enum SqlObject {
-    Scalar {
-        name: &'static str,
-        arities: &'static [i32],
-        access: Access,
-        func: ScalarFn,
-    },
-    Table {
-        name: &'static str,
-        define: fn(*mut sqlite3) -> sqlite_loadable::Result<()>,
-    },
+    Scalar { name: &'static str, arities: &'static [i32], access: Access, func: ScalarFn },
+    Table { name: &'static str, define: fn(*mut sqlite3) -> sqlite_loadable::Result<()> },
 }
 
 impl SqlObject {
@@ -55,26 +47,10 @@ impl SqlObject {
 fn sql_objects() -> Vec<SqlObject> {
     use health::{HealthReport, HealthTables};
     vec![
-        SqlObject::Scalar {
-            name: "vigil_version",
-            arities: &[0],
-            access: Access::ReadOnly,
-            func: info::vigil_version,
-        },
-        SqlObject::Scalar {
-            name: "vigil_debug",
-            arities: &[0],
-            access: Access::ReadOnly,
-            func: info::vigil_debug,
-        },
-        SqlObject::Table {
-            name: "health_report",
-            define: vtab::define::<HealthReport>,
-        },
-        SqlObject::Table {
-            name: "health_tables",
-            define: vtab::define::<HealthTables>,
-        },
+        SqlObject::Scalar { name: "vigil_version", arities: &[0], access: Access::ReadOnly, func: info::vigil_version },
+        SqlObject::Scalar { name: "vigil_debug", arities: &[0], access: Access::ReadOnly, func: info::vigil_debug },
+        SqlObject::Table { name: "health_report", define: vtab::define::<HealthReport> },
+        SqlObject::Table { name: "health_tables", define: vtab::define::<HealthTables> },
         SqlObject::Scalar {
             name: "health_json",
             arities: &[0, 1],
@@ -121,12 +97,7 @@ fn define_scalar(
 fn register(db: *mut sqlite3) -> sqlite_loadable::Result<()> {
     for object in sql_objects() {
         match object {
-            SqlObject::Scalar {
-                name,
-                arities,
-                access,
-                func,
-            } => {
+            SqlObject::Scalar { name, arities, access, func } => {
                 for &arity in arities {
                     define_scalar(db, name, arity, access, func)?;
                 }
@@ -155,10 +126,7 @@ pub extern "C" fn sqlite3_vigil_init(
         sqlite::install_api(api);
         let version = sqlite::host_version_number();
         if version < sqlite::MIN_HOST_VERSION {
-            return Err(format!(
-                "vigil needs SQLite 3.35.0 or newer; this host is {}",
-                sqlite::host_version()
-            ));
+            return Err(format!("vigil needs SQLite 3.35.0 or newer; this host is {}", sqlite::host_version()));
         }
         Ok(())
     });
@@ -167,15 +135,11 @@ pub extern "C" fn sqlite3_vigil_init(
         Ok(Err(message)) => return init_error(err, &message),
         Err(_) => return init_error(err, "vigil: internal error while loading"),
     }
-    let registered = std::panic::catch_unwind(|| {
-        sqlite_loadable::entrypoints::register_entrypoint(db, err, api, register)
-    });
+    let registered =
+        std::panic::catch_unwind(|| sqlite_loadable::entrypoints::register_entrypoint(db, err, api, register));
     match registered {
         Ok(0) => 0,
-        Ok(_) => init_error(
-            err,
-            "vigil: cannot register its SQL functions on this connection",
-        ),
+        Ok(_) => init_error(err, "vigil: cannot register its SQL functions on this connection"),
         Err(_) => init_error(err, "vigil: internal error while registering functions"),
     }
 }

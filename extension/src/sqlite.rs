@@ -10,9 +10,7 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use sqlite3ext_sys::{
-    sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_stmt, sqlite3_value,
-};
+use sqlite3ext_sys::{sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_stmt, sqlite3_value};
 
 use crate::error::{Error, Result};
 
@@ -40,10 +38,7 @@ pub fn install_api(api: *mut sqlite3_api_routines) {
 
 fn api() -> &'static sqlite3_api_routines {
     let api = API.load(Ordering::Acquire);
-    assert!(
-        !api.is_null(),
-        "vigil: SQLite API used before the extension was initialised"
-    );
+    assert!(!api.is_null(), "vigil: SQLite API used before the extension was initialised");
     // SAFETY: the host keeps its routine table alive for the life of the process.
     unsafe { &*api }
 }
@@ -71,11 +66,7 @@ fn owned_text(raw: *const c_char) -> Option<String> {
         return None;
     }
     // SAFETY: SQLite returns NUL-terminated strings that stay valid until the next call on the object.
-    Some(
-        unsafe { CStr::from_ptr(raw) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    Some(unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned())
 }
 
 /// Version of the host library, e.g. "3.40.1".
@@ -93,9 +84,7 @@ pub fn host_source_id() -> String {
 
 /// The host's compile-time options (without the SQLITE_ prefix), in the host's order.
 pub fn host_compile_options() -> Vec<String> {
-    (0..)
-        .map_while(|i| unsafe { owned_text(call!(compileoption_get(i))) })
-        .collect()
+    (0..).map_while(|i| unsafe { owned_text(call!(compileoption_get(i))) }).collect()
 }
 
 /// An SQL value, as SQLite stores it.
@@ -214,21 +203,10 @@ impl Context {
                 Value::Integer(i) => call!(result_int64(self.0, *i)),
                 Value::Real(r) => call!(result_double(self.0, *r)),
                 Value::Text(s) => {
-                    call!(result_text64(
-                        self.0,
-                        s.as_ptr().cast(),
-                        s.len() as u64,
-                        transient(),
-                        1
-                    ))
+                    call!(result_text64(self.0, s.as_ptr().cast(), s.len() as u64, transient(), 1))
                 }
                 Value::Blob(b) => {
-                    call!(result_blob64(
-                        self.0,
-                        b.as_ptr().cast(),
-                        b.len() as u64,
-                        transient()
-                    ))
+                    call!(result_blob64(self.0, b.as_ptr().cast(), b.len() as u64, transient()))
                 }
             }
         }
@@ -237,11 +215,7 @@ impl Context {
     pub fn set_error(&self, error: &Error) {
         let message = error.to_string();
         unsafe {
-            call!(result_error(
-                self.0,
-                message.as_ptr().cast(),
-                message.len() as c_int
-            ));
+            call!(result_error(self.0, message.as_ptr().cast(), message.len() as c_int));
             if error.code() != 1 {
                 call!(result_error_code(self.0, error.code()));
             }
@@ -267,41 +241,22 @@ impl Db {
 
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
         let mut raw = ptr::null_mut();
-        let rc = unsafe {
-            call!(prepare_v2(
-                self.0,
-                sql.as_ptr().cast(),
-                sql.len() as c_int,
-                &mut raw,
-                ptr::null_mut()
-            ))
-        };
+        let rc =
+            unsafe { call!(prepare_v2(self.0, sql.as_ptr().cast(), sql.len() as c_int, &mut raw, ptr::null_mut())) };
         if rc != SQLITE_OK {
             return Err(self.error(rc));
         }
         if raw.is_null() {
             return Err(Error::new(format!("no SQL statement in {sql:?}")));
         }
-        Ok(Statement {
-            raw,
-            db: *self,
-            _db: PhantomData,
-        })
+        Ok(Statement { raw, db: *self, _db: PhantomData })
     }
 
     /// Runs one or more statements that return nothing of interest.
     pub fn exec(&self, sql: &str) -> Result<()> {
         let sql = c_string(sql, "SQL text")?;
         let mut message: *mut c_char = ptr::null_mut();
-        let rc = unsafe {
-            call!(exec(
-                self.0,
-                sql.as_ptr(),
-                None,
-                ptr::null_mut(),
-                &mut message
-            ))
-        };
+        let rc = unsafe { call!(exec(self.0, sql.as_ptr(), None, ptr::null_mut(), &mut message)) };
         if rc == SQLITE_OK {
             return Ok(());
         }
@@ -329,11 +284,7 @@ impl Db {
     pub fn query_value(&self, sql: &str, params: &[Value]) -> Result<Value> {
         let mut stmt = self.prepare(sql)?;
         stmt.bind_all(params)?;
-        Ok(if stmt.step()? {
-            stmt.column(0)
-        } else {
-            Value::Null
-        })
+        Ok(if stmt.step()? { stmt.column(0) } else { Value::Null })
     }
 
     /// The file behind a schema (`main`, an attached name); `None` for in-memory and temporary databases.
@@ -346,12 +297,10 @@ impl Db {
     /// Whether a schema is attached read-only; `None` when no such schema is attached.
     pub fn is_readonly(&self, schema: &str) -> Result<Option<bool>> {
         let schema = c_string(schema, "schema name")?;
-        Ok(
-            match unsafe { call!(db_readonly(self.0, schema.as_ptr())) } {
-                -1 => None,
-                flag => Some(flag != 0),
-            },
-        )
+        Ok(match unsafe { call!(db_readonly(self.0, schema.as_ptr())) } {
+            -1 => None,
+            flag => Some(flag != 0),
+        })
     }
 
     /// False while the connection has an open transaction (BEGIN without COMMIT).
@@ -380,11 +329,7 @@ impl OwnedDb {
         let rc = unsafe { call!(open_v2(cpath.as_ptr(), &mut raw, flags, ptr::null())) };
         let db = OwnedDb(Db(raw));
         if rc != SQLITE_OK {
-            let error = if raw.is_null() {
-                Error::with_code("out of memory", rc)
-            } else {
-                db.0.error(rc)
-            };
+            let error = if raw.is_null() { Error::with_code("out of memory", rc) } else { db.0.error(rc) };
             return Err(error.context(format!("cannot open {path}")));
         }
         Ok(db)
@@ -419,23 +364,10 @@ impl Statement<'_> {
                 Value::Integer(v) => call!(bind_int64(self.raw, i, *v)),
                 Value::Real(v) => call!(bind_double(self.raw, i, *v)),
                 Value::Text(s) => {
-                    call!(bind_text64(
-                        self.raw,
-                        i,
-                        s.as_ptr().cast(),
-                        s.len() as u64,
-                        transient(),
-                        1
-                    ))
+                    call!(bind_text64(self.raw, i, s.as_ptr().cast(), s.len() as u64, transient(), 1))
                 }
                 Value::Blob(b) => {
-                    call!(bind_blob64(
-                        self.raw,
-                        i,
-                        b.as_ptr().cast(),
-                        b.len() as u64,
-                        transient()
-                    ))
+                    call!(bind_blob64(self.raw, i, b.as_ptr().cast(), b.len() as u64, transient()))
                 }
             }
         };
@@ -520,30 +452,14 @@ pub struct Backup<'a> {
 }
 
 impl<'a> Backup<'a> {
-    pub fn new(
-        dest: &'a Db,
-        dest_schema: &str,
-        source: &'a Db,
-        source_schema: &str,
-    ) -> Result<Self> {
+    pub fn new(dest: &'a Db, dest_schema: &str, source: &'a Db, source_schema: &str) -> Result<Self> {
         let dest_name = c_string(dest_schema, "schema name")?;
         let source_name = c_string(source_schema, "schema name")?;
-        let raw = unsafe {
-            call!(backup_init(
-                dest.0,
-                dest_name.as_ptr(),
-                source.0,
-                source_name.as_ptr()
-            ))
-        };
+        let raw = unsafe { call!(backup_init(dest.0, dest_name.as_ptr(), source.0, source_name.as_ptr())) };
         if raw.is_null() {
             return Err(dest.error(1).context("cannot start the backup"));
         }
-        Ok(Backup {
-            raw,
-            dest: *dest,
-            _conns: PhantomData,
-        })
+        Ok(Backup { raw, dest: *dest, _conns: PhantomData })
     }
 
     /// Copies up to `pages` pages (all when negative). Busy and locked are reported as `More` so that the

@@ -5,12 +5,8 @@
 use std::marker::PhantomData;
 use std::os::raw::c_int;
 
-use sqlite_loadable::ext::{
-    sqlite3, sqlite3_context, sqlite3_value, sqlite3_vtab, sqlite3_vtab_cursor,
-};
-use sqlite_loadable::table::{
-    BestIndexError, ConstraintOperator, IndexInfo, VTab, VTabArguments, VTabCursor,
-};
+use sqlite_loadable::ext::{sqlite3, sqlite3_context, sqlite3_value, sqlite3_vtab, sqlite3_vtab_cursor};
+use sqlite_loadable::table::{BestIndexError, ConstraintOperator, IndexInfo, VTab, VTabArguments, VTabCursor};
 
 use crate::error::Result;
 use crate::guard;
@@ -51,30 +47,15 @@ impl<'vtab, T: TableFunction> VTab<'vtab> for EagerTable<T> {
     type Aux = ();
     type Cursor = EagerCursor<T>;
 
-    fn connect(
-        db: *mut sqlite3,
-        _aux: Option<&()>,
-        _args: VTabArguments,
-    ) -> sqlite_loadable::Result<(String, Self)> {
+    fn connect(db: *mut sqlite3, _aux: Option<&()>, _args: VTabArguments) -> sqlite_loadable::Result<(String, Self)> {
         let columns: Vec<String> = T::COLUMNS
             .iter()
             .map(|c| format!("\"{c}\""))
             .chain(T::ARGS.iter().map(|a| format!("\"{a}\" HIDDEN")))
             .collect();
         let schema = format!("CREATE TABLE x({})", columns.join(", "));
-        let base = sqlite3_vtab {
-            pModule: std::ptr::null(),
-            nRef: 0,
-            zErrMsg: std::ptr::null_mut(),
-        };
-        Ok((
-            schema,
-            EagerTable {
-                base,
-                db,
-                _function: PhantomData,
-            },
-        ))
+        let base = sqlite3_vtab { pModule: std::ptr::null(), nRef: 0, zErrMsg: std::ptr::null_mut() };
+        Ok((schema, EagerTable { base, db, _function: PhantomData }))
     }
 
     /// Each equality on an argument column becomes a filter argument, in column order; `idxNum` is the
@@ -111,9 +92,7 @@ impl<'vtab, T: TableFunction> VTab<'vtab> for EagerTable<T> {
 
     fn open(&'vtab mut self) -> sqlite_loadable::Result<Self::Cursor> {
         Ok(EagerCursor {
-            base: sqlite3_vtab_cursor {
-                pVtab: std::ptr::null_mut(),
-            },
+            base: sqlite3_vtab_cursor { pVtab: std::ptr::null_mut() },
             db: self.db,
             args: Vec::new(),
             rows: Vec::new(),
@@ -139,9 +118,8 @@ impl<T: TableFunction> VTabCursor for EagerCursor<T> {
             .collect();
         let db = Db::from_raw(self.db);
         let args = &self.args;
-        self.rows = guard::run(T::NAME, || T::rows(db, args)).map_err(|e| {
-            sqlite_loadable::Error::new_message(guard::escape_percent(&e.to_string()))
-        })?;
+        self.rows = guard::run(T::NAME, || T::rows(db, args))
+            .map_err(|e| sqlite_loadable::Error::new_message(guard::escape_percent(&e.to_string())))?;
         self.position = 0;
         Ok(())
     }

@@ -17,9 +17,7 @@ fn target_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
 }
 
 /// The project's root directory.
@@ -29,11 +27,7 @@ pub fn root() -> PathBuf {
 
 fn built(name: &str) -> PathBuf {
     let path = target_dir().join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", path.display());
     path
 }
 
@@ -65,10 +59,7 @@ impl Host for Shell {
     }
 
     fn query(&self, db: &Path, sql: &str) -> Result<Vec<Row>, String> {
-        let script = format!(
-            ".bail on\n.load {}\n.mode json\n{sql};\n",
-            library().display()
-        );
+        let script = format!(".bail on\n.load {}\n.mode json\n{sql};\n", library().display());
         let out = shell_run(db, &script, &[]);
         if !out.status.success() || !out.stderr.is_empty() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
@@ -77,8 +68,8 @@ impl Host for Shell {
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<Row> = serde_json::from_str(&text)
-            .map_err(|e| format!("bad JSON from the shell: {e}: {text}"))?;
+        let rows: Vec<Row> =
+            serde_json::from_str(&text).map_err(|e| format!("bad JSON from the shell: {e}: {text}"))?;
         Ok(rows)
     }
 }
@@ -93,12 +84,7 @@ pub fn shell_run(db: &Path, script: &str, args: &[&str]) -> std::process::Output
         .stderr(Stdio::piped())
         .spawn()
         .expect("the sqlite3 shell must be installed (apt-get install sqlite3)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -116,8 +102,7 @@ impl Rusqlite {
 pub fn load(conn: &Connection) {
     unsafe {
         conn.load_extension_enable().unwrap();
-        conn.load_extension(library(), None::<&str>)
-            .expect("vigil loads into rusqlite");
+        conn.load_extension(library(), None::<&str>).expect("vigil loads into rusqlite");
         conn.load_extension_disable().unwrap();
     }
 }
@@ -176,27 +161,18 @@ pub fn create_db(path: &Path, sql: &str) {
 
 /// The demo database of sql/demo.sql.
 pub fn demo_db(path: &Path) {
-    create_db(
-        path,
-        &std::fs::read_to_string(root().join("sql/demo.sql")).unwrap(),
-    );
+    create_db(path, &std::fs::read_to_string(root().join("sql/demo.sql")).unwrap());
 }
 
 /// Rows of a report keyed by check name.
 pub fn by_check(rows: &[Row]) -> std::collections::BTreeMap<String, Row> {
-    rows.iter()
-        .map(|r| (r["check"].as_str().unwrap().to_string(), r.clone()))
-        .collect()
+    rows.iter().map(|r| (r["check"].as_str().unwrap().to_string(), r.clone())).collect()
 }
 
 /// Overwrites bytes of a file at an offset: real corruption.
 pub fn flip_bytes(path: &Path, offset: u64, len: usize) {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut buffer = vec![0u8; len];
     file.seek(SeekFrom::Start(offset)).unwrap();
     file.read_exact(&mut buffer).unwrap();
@@ -211,10 +187,5 @@ pub fn flip_bytes(path: &Path, offset: u64, len: usize) {
 /// The page number where a table's (or index's) b-tree root lives.
 pub fn root_page(path: &Path, name: &str) -> u64 {
     let conn = Connection::open(path).unwrap();
-    conn.query_row(
-        "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap() as u64
+    conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = ?1", [name], |r| r.get::<_, i64>(0)).unwrap() as u64
 }

@@ -66,40 +66,27 @@ impl Facts {
         ensure_schema(db, &schema)?;
         let q = quote(&schema);
         let started = Instant::now();
-        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema"), &[])
-            .map_err(unreadable)?;
+        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema"), &[]).map_err(unreadable)?;
         let probe_ms = started.elapsed().as_secs_f64() * 1000.0;
         let pragma = |name: &str| -> Result<Value> {
-            db.query_value(&format!("PRAGMA {q}.{name}"), &[])
-                .context(format!("PRAGMA {name} failed"))
+            db.query_value(&format!("PRAGMA {q}.{name}"), &[]).context(format!("PRAGMA {name} failed"))
         };
         let int = |name: &str| -> Result<i64> { Ok(pragma(name)?.as_i64().unwrap_or(0)) };
         let path = db.filename(&schema)?;
         let objects = schema_objects(db, &q, options.include_vigil)?;
         let has_stat1 = db
-            .query_value(
-                &format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = 'sqlite_stat1'"),
-                &[],
-            )?
+            .query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = 'sqlite_stat1'"), &[])?
             .as_i64()
             == Some(1);
         Ok(Facts {
             probe_ms,
-            file_size: path
-                .as_deref()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len()),
-            wal_size: path
-                .as_deref()
-                .map(|p| std::fs::metadata(format!("{p}-wal")).map_or(0, |m| m.len())),
+            file_size: path.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()),
+            wal_size: path.as_deref().map(|p| std::fs::metadata(format!("{p}-wal")).map_or(0, |m| m.len())),
             disk: path.as_deref().and_then(disk_of),
             page_size: int("page_size")?,
             page_count: int("page_count")?,
             freelist_count: int("freelist_count")?,
-            journal_mode: pragma("journal_mode")?
-                .as_str()
-                .unwrap_or("unknown")
-                .to_string(),
+            journal_mode: pragma("journal_mode")?.as_str().unwrap_or("unknown").to_string(),
             auto_vacuum: int("auto_vacuum")?,
             journal_size_limit: int("journal_size_limit")?,
             signature: signature(&objects),
@@ -141,10 +128,7 @@ fn ensure_schema(db: Db, schema: &str) -> Result<()> {
     if names.iter().any(|n| n.eq_ignore_ascii_case(schema)) {
         return Ok(());
     }
-    Err(Error::new(format!(
-        "no database named \"{schema}\" is attached (attached: {})",
-        names.join(", ")
-    )))
+    Err(Error::new(format!("no database named \"{schema}\" is attached (attached: {})", names.join(", "))))
 }
 
 /// Adds what the user can do to errors met while reading.
@@ -179,8 +163,7 @@ fn schema_objects(db: Db, q: &str, include_vigil: bool) -> Result<Vec<SchemaObje
                 hasher.update([0]);
             }
             SchemaObject {
-                without_rowid: text(0) == "table"
-                    && sql.to_ascii_uppercase().ends_with("WITHOUT ROWID"),
+                without_rowid: text(0) == "table" && sql.to_ascii_uppercase().ends_with("WITHOUT ROWID"),
                 virtual_table: sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE"),
                 kind: text(0),
                 name: text(1),
@@ -209,18 +192,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn disk_of(path: &str) -> Option<Disk> {
-    let dir = Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     let fragment = stat.fragment_size() as u64;
     let available = stat.blocks_available() as u64 * fragment;
     let used = (stat.blocks() as u64).saturating_sub(stat.blocks_free() as u64) * fragment;
-    Some(Disk {
-        free: available,
-        used_pct: percent(used as f64, (used + available) as f64),
-    })
+    Some(Disk { free: available, used_pct: percent(used as f64, (used + available) as f64) })
 }
 
 const JOURNAL_LIMIT_HINT: &str = "a checkpoint (PRAGMA wal_checkpoint(TRUNCATE)) brings it back";
@@ -234,32 +211,24 @@ pub fn cheap(facts: &Facts, options: &Options) -> Vec<Check> {
         file_size(facts, options),
         Check::new("page_size", facts.page_size, "bytes"),
         Check::new("page_count", facts.page_count, "pages"),
-        Check::new("freelist_count", facts.freelist_count, "pages")
-            .detail("pages on the freelist (unused)"),
+        Check::new("freelist_count", facts.freelist_count, "pages").detail("pages on the freelist (unused)"),
         Check::new("freelist_pct", facts.freelist_pct(), "%")
-            .detail(format!(
-                "{} of {} pages are free",
-                facts.freelist_count, facts.page_count
-            ))
+            .detail(format!("{} of {} pages are free", facts.freelist_count, facts.page_count))
             .graded(options),
         Check::new("journal_mode", facts.journal_mode.as_str(), ""),
         Check::new("auto_vacuum", auto_vacuum_name(facts.auto_vacuum), ""),
         wal_size(facts, options),
     ];
     rows.extend(disk_rows(facts, options));
-    rows.push(
-        Check::new("tables", facts.count("table"), "tables").detail(format!(
-            "{} views, {} triggers",
-            facts.count("view"),
-            facts.count("trigger")
-        )),
-    );
+    rows.push(Check::new("tables", facts.count("table"), "tables").detail(format!(
+        "{} views, {} triggers",
+        facts.count("view"),
+        facts.count("trigger")
+    )));
     rows.push(Check::new("indexes", facts.count("index"), "indexes"));
     rows.push(
-        Check::new("schema_signature", facts.signature.as_str(), "sha256").detail(format!(
-            "SHA-256 of {} normalised schema objects",
-            facts.objects.len()
-        )),
+        Check::new("schema_signature", facts.signature.as_str(), "sha256")
+            .detail(format!("SHA-256 of {} normalised schema objects", facts.objects.len())),
     );
     rows
 }
@@ -284,24 +253,21 @@ fn file_size(facts: &Facts, options: &Options) -> Check {
     };
     let check = Check::new("file_size", size as i64, "bytes").graded(options);
     if facts.page_count == 0 {
-        return check.status(Status::Warning).detail(
-            "the database is empty: no schema and no data (a new file, or a truncated one)",
-        );
+        return check
+            .status(Status::Warning)
+            .detail("the database is empty: no schema and no data (a new file, or a truncated one)");
     }
     check.detail(show(size as f64, "bytes"))
 }
 
 fn wal_size(facts: &Facts, options: &Options) -> Check {
     let Some(size) = facts.wal_size else {
-        return Check::new("wal_size", Value::Null, "bytes")
-            .status(Status::Info)
-            .detail("no file");
+        return Check::new("wal_size", Value::Null, "bytes").status(Status::Info).detail("no file");
     };
     let check = Check::new("wal_size", size as i64, "bytes").graded(options);
     let limit = facts.journal_size_limit;
     if limit >= 0 && size as i64 > limit {
-        let detail =
-            format!("larger than journal_size_limit ({limit} bytes): {JOURNAL_LIMIT_HINT}");
+        let detail = format!("larger than journal_size_limit ({limit} bytes): {JOURNAL_LIMIT_HINT}");
         let status = Status::Info.max(check.status);
         return check.status(status).detail(detail);
     }
@@ -317,17 +283,13 @@ fn wal_size(facts: &Facts, options: &Options) -> Check {
 fn disk_rows(facts: &Facts, options: &Options) -> Vec<Check> {
     let Some(disk) = &facts.disk else {
         let unknown = |name| {
-            Check::new(name, Value::Null, "")
-                .status(Status::Info)
-                .detail("no file, or the volume cannot be read")
+            Check::new(name, Value::Null, "").status(Status::Info).detail("no file, or the volume cannot be read")
         };
         return vec![unknown("disk_free"), unknown("disk_used_pct")];
     };
     vec![
-        Check::new("disk_free", disk.free as i64, "bytes").detail(format!(
-            "{} free on the volume holding the database",
-            show(disk.free as f64, "bytes")
-        )),
+        Check::new("disk_free", disk.free as i64, "bytes")
+            .detail(format!("{} free on the volume holding the database", show(disk.free as f64, "bytes"))),
         Check::new("disk_used_pct", disk.used_pct, "%").graded(options),
     ]
 }
@@ -343,10 +305,7 @@ mod tests {
 
     #[test]
     fn reformatting_sql_is_not_a_change() {
-        assert_eq!(
-            normalise_sql("CREATE  TABLE t(\n  a,\tb)"),
-            "CREATE TABLE t( a, b)"
-        );
+        assert_eq!(normalise_sql("CREATE  TABLE t(\n  a,\tb)"), "CREATE TABLE t( a, b)");
     }
 
     #[test]

@@ -41,10 +41,7 @@ fn create_sql(q: &str) -> String {
 }
 
 fn exists(db: Db, q: &str) -> Result<bool> {
-    let found = db.query_value(
-        &format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = '{TABLE}'"),
-        &[],
-    )?;
+    let found = db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = '{TABLE}'"), &[])?;
     Ok(found.as_i64() == Some(1))
 }
 
@@ -52,21 +49,14 @@ fn exists(db: Db, q: &str) -> Result<bool> {
 pub fn record(db: Db, report: &Report, options: &Options) -> Result<Json> {
     let q = quote(&options.schema);
     let facts = &report.facts;
-    let integrity = report
-        .checks
-        .iter()
-        .find(|c| c.name == "integrity" && options.integrity != Integrity::None);
+    let integrity = report.checks.iter().find(|c| c.name == "integrity" && options.integrity != Integrity::None);
     let mode = match options.integrity {
         Integrity::None => Value::Null,
         Integrity::Quick => Value::from("quick"),
         Integrity::Full => Value::from("full"),
     };
     let taken_at = now_utc();
-    let objects: BTreeMap<String, &str> = facts
-        .objects
-        .iter()
-        .map(|o| (o.key(), o.hash.as_str()))
-        .collect();
+    let objects: BTreeMap<String, &str> = facts.objects.iter().map(|o| (o.key(), o.hash.as_str())).collect();
     let params = [
         Value::from(taken_at.as_str()),
         Value::from(report.status().as_str()),
@@ -80,30 +70,21 @@ pub fn record(db: Db, report: &Report, options: &Options) -> Result<Json> {
         Value::Text(json!(objects).to_string()),
         mode,
         // A scan that could not complete counts as one error.
-        integrity.map_or(Value::Null, |c| {
-            Value::Integer(c.value.as_i64().unwrap_or(1))
-        }),
+        integrity.map_or(Value::Null, |c| Value::Integer(c.value.as_i64().unwrap_or(1))),
         Value::Text(report.to_json().to_string()),
     ];
-    db.exec("SAVEPOINT vigil_snapshot")
-        .context("cannot record the snapshot")?;
+    db.exec("SAVEPOINT vigil_snapshot").context("cannot record the snapshot")?;
     let written = write(db, &q, &params, options.keep);
-    let end = if written.is_ok() {
-        "RELEASE vigil_snapshot"
-    } else {
-        "ROLLBACK TO vigil_snapshot; RELEASE vigil_snapshot"
-    };
+    let end =
+        if written.is_ok() { "RELEASE vigil_snapshot" } else { "ROLLBACK TO vigil_snapshot; RELEASE vigil_snapshot" };
     db.exec(end)?;
     let id = written.context("cannot record the snapshot")?;
-    Ok(
-        json!({"id": id, "taken_at": taken_at, "status": report.status().as_str(), "checks": report.checks.len()}),
-    )
+    Ok(json!({"id": id, "taken_at": taken_at, "status": report.status().as_str(), "checks": report.checks.len()}))
 }
 
 fn write(db: Db, q: &str, params: &[Value], keep: i64) -> Result<i64> {
     db.exec(&create_sql(q))?;
-    let columns =
-        "taken_at, status, file_size, wal_size, page_size, page_count, freelist_count, disk_free, \
+    let columns = "taken_at, status, file_size, wal_size, page_size, page_count, freelist_count, disk_free, \
                    schema_signature, schema_objects, integrity_mode, integrity_errors, report";
     let id = db.query_value(
         &format!("INSERT INTO {q}.{TABLE}({columns}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) RETURNING id"),
@@ -113,8 +94,7 @@ fn write(db: Db, q: &str, params: &[Value], keep: i64) -> Result<i64> {
         &format!("DELETE FROM {q}.{TABLE} WHERE id <= (SELECT id FROM {q}.{TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?1)"),
         &[Value::Integer(keep)],
     )?;
-    id.as_i64()
-        .ok_or_else(|| Error::new("the snapshot got no id"))
+    id.as_i64().ok_or_else(|| Error::new("the snapshot got no id"))
 }
 
 struct Snapshot {
@@ -139,15 +119,8 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
     let taken_at = row[0]
         .as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or_else(|| {
-            Error::new(format!(
-                "{TABLE} holds a taken_at that is not an RFC 3339 time: {:?}",
-                row[0]
-            ))
-        })?;
-    let objects = row[2]
-        .as_str()
-        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
+        .ok_or_else(|| Error::new(format!("{TABLE} holds a taken_at that is not an RFC 3339 time: {:?}", row[0])))?;
+    let objects = row[2].as_str().and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
     Ok(Some(Snapshot {
         taken_at: taken_at.with_timezone(&Utc),
         file_size: row[1].as_i64(),
@@ -158,12 +131,7 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
 }
 
 /// The checks history adds; none when there is no history table.
-pub fn checks(
-    db: Db,
-    facts: &Facts,
-    options: &Options,
-    integrity_scanned: bool,
-) -> Result<Vec<Check>> {
+pub fn checks(db: Db, facts: &Facts, options: &Options, integrity_scanned: bool) -> Result<Vec<Check>> {
     let q = quote(&options.schema);
     if !exists(db, &q)? {
         return Ok(Vec::new());
@@ -175,23 +143,14 @@ pub fn checks(
     let mut rows = vec![drift(facts, &last, options)];
     rows.extend(growth(db, &q, facts, options, now)?);
     if !integrity_scanned {
-        let checked = load(
-            db,
-            &q,
-            "WHERE integrity_mode IS NOT NULL ORDER BY taken_at DESC, id DESC",
-            &[],
-        )?;
+        let checked = load(db, &q, "WHERE integrity_mode IS NOT NULL ORDER BY taken_at DESC, id DESC", &[])?;
         rows.push(last_integrity(checked, options, now));
     }
     Ok(rows)
 }
 
 fn drift(facts: &Facts, last: &Snapshot, options: &Options) -> Check {
-    let current: BTreeMap<String, &str> = facts
-        .objects
-        .iter()
-        .map(|o| (o.key(), o.hash.as_str()))
-        .collect();
+    let current: BTreeMap<String, &str> = facts.objects.iter().map(|o| (o.key(), o.hash.as_str())).collect();
     let mut changes = Vec::new();
     for (key, hash) in &current {
         match last.objects.get(key) {
@@ -200,87 +159,46 @@ fn drift(facts: &Facts, last: &Snapshot, options: &Options) -> Check {
             _ => {}
         }
     }
-    changes.extend(
-        last.objects
-            .keys()
-            .filter(|k| !current.contains_key(*k))
-            .map(|k| format!("removed {k}")),
-    );
+    changes.extend(last.objects.keys().filter(|k| !current.contains_key(*k)).map(|k| format!("removed {k}")));
     let since = format!("since the snapshot of {}", format_utc(last.taken_at));
-    let detail = if changes.is_empty() {
-        format!("no change {since}")
-    } else {
-        format!("{} {since}", changes.join(", "))
-    };
-    let status = if changes.is_empty() {
-        Status::Ok
-    } else {
-        Status::Info
-    };
-    Check::new("schema_drift", changes.len() as i64, "objects")
-        .status(status)
-        .detail(detail)
-        .graded(options)
+    let detail =
+        if changes.is_empty() { format!("no change {since}") } else { format!("{} {since}", changes.join(", ")) };
+    let status = if changes.is_empty() { Status::Ok } else { Status::Info };
+    Check::new("schema_drift", changes.len() as i64, "objects").status(status).detail(detail).graded(options)
 }
 
-fn growth(
-    db: Db,
-    q: &str,
-    facts: &Facts,
-    options: &Options,
-    now: DateTime<Utc>,
-) -> Result<Vec<Check>> {
+fn growth(db: Db, q: &str, facts: &Facts, options: &Options, now: DateTime<Utc>) -> Result<Vec<Check>> {
     let window_start = now - Duration::seconds((options.growth_window_days * 86_400.0) as i64);
     let newest_allowed = now - Duration::hours(MIN_GROWTH_SPAN_HOURS);
     let baseline = load(
         db,
         q,
         "WHERE taken_at >= ?1 AND taken_at <= ?2 AND file_size IS NOT NULL ORDER BY taken_at, id",
-        &[
-            Value::from(format_utc(window_start)),
-            Value::from(format_utc(newest_allowed)),
-        ],
+        &[Value::from(format_utc(window_start)), Value::from(format_utc(newest_allowed))],
     )?;
-    let (Some(base), Some(size)) = (
-        baseline.as_ref().and_then(|b| b.file_size.map(|s| (b, s))),
-        facts.file_size,
-    ) else {
+    let (Some(base), Some(size)) = (baseline.as_ref().and_then(|b| b.file_size.map(|s| (b, s))), facts.file_size)
+    else {
         let detail = format!(
             "needs a snapshot at least {MIN_GROWTH_SPAN_HOURS} h old within the last {} days",
             options.growth_window_days
         );
-        let pending = |name| {
-            Check::new(name, Value::Null, "")
-                .status(Status::Info)
-                .detail(detail.clone())
-        };
+        let pending = |name| Check::new(name, Value::Null, "").status(Status::Info).detail(detail.clone());
         return Ok(vec![pending("growth_per_day"), pending("days_until_full")]);
     };
     let days = (now - base.0.taken_at).num_seconds() as f64 / 86_400.0;
     let per_day = ((size as i64 - base.1) as f64 / days).round();
     let growth = Check::new("growth_per_day", per_day, "bytes/day")
-        .detail(format!(
-            "{} → {} over {:.1} days",
-            show(base.1 as f64, "bytes"),
-            show(size as f64, "bytes"),
-            days
-        ))
+        .detail(format!("{} → {} over {:.1} days", show(base.1 as f64, "bytes"), show(size as f64, "bytes"), days))
         .graded(options);
     let full = match facts.disk.as_ref() {
         Some(disk) if per_day > 0.0 => {
             let days_left = ((disk.free as f64 / per_day) * 10.0).round() / 10.0;
             Check::new("days_until_full", days_left, "days")
-                .detail(format!(
-                    "{} free at {} per day",
-                    show(disk.free as f64, "bytes"),
-                    show(per_day, "bytes/day")
-                ))
+                .detail(format!("{} free at {} per day", show(disk.free as f64, "bytes"), show(per_day, "bytes/day")))
                 .graded(options)
         }
         Some(_) => Check::new("days_until_full", Value::Null, "days").detail("not growing"),
-        None => Check::new("days_until_full", Value::Null, "days")
-            .status(Status::Info)
-            .detail("volume unknown"),
+        None => Check::new("days_until_full", Value::Null, "days").status(Status::Info).detail("volume unknown"),
     };
     Ok(vec![growth, full])
 }
@@ -291,30 +209,15 @@ fn last_integrity(checked: Option<Snapshot>, options: &Options, now: DateTime<Ut
             .status(Status::Info)
             .detail("never checked: no snapshot with an integrity scan ('quick' or 'full')");
     };
-    let age_days =
-        ((now - snapshot.taken_at).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0;
+    let age_days = ((now - snapshot.taken_at).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0;
     let errors = snapshot.integrity_errors.unwrap_or(0);
     let mode = snapshot.integrity_mode.unwrap_or_default();
-    let when = format!(
-        "last {mode} check {age_days} days ago ({})",
-        format_utc(snapshot.taken_at)
-    );
+    let when = format!("last {mode} check {age_days} days ago ({})", format_utc(snapshot.taken_at));
     let age_status = options.thresholds.status("integrity_age_days", age_days);
     let mut check = Check::new("integrity", errors, "errors").graded(options);
     check.status = check.status.max(age_status);
-    let age_limit = options
-        .thresholds
-        .describe("integrity_age_days")
-        .map(|t| format!("; age {t}"))
-        .unwrap_or_default();
-    check.threshold = Some(format!(
-        "{}{age_limit}",
-        check.threshold.unwrap_or_default()
-    ));
-    let verdict = if errors > 0 {
-        format!("found {errors} problem(s)")
-    } else {
-        "ok".to_string()
-    };
+    let age_limit = options.thresholds.describe("integrity_age_days").map(|t| format!("; age {t}")).unwrap_or_default();
+    check.threshold = Some(format!("{}{age_limit}", check.threshold.unwrap_or_default()));
+    let verdict = if errors > 0 { format!("found {errors} problem(s)") } else { "ok".to_string() };
     check.detail(format!("{when}: {verdict}"))
 }

@@ -50,18 +50,9 @@ pub fn recommend(rows: &[Check], facts: &Facts) -> Check {
         if let Some(wanted) = level_for(check) {
             level = level.max(wanted);
             // Only integrity errors make maintenance critical; a late or heavy job is a warning at most.
-            let cap = if wanted == Level::Urgent {
-                Status::Critical
-            } else {
-                Status::Warning
-            };
+            let cap = if wanted == Level::Urgent { Status::Critical } else { Status::Warning };
             status = status.max(check.status.min(cap));
-            reasons.push(format!(
-                "{} is {} ({})",
-                check.name,
-                check.status.as_str(),
-                value_text(check)
-            ));
+            reasons.push(format!("{} is {} ({})", check.name, check.status.as_str(), value_text(check)));
         }
     }
     if !facts.has_stat1 && facts.count("index") > 0 {
@@ -69,14 +60,8 @@ pub fn recommend(rows: &[Check], facts: &Facts) -> Check {
         status = status.max(Status::Info);
         reasons.push("indexes but no ANALYZE statistics: PRAGMA optimize gathers them".to_string());
     }
-    let detail = if reasons.is_empty() {
-        "nothing to do".to_string()
-    } else {
-        reasons.join("; ")
-    };
-    Check::new("maintenance", level.as_str(), "level")
-        .status(status)
-        .detail(detail)
+    let detail = if reasons.is_empty() { "nothing to do".to_string() } else { reasons.join("; ") };
+    Check::new("maintenance", level.as_str(), "level").status(status).detail(detail)
 }
 
 fn value_text(check: &Check) -> String {

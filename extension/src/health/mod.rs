@@ -50,14 +50,7 @@ pub struct Check {
 
 impl Check {
     pub fn new(name: &'static str, value: impl Into<Value>, unit: &'static str) -> Check {
-        Check {
-            name,
-            status: Status::Ok,
-            value: value.into(),
-            unit,
-            threshold: None,
-            detail: String::new(),
-        }
+        Check { name, status: Status::Ok, value: value.into(), unit, threshold: None, detail: String::new() }
     }
 
     pub fn status(mut self, status: Status) -> Check {
@@ -115,11 +108,7 @@ pub struct Report {
 
 impl Report {
     pub fn status(&self) -> Status {
-        self.checks
-            .iter()
-            .map(|c| c.status)
-            .max()
-            .unwrap_or(Status::Ok)
+        self.checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok)
     }
 
     pub fn to_json(&self) -> Json {
@@ -159,12 +148,7 @@ pub fn build_report(db: Db, options: &Options) -> Result<Report> {
     let recommendation = maintenance::recommend(&rows, &facts);
     rows.push(recommendation);
     rows.retain(|c| options.wants(c.name));
-    Ok(Report {
-        checks: rows,
-        schema: options.schema.clone(),
-        path: facts.path.clone(),
-        facts,
-    })
+    Ok(Report { checks: rows, schema: options.schema.clone(), path: facts.path.clone(), facts })
 }
 
 fn options_arg(args: &[Value]) -> Result<Options> {
@@ -176,8 +160,7 @@ pub struct HealthReport;
 
 impl TableFunction for HealthReport {
     const NAME: &'static str = "health_report";
-    const COLUMNS: &'static [&'static str] =
-        &["check", "status", "value", "unit", "threshold", "detail"];
+    const COLUMNS: &'static [&'static str] = &["check", "status", "value", "unit", "threshold", "detail"];
     const ARGS: &'static [&'static str] = &["options"];
 
     fn rows(db: Db, args: &[Value]) -> Result<Vec<Vec<Value>>> {

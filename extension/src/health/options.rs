@@ -129,8 +129,8 @@ impl Options {
             }
             other => {
                 return Err(Error::new(format!(
-                "unknown mode '{other}': use 'fast', 'quick', 'full' or a JSON object of options"
-            )))
+                    "unknown mode '{other}': use 'fast', 'quick', 'full' or a JSON object of options"
+                )))
             }
         }
         Ok(())
@@ -167,18 +167,9 @@ impl Options {
                     self.growth_window_days = value
                         .as_f64()
                         .filter(|d| d.is_finite() && *d > 0.0)
-                        .ok_or_else(|| {
-                        Error::new(format!(
-                            "option \"{key}\" must be a positive number of days"
-                        ))
-                    })?
+                        .ok_or_else(|| Error::new(format!("option \"{key}\" must be a positive number of days")))?
                 }
-                other => {
-                    return Err(Error::new(format!(
-                        "unknown option \"{other}\" (known: {})",
-                        KEYS.join(", ")
-                    )))
-                }
+                other => return Err(Error::new(format!("unknown option \"{other}\" (known: {})", KEYS.join(", ")))),
             }
         }
         Ok(())
@@ -186,57 +177,38 @@ impl Options {
 
     /// Whether a check row is wanted in the output.
     pub fn wants(&self, check: &str) -> bool {
-        self.checks
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|c| c == check))
+        self.checks.as_ref().is_none_or(|list| list.iter().any(|c| c == check))
     }
 }
 
 fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
-    value
-        .as_str()
-        .ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
+    value.as_str().ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
 }
 
 fn boolean(key: &str, value: &Json) -> Result<bool> {
-    value.as_bool().ok_or_else(|| {
-        Error::new(format!(
-            "option \"{key}\" must be true or false, not {value}"
-        ))
-    })
+    value.as_bool().ok_or_else(|| Error::new(format!("option \"{key}\" must be true or false, not {value}")))
 }
 
 fn integer(key: &str, value: &Json, min: i64, max: i64) -> Result<i64> {
     value
         .as_i64()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| {
-            Error::new(format!(
-                "option \"{key}\" must be an integer from {min} to {max}, not {value}"
-            ))
-        })
+        .ok_or_else(|| Error::new(format!("option \"{key}\" must be an integer from {min} to {max}, not {value}")))
 }
 
 fn bad_choice(key: &str, got: &str, choices: &str) -> Error {
-    Error::new(format!(
-        "option \"{key}\" must be one of {choices}, not \"{got}\""
-    ))
+    Error::new(format!("option \"{key}\" must be one of {choices}, not \"{got}\""))
 }
 
 fn check_list(value: &Json) -> Result<Vec<String>> {
-    let list = value
-        .as_array()
-        .ok_or_else(|| Error::new("option \"checks\" must be an array of check names"))?;
+    let list = value.as_array().ok_or_else(|| Error::new("option \"checks\" must be an array of check names"))?;
     list.iter()
         .map(|item| {
             let name = item.as_str().unwrap_or_default();
             if CHECK_NAMES.contains(&name) {
                 Ok(name.to_string())
             } else {
-                Err(Error::new(format!(
-                    "unknown check {item} (known: {})",
-                    CHECK_NAMES.join(", ")
-                )))
+                Err(Error::new(format!("unknown check {item} (known: {})", CHECK_NAMES.join(", "))))
             }
         })
         .collect()
@@ -255,8 +227,7 @@ mod tests {
         assert_eq!(parse("quick").unwrap().integrity, Integrity::Quick);
         let full = parse("full").unwrap();
         assert!(full.fragmentation && full.integrity == Integrity::Full);
-        let o =
-            parse(r#"{"integrity":"full","thresholds":{"freelist_pct":{"warning":5}}}"#).unwrap();
+        let o = parse(r#"{"integrity":"full","thresholds":{"freelist_pct":{"warning":5}}}"#).unwrap();
         assert_eq!(o.integrity, Integrity::Full);
         assert_eq!(o.thresholds.levels("freelist_pct"), (Some(5.0), Some(40.0)));
     }
@@ -267,10 +238,7 @@ mod tests {
             ("{\"integrity\":", "not valid JSON"),
             ("[1,2]", "unknown mode"),
             ("{\"bogus\":1}", "unknown option \"bogus\""),
-            (
-                "{\"integrity\":\"deep\"}",
-                "must be one of none, quick, full",
-            ),
+            ("{\"integrity\":\"deep\"}", "must be one of none, quick, full"),
             ("{\"checks\":[\"nope\"]}", "unknown check \"nope\""),
             ("{\"max_errors\":0}", "from 1 to 10000"),
             ("{\"history\":\"yes\"}", "true or false"),
@@ -280,9 +248,7 @@ mod tests {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(expected), "{input}: {err}");
         }
-        let err = Options::parse(Some(&Value::Integer(3)))
-            .unwrap_err()
-            .to_string();
+        let err = Options::parse(Some(&Value::Integer(3))).unwrap_err().to_string();
         assert!(err.contains("options must be text"), "{err}");
     }
 }

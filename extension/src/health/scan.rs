@@ -56,19 +56,10 @@ fn integrity_row(mode: &str, errors: &[String], options: &Options) -> Check {
     let detail = if errors.is_empty() {
         format!("{mode} check: ok")
     } else {
-        let capped = if count >= options.max_errors {
-            " (stopped at max_errors)"
-        } else {
-            ""
-        };
-        format!(
-            "{mode} check found {count} problem(s){capped}: {}",
-            errors.join("; ")
-        )
+        let capped = if count >= options.max_errors { " (stopped at max_errors)" } else { "" };
+        format!("{mode} check found {count} problem(s){capped}: {}", errors.join("; "))
     };
-    Check::new("integrity", count, "errors")
-        .detail(detail)
-        .graded(options)
+    Check::new("integrity", count, "errors").detail(detail).graded(options)
 }
 
 fn foreign_keys(db: Db, q: &str, options: &Options) -> Check {
@@ -97,9 +88,7 @@ fn foreign_keys(db: Db, q: &str, options: &Options) -> Check {
     } else {
         format!("rows whose parent is missing: {}", shown.join("; "))
     };
-    Check::new("foreign_keys", rows.len() as i64, "violations")
-        .detail(detail)
-        .graded(options)
+    Check::new("foreign_keys", rows.len() as i64, "violations").detail(detail).graded(options)
 }
 
 /// Page usage of one b-tree, from one pass over dbstat.
@@ -161,10 +150,7 @@ fn dbstat_btrees(db: Db, schema: &str) -> Result<Vec<Btree>> {
         };
         let int = |i| stmt.column(i).as_i64().unwrap_or(0);
         let kind = stmt.column(2);
-        let btree = btrees.entry(name.clone()).or_insert_with(|| Btree {
-            name,
-            ..Btree::default()
-        });
+        let btree = btrees.entry(name.clone()).or_insert_with(|| Btree { name, ..Btree::default() });
         let (cells, page) = (int(3), int(1));
         match kind.as_str() {
             Some("leaf") => {
@@ -226,27 +212,17 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
                 .detail(format!("the page scan could not complete: {e}"))])
         }
     };
-    let btrees: Vec<Btree> = btrees
-        .into_iter()
-        .filter(|b| options.include_vigil || !is_vigil(&b.name))
-        .collect();
+    let btrees: Vec<Btree> = btrees.into_iter().filter(|b| options.include_vigil || !is_vigil(&b.name)).collect();
     let gaps: i64 = btrees.iter().map(|b| b.gaps).sum();
     let spans: i64 = btrees.iter().map(|b| (b.pages() - 1).max(0)).sum();
     let unused: i64 = btrees.iter().map(|b| b.unused).sum();
     let bytes: i64 = btrees.iter().map(|b| b.bytes).sum();
-    let worst = btrees
-        .iter()
-        .filter(|b| b.pages() > 1)
-        .max_by(|a, b| a.nonsequential_pct().total_cmp(&b.nonsequential_pct()));
-    let worst = worst.map_or(String::new(), |b| {
-        format!("; most scattered: {} ({} %)", b.name, b.nonsequential_pct())
-    });
+    let worst =
+        btrees.iter().filter(|b| b.pages() > 1).max_by(|a, b| a.nonsequential_pct().total_cmp(&b.nonsequential_pct()));
+    let worst = worst.map_or(String::new(), |b| format!("; most scattered: {} ({} %)", b.name, b.nonsequential_pct()));
     Ok(vec![
         Check::new("fragmentation", percent(gaps as f64, spans as f64), "%")
-            .detail(format!(
-                "non-sequential pages: {gaps} of {spans} page steps in {} b-trees{worst}",
-                btrees.len()
-            ))
+            .detail(format!("non-sequential pages: {gaps} of {spans} page steps in {} b-trees{worst}", btrees.len()))
             .graded(options),
         Check::new("unused_pct", percent(unused as f64, bytes as f64), "%")
             .detail(format!(
@@ -254,8 +230,7 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
                 btrees.iter().map(Btree::pages).sum::<i64>()
             ))
             .graded(options),
-        Check::new("fragmentation_method", "dbstat", "")
-            .detail("sqlite3_analyzer's definitions, from dbstat"),
+        Check::new("fragmentation_method", "dbstat", "").detail("sqlite3_analyzer's definitions, from dbstat"),
     ])
 }
 
@@ -276,11 +251,8 @@ pub const TABLE_COLUMNS: &[&str] = &[
 /// health_tables: one row per table and index with size, entries and layout, largest first.
 pub fn table_rows(db: Db, options: &Options) -> Result<Vec<Vec<Value>>> {
     let facts = Facts::gather(db, options)?;
-    let mut objects: Vec<&SchemaObject> = facts
-        .objects
-        .iter()
-        .filter(|o| o.kind == "table" || o.kind == "index")
-        .collect();
+    let mut objects: Vec<&SchemaObject> =
+        facts.objects.iter().filter(|o| o.kind == "table" || o.kind == "index").collect();
     if !use_dbstat(db, options)? {
         return count_rows(db, &facts, &objects);
     }
@@ -291,37 +263,20 @@ pub fn table_rows(db: Db, options: &Options) -> Result<Vec<Vec<Value>>> {
         .map(|b| internal_object(db, &options.schema, &b.name))
         .collect::<Result<_>>()?;
     objects.extend(internal.iter());
-    let mut rows: Vec<Vec<Value>> = btrees
-        .iter()
-        .filter_map(|b| {
-            objects
-                .iter()
-                .find(|o| o.name == b.name)
-                .map(|o| btree_row(b, o))
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b[5].as_i64()
-            .cmp(&a[5].as_i64())
-            .then_with(|| a[0].as_str().cmp(&b[0].as_str()))
-    });
+    let mut rows: Vec<Vec<Value>> =
+        btrees.iter().filter_map(|b| objects.iter().find(|o| o.name == b.name).map(|o| btree_row(b, o))).collect();
+    rows.sort_by(|a, b| b[5].as_i64().cmp(&a[5].as_i64()).then_with(|| a[0].as_str().cmp(&b[0].as_str())));
     Ok(rows)
 }
 
 /// sqlite_schema, sqlite_stat1, sqlite_sequence, autoindexes: real storage, outside the hashed schema.
 fn internal_object(db: Db, schema: &str, name: &str) -> Result<SchemaObject> {
     let row = db.query(
-        &format!(
-            "SELECT type, tbl_name FROM {}.sqlite_schema WHERE name = ?1",
-            quote(schema)
-        ),
+        &format!("SELECT type, tbl_name FROM {}.sqlite_schema WHERE name = ?1", quote(schema)),
         &[Value::from(name)],
     )?;
     let (kind, table) = match row.first() {
-        Some(r) => (
-            r[0].as_str().unwrap_or("table").to_string(),
-            r[1].as_str().unwrap_or(name).to_string(),
-        ),
+        Some(r) => (r[0].as_str().unwrap_or("table").to_string(), r[1].as_str().unwrap_or(name).to_string()),
         None => ("table".to_string(), name.to_string()),
     };
     Ok(SchemaObject {
@@ -337,11 +292,8 @@ fn internal_object(db: Db, schema: &str, name: &str) -> Result<SchemaObject> {
 fn btree_row(b: &Btree, object: &SchemaObject) -> Vec<Value> {
     // Rowid tables keep one row per leaf cell; index b-trees (and WITHOUT ROWID tables) keep entries in
     // interior cells too.
-    let entries = if object.kind == "index" || object.without_rowid {
-        b.leaf_cells + b.internal_cells
-    } else {
-        b.leaf_cells
-    };
+    let entries =
+        if object.kind == "index" || object.without_rowid { b.leaf_cells + b.internal_cells } else { b.leaf_cells };
     vec![
         Value::from(b.name.as_str()),
         Value::from(object.kind.as_str()),
@@ -367,12 +319,8 @@ fn count_rows(db: Db, facts: &Facts, objects: &[&SchemaObject]) -> Result<Vec<Ve
             let count = db
                 .query_value(&format!("SELECT count(*) FROM {q}.{}", quote(&o.name)), &[])
                 .context(format!("cannot count the rows of {}", o.name))?;
-            let mut row = vec![
-                Value::from(o.name.as_str()),
-                Value::from("table"),
-                Value::from(o.table.as_str()),
-                count,
-            ];
+            let mut row =
+                vec![Value::from(o.name.as_str()), Value::from("table"), Value::from(o.table.as_str()), count];
             row.extend(std::iter::repeat_n(Value::Null, 6));
             row.push(Value::from("count"));
             Ok(row)
@@ -386,11 +334,7 @@ mod tests {
 
     #[test]
     fn gaps_follow_sqlite3_analyzer() {
-        let mut b = Btree {
-            leaf_pages: 4,
-            internal_pages: 1,
-            ..Btree::default()
-        };
+        let mut b = Btree { leaf_pages: 4, internal_pages: 1, ..Btree::default() };
         // root 2, leaves 3, 4 then 9, 10: one gap (9 after 4).
         b.pages = vec![(9, true), (2, false), (3, true), (10, true), (4, true)];
         b.count_gaps();

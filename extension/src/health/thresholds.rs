@@ -26,104 +26,23 @@ pub struct Spec {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+#[rustfmt::skip]
 pub const SPECS: &[Spec] = &[
-    spec(
-        "probe_ms",
-        "ms",
-        Direction::Above,
-        Some(1000.0),
-        Some(2000.0),
-        None,
-    ),
-    spec(
-        "file_size",
-        "bytes",
-        Direction::Above,
-        Some(1000.0 * MIB),
-        None,
-        None,
-    ),
-    spec(
-        "freelist_pct",
-        "%",
-        Direction::Above,
-        Some(20.0),
-        Some(40.0),
-        Some(100.0),
-    ),
-    spec(
-        "fragmentation",
-        "%",
-        Direction::Above,
-        Some(20.0),
-        Some(40.0),
-        Some(100.0),
-    ),
-    spec("unused_pct", "%", Direction::Above, None, None, Some(100.0)),
-    spec(
-        "wal_size",
-        "bytes",
-        Direction::Above,
-        Some(64.0 * MIB),
-        None,
-        None,
-    ),
-    spec(
-        "disk_used_pct",
-        "%",
-        Direction::Above,
-        Some(85.0),
-        Some(95.0),
-        Some(100.0),
-    ),
-    spec(
-        "integrity",
-        "errors",
-        Direction::Above,
-        None,
-        Some(1.0),
-        None,
-    ),
-    spec(
-        "integrity_age_days",
-        "days",
-        Direction::Above,
-        Some(7.0),
-        None,
-        None,
-    ),
-    spec(
-        "foreign_keys",
-        "violations",
-        Direction::Above,
-        Some(1.0),
-        None,
-        None,
-    ),
-    spec(
-        "schema_drift",
-        "objects",
-        Direction::Above,
-        None,
-        None,
-        None,
-    ),
-    spec(
-        "growth_per_day",
-        "bytes/day",
-        Direction::Above,
-        Some(5.0 * MIB),
-        None,
-        None,
-    ),
-    spec(
-        "days_until_full",
-        "days",
-        Direction::Below,
-        Some(30.0),
-        Some(7.0),
-        None,
-    ),
+    //    name                   unit         direction         warning            critical     max
+    spec("probe_ms",            "ms",        Direction::Above, Some(1000.0),      Some(2000.0), None),
+    spec("file_size",           "bytes",     Direction::Above, Some(1000.0 * MIB), None,        None),
+    spec("freelist_pct",        "%",         Direction::Above, Some(20.0),        Some(40.0),   Some(100.0)),
+    // Scattered pages cost speed, never data: a warning at most (the alert levels of requirements.md).
+    spec("fragmentation",       "%",         Direction::Above, Some(20.0),        None,         Some(100.0)),
+    spec("unused_pct",          "%",         Direction::Above, None,              None,         Some(100.0)),
+    spec("wal_size",            "bytes",     Direction::Above, Some(64.0 * MIB),  None,         None),
+    spec("disk_used_pct",       "%",         Direction::Above, Some(85.0),        Some(95.0),   Some(100.0)),
+    spec("integrity",           "errors",    Direction::Above, None,              Some(1.0),    None),
+    spec("integrity_age_days",  "days",      Direction::Above, Some(7.0),         None,         None),
+    spec("foreign_keys",        "violations",Direction::Above, Some(1.0),         None,         None),
+    spec("schema_drift",        "objects",   Direction::Above, None,              None,         None),
+    spec("growth_per_day",      "bytes/day", Direction::Above, Some(5.0 * MIB),   None,         None),
+    spec("days_until_full",     "days",      Direction::Below, Some(30.0),        Some(7.0),    None),
 ];
 
 const fn spec(
@@ -134,14 +53,7 @@ const fn spec(
     critical: Option<f64>,
     max: Option<f64>,
 ) -> Spec {
-    Spec {
-        name,
-        unit,
-        direction,
-        warning,
-        critical,
-        max,
-    }
+    Spec { name, unit, direction, warning, critical, max }
 }
 
 /// The levels in force for one call.
@@ -152,12 +64,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            levels: SPECS
-                .iter()
-                .map(|s| (s.name, s.warning, s.critical))
-                .collect(),
-        }
+        Thresholds { levels: SPECS.iter().map(|s| (s.name, s.warning, s.critical)).collect() }
     }
 }
 
@@ -169,28 +76,17 @@ impl Thresholds {
     /// Applies `{"name": {"warning": x, "critical": y}}`; `null` disables a level, an absent key keeps
     /// the default.
     pub fn apply(&mut self, overrides: &Json) -> Result<()> {
-        let map = overrides.as_object().ok_or_else(|| {
-            Error::new(
-                "\"thresholds\" must be an object like {\"freelist_pct\": {\"warning\": 20}}",
-            )
-        })?;
+        let map = overrides
+            .as_object()
+            .ok_or_else(|| Error::new("\"thresholds\" must be an object like {\"freelist_pct\": {\"warning\": 20}}"))?;
         for (name, levels) in map {
             let spec = spec_of(name).ok_or_else(|| {
                 let known: Vec<_> = SPECS.iter().map(|s| s.name).collect();
-                Error::new(format!(
-                    "unknown threshold \"{name}\" (known: {})",
-                    known.join(", ")
-                ))
+                Error::new(format!("unknown threshold \"{name}\" (known: {})", known.join(", ")))
             })?;
-            let slot = self
-                .levels
-                .iter_mut()
-                .find(|l| l.0 == spec.name)
-                .expect("every spec has a slot");
+            let slot = self.levels.iter_mut().find(|l| l.0 == spec.name).expect("every spec has a slot");
             let levels = levels.as_object().ok_or_else(|| {
-                Error::new(format!(
-                    "threshold \"{name}\" must be an object with \"warning\" and/or \"critical\""
-                ))
+                Error::new(format!("threshold \"{name}\" must be an object with \"warning\" and/or \"critical\""))
             })?;
             for (level, value) in levels {
                 let parsed = parse_level(spec, level, value)?;
@@ -205,10 +101,7 @@ impl Thresholds {
     }
 
     pub fn levels(&self, name: &str) -> (Option<f64>, Option<f64>) {
-        self.levels
-            .iter()
-            .find(|l| l.0 == name)
-            .map_or((None, None), |l| (l.1, l.2))
+        self.levels.iter().find(|l| l.0 == name).map_or((None, None), |l| (l.1, l.2))
     }
 
     /// The status a value earns against the named threshold.
@@ -235,16 +128,10 @@ impl Thresholds {
     pub fn describe(&self, name: &str) -> Option<String> {
         let spec = spec_of(name)?;
         let (warning, critical) = self.levels(name);
-        let op = if spec.direction == Direction::Above {
-            "≥"
-        } else {
-            "≤"
-        };
+        let op = if spec.direction == Direction::Above { "≥" } else { "≤" };
         let parts: Vec<String> = [("warning", warning), ("critical", critical)]
             .iter()
-            .filter_map(|(label, level)| {
-                level.map(|l| format!("{label} {op} {}", show(l, spec.unit)))
-            })
+            .filter_map(|(label, level)| level.map(|l| format!("{label} {op} {}", show(l, spec.unit))))
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -261,16 +148,10 @@ fn parse_level(spec: &Spec, level: &str, value: &Json) -> Result<Option<f64>> {
         return Ok(None);
     }
     let number = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-        Error::new(format!(
-            "threshold \"{}\".{level} must be a number or null, not {value}",
-            spec.name
-        ))
+        Error::new(format!("threshold \"{}\".{level} must be a number or null, not {value}", spec.name))
     })?;
     if number < 0.0 {
-        return Err(Error::new(format!(
-            "threshold \"{}\".{level} must not be negative (got {number})",
-            spec.name
-        )));
+        return Err(Error::new(format!("threshold \"{}\".{level} must not be negative (got {number})", spec.name)));
     }
     if let Some(max) = spec.max.filter(|m| number > *m) {
         return Err(Error::new(format!(
@@ -290,11 +171,7 @@ fn check_order(spec: &Spec, warning: Option<f64>, critical: Option<f64>) -> Resu
         Direction::Below => w < c,
     };
     if wrong {
-        let relation = if spec.direction == Direction::Above {
-            "at most"
-        } else {
-            "at least"
-        };
+        let relation = if spec.direction == Direction::Above { "at most" } else { "at least" };
         return Err(Error::new(format!(
             "threshold \"{}\": warning ({w}) must be {relation} critical ({c})",
             spec.name
@@ -331,17 +208,13 @@ mod tests {
         assert_eq!(t.status("freelist_pct", 40.0), Status::Critical);
         assert_eq!(t.status("days_until_full", 8.0), Status::Warning);
         assert_eq!(t.status("days_until_full", 7.0), Status::Critical);
-        assert_eq!(
-            t.describe("freelist_pct").unwrap(),
-            "warning ≥ 20 %, critical ≥ 40 %"
-        );
+        assert_eq!(t.describe("freelist_pct").unwrap(), "warning ≥ 20 %, critical ≥ 40 %");
     }
 
     #[test]
     fn overrides_and_disabling() {
         let mut t = Thresholds::default();
-        t.apply(&json!({"freelist_pct": {"warning": 5, "critical": null}}))
-            .unwrap();
+        t.apply(&json!({"freelist_pct": {"warning": 5, "critical": null}})).unwrap();
         assert_eq!(t.status("freelist_pct", 50.0), Status::Warning);
         assert_eq!(t.describe("freelist_pct").unwrap(), "warning ≥ 5 %");
     }
@@ -349,27 +222,12 @@ mod tests {
     #[test]
     fn bad_thresholds_are_refused_with_a_reason() {
         let cases = [
-            (
-                json!({"nope": {"warning": 1}}),
-                "unknown threshold \"nope\"",
-            ),
-            (
-                json!({"freelist_pct": {"warning": -1}}),
-                "must not be negative",
-            ),
+            (json!({"nope": {"warning": 1}}), "unknown threshold \"nope\""),
+            (json!({"freelist_pct": {"warning": -1}}), "must not be negative"),
             (json!({"freelist_pct": {"warning": 120}}), "at most 100"),
-            (
-                json!({"freelist_pct": {"warning": 50, "critical": 10}}),
-                "must be at most critical",
-            ),
-            (
-                json!({"freelist_pct": {"warn": 5}}),
-                "unknown level \"warn\"",
-            ),
-            (
-                json!({"freelist_pct": {"warning": "x"}}),
-                "must be a number",
-            ),
+            (json!({"freelist_pct": {"warning": 50, "critical": 10}}), "must be at most critical"),
+            (json!({"freelist_pct": {"warn": 5}}), "unknown level \"warn\""),
+            (json!({"freelist_pct": {"warning": "x"}}), "must be a number"),
             (json!({"freelist_pct": 5}), "must be an object"),
             (json!([1]), "must be an object"),
         ];
