@@ -359,3 +359,17 @@ fn writing_functions_cannot_run_from_triggers_or_views() {
         assert!(err.contains("unsafe use of health_snapshot()"), "{}: {err}", host.name());
     }
 }
+
+#[test]
+fn the_shell_recipe_runs() {
+    let dir = scratch();
+    let db = dir.path().join("demo.db");
+    demo_db(&db);
+    let recipe = std::fs::read_to_string(root().join("sql/health.sql")).unwrap();
+    let recipe = recipe.replace(".load ./target/release/libvigil", &format!(".load {}", library().display()));
+    let out = shell_run(&db, &recipe, &[]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("│ freelist_pct     │ warning │ 29.18"), "{printed}");
+    assert!(printed.contains("│ orders_by_customer "), "{printed}");
+}
