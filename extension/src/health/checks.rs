@@ -147,13 +147,13 @@ fn schema_objects(db: Db, q: &str, include_vigil: bool) -> Result<Vec<SchemaObje
     let rows = db.query(
         &format!(
             "SELECT type, name, tbl_name, coalesce(sql, '') FROM {q}.sqlite_schema \
-             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (?1 OR name NOT LIKE 'vigil\\_%' ESCAPE '\\') \
-             ORDER BY type, name"
+             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
         ),
-        &[Value::Integer(include_vigil as i64)],
+        &[],
     )?;
     Ok(rows
         .into_iter()
+        .filter(|row| include_vigil || !super::is_vigil_object(row[1].as_str().unwrap_or_default()))
         .map(|row| {
             let text = |i: usize| row[i].as_str().unwrap_or_default().to_string();
             let sql = normalise_sql(&text(3));

@@ -46,7 +46,7 @@ fn exists(db: Db, q: &str) -> Result<bool> {
 }
 
 /// Records a report; returns `{"id", "taken_at"}` of the new snapshot.
-pub fn record(db: Db, report: &Report, options: &Options) -> Result<Json> {
+pub fn record(db: Db, report: &Report, document: &Json, options: &Options) -> Result<Json> {
     let q = quote(&options.schema);
     let facts = &report.facts;
     let integrity = report.checks.iter().find(|c| c.name == "integrity" && options.integrity != Integrity::None);
@@ -71,7 +71,7 @@ pub fn record(db: Db, report: &Report, options: &Options) -> Result<Json> {
         mode,
         // A scan that could not complete counts as one error.
         integrity.map_or(Value::Null, |c| Value::Integer(c.value.as_i64().unwrap_or(1))),
-        Value::Text(report.to_json().to_string()),
+        Value::Text(document.to_string()),
     ];
     db.exec("SAVEPOINT vigil_snapshot").context("cannot record the snapshot")?;
     let written = write(db, &q, &params, options.keep);

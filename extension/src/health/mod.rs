@@ -37,6 +37,13 @@ impl Status {
     }
 }
 
+/// vigil's own tables start with this prefix; they are not the user's schema.
+pub const OWN_PREFIX: &str = "vigil_";
+
+pub fn is_vigil_object(name: &str) -> bool {
+    name.starts_with(OWN_PREFIX)
+}
+
 /// One row of the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
@@ -64,16 +71,11 @@ impl Check {
     }
 
     /// Grades the value against the threshold of the same name and records the levels in force.
-    pub fn graded(self, options: &Options) -> Check {
-        let name = self.name;
-        self.graded_by(name, options)
-    }
-
-    pub fn graded_by(mut self, threshold: &str, options: &Options) -> Check {
+    pub fn graded(mut self, options: &Options) -> Check {
         if let Some(value) = self.value.as_f64() {
-            self.status = self.status.max(options.thresholds.status(threshold, value));
+            self.status = self.status.max(options.thresholds.status(self.name, value));
         }
-        self.threshold = options.thresholds.describe(threshold);
+        self.threshold = options.thresholds.describe(self.name);
         self
     }
 
@@ -208,6 +210,6 @@ pub fn health_snapshot(db: Db, args: &[Value]) -> Result<Value> {
     options.checks = None;
     let report = build_report(db, &options)?;
     let mut document = report.to_json();
-    document["snapshot"] = history::record(db, &report, &options)?;
+    document["snapshot"] = history::record(db, &report, &document, &options)?;
     Ok(Value::Text(document.to_string()))
 }

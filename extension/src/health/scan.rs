@@ -185,10 +185,6 @@ fn use_dbstat(db: Db, options: &Options) -> Result<bool> {
     }
 }
 
-fn is_vigil(name: &str) -> bool {
-    name.starts_with("vigil_")
-}
-
 /// Fragmentation rows: overall non-sequential pages % and unused bytes %, or the freelist fallback.
 pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Check>> {
     if !use_dbstat(db, options)? {
@@ -212,7 +208,8 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
                 .detail(format!("the page scan could not complete: {e}"))])
         }
     };
-    let btrees: Vec<Btree> = btrees.into_iter().filter(|b| options.include_vigil || !is_vigil(&b.name)).collect();
+    let btrees: Vec<Btree> =
+        btrees.into_iter().filter(|b| options.include_vigil || !super::is_vigil_object(&b.name)).collect();
     let gaps: i64 = btrees.iter().map(|b| b.gaps).sum();
     let spans: i64 = btrees.iter().map(|b| (b.pages() - 1).max(0)).sum();
     let unused: i64 = btrees.iter().map(|b| b.unused).sum();
