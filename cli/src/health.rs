@@ -104,7 +104,7 @@ fn query_json(conn: &Connection, sql: &str, options: &Json) -> Result<Json, Fail
 
 fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>>, Failure> {
     let mut stmt = conn.prepare("SELECT * FROM health_tables(?1)").map_err(sql_failure)?;
-    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<String> = stmt.column_names().map(String::from).collect();
     let rows = stmt
         .query_map([options.to_string()], |row| {
             let mut object = Map::new();

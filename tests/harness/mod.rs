@@ -109,7 +109,7 @@ pub fn load(conn: &Connection) {
 
 pub fn rows(conn: &Connection, sql: &str) -> Result<Vec<Row>, String> {
     let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
-    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<String> = stmt.column_names().map(String::from).collect();
     let mut out = Vec::new();
     let mut cursor = stmt.query([]).map_err(|e| e.to_string())?;
     while let Some(row) = cursor.next().map_err(|e| e.to_string())? {
