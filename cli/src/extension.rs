@@ -45,7 +45,7 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     Ok(conn)
 }
 
-pub fn load(conn: &Connection, global: &Global) -> Result<(), Failure> {
+fn load(conn: &Connection, global: &Global) -> Result<(), Failure> {
     let library = library_path(global)?;
     // SAFETY: loading vigil runs its entry point, which only registers functions on this connection.
     let loaded = unsafe {

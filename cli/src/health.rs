@@ -151,7 +151,7 @@ pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
 const DEMO_SQL: &str = include_str!("../../sql/demo.sql");
 
 /// Builds the demo database beside its final name, then renames it into place.
-pub fn demo(_global: &Global, path: &Path, force: bool) -> Result<u8, Failure> {
+pub fn demo(path: &Path, force: bool) -> Result<u8, Failure> {
     if path.exists() && !force {
         return Err(Failure::usage(format!("{} exists; pass --force to replace it", path.display())));
     }

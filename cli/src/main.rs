@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
-        Command::Demo { path, force } => health::demo(&cli.global, &path, force),
+        Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -25,7 +25,7 @@ fn figure(value: &Json, unit: &str) -> String {
     }
 }
 
-pub fn size(bytes: f64) -> String {
+fn size(bytes: f64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;

@@ -79,7 +79,7 @@ pub fn record(db: Db, report: &Report, document: &Json, options: &Options) -> Re
         if written.is_ok() { "RELEASE vigil_snapshot" } else { "ROLLBACK TO vigil_snapshot; RELEASE vigil_snapshot" };
     db.exec(end)?;
     let id = written.context("cannot record the snapshot")?;
-    Ok(json!({"id": id, "taken_at": taken_at, "status": report.status().as_str(), "checks": report.checks.len()}))
+    Ok(json!({"id": id, "taken_at": taken_at}))
 }
 
 fn write(db: Db, q: &str, params: &[Value], keep: i64) -> Result<i64> {
