@@ -8,6 +8,7 @@ pub mod error;
 mod guard;
 pub mod health;
 mod info;
+pub mod maintenance;
 pub mod sqlite;
 mod vtab;
 
@@ -62,6 +63,26 @@ fn sql_objects() -> Vec<SqlObject> {
             arities: &[0, 1],
             access: Access::Writes,
             func: health::health_snapshot,
+        },
+        // Scalars, not table functions: a table function's statement holds a read lock on the database, which
+        // would block the maintenance connection's rewrite and checkpoint.
+        SqlObject::Scalar {
+            name: "vacuum_if_fragmented",
+            arities: &[0, 1, 2],
+            access: Access::Writes,
+            func: maintenance::vacuum::vacuum_if_fragmented,
+        },
+        SqlObject::Scalar {
+            name: "maintain",
+            arities: &[0, 1, 2],
+            access: Access::Writes,
+            func: maintenance::maintain::maintain,
+        },
+        SqlObject::Scalar {
+            name: "wal_checkpoint",
+            arities: &[0, 1, 2],
+            access: Access::Writes,
+            func: maintenance::checkpoint::wal_checkpoint,
         },
     ]
 }

@@ -31,6 +31,14 @@ const SQLITE_INTEGER: c_int = 1;
 const SQLITE_FLOAT: c_int = 2;
 const SQLITE_TEXT: c_int = 3;
 const SQLITE_BLOB: c_int = 4;
+const SQLITE_FCNTL_VFSNAME: c_int = 12;
+
+/// `sqlite3_open_v2` flags vigil uses.
+pub mod open_flags {
+    use std::ffi::c_int;
+    pub const READ_ONLY: c_int = 0x01;
+    pub const READ_WRITE: c_int = 0x02;
+}
 
 /// Remembers the host's function table. Called once by the entry point, before anything else here.
 pub fn install_api(api: *mut sqlite3_api_routines) {
@@ -311,6 +319,18 @@ impl Db {
         unsafe { call!(get_autocommit(self.0)) != 0 }
     }
 
+    /// The name of the VFS serving a schema (the outermost one when VFS shims are stacked).
+    pub fn vfs_name(&self, schema: &str) -> Result<Option<String>> {
+        let schema = c_string(schema, "schema name")?;
+        let mut names: *mut c_char = ptr::null_mut();
+        let rc = unsafe {
+            call!(file_control(self.0, schema.as_ptr(), SQLITE_FCNTL_VFSNAME, (&mut names as *mut *mut c_char).cast()))
+        };
+        let text = owned_text(names);
+        unsafe { call!(free(names.cast())) };
+        Ok(if rc == SQLITE_OK { text.and_then(|t| t.split('/').next().map(str::to_string)) } else { None })
+    }
+
     pub fn set_busy_timeout(&self, millis: i32) -> Result<()> {
         let rc = unsafe { call!(busy_timeout(self.0, millis)) };
         if rc == SQLITE_OK {
@@ -325,11 +345,14 @@ impl Db {
 pub struct OwnedDb(Db);
 
 impl OwnedDb {
-    /// Opens `path` with `SQLITE_OPEN_*` flags, on the host's default VFS.
-    pub fn open(path: &str, flags: c_int) -> Result<OwnedDb> {
+    /// Opens `path` with [`open_flags`], on the named VFS (the host's default when `None`). Connections to
+    /// one file must share a VFS, or their locks would not see each other.
+    pub fn open(path: &str, flags: c_int, vfs: Option<&str>) -> Result<OwnedDb> {
         let cpath = c_string(path, "database path")?;
+        let cvfs = vfs.map(|v| c_string(v, "VFS name")).transpose()?;
+        let vfs_ptr = cvfs.as_ref().map_or(ptr::null(), |v| v.as_ptr());
         let mut raw = ptr::null_mut();
-        let rc = unsafe { call!(open_v2(cpath.as_ptr(), &mut raw, flags, ptr::null())) };
+        let rc = unsafe { call!(open_v2(cpath.as_ptr(), &mut raw, flags, vfs_ptr)) };
         let db = OwnedDb(Db(raw));
         if rc != SQLITE_OK {
             let error = if raw.is_null() { Error::with_code("out of memory", rc) } else { db.0.error(rc) };

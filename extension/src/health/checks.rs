@@ -191,8 +191,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn disk_of(path: &str) -> Option<Disk> {
-    let dir = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+/// The directory holding a file ("." for a bare file name).
+pub fn parent_dir(path: &str) -> &Path {
+    Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Free space and use of the volume holding a file.
+pub fn disk_of(path: &str) -> Option<Disk> {
+    volume_of(parent_dir(path))
+}
+
+/// Free space (for unprivileged writers) and use of the volume holding a directory.
+pub fn volume_of(dir: &Path) -> Option<Disk> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     let fragment = stat.fragment_size() as u64;
     let available = stat.blocks_available() as u64 * fragment;

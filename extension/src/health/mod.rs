@@ -3,11 +3,11 @@
 //! Cheap checks (the default) read only the header, the schema and file metadata, so their cost is flat in
 //! database size. Scans (integrity, fragmentation, per-b-tree sizes) read the whole file and run on request.
 
-mod checks;
+pub(crate) mod checks;
 mod history;
-mod maintenance;
+mod recommend;
 pub mod options;
-mod scan;
+pub(crate) mod scan;
 pub mod thresholds;
 
 use serde_json::{json, Value as Json};
@@ -139,6 +139,7 @@ pub fn build_report(db: Db, options: &Options) -> Result<Report> {
     }
     if options.history {
         rows.extend(history::checks(db, &facts, options, integrity_scanned)?);
+        rows.extend(crate::maintenance::log::age_checks(db, options)?);
     }
     if !rows.iter().any(|c| c.name == "integrity") {
         rows.push(
@@ -147,10 +148,23 @@ pub fn build_report(db: Db, options: &Options) -> Result<Report> {
                 .detail("not checked in this run: ask for integrity 'quick' or 'full'"),
         );
     }
-    let recommendation = maintenance::recommend(&rows, &facts);
+    let recommendation = recommend::recommend(&rows, &facts);
     rows.push(recommendation);
     rows.retain(|c| options.wants(c.name));
     Ok(Report { checks: rows, schema: options.schema.clone(), path: facts.path.clone(), facts })
+}
+
+/// The figures maintenance decides on, as health_report computes them: the cheap facts, and with
+/// `scan_pages` the `fragmentation` row of the page scan.
+pub fn measure(db: Db, schema: &str, scan_pages: bool) -> Result<(checks::Facts, Option<Check>)> {
+    let options = Options { schema: schema.to_string(), ..Options::default() };
+    let facts = checks::Facts::gather(db, &options)?;
+    let fragmentation = if scan_pages {
+        scan::fragmentation(db, &facts, &options)?.into_iter().find(|c| c.name == "fragmentation")
+    } else {
+        None
+    };
+    Ok((facts, fragmentation))
 }
 
 fn options_arg(args: &[Value]) -> Result<Options> {

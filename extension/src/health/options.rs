@@ -93,6 +93,8 @@ pub const CHECK_NAMES: &[&str] = &[
     "schema_drift",
     "growth_per_day",
     "days_until_full",
+    "maintenance_age",
+    "full_maintenance_age",
     "maintenance",
 ];
 
@@ -181,22 +183,22 @@ impl Options {
     }
 }
 
-fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
+pub(crate) fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
     value.as_str().ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
 }
 
-fn boolean(key: &str, value: &Json) -> Result<bool> {
+pub(crate) fn boolean(key: &str, value: &Json) -> Result<bool> {
     value.as_bool().ok_or_else(|| Error::new(format!("option \"{key}\" must be true or false, not {value}")))
 }
 
-fn integer(key: &str, value: &Json, min: i64, max: i64) -> Result<i64> {
+pub(crate) fn integer(key: &str, value: &Json, min: i64, max: i64) -> Result<i64> {
     value
         .as_i64()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| Error::new(format!("option \"{key}\" must be an integer from {min} to {max}, not {value}")))
 }
 
-fn bad_choice(key: &str, got: &str, choices: &str) -> Error {
+pub(crate) fn bad_choice(key: &str, got: &str, choices: &str) -> Error {
     Error::new(format!("option \"{key}\" must be one of {choices}, not \"{got}\""))
 }
 

@@ -32,7 +32,7 @@ pub fn integrity(db: Db, options: &Options) -> Result<Vec<Check>> {
 
 /// The problems an integrity pragma reports. SQLite may report some rows and then fail on a page it
 /// cannot read: that failure is one more problem, not a reason to lose the rows before it.
-fn problems(db: Db, sql: &str) -> Result<Vec<String>> {
+pub(crate) fn problems(db: Db, sql: &str) -> Result<Vec<String>> {
     let mut stmt = db.prepare(sql)?;
     let mut found = Vec::new();
     loop {

@@ -39,6 +39,9 @@ pub const SPECS: &[Spec] = &[
     spec("disk_used_pct",       "%",         Direction::Above, Some(85.0),        Some(95.0),   Some(100.0)),
     spec("integrity",           "errors",    Direction::Above, None,              Some(1.0),    None),
     spec("integrity_age_days",  "days",      Direction::Above, Some(7.0),         None,         None),
+    // "Force a maintenance after 7 days without one"; a late job is a warning, never critical.
+    spec("maintenance_age_days",      "days", Direction::Above, Some(7.0),  None, None),
+    spec("full_maintenance_age_days", "days", Direction::Above, Some(30.0), None, None),
     spec("foreign_keys",        "violations",Direction::Above, Some(1.0),         None,         None),
     spec("schema_drift",        "objects",   Direction::Above, None,              None,         None),
     spec("growth_per_day",      "bytes/day", Direction::Above, Some(5.0 * MIB),   None,         None),

@@ -3,6 +3,7 @@
 //! urgent  — integrity errors (now, or at the last recorded check): back up, then repair;
 //! full    — slow probe, or fragmentation / freelist at the critical level (VACUUM pays off);
 //! standard — fragmentation / freelist at the warning level (ANALYZE, REINDEX, VACUUM when needed);
+//!           a full maintenance older than its threshold also calls for full, a standard one for standard;
 //! light   — WAL over its limits, or indexes without ANALYZE statistics (PRAGMA optimize, checkpoint);
 //! none    — nothing to do.
 
@@ -37,6 +38,8 @@ fn level_for(check: &Check) -> Option<Level> {
         ("probe_ms", Status::Warning | Status::Critical) => Some(Level::Full),
         ("freelist_pct" | "fragmentation", Status::Critical) => Some(Level::Full),
         ("freelist_pct" | "fragmentation", Status::Warning) => Some(Level::Standard),
+        ("full_maintenance_age", Status::Warning | Status::Critical) => Some(Level::Full),
+        ("maintenance_age", Status::Warning | Status::Critical) => Some(Level::Standard),
         ("wal_size", Status::Info | Status::Warning | Status::Critical) => Some(Level::Light),
         _ => None,
     }

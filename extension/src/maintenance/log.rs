@@ -1,0 +1,152 @@
+//! The maintenance log: `vigil_maintenance_log` in the maintained database records each run of `maintain`
+//! and each vacuum that rewrote the file, so that health_report can tell how long ago each level ran.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as Json;
+
+use super::vacuum::Outcome;
+use crate::error::{Context as _, Error, Result};
+use crate::health::checks::quote;
+use crate::health::options::Options;
+use crate::health::{Check, Status};
+use crate::info::{format_utc, now_utc};
+use crate::sqlite::{Db, Value};
+
+pub const TABLE: &str = "vigil_maintenance_log";
+/// Rows kept; older ones are deleted as new ones arrive.
+const KEEP: i64 = 1000;
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS main.vigil_maintenance_log(
+    id INTEGER PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    function TEXT NOT NULL,
+    level TEXT NOT NULL,
+    result TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    size_before INTEGER,
+    size_after INTEGER,
+    detail TEXT NOT NULL
+)";
+
+/// One run, as recorded.
+pub struct Entry {
+    pub function: &'static str,
+    /// light, standard, full, or vacuum (a vacuum_if_fragmented run).
+    pub level: String,
+    /// ok, or warning / failed when an operation reported a problem.
+    pub result: &'static str,
+    pub duration_ms: f64,
+    pub size_before: i64,
+    pub size_after: i64,
+    pub detail: Json,
+}
+
+impl Entry {
+    pub fn of_vacuum(outcome: &Outcome) -> Entry {
+        Entry {
+            function: "vacuum_if_fragmented",
+            level: "vacuum".into(),
+            result: "ok",
+            duration_ms: outcome.duration_ms,
+            size_before: outcome.before.bytes,
+            size_after: outcome.after.bytes,
+            detail: outcome.to_json(),
+        }
+    }
+}
+
+/// Appends an entry on the maintenance connection (schema `main` is the maintained file there).
+pub fn record(db: Db, entry: &Entry) -> Result<()> {
+    let params = [
+        Value::from(now_utc()),
+        Value::from(entry.function),
+        Value::from(entry.level.as_str()),
+        Value::from(entry.result),
+        Value::Real(entry.duration_ms),
+        Value::Integer(entry.size_before),
+        Value::Integer(entry.size_after),
+        Value::Text(entry.detail.to_string()),
+    ];
+    let write = || -> Result<()> {
+        db.exec(CREATE)?;
+        db.query(
+            &format!(
+                "INSERT INTO main.{TABLE}(finished_at, function, level, result, duration_ms, size_before, \
+                 size_after, detail) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
+            ),
+            &params,
+        )?;
+        db.query(
+            &format!("DELETE FROM main.{TABLE} WHERE id <= (SELECT id FROM main.{TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?1)"),
+            &[Value::Integer(KEEP)],
+        )?;
+        Ok(())
+    };
+    db.exec("BEGIN IMMEDIATE").context("cannot record the run in vigil_maintenance_log")?;
+    match write() {
+        Ok(()) => db.exec("COMMIT"),
+        Err(e) => {
+            let _ = db.exec("ROLLBACK");
+            Err(e.context("cannot record the run in vigil_maintenance_log"))
+        }
+    }
+}
+
+/// When each level last ran successfully: (level, finished_at).
+fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let exists = db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = '{TABLE}'"), &[])?;
+    if exists.as_i64() != Some(1) {
+        return Ok(Vec::new());
+    }
+    let rows = db.query(
+        &format!("SELECT level, max(finished_at) FROM {q}.{TABLE} WHERE result <> 'failed' GROUP BY level"),
+        &[],
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let level = row[0].as_str().unwrap_or_default().to_string();
+            let at = row[1]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .ok_or_else(|| Error::new(format!("{TABLE} holds a finished_at that is not an RFC 3339 time")))?;
+            Ok((level, at.with_timezone(&Utc)))
+        })
+        .collect()
+}
+
+/// Levels that count for each age row: a full maintenance is also a standard one.
+const AGE_ROWS: &[(&str, &str, &[&str])] = &[
+    ("maintenance_age", "maintenance_age_days", &["standard", "full"]),
+    ("full_maintenance_age", "full_maintenance_age_days", &["full"]),
+];
+
+/// health_report's rows on maintenance age: days since the last standard-or-full and the last full run.
+pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
+    let runs = last_runs(db, &quote(&options.schema))?;
+    let now = Utc::now();
+    let days = |at: DateTime<Utc>| ((now - at).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0;
+    let history: Vec<String> = ["light", "standard", "full", "vacuum"]
+        .iter()
+        .map(|level| match runs.iter().find(|(l, _)| l == level) {
+            Some((_, at)) => format!("{level} {} days ago", days(*at)),
+            None => format!("{level} never"),
+        })
+        .collect();
+    let history = history.join(", ");
+    Ok(AGE_ROWS
+        .iter()
+        .map(|&(name, threshold, levels)| {
+            let last = runs.iter().filter(|(l, _)| levels.contains(&l.as_str())).map(|(_, at)| *at).max();
+            let Some(at) = last else {
+                return Check::new(name, Value::Null, "days")
+                    .status(Status::Info)
+                    .detail(format!("no {} maintenance recorded by vigil ({history})", levels.join(" or ")));
+            };
+            let age = days(at);
+            let mut check = Check::new(name, age, "days");
+            check.status = options.thresholds.status(threshold, age);
+            check.threshold = options.thresholds.describe(threshold);
+            check.detail(format!("last {} maintenance at {} ({history})", levels.join(" or "), format_utc(at)))
+        })
+        .collect())
+}

@@ -1,0 +1,403 @@
+//! maintain: graded maintenance, one row per operation.
+//!
+//! light    — optimize (statistics where missing or stale, bounded by analysis_limit), WAL checkpoint;
+//! standard — light + ANALYZE + REINDEX of indexes an integrity check found inconsistent + foreign_key_check;
+//! full     — standard + vacuum_if_fragmented + integrity_check afterwards (with REINDEX and a second check
+//!            when the only problems are inconsistent indexes);
+//! auto     — the level health_report recommends, with its reasons.
+
+use std::time::Instant;
+
+use serde_json::{json, Value as Json};
+
+use super::checkpoint::{self, Mode};
+use super::log::{self, Entry};
+use super::options::MaintenanceOptions;
+use super::vacuum::{self, Decision};
+use super::{elapsed_ms, file_bytes, Target};
+use crate::error::{Error, Result};
+use crate::health::checks::quote;
+use crate::health::scan::problems;
+use crate::health::thresholds::{show, SPECS};
+use crate::health::{self, options::Options};
+use crate::sqlite::{host_version_number, Db, Value};
+
+pub const OPTION_KEYS: &[&str] =
+    &["schema", "busy_timeout_ms", "log", "threshold", "metric", "analysis_limit", "wal_truncate_bytes"];
+
+/// PRAGMA optimize learned to look at every table (mask 0x10000) in 3.46.0.
+const OPTIMIZE_ALL_TABLES: i32 = 3_046_000;
+/// Problems integrity_check reports at most per run.
+const MAX_PROBLEMS: i64 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Light,
+    Standard,
+    Full,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Light => "light",
+            Level::Standard => "standard",
+            Level::Full => "full",
+        }
+    }
+}
+
+/// The level asked for: a fixed one, or the recommendation of health_report.
+fn requested_level(value: &Value) -> Result<Option<Level>> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::Text(text) => text.to_ascii_lowercase(),
+        other => return Err(Error::new(format!("level must be text (auto, light, standard, full), not {other:?}"))),
+    };
+    match text.as_str() {
+        "auto" => Ok(None),
+        "light" => Ok(Some(Level::Light)),
+        "standard" => Ok(Some(Level::Standard)),
+        "full" => Ok(Some(Level::Full)),
+        _ => Err(Error::new(format!("unknown level '{text}': use auto, light, standard or full"))),
+    }
+}
+
+/// One row of the result.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub level: &'static str,
+    pub operation: &'static str,
+    /// planned level (plan row), done, skipped, warning, refused or failed.
+    pub result: &'static str,
+    pub detail: String,
+    pub duration_ms: f64,
+}
+
+impl Step {
+    fn to_json(&self) -> Json {
+        json!({
+            "level": self.level,
+            "operation": self.operation,
+            "result": self.result,
+            "detail": self.detail,
+            "duration_ms": self.duration_ms,
+        })
+    }
+}
+
+/// What an operation returns: its result word and detail.
+type Done = (&'static str, String);
+
+pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let level = match requested {
+        Some(level) => level,
+        None => match plan(caller, options, &mut steps)? {
+            Some(level) => level,
+            None => return Ok(steps),
+        },
+    };
+    let target = Target::open(caller, &options.schema, options.busy_timeout_ms)?;
+    let started = Instant::now();
+    let size_before = file_bytes(&target.path);
+    let mut operations: Vec<(&'static str, Operation)> =
+        vec![("optimize", optimize), ("checkpoint", checkpoint_wal)];
+    if level >= Level::Standard {
+        operations.extend([
+            ("analyze", analyze as Operation),
+            ("reindex", reindex_reported),
+            ("foreign_key_check", foreign_key_check),
+        ]);
+    }
+    if level >= Level::Full {
+        operations.extend([("vacuum", vacuum_step as Operation), ("integrity_check", integrity_check)]);
+    }
+    let mut run = Run { caller, target: &target, options, steps: Vec::new() };
+    for (operation, work) in operations {
+        let clock = Instant::now();
+        let (result, detail) = work(&mut run).unwrap_or_else(|e| ("failed", target.explain(e).to_string()));
+        run.steps.push(Step { level: level.as_str(), operation, result, detail, duration_ms: elapsed_ms(clock) });
+        if result == "failed" {
+            break;
+        }
+    }
+    let worst = overall(&run.steps);
+    if options.log {
+        let entry = Entry {
+            function: "maintain",
+            level: level.as_str().into(),
+            result: worst,
+            duration_ms: elapsed_ms(started),
+            size_before,
+            size_after: file_bytes(&target.path),
+            detail: Json::Array(run.steps.iter().map(Step::to_json).collect()),
+        };
+        if let Err(e) = log::record(target.db(), &entry) {
+            run.steps.push(Step {
+                level: level.as_str(),
+                operation: "log",
+                result: "failed",
+                detail: target.explain(e).to_string(),
+                duration_ms: 0.0,
+            });
+        }
+    }
+    steps.extend(run.steps);
+    Ok(steps)
+}
+
+/// The worst result of the steps: failed, warning (also refused), or ok.
+fn overall(steps: &[Step]) -> &'static str {
+    let has = |word: &str| steps.iter().any(|s| s.result == word);
+    if has("failed") {
+        "failed"
+    } else if has("warning") || has("refused") {
+        "warning"
+    } else {
+        "ok"
+    }
+}
+
+/// The `auto` plan: health_report's recommendation, as the first row. None when there is nothing to run.
+fn plan(caller: Db, options: &MaintenanceOptions, steps: &mut Vec<Step>) -> Result<Option<Level>> {
+    let report = health::build_report(caller, &Options { schema: options.schema.clone(), ..Options::default() })?;
+    let advice = report.checks.iter().find(|c| c.name == "maintenance").cloned();
+    let (word, reasons) = advice.map_or(("none".to_string(), String::new()), |c| {
+        (c.value.as_str().unwrap_or("none").to_string(), c.detail.clone())
+    });
+    let (level, result, detail) = match word.as_str() {
+        "light" => (Some(Level::Light), "light", reasons),
+        "standard" => (Some(Level::Standard), "standard", reasons),
+        "full" => (Some(Level::Full), "full", reasons),
+        "urgent" => (
+            None,
+            "refused",
+            format!(
+                "{reasons}: the database has integrity errors; rewriting it could lose what is still readable. \
+                 Copy the file first, then run maintain('full') or recover the data"
+            ),
+        ),
+        _ => (None, "none", format!("health_report recommends no maintenance: {reasons}")),
+    };
+    steps.push(Step { level: "auto", operation: "plan", result, detail, duration_ms: 0.0 });
+    Ok(level)
+}
+
+struct Run<'a> {
+    caller: Db,
+    target: &'a Target,
+    options: &'a MaintenanceOptions,
+    steps: Vec<Step>,
+}
+
+type Operation = fn(&mut Run) -> Result<Done>;
+
+fn optimize(run: &mut Run) -> Result<Done> {
+    let limit = run.options.analysis_limit;
+    run.target.exec(&format!("PRAGMA analysis_limit={limit}"))?;
+    if host_version_number() >= OPTIMIZE_ALL_TABLES {
+        run.target.exec("PRAGMA optimize(0x10002)")?;
+        return Ok(("done", format!("PRAGMA optimize over every table (analysis_limit={limit})")));
+    }
+    // Older hosts only optimize what the connection itself has queried: a fresh connection has queried
+    // nothing, so analyze the indexed tables that have no statistics yet.
+    let missing = tables_without_statistics(run.target.db())?;
+    if missing.is_empty() {
+        return Ok(("done", "every indexed table has statistics".into()));
+    }
+    for table in &missing {
+        run.target.exec(&format!("ANALYZE main.{}", quote(table)))?;
+    }
+    Ok(("done", format!("analyzed {} table(s) without statistics: {}", missing.len(), missing.join(", "))))
+}
+
+fn tables_without_statistics(db: Db) -> Result<Vec<String>> {
+    let has_stat1 = db.query_value("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'", &[])?;
+    let analyzed = if has_stat1.as_i64() == Some(1) {
+        "AND NOT EXISTS (SELECT 1 FROM sqlite_stat1 s WHERE s.tbl = t.name)"
+    } else {
+        ""
+    };
+    let rows = db.query(
+        &format!(
+            "SELECT t.name FROM sqlite_schema t WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite_%' \
+             AND EXISTS (SELECT 1 FROM sqlite_schema i WHERE i.type = 'index' AND i.tbl_name = t.name) \
+             {analyzed} ORDER BY t.name"
+        ),
+        &[],
+    )?;
+    Ok(rows.into_iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect())
+}
+
+/// PASSIVE always; TRUNCATE (waiting at most the busy timeout) when the WAL stays over its limit.
+fn checkpoint_wal(run: &mut Run) -> Result<Done> {
+    let passive = checkpoint::run(run.target, Mode::Passive)?;
+    if passive.frames_after.is_none() {
+        return Ok(("skipped", passive.detail));
+    }
+    let limit = run.options.wal_truncate_bytes.unwrap_or_else(default_wal_limit);
+    if passive.wal_bytes_after <= limit {
+        let result = if passive.blocked { "warning" } else { "done" };
+        return Ok((result, format!("passive: {}", passive.detail)));
+    }
+    let truncate = checkpoint::run(run.target, Mode::Truncate)?;
+    let result = if truncate.blocked { "warning" } else { "done" };
+    Ok((
+        result,
+        format!(
+            "passive: {}; WAL {} was over {}: truncate: {}",
+            passive.detail,
+            show(passive.wal_bytes_after as f64, "bytes"),
+            show(limit as f64, "bytes"),
+            truncate.detail
+        ),
+    ))
+}
+
+fn default_wal_limit() -> i64 {
+    SPECS.iter().find(|s| s.name == "wal_size").and_then(|s| s.warning).unwrap_or(64.0 * 1024.0 * 1024.0) as i64
+}
+
+fn analyze(run: &mut Run) -> Result<Done> {
+    run.target.exec("PRAGMA analysis_limit=0; ANALYZE main")?;
+    Ok(("done", "ANALYZE of every table and index".into()))
+}
+
+/// REINDEX is needed when an index no longer matches its table: after corruption, or when a collation or
+/// function an index depends on changed. integrity_check is what finds that; a standard run rebuilds the
+/// indexes the last recorded check (health_snapshot) named.
+fn reindex_reported(run: &mut Run) -> Result<Done> {
+    let named = last_recorded_problems(run.caller, &run.options.schema)?;
+    let indexes = inconsistent_indexes(run.target.db(), &named)?;
+    if indexes.is_empty() {
+        return Ok(("skipped", "no index was reported inconsistent by the last recorded integrity check".into()));
+    }
+    rebuild(run.target, &indexes)
+}
+
+fn rebuild(target: &Target, indexes: &[String]) -> Result<Done> {
+    for index in indexes {
+        target.exec(&format!("REINDEX main.{}", quote(index)))?;
+    }
+    Ok(("done", format!("rebuilt {}", indexes.join(", "))))
+}
+
+/// The problems of the newest integrity check recorded in vigil_health_history, if any.
+fn last_recorded_problems(caller: Db, schema: &str) -> Result<Vec<String>> {
+    let q = quote(schema);
+    let exists =
+        caller.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name='vigil_health_history'"), &[])?;
+    if exists.as_i64() != Some(1) {
+        return Ok(Vec::new());
+    }
+    let report = caller.query_value(
+        &format!(
+            "SELECT report FROM {q}.vigil_health_history WHERE integrity_mode IS NOT NULL \
+             ORDER BY taken_at DESC, id DESC LIMIT 1"
+        ),
+        &[],
+    )?;
+    let document: Json = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Json::Null);
+    let detail = document["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == "integrity"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default();
+    Ok(detail.split("; ").map(str::to_string).collect())
+}
+
+/// Indexes of the database named in integrity_check messages ("row 3 missing from index i", "wrong # of
+/// entries in index i", "non-unique entry in index i").
+fn inconsistent_indexes(db: Db, messages: &[String]) -> Result<Vec<String>> {
+    let existing: Vec<String> = db
+        .query("SELECT name FROM sqlite_schema WHERE type = 'index'", &[])?
+        .into_iter()
+        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .collect();
+    let mut found: Vec<String> = Vec::new();
+    for message in messages {
+        let Some(at) = message.find(" index ") else { continue };
+        let name = message[at + 7..].split_whitespace().next().unwrap_or_default().trim_matches(|c| c == '"' || c == ',');
+        if existing.iter().any(|e| e == name) && !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    }
+    Ok(found)
+}
+
+fn foreign_key_check(run: &mut Run) -> Result<Done> {
+    let rows = run.target.query("PRAGMA main.foreign_key_check")?;
+    if rows.is_empty() {
+        return Ok(("done", "no foreign key violations".into()));
+    }
+    let tables: Vec<String> = rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
+    let mut distinct = tables.clone();
+    distinct.dedup();
+    Ok(("warning", format!("{} rows reference a missing parent (in {}); vigil does not delete data", rows.len(), distinct.join(", "))))
+}
+
+fn vacuum_step(run: &mut Run) -> Result<Done> {
+    let options = MaintenanceOptions { log: false, dry_run: false, ..run.options.clone() };
+    let outcome = vacuum::run(run.caller, run.options.threshold, &options)?;
+    let sizes = format!(
+        "{} → {}",
+        show(outcome.before.bytes as f64, "bytes"),
+        show(outcome.after.bytes as f64, "bytes")
+    );
+    Ok(match outcome.decision {
+        Decision::Vacuumed => ("done", format!("{}: {sizes}", outcome.reason)),
+        Decision::Refused => ("warning", outcome.reason),
+        _ => ("skipped", outcome.reason),
+    })
+}
+
+/// integrity_check after the rewrite. When every problem is an inconsistent index, REINDEX repairs it: the
+/// rows record the repair and a second check.
+fn integrity_check(run: &mut Run) -> Result<Done> {
+    let sql = format!("PRAGMA main.integrity_check({MAX_PROBLEMS})");
+    let found = problems(run.target.db(), &sql)?;
+    if found.is_empty() {
+        return Ok(("done", "integrity_check: ok".into()));
+    }
+    let indexes = inconsistent_indexes(run.target.db(), &found)?;
+    let only_indexes = !indexes.is_empty() && found.iter().all(|m| indexes.iter().any(|i| m.contains(i.as_str())));
+    if !only_indexes {
+        return Ok(("failed", format!("integrity_check found {} problem(s): {}", found.len(), found.join("; "))));
+    }
+    let clock = Instant::now();
+    let (result, detail) = rebuild(run.target, &indexes)?;
+    run.steps.push(Step {
+        level: "full",
+        operation: "integrity_check",
+        result: "warning",
+        detail: format!("integrity_check found {} inconsistent index entries: {}", found.len(), found.join("; ")),
+        duration_ms: 0.0,
+    });
+    run.steps.push(Step { level: "full", operation: "reindex", result, detail, duration_ms: elapsed_ms(clock) });
+    let again = problems(run.target.db(), &sql)?;
+    Ok(if again.is_empty() {
+        ("done", "integrity_check after REINDEX: ok".into())
+    } else {
+        ("failed", format!("integrity_check after REINDEX found {} problem(s): {}", again.len(), again.join("; ")))
+    })
+}
+
+/// `maintain([level [, options]])`: the level run, the overall result and one object per operation.
+pub fn maintain(db: Db, args: &[Value]) -> Result<Value> {
+    let requested = requested_level(args.first().unwrap_or(&Value::Null))?;
+    let options = MaintenanceOptions::parse(args.get(1), OPTION_KEYS).map_err(|e| e.context("bad options"))?;
+    let started = Instant::now();
+    let steps = run(db, requested, &options)?;
+    let level = steps.iter().rev().map(|s| s.level).find(|l| *l != "auto").unwrap_or("none");
+    Ok(Value::Text(
+        json!({
+            "requested": requested.map_or("auto", Level::as_str),
+            "level": level,
+            "result": overall(&steps),
+            "duration_ms": elapsed_ms(started),
+            "steps": steps.iter().map(Step::to_json).collect::<Vec<_>>(),
+        })
+        .to_string(),
+    ))
+}
