@@ -79,7 +79,7 @@ fn the_default_report_is_the_cheap_checks_with_true_figures() {
         assert_eq!(checks["tables"]["value"], 1);
         assert_eq!(checks["indexes"]["value"], 1);
         assert_eq!(checks["journal_mode"]["value"], "delete");
-        assert_eq!(checks["maintenance"]["value"], "standard");
+        assert_eq!(checks["maintenance"]["value"], "full");
         assert_eq!(checks["maintenance"]["status"], "warning");
         for row in &rows {
             for column in ["check", "status", "value", "unit", "threshold", "detail"] {

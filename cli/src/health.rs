@@ -6,6 +6,7 @@ use clap::Args;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value as Json};
 
+use crate::sql::{query_json, sql_failure};
 use crate::{exit, extension, output, Failure, Global};
 
 #[derive(Args)]
@@ -84,24 +85,6 @@ fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
     Ok((name.trim().to_string(), Json::Object(object)))
 }
 
-/// Errors from the extension: a refused option is a usage error, a corrupt database is critical, anything
-/// else (not a database, locked, unreadable) leaves the state unknown.
-fn sql_failure(error: rusqlite::Error) -> Failure {
-    let message = error.to_string();
-    if message.contains(": bad options: ") {
-        return Failure::usage(message);
-    }
-    match error.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseCorrupt) => Failure { message, code: exit::CRITICAL },
-        _ => Failure::unknown(message),
-    }
-}
-
-fn query_json(conn: &Connection, sql: &str, options: &Json) -> Result<Json, Failure> {
-    let text: String = conn.query_row(sql, [options.to_string()], |row| row.get(0)).map_err(sql_failure)?;
-    serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
-}
-
 fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>>, Failure> {
     let mut stmt = conn.prepare("SELECT * FROM health_tables(?1)").map_err(sql_failure)?;
     let names: Vec<String> = stmt.column_names().map(String::from).collect();
@@ -127,7 +110,7 @@ pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
     let options = options(args)?;
     let conn = extension::open(global, &args.db, args.snapshot)?;
     let function = if args.snapshot { "health_snapshot" } else { "health_json" };
-    let mut report = query_json(&conn, &format!("SELECT {function}(?1)"), &options)?;
+    let mut report = query_json(&conn, &format!("SELECT {function}(?1)"), [options.to_string()])?;
     let tables = if args.tables { Some(table_rows(&conn, &options)?) } else { None };
     if args.json {
         if let Some(tables) = &tables {

@@ -3,7 +3,9 @@
 
 mod extension;
 mod health;
+mod maintain;
 mod output;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,12 @@ pub struct Global {
 enum Command {
     /// Report a database's health; exit 0 ok, 1 warning, 2 critical, 3 unknown
     Health(health::HealthArgs),
+    /// Vacuum when fragmented: exit 0 vacuumed or skipped, 1 refused (not enough disk)
+    Vacuum(maintain::VacuumArgs),
+    /// Graded maintenance (optimize, checkpoint, analyze, reindex, vacuum, integrity): exit 0 ok, 1 warning, 2 failed
+    Maintain(maintain::MaintainArgs),
+    /// Checkpoint the WAL into the database: exit 0 done, 1 blocked by a reader
+    Checkpoint(maintain::CheckpointArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -65,6 +73,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
+        Command::Vacuum(args) => maintain::vacuum(&cli.global, &args),
+        Command::Maintain(args) => maintain::maintain(&cli.global, &args),
+        Command::Checkpoint(args) => maintain::checkpoint(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
-fn text(value: &Json) -> String {
+pub fn text(value: &Json) -> String {
     match value {
         Json::Null => String::new(),
         Json::String(s) => s.clone(),
@@ -25,7 +25,7 @@ fn figure(value: &Json, unit: &str) -> String {
     }
 }
 
-fn size(bytes: f64) -> String {
+pub fn size(bytes: f64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;
@@ -41,7 +41,7 @@ fn size(bytes: f64) -> String {
 }
 
 /// Lays out rows in columns; the last column is never padded.
-fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

@@ -1,9 +1,9 @@
 //! The `maintenance` row: which maintenance level the other rows call for, and why.
 //!
 //! urgent  — integrity errors (now, or at the last recorded check): back up, then repair;
-//! full    — slow probe, or fragmentation / freelist at the critical level (VACUUM pays off);
-//! standard — fragmentation / freelist at the warning level (ANALYZE, REINDEX, VACUUM when needed);
-//!           a full maintenance older than its threshold also calls for full, a standard one for standard;
+//! full    — slow probe, or fragmentation / freelist over their thresholds: only the VACUUM of `maintain`'s
+//!           full level gives that space back; also a full maintenance older than its threshold;
+//! standard — the last standard (or full) maintenance older than its threshold;
 //! light   — WAL over its limits, or indexes without ANALYZE statistics (PRAGMA optimize, checkpoint);
 //! none    — nothing to do.
 
@@ -36,8 +36,7 @@ fn level_for(check: &Check) -> Option<Level> {
     match (check.name, check.status) {
         ("integrity", Status::Critical) => Some(Level::Urgent),
         ("probe_ms", Status::Warning | Status::Critical) => Some(Level::Full),
-        ("freelist_pct" | "fragmentation", Status::Critical) => Some(Level::Full),
-        ("freelist_pct" | "fragmentation", Status::Warning) => Some(Level::Standard),
+        ("freelist_pct" | "fragmentation", Status::Warning | Status::Critical) => Some(Level::Full),
         ("full_maintenance_age", Status::Warning | Status::Critical) => Some(Level::Full),
         ("maintenance_age", Status::Warning | Status::Critical) => Some(Level::Standard),
         ("wal_size", Status::Info | Status::Warning | Status::Critical) => Some(Level::Light),

@@ -147,7 +147,7 @@ impl Checkpoint {
 
 /// `wal_checkpoint([mode [, options]])`: what the checkpoint did, as a JSON object.
 pub fn wal_checkpoint(db: Db, args: &[Value]) -> Result<Value> {
-    let mode = Mode::parse(args.first().unwrap_or(&Value::Null))?;
+    let mode = Mode::parse(args.first().unwrap_or(&Value::Null)).map_err(|e| e.context("bad arguments"))?;
     let options = MaintenanceOptions::parse(args.get(1), OPTION_KEYS).map_err(|e| e.context("bad options"))?;
     let target = Target::open(db, &options.schema, options.busy_timeout_ms)?;
     Ok(Value::Text(run(&target, mode)?.to_json().to_string()))

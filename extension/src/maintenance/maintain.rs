@@ -385,7 +385,7 @@ fn integrity_check(run: &mut Run) -> Result<Done> {
 
 /// `maintain([level [, options]])`: the level run, the overall result and one object per operation.
 pub fn maintain(db: Db, args: &[Value]) -> Result<Value> {
-    let requested = requested_level(args.first().unwrap_or(&Value::Null))?;
+    let requested = requested_level(args.first().unwrap_or(&Value::Null)).map_err(|e| e.context("bad arguments"))?;
     let options = MaintenanceOptions::parse(args.get(1), OPTION_KEYS).map_err(|e| e.context("bad options"))?;
     let started = Instant::now();
     let steps = run(db, requested, &options)?;

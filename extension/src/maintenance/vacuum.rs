@@ -299,7 +299,7 @@ fn is_writable_dir(dir: &Path) -> bool {
 pub fn vacuum_if_fragmented(db: Db, args: &[Value]) -> Result<Value> {
     let threshold = match args.first() {
         None | Some(Value::Null) => None,
-        Some(given) => Some(percentage(given)?),
+        Some(given) => Some(percentage(given).map_err(|e| e.context("bad arguments"))?),
     };
     let options = MaintenanceOptions::parse(args.get(1), OPTION_KEYS).map_err(|e| e.context("bad options"))?;
     Ok(Value::Text(run(db, threshold, &options)?.to_json().to_string()))
