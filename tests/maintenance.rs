@@ -191,7 +191,7 @@ fn old_maintenance_makes_health_report_warn() {
     let db = dir.path().join("m.db");
     fragmented_db(&db, 200, false);
     let before = by_check(&Shell.query(&db, "SELECT * FROM health_report()").unwrap());
-    assert_eq!(before["full_maintenance_age"]["status"], "info", "never maintained: {:?}", before["full_maintenance_age"]);
+    assert_eq!(before["full_maintenance_age"]["status"], "ok", "never maintained: {:?}", before["full_maintenance_age"]);
     call(&Shell, &db, "SELECT maintain('full')");
     let conn = Connection::open(&db).unwrap();
     conn.execute("UPDATE vigil_maintenance_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')", [])

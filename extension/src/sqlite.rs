@@ -314,6 +314,13 @@ impl Db {
         })
     }
 
+    /// Whether the connection holds a read or write transaction on a schema right now, also one opened
+    /// implicitly by the statement that is running (sqlite3_txn_state: 0 none, 1 read, 2 write).
+    pub fn in_transaction(&self, schema: &str) -> Result<bool> {
+        let schema = c_string(schema, "schema name")?;
+        Ok(unsafe { call!(txn_state(self.0, schema.as_ptr())) } > 0)
+    }
+
     /// False while the connection has an open transaction (BEGIN without COMMIT).
     pub fn is_autocommit(&self) -> bool {
         unsafe { call!(get_autocommit(self.0)) != 0 }

@@ -8,7 +8,7 @@ use super::vacuum::Outcome;
 use crate::error::{Context as _, Error, Result};
 use crate::health::checks::quote;
 use crate::health::options::Options;
-use crate::health::{Check, Status};
+use crate::health::Check;
 use crate::info::{format_utc, now_utc};
 use crate::sqlite::{Db, Value};
 
@@ -138,8 +138,8 @@ pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
         .map(|&(name, threshold, levels)| {
             let last = runs.iter().filter(|(l, _)| levels.contains(&l.as_str())).map(|(_, at)| *at).max();
             let Some(at) = last else {
+                // Unknown, not late: vigil cannot see maintenance done by other means.
                 return Check::new(name, Value::Null, "days")
-                    .status(Status::Info)
                     .detail(format!("no {} maintenance recorded by vigil ({history})", levels.join(" or ")));
             };
             let age = days(at);

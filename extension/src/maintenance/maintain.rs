@@ -13,7 +13,7 @@ use serde_json::{json, Value as Json};
 use super::checkpoint::{self, Mode};
 use super::log::{self, Entry};
 use super::options::MaintenanceOptions;
-use super::vacuum::{self, Decision};
+use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
 use crate::error::{Error, Result};
 use crate::health::checks::quote;
@@ -113,7 +113,7 @@ pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -
     if level >= Level::Full {
         operations.extend([("vacuum", vacuum_step as Operation), ("integrity_check", integrity_check)]);
     }
-    let mut run = Run { caller, target: &target, options, steps: Vec::new() };
+    let mut run = Run { target: &target, options, steps: Vec::new() };
     for (operation, work) in operations {
         let clock = Instant::now();
         let (result, detail) = work(&mut run).unwrap_or_else(|e| ("failed", target.explain(e).to_string()));
@@ -185,7 +185,6 @@ fn plan(caller: Db, options: &MaintenanceOptions, steps: &mut Vec<Step>) -> Resu
 }
 
 struct Run<'a> {
-    caller: Db,
     target: &'a Target,
     options: &'a MaintenanceOptions,
     steps: Vec<Step>,
@@ -268,7 +267,7 @@ fn analyze(run: &mut Run) -> Result<Done> {
 /// function an index depends on changed. integrity_check is what finds that; a standard run rebuilds the
 /// indexes the last recorded check (health_snapshot) named.
 fn reindex_reported(run: &mut Run) -> Result<Done> {
-    let named = last_recorded_problems(run.caller, &run.options.schema)?;
+    let named = last_recorded_problems(run.target.db())?;
     let indexes = inconsistent_indexes(run.target.db(), &named)?;
     if indexes.is_empty() {
         return Ok(("skipped", "no index was reported inconsistent by the last recorded integrity check".into()));
@@ -284,18 +283,14 @@ fn rebuild(target: &Target, indexes: &[String]) -> Result<Done> {
 }
 
 /// The problems of the newest integrity check recorded in vigil_health_history, if any.
-fn last_recorded_problems(caller: Db, schema: &str) -> Result<Vec<String>> {
-    let q = quote(schema);
-    let exists =
-        caller.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name='vigil_health_history'"), &[])?;
+fn last_recorded_problems(db: Db) -> Result<Vec<String>> {
+    let exists = db.query_value("SELECT count(*) FROM sqlite_schema WHERE name='vigil_health_history'", &[])?;
     if exists.as_i64() != Some(1) {
         return Ok(Vec::new());
     }
-    let report = caller.query_value(
-        &format!(
-            "SELECT report FROM {q}.vigil_health_history WHERE integrity_mode IS NOT NULL \
-             ORDER BY taken_at DESC, id DESC LIMIT 1"
-        ),
+    let report = db.query_value(
+        "SELECT report FROM vigil_health_history WHERE integrity_mode IS NOT NULL \
+         ORDER BY taken_at DESC, id DESC LIMIT 1",
         &[],
     )?;
     let document: Json = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Json::Null);
@@ -339,7 +334,7 @@ fn foreign_key_check(run: &mut Run) -> Result<Done> {
 
 fn vacuum_step(run: &mut Run) -> Result<Done> {
     let options = MaintenanceOptions { log: false, dry_run: false, ..run.options.clone() };
-    let outcome = vacuum::run(run.caller, run.options.threshold, &options)?;
+    let outcome = vacuum::run(Via::Target(run.target), run.options.threshold, &options)?;
     let sizes = format!(
         "{} → {}",
         show(outcome.before.bytes as f64, "bytes"),

@@ -55,6 +55,13 @@ impl Target {
                  block the maintenance connection)",
             ));
         }
+        if caller.in_transaction(schema)? {
+            return Err(Error::new(
+                "the statement calling this function also reads the database (a table, or a table-valued function \
+                 such as json_each), so it holds a read lock that would block the maintenance connection: call \
+                 it in a statement of its own, e.g. SELECT maintain()",
+            ));
+        }
         let vfs = caller.vfs_name(schema)?;
         let connection = OwnedDb::open(&path, open_flags::READ_WRITE, vfs.as_deref())?;
         connection.db().set_busy_timeout(busy_timeout_ms)?;

@@ -103,12 +103,24 @@ fn measure(db: Db, schema: &str, metric: Metric) -> Result<(Facts, Figures)> {
     Ok((facts, Figures { pct, bytes }))
 }
 
+/// Where the decision reads its figures and where the rewrite runs.
+pub enum Via<'a> {
+    /// Called on its own: measure on the caller's connection, open a maintenance connection if needed.
+    Caller(Db),
+    /// Inside `maintain`, after other steps changed the file: everything on its maintenance connection
+    /// (the caller must not read a schema another connection changed while the caller's statement runs).
+    Target(&'a Target),
+}
+
 /// Decides, and vacuums when over the threshold. Lock, transaction and access problems are errors; a
 /// rewrite that would not fit on disk is a `refused` decision.
-pub fn run(caller: Db, threshold: Option<f64>, options: &MaintenanceOptions) -> Result<Outcome> {
+pub fn run(via: Via, threshold: Option<f64>, options: &MaintenanceOptions) -> Result<Outcome> {
     let started = Instant::now();
     let threshold = threshold.unwrap_or_else(|| default_threshold(options.metric));
-    let (facts, before) = measure(caller, &options.schema, options.metric)?;
+    let (facts, before) = match via {
+        Via::Caller(db) => measure(db, &options.schema, options.metric)?,
+        Via::Target(target) => measure(target.db(), "main", options.metric)?,
+    };
     let method = choose_method(&facts, options)?;
     let mut outcome = Outcome {
         decision: Decision::Skipped,
@@ -128,14 +140,21 @@ pub fn run(caller: Db, threshold: Option<f64>, options: &MaintenanceOptions) -> 
         outcome.method = method.name();
         outcome.reason = format!("dry run: {figure}, over the threshold of {threshold} %; would run {}", method.name());
     } else {
-        let target = Target::open(caller, &options.schema, options.busy_timeout_ms)?;
-        match space_shortfall(&target, &facts, method) {
+        let opened;
+        let target = match via {
+            Via::Caller(db) => {
+                opened = Target::open(db, &options.schema, options.busy_timeout_ms)?;
+                &opened
+            }
+            Via::Target(target) => target,
+        };
+        match space_shortfall(target, &facts, method) {
             Some(shortfall) => {
                 outcome.decision = Decision::Refused;
                 outcome.reason = format!("{figure}, over the threshold of {threshold} %, but {shortfall}");
             }
             None => {
-                let note = rewrite(&target, method)?;
+                let note = rewrite(target, method)?;
                 outcome.after = measure(target.db(), "main", options.metric)?.1;
                 outcome.decision = Decision::Vacuumed;
                 outcome.method = method.name();
@@ -302,5 +321,5 @@ pub fn vacuum_if_fragmented(db: Db, args: &[Value]) -> Result<Value> {
         Some(given) => Some(percentage(given).map_err(|e| e.context("bad arguments"))?),
     };
     let options = MaintenanceOptions::parse(args.get(1), OPTION_KEYS).map_err(|e| e.context("bad options"))?;
-    Ok(Value::Text(run(db, threshold, &options)?.to_json().to_string()))
+    Ok(Value::Text(run(Via::Caller(db), threshold, &options)?.to_json().to_string()))
 }
