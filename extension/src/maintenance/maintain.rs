@@ -236,9 +236,10 @@ fn checkpoint_wal(run: &mut Run) -> Result<Done> {
         return Ok(("skipped", passive.detail));
     }
     let limit = run.options.wal_truncate_bytes.unwrap_or_else(default_wal_limit);
+    // Readers routinely hold a few frames back from a passive checkpoint: only a WAL that stays too large
+    // because of them is worth a warning.
     if passive.wal_bytes_after <= limit {
-        let result = if passive.blocked { "warning" } else { "done" };
-        return Ok((result, format!("passive: {}", passive.detail)));
+        return Ok(("done", format!("passive: {}", passive.detail)));
     }
     let truncate = checkpoint::run(run.target, Mode::Truncate)?;
     let result = if truncate.blocked { "warning" } else { "done" };
