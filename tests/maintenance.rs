@@ -66,7 +66,8 @@ fn vacuum_over_the_threshold_rewrites_and_reports_true_figures() {
             }
             assert_eq!(content_digest(&db), digest, "{context}");
             assert_eq!(integrity(&db), "ok");
-            let log = host.query(&db, "SELECT function, level, result, size_before FROM vigil_maintenance_log").unwrap();
+            let log =
+                host.query(&db, "SELECT function, level, result, size_before FROM vigil_maintenance_log").unwrap();
             assert_eq!(log.len(), 1, "{context}");
             assert_eq!(log[0]["level"], "vacuum");
             assert_eq!(log[0]["size_before"], size_before);
@@ -97,9 +98,11 @@ fn the_skip_decision_works_on_a_read_only_database() {
     let dir = scratch();
     let db = dir.path().join("f.db");
     fragmented_db(&db, 500, false);
-    let out = shell_run(&db, &format!(".load {}\nSELECT vacuum_if_fragmented(99);\n", library().display()), &["-readonly"]);
+    let out =
+        shell_run(&db, &format!(".load {}\nSELECT vacuum_if_fragmented(99);\n", library().display()), &["-readonly"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"decision\":\"skipped\""), "{out:?}");
-    let out = shell_run(&db, &format!(".load {}\nSELECT vacuum_if_fragmented(1);\n", library().display()), &["-readonly"]);
+    let out =
+        shell_run(&db, &format!(".load {}\nSELECT vacuum_if_fragmented(1);\n", library().display()), &["-readonly"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("vacuum_if_fragmented: \"main\" is open read-only"), "{err}");
 }
@@ -191,11 +194,18 @@ fn old_maintenance_makes_health_report_warn() {
     let db = dir.path().join("m.db");
     fragmented_db(&db, 200, false);
     let before = by_check(&Shell.query(&db, "SELECT * FROM health_report()").unwrap());
-    assert_eq!(before["full_maintenance_age"]["status"], "ok", "never maintained: {:?}", before["full_maintenance_age"]);
+    assert_eq!(
+        before["full_maintenance_age"]["status"], "ok",
+        "never maintained: {:?}",
+        before["full_maintenance_age"]
+    );
     call(&Shell, &db, "SELECT maintain('full')");
     let conn = Connection::open(&db).unwrap();
-    conn.execute("UPDATE vigil_maintenance_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE vigil_maintenance_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')",
+        [],
+    )
+    .unwrap();
     for host in hosts() {
         let report = by_check(&host.query(&db, "SELECT * FROM health_report()").unwrap());
         assert_eq!(report["maintenance_age"]["status"], "warning", "{:?}", report["maintenance_age"]);
@@ -253,7 +263,10 @@ fn foreign_key_violations_are_a_warning_and_no_data_is_deleted() {
 fn wal_checkpoint_reports_frames_and_readers_that_block_it() {
     let dir = scratch();
     let db = dir.path().join("w.db");
-    create_db(&db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    create_db(
+        &db,
+        "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+    );
     let mut reader = Reader::start(&db);
     let writer = Connection::open(&db).unwrap();
     writer.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
@@ -299,7 +312,8 @@ fn vacuum_and_maintain_under_concurrent_readers_and_writers() {
         let reader = spawn_shell(&db, &".timeout 20000\nSELECT count(*), total(a) FROM t;\n".repeat(300));
         let conn = Rusqlite::open(&db);
         let vacuum = rows(&conn, "SELECT vacuum_if_fragmented(1, '{\"busy_timeout_ms\":20000}') AS r").unwrap();
-        let maintain = rows(&conn, "SELECT maintain('full', '{\"busy_timeout_ms\":20000,\"threshold\":0}') AS r").unwrap();
+        let maintain =
+            rows(&conn, "SELECT maintain('full', '{\"busy_timeout_ms\":20000,\"threshold\":0}') AS r").unwrap();
         let writer = writer.wait_with_output().unwrap();
         let reader = reader.wait_with_output().unwrap();
         let context = format!("wal={wal} vacuum={vacuum:?} maintain={maintain:?}");
@@ -349,13 +363,19 @@ fn bad_arguments_and_states_are_clear_errors() {
     let db = dir.path().join("b.db");
     fragmented_db(&db, 500, false);
     let cases = [
-        ("SELECT vacuum_if_fragmented(-1)", "vacuum_if_fragmented: bad arguments: threshold must be a percentage from 0 to 100, not -1"),
+        (
+            "SELECT vacuum_if_fragmented(-1)",
+            "vacuum_if_fragmented: bad arguments: threshold must be a percentage from 0 to 100, not -1",
+        ),
         ("SELECT vacuum_if_fragmented(100.5)", "not 100.5"),
         ("SELECT vacuum_if_fragmented('lots')", "not 'lots'"),
         ("SELECT vacuum_if_fragmented(10, '{\"log\":1}')", "bad options: option \"log\" must be true or false"),
         ("SELECT vacuum_if_fragmented(10, '{\"level\":\"x\"}')", "unknown option \"level\" (known: schema"),
         ("SELECT vacuum_if_fragmented(10, '{\"schema\":\"nope\"}')", "no database named \"nope\""),
-        ("SELECT maintain('weekly')", "maintain: bad arguments: unknown level 'weekly': use auto, light, standard or full"),
+        (
+            "SELECT maintain('weekly')",
+            "maintain: bad arguments: unknown level 'weekly': use auto, light, standard or full",
+        ),
         ("SELECT maintain(3)", "level must be text"),
         ("SELECT maintain('light', '{\"analysis_limit\":-4}')", "option \"analysis_limit\" must be an integer"),
         ("SELECT wal_checkpoint('sometimes')", "wal_checkpoint: bad arguments: unknown mode 'sometimes'"),

@@ -66,10 +66,10 @@ fn fresh_copy(source: &Path, copy: &Path, journal_mode: &str) {
     let _ = std::fs::read(copy).unwrap().len();
 }
 
-/// Seconds of one `sqlite3` shell run of `script` on `db`.
-fn shell_seconds(db: &Path, script: &str) -> f64 {
+/// Seconds of one `sqlite3` shell run of `commands` on `db`.
+fn shell_seconds(db: &Path, commands: &[&str]) -> f64 {
     let started = Instant::now();
-    let out = Command::new("sqlite3").arg(db).arg(script).output().unwrap();
+    let out = Command::new("sqlite3").arg(db).args(commands).output().unwrap();
     let seconds = started.elapsed().as_secs_f64();
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
@@ -78,12 +78,13 @@ fn shell_seconds(db: &Path, script: &str) -> f64 {
 }
 
 fn vacuum_vs_plain(source: &Path, work: &Path) {
-    let vigil = format!(".load {}\nSELECT vacuum_if_fragmented();", library().with_extension("").display());
+    let load = format!(".load {}", library().with_extension("").display());
+    let vigil = [load.as_str(), "SELECT vacuum_if_fragmented();"];
     for mode in ["delete", "wal"] {
         let (mut plain, mut ours) = (f64::MAX, f64::MAX);
         for _ in 0..2 {
             fresh_copy(source, work, mode);
-            plain = plain.min(shell_seconds(work, "VACUUM;"));
+            plain = plain.min(shell_seconds(work, &["VACUUM;"]));
             fresh_copy(source, work, mode);
             ours = ours.min(shell_seconds(work, &vigil));
         }
@@ -108,9 +109,8 @@ fn median_ms(conn: &Connection, sql: &str, runs: usize) -> f64 {
 
 fn skip_decision(db: &Path) {
     let conn = open(db);
-    let decision: String = conn
-        .query_row("SELECT json_extract(vacuum_if_fragmented(), '$.decision')", [], |r| r.get(0))
-        .unwrap();
+    let decision: String =
+        conn.query_row("SELECT json_extract(vacuum_if_fragmented(), '$.decision')", [], |r| r.get(0)).unwrap();
     let ms = median_ms(&conn, "SELECT vacuum_if_fragmented()", 21);
     let size = std::fs::metadata(db).unwrap().len() as f64 / 1048576.0;
     println!("skip decision, {size:>5.0} MiB          {ms:>8.2} ms ({decision})   goal ≤ 50 ms, flat");
@@ -120,9 +120,8 @@ fn maintain_levels(work: &Path) {
     let conn = open(work);
     for level in ["light", "standard"] {
         let started = Instant::now();
-        let result: String = conn
-            .query_row(&format!("SELECT json_extract(maintain('{level}'), '$.result')"), [], |r| r.get(0))
-            .unwrap();
+        let result: String =
+            conn.query_row(&format!("SELECT json_extract(maintain('{level}'), '$.result')"), [], |r| r.get(0)).unwrap();
         println!("maintain {level:<9} on 1 GiB     {:>8.1} ms ({result})", started.elapsed().as_secs_f64() * 1000.0);
     }
 }
@@ -184,7 +183,9 @@ fn main() {
         .next()
         .unwrap_or_default()
         .to_string();
-    println!("vigil maintenance benchmarks — vacuum in the system sqlite3 {version}, the rest in rusqlite's bundled SQLite");
+    println!(
+        "vigil maintenance benchmarks — vacuum in the system sqlite3 {version}, the rest in rusqlite's bundled SQLite"
+    );
     vacuum_vs_plain(&fragmented, &work);
     skip_decision(&small);
     skip_decision(&large);

@@ -106,7 +106,9 @@ fn name(value: impl ValueEnum) -> String {
 /// A spinner with the elapsed time on a terminal (stderr), nothing otherwise.
 fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner().with_message(message);
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or(ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or(ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
@@ -210,7 +212,12 @@ pub fn checkpoint(global: &Global, args: &CheckpointArgs) -> Result<u8, Failure>
     } else {
         let bytes = |key: &str| outcome[key].as_f64().map_or(String::new(), size);
         println!("checkpoint ({mode}): {}", text(&outcome["detail"]));
-        println!("WAL: {} → {} in {} ms", bytes("wal_bytes_before"), bytes("wal_bytes_after"), text(&outcome["duration_ms"]));
+        println!(
+            "WAL: {} → {} in {} ms",
+            bytes("wal_bytes_before"),
+            bytes("wal_bytes_after"),
+            text(&outcome["duration_ms"])
+        );
     }
     Ok(if outcome["blocked"] == true { exit::WARNING } else { exit::OK })
 }

@@ -23,4 +23,3 @@ pub fn query_json(conn: &Connection, sql: &str, params: impl rusqlite::Params) -
     let text: String = conn.query_row(sql, params, |row| row.get(0)).map_err(sql_failure)?;
     serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
 }
-

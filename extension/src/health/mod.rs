@@ -5,8 +5,8 @@
 
 pub(crate) mod checks;
 mod history;
-mod recommend;
 pub mod options;
+mod recommend;
 pub(crate) mod scan;
 pub mod thresholds;
 

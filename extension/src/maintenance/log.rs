@@ -77,7 +77,9 @@ pub fn record(db: Db, entry: &Entry) -> Result<()> {
             &params,
         )?;
         db.query(
-            &format!("DELETE FROM main.{TABLE} WHERE id <= (SELECT id FROM main.{TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?1)"),
+            &format!(
+                "DELETE FROM main.{TABLE} WHERE id <= (SELECT id FROM main.{TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+            ),
             &[Value::Integer(KEEP)],
         )?;
         Ok(())

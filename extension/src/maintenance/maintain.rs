@@ -101,20 +101,8 @@ pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -
     let target = Target::open(caller, &options.schema, options.busy_timeout_ms)?;
     let started = Instant::now();
     let size_before = file_bytes(&target.path);
-    let mut operations: Vec<(&'static str, Operation)> =
-        vec![("optimize", optimize), ("checkpoint", checkpoint_wal)];
-    if level >= Level::Standard {
-        operations.extend([
-            ("analyze", analyze as Operation),
-            ("reindex", reindex_reported),
-            ("foreign_key_check", foreign_key_check),
-        ]);
-    }
-    if level >= Level::Full {
-        operations.extend([("vacuum", vacuum_step as Operation), ("integrity_check", integrity_check)]);
-    }
     let mut run = Run { target: &target, options, steps: Vec::new() };
-    for (operation, work) in operations {
+    for (operation, work) in operations(level) {
         let clock = Instant::now();
         let (result, detail) = work(&mut run).unwrap_or_else(|e| ("failed", target.explain(e).to_string()));
         run.steps.push(Step { level: level.as_str(), operation, result, detail, duration_ms: elapsed_ms(clock) });
@@ -145,6 +133,22 @@ pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -
     }
     steps.extend(run.steps);
     Ok(steps)
+}
+
+/// The operations of a level, in order.
+fn operations(level: Level) -> Vec<(&'static str, Operation)> {
+    let mut operations: Vec<(&'static str, Operation)> = vec![("optimize", optimize), ("checkpoint", checkpoint_wal)];
+    if level >= Level::Standard {
+        operations.extend([
+            ("analyze", analyze as Operation),
+            ("reindex", reindex_reported),
+            ("foreign_key_check", foreign_key_check),
+        ]);
+    }
+    if level >= Level::Full {
+        operations.extend([("vacuum", vacuum_step as Operation), ("integrity_check", integrity_check)]);
+    }
+    operations
 }
 
 /// The worst result of the steps: failed, warning (also refused), or ok.
@@ -314,7 +318,8 @@ fn inconsistent_indexes(db: Db, messages: &[String]) -> Result<Vec<String>> {
     let mut found: Vec<String> = Vec::new();
     for message in messages {
         let Some(at) = message.find(" index ") else { continue };
-        let name = message[at + 7..].split_whitespace().next().unwrap_or_default().trim_matches(|c| c == '"' || c == ',');
+        let name =
+            message[at + 7..].split_whitespace().next().unwrap_or_default().trim_matches(|c| c == '"' || c == ',');
         if existing.iter().any(|e| e == name) && !found.iter().any(|f| f == name) {
             found.push(name.to_string());
         }
@@ -330,17 +335,21 @@ fn foreign_key_check(run: &mut Run) -> Result<Done> {
     let tables: Vec<String> = rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
     let mut distinct = tables.clone();
     distinct.dedup();
-    Ok(("warning", format!("{} rows reference a missing parent (in {}); vigil does not delete data", rows.len(), distinct.join(", "))))
+    Ok((
+        "warning",
+        format!(
+            "{} rows reference a missing parent (in {}); vigil does not delete data",
+            rows.len(),
+            distinct.join(", ")
+        ),
+    ))
 }
 
 fn vacuum_step(run: &mut Run) -> Result<Done> {
     let options = MaintenanceOptions { log: false, dry_run: false, ..run.options.clone() };
     let outcome = vacuum::run(Via::Target(run.target), run.options.threshold, &options)?;
-    let sizes = format!(
-        "{} → {}",
-        show(outcome.before.bytes as f64, "bytes"),
-        show(outcome.after.bytes as f64, "bytes")
-    );
+    let sizes =
+        format!("{} → {}", show(outcome.before.bytes as f64, "bytes"), show(outcome.after.bytes as f64, "bytes"));
     Ok(match outcome.decision {
         Decision::Vacuumed => ("done", format!("{}: {sizes}", outcome.reason)),
         Decision::Refused => ("warning", outcome.reason),

@@ -21,6 +21,7 @@ use crate::sqlite::{open_flags, Db, OwnedDb};
 /// SQLITE_BUSY and SQLITE_LOCKED: another connection holds a lock we need.
 const BUSY: i32 = 5;
 const LOCKED: i32 = 6;
+const LOCK_HINT: &str = "within the busy timeout";
 
 /// The database file a maintenance function works on, through its own connection.
 pub struct Target {
@@ -85,10 +86,13 @@ impl Target {
     /// are those the application registered on its own connection.
     pub fn explain(&self, error: Error) -> Error {
         let message = error.message().to_string();
+        if message.contains(LOCK_HINT) {
+            return error;
+        }
         if matches!(error.primary_code(), BUSY | LOCKED) {
             return error.context(format!(
-                "another connection holds a lock on {} and did not release it within the busy timeout ({} ms); \
-                 retry when it is idle, or raise busy_timeout_ms",
+                "another connection holds a lock on {} and did not release it {LOCK_HINT} ({} ms); retry when it \
+                 is idle, or raise busy_timeout_ms",
                 self.path, self.busy_timeout_ms
             ));
         }

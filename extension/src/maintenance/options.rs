@@ -124,7 +124,7 @@ pub fn percentage(value: &Value) -> Result<f64> {
             Value::Real(r) if r.is_nan() => "not a number".to_string(),
             Value::Text(t) => format!("'{t}'"),
             Value::Null => "NULL".to_string(),
-            other => format!("{}", other.as_f64().map_or_else(|| format!("{other:?}"), |f| f.to_string())),
+            other => other.as_f64().map_or_else(|| format!("{other:?}"), |f| f.to_string()),
         };
         Error::new(format!("threshold must be a percentage from 0 to 100, not {shown}"))
     })
