@@ -25,10 +25,6 @@ const CHEAP: &[&str] = &[
     "maintenance",
 ];
 
-fn pragma(path: &std::path::Path, name: &str) -> i64 {
-    Connection::open(path).unwrap().query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
-}
-
 /// A table with an index, a third of its rows deleted in one block: about 30 % of pages free.
 fn fragmented(path: &std::path::Path) {
     create_db(

@@ -14,12 +14,9 @@ fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Pages used, free, and a digest of the content, read without vigil.
+/// Pages in the file and on its freelist, read without vigil.
 fn pages(db: &Path) -> (i64, i64) {
-    let conn = Connection::open(db).unwrap();
-    let count = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-    let free = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
-    (count, free)
+    (pragma(db, "page_count"), pragma(db, "freelist_count"))
 }
 
 fn bytes_on_disk(db: &Path) -> i64 {

@@ -6,28 +6,16 @@
 //! Without arguments it uses bench/data/health-100.db and bench/data/health-1024.db, generating them with
 //! ../shared/bench/make_db.py (or $VIGIL_MAKE_DB) when missing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
+use common::{ensure, root};
 use rusqlite::{Connection, OpenFlags};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn library() -> PathBuf {
-    std::env::var("VIGIL_EXTENSION").map(PathBuf::from).unwrap_or_else(|_| root().join("target/release/libvigil.so"))
-}
-
 fn open(db: &Path) -> Connection {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    unsafe {
-        conn.load_extension_enable().unwrap();
-        conn.load_extension(library(), None::<&str>).expect("build the extension first: cargo build --release");
-        conn.load_extension_disable().unwrap();
-    }
-    conn
+    common::open(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Runs a statement to the end, reading every column of every row.
@@ -104,28 +92,12 @@ fn measure(db: &Path) -> Vec<Line> {
     ]
 }
 
-fn ensure(db: &Path, mb: u32) {
-    if db.exists() {
-        return;
-    }
-    let script =
-        std::env::var("VIGIL_MAKE_DB").map(PathBuf::from).unwrap_or_else(|_| root().join("../shared/bench/make_db.py"));
-    eprintln!("generating {} ({mb} MiB) with {}", db.display(), script.display());
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let status = Command::new("python3")
-        .arg(&script)
-        .args(["--out", db.to_str().unwrap(), "--mb", &mb.to_string(), "--fragment", "20", "--quiet"])
-        .status()
-        .expect("python3");
-    assert!(status.success(), "make_db.py failed");
-}
-
 fn main() {
     let mut dbs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
     if dbs.is_empty() {
         for mb in [100, 1024] {
             let db = root().join(format!("bench/data/health-{mb}.db"));
-            ensure(&db, mb);
+            ensure(&db, mb, 20);
             dbs.push(db);
         }
     }

@@ -10,46 +10,19 @@
 //! Files: bench/data/vacuum-1024.db (make_db.py --fragment 31: 26 % free pages) and
 //! bench/data/health-{100,1024}.db (--fragment 20: 16 % free), generated when missing.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn library() -> PathBuf {
-    std::env::var("VIGIL_EXTENSION").map(PathBuf::from).unwrap_or_else(|_| root().join("target/release/libvigil.so"))
-}
+use common::{ensure, library, root};
+use rusqlite::{Connection, OpenFlags};
 
 fn open(db: &Path) -> Connection {
-    let conn = Connection::open(db).unwrap();
-    unsafe {
-        conn.load_extension_enable().unwrap();
-        conn.load_extension(library(), None::<&str>).expect("build the extension first: cargo build --release");
-        conn.load_extension_disable().unwrap();
-    }
-    conn
-}
-
-fn ensure(db: &Path, mb: u32, fragment: u32) {
-    if db.exists() {
-        return;
-    }
-    let script =
-        std::env::var("VIGIL_MAKE_DB").map(PathBuf::from).unwrap_or_else(|_| root().join("../shared/bench/make_db.py"));
-    eprintln!("generating {} ({mb} MiB, --fragment {fragment})", db.display());
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let status = Command::new("python3")
-        .arg(&script)
-        .args(["--out", db.to_str().unwrap(), "--mb", &mb.to_string(), "--fragment", &fragment.to_string(), "--quiet"])
-        .status()
-        .expect("python3");
-    assert!(status.success(), "make_db.py failed");
+    common::open(db, OpenFlags::default())
 }
 
 /// A fresh copy of `source` in `journal_mode`, flushed to disk so that no earlier write is still pending.

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
-use crate::output::{columns, size, text};
+use crate::output::{columns, figure, text};
 use crate::sql::query_json;
 use crate::{exit, extension, Failure, Global};
 
@@ -149,7 +149,7 @@ pub fn vacuum(global: &Global, args: &VacuumArgs) -> Result<u8, Failure> {
         let pct = |key: &str| format!("{} %", text(&outcome[key]));
         println!("{}: {}", text(&outcome["decision"]), text(&outcome["reason"]));
         println!("{}: {} → {}", text(&outcome["metric"]), pct("before_pct"), pct("after_pct"));
-        let bytes = |key: &str| outcome[key].as_f64().map_or(String::new(), size);
+        let bytes = |key: &str| figure(&outcome[key], "bytes");
         println!(
             "size: {} → {} (freed {}) in {} ms",
             bytes("size_before"),
@@ -210,7 +210,7 @@ pub fn checkpoint(global: &Global, args: &CheckpointArgs) -> Result<u8, Failure>
     if args.common.json {
         print_json(&outcome);
     } else {
-        let bytes = |key: &str| outcome[key].as_f64().map_or(String::new(), size);
+        let bytes = |key: &str| figure(&outcome[key], "bytes");
         println!("checkpoint ({mode}): {}", text(&outcome["detail"]));
         println!(
             "WAL: {} → {} in {} ms",

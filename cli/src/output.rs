@@ -13,7 +13,7 @@ pub fn text(value: &Json) -> String {
 }
 
 /// A figure with its unit, bytes shown in KiB/MiB/GiB.
-fn figure(value: &Json, unit: &str) -> String {
+pub fn figure(value: &Json, unit: &str) -> String {
     let Some(number) = value.as_f64() else {
         return text(value);
     };
@@ -25,7 +25,7 @@ fn figure(value: &Json, unit: &str) -> String {
     }
 }
 
-pub fn size(bytes: f64) -> String {
+fn size(bytes: f64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;

@@ -24,6 +24,11 @@ const RELEVANT_OPTIONS: &[&str] = &[
     "TRUSTED_SCHEMA",
 ];
 
+/// Days from `earlier` to `later`, to 0.1 day.
+pub fn days_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
+    ((later - earlier).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0
+}
+
 pub fn now_utc() -> String {
     format_utc(Utc::now())
 }

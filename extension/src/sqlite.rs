@@ -36,7 +36,6 @@ const SQLITE_FCNTL_VFSNAME: c_int = 12;
 /// `sqlite3_open_v2` flags vigil uses.
 pub mod open_flags {
     use std::ffi::c_int;
-    pub const READ_ONLY: c_int = 0x01;
     pub const READ_WRITE: c_int = 0x02;
 }
 

@@ -164,6 +164,11 @@ pub fn demo_db(path: &Path) {
     create_db(path, &std::fs::read_to_string(root().join("sql/demo.sql")).unwrap());
 }
 
+/// An integer pragma of a database, read without vigil.
+pub fn pragma(path: &Path, name: &str) -> i64 {
+    Connection::open(path).unwrap().query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap()
+}
+
 /// Rows of a report keyed by check name.
 pub fn by_check(rows: &[Row]) -> std::collections::BTreeMap<String, Row> {
     rows.iter().map(|r| (r["check"].as_str().unwrap().to_string(), r.clone())).collect()

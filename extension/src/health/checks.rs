@@ -17,6 +17,13 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Whether the schema quoted as `q` has a table (or any object) called `name`.
+pub fn has_table(db: Db, q: &str, name: &str) -> Result<bool> {
+    let found =
+        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = ?1"), &[Value::from(name)])?;
+    Ok(found.as_i64() == Some(1))
+}
+
 /// A schema object, as hashed for the signature and for drift.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemaObject {
@@ -74,10 +81,7 @@ impl Facts {
         let int = |name: &str| -> Result<i64> { Ok(pragma(name)?.as_i64().unwrap_or(0)) };
         let path = db.filename(&schema)?;
         let objects = schema_objects(db, &q, options.include_vigil)?;
-        let has_stat1 = db
-            .query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = 'sqlite_stat1'"), &[])?
-            .as_i64()
-            == Some(1);
+        let has_stat1 = has_table(db, &q, "sqlite_stat1")?;
         Ok(Facts {
             probe_ms,
             file_size: path.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()),

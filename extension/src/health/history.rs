@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value as Json};
 
-use super::checks::{quote, Facts};
+use super::checks::{has_table, quote, Facts};
 use super::options::{Integrity, Options};
 use super::thresholds::show;
 use super::{Check, Report, Status};
 use crate::error::{Context as _, Error, Result};
-use crate::info::{format_utc, now_utc};
+use crate::info::{days_between, format_utc, now_utc};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_health_history";
@@ -38,11 +38,6 @@ fn create_sql(q: &str) -> String {
             report TEXT NOT NULL
         )"
     )
-}
-
-fn exists(db: Db, q: &str) -> Result<bool> {
-    let found = db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = '{TABLE}'"), &[])?;
-    Ok(found.as_i64() == Some(1))
 }
 
 /// Records a report; returns `{"id", "taken_at"}` of the new snapshot.
@@ -130,10 +125,31 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
     }))
 }
 
+/// The problems the newest recorded integrity check found (empty without history or problems). Reads
+/// the schema quoted as `q`.
+pub fn last_integrity_problems(db: Db, q: &str) -> Result<Vec<String>> {
+    if !has_table(db, q, TABLE)? {
+        return Ok(Vec::new());
+    }
+    let report = db.query_value(
+        &format!(
+            "SELECT report FROM {q}.{TABLE} WHERE integrity_mode IS NOT NULL ORDER BY taken_at DESC, id DESC LIMIT 1"
+        ),
+        &[],
+    )?;
+    let document: Json = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Json::Null);
+    let detail = document["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == "integrity"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default();
+    Ok(detail.split("; ").map(str::to_string).collect())
+}
+
 /// The checks history adds; none when there is no history table.
 pub fn checks(db: Db, facts: &Facts, options: &Options, integrity_scanned: bool) -> Result<Vec<Check>> {
     let q = quote(&options.schema);
-    if !exists(db, &q)? {
+    if !has_table(db, &q, TABLE)? {
         return Ok(Vec::new());
     }
     let now = Utc::now();
@@ -209,7 +225,7 @@ fn last_integrity(checked: Option<Snapshot>, options: &Options, now: DateTime<Ut
             .status(Status::Info)
             .detail("never checked: no snapshot with an integrity scan ('quick' or 'full')");
     };
-    let age_days = ((now - snapshot.taken_at).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0;
+    let age_days = days_between(snapshot.taken_at, now);
     let errors = snapshot.integrity_errors.unwrap_or(0);
     let mode = snapshot.integrity_mode.unwrap_or_default();
     let when = format!("last {mode} check {age_days} days ago ({})", format_utc(snapshot.taken_at));

@@ -4,7 +4,7 @@
 //! database size. Scans (integrity, fragmentation, per-b-tree sizes) read the whole file and run on request.
 
 pub(crate) mod checks;
-mod history;
+pub(crate) mod history;
 pub mod options;
 mod recommend;
 pub(crate) mod scan;

@@ -75,6 +75,11 @@ fn spec_of(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
 }
 
+/// The default warning level of a threshold.
+pub fn default_warning(name: &str) -> Option<f64> {
+    spec_of(name).and_then(|s| s.warning)
+}
+
 impl Thresholds {
     /// Applies `{"name": {"warning": x, "critical": y}}`; `null` disables a level, an absent key keeps
     /// the default.

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::options::MaintenanceOptions;
-use super::{elapsed_ms, Target};
+use super::{elapsed_ms, wal_bytes, Target};
 use crate::error::{Error, Result};
 use crate::health::thresholds::show;
 use crate::sqlite::{Db, Value};
@@ -65,10 +65,6 @@ pub struct Checkpoint {
     pub detail: String,
 }
 
-fn wal_bytes(path: &str) -> i64 {
-    std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len() as i64)
-}
-
 /// Frames in the WAL according to the wal-index header in `<db>-shm` (walformat.html: two copies of the
 /// header, native byte order, mxFrame at offset 16). None when the file is absent, or the copies disagree
 /// because a writer is changing them right now.
@@ -86,8 +82,7 @@ fn wal_index_frames(path: &str) -> Option<i64> {
 pub fn run(target: &Target, mode: Mode) -> Result<Checkpoint> {
     let started = Instant::now();
     let wal_bytes_before = wal_bytes(&target.path);
-    let journal_mode = target.query("PRAGMA journal_mode")?;
-    let journal_mode = journal_mode.first().and_then(|r| r[0].as_str().map(str::to_lowercase)).unwrap_or_default();
+    let journal_mode = target.journal_mode()?;
     if journal_mode != "wal" {
         return Ok(Checkpoint {
             mode,

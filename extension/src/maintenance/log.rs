@@ -6,10 +6,10 @@ use serde_json::Value as Json;
 
 use super::vacuum::Outcome;
 use crate::error::{Context as _, Error, Result};
-use crate::health::checks::quote;
+use crate::health::checks::{has_table, quote};
 use crate::health::options::Options;
 use crate::health::Check;
-use crate::info::{format_utc, now_utc};
+use crate::info::{days_between, format_utc, now_utc};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_maintenance_log";
@@ -96,8 +96,7 @@ pub fn record(db: Db, entry: &Entry) -> Result<()> {
 
 /// When each level last ran successfully: (level, finished_at).
 fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
-    let exists = db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = '{TABLE}'"), &[])?;
-    if exists.as_i64() != Some(1) {
+    if !has_table(db, q, TABLE)? {
         return Ok(Vec::new());
     }
     let rows = db.query(
@@ -126,7 +125,7 @@ const AGE_ROWS: &[(&str, &str, &[&str])] = &[
 pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
     let runs = last_runs(db, &quote(&options.schema))?;
     let now = Utc::now();
-    let days = |at: DateTime<Utc>| ((now - at).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0;
+    let days = |at: DateTime<Utc>| days_between(at, now);
     let history: Vec<String> = ["light", "standard", "full", "vacuum"]
         .iter()
         .map(|level| match runs.iter().find(|(l, _)| l == level) {

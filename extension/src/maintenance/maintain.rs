@@ -16,9 +16,10 @@ use super::options::MaintenanceOptions;
 use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
 use crate::error::{Error, Result};
-use crate::health::checks::quote;
+use crate::health::checks::{has_table, quote};
+use crate::health::history;
 use crate::health::scan::problems;
-use crate::health::thresholds::{show, SPECS};
+use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, options::Options};
 use crate::sqlite::{host_version_number, Db, Value};
 
@@ -216,8 +217,7 @@ fn optimize(run: &mut Run) -> Result<Done> {
 }
 
 fn tables_without_statistics(db: Db) -> Result<Vec<String>> {
-    let has_stat1 = db.query_value("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'", &[])?;
-    let analyzed = if has_stat1.as_i64() == Some(1) {
+    let analyzed = if has_table(db, "main", "sqlite_stat1")? {
         "AND NOT EXISTS (SELECT 1 FROM sqlite_stat1 s WHERE s.tbl = t.name)"
     } else {
         ""
@@ -260,7 +260,7 @@ fn checkpoint_wal(run: &mut Run) -> Result<Done> {
 }
 
 fn default_wal_limit() -> i64 {
-    SPECS.iter().find(|s| s.name == "wal_size").and_then(|s| s.warning).unwrap_or(64.0 * 1024.0 * 1024.0) as i64
+    default_warning("wal_size").unwrap_or(64.0 * 1024.0 * 1024.0) as i64
 }
 
 fn analyze(run: &mut Run) -> Result<Done> {
@@ -272,7 +272,7 @@ fn analyze(run: &mut Run) -> Result<Done> {
 /// function an index depends on changed. integrity_check is what finds that; a standard run rebuilds the
 /// indexes the last recorded check (health_snapshot) named.
 fn reindex_reported(run: &mut Run) -> Result<Done> {
-    let named = last_recorded_problems(run.target.db())?;
+    let named = history::last_integrity_problems(run.target.db(), "main")?;
     let indexes = inconsistent_indexes(run.target.db(), &named)?;
     if indexes.is_empty() {
         return Ok(("skipped", "no index was reported inconsistent by the last recorded integrity check".into()));
@@ -285,26 +285,6 @@ fn rebuild(target: &Target, indexes: &[String]) -> Result<Done> {
         target.exec(&format!("REINDEX main.{}", quote(index)))?;
     }
     Ok(("done", format!("rebuilt {}", indexes.join(", "))))
-}
-
-/// The problems of the newest integrity check recorded in vigil_health_history, if any.
-fn last_recorded_problems(db: Db) -> Result<Vec<String>> {
-    let exists = db.query_value("SELECT count(*) FROM sqlite_schema WHERE name='vigil_health_history'", &[])?;
-    if exists.as_i64() != Some(1) {
-        return Ok(Vec::new());
-    }
-    let report = db.query_value(
-        "SELECT report FROM vigil_health_history WHERE integrity_mode IS NOT NULL \
-         ORDER BY taken_at DESC, id DESC LIMIT 1",
-        &[],
-    )?;
-    let document: Json = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Json::Null);
-    let detail = document["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["check"] == "integrity"))
-        .and_then(|c| c["detail"].as_str())
-        .unwrap_or_default();
-    Ok(detail.split("; ").map(str::to_string).collect())
 }
 
 /// Indexes of the database named in integrity_check messages ("row 3 missing from index i", "wrong # of
@@ -332,8 +312,8 @@ fn foreign_key_check(run: &mut Run) -> Result<Done> {
     if rows.is_empty() {
         return Ok(("done", "no foreign key violations".into()));
     }
-    let tables: Vec<String> = rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
-    let mut distinct = tables.clone();
+    let mut distinct: Vec<String> = rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
+    distinct.sort();
     distinct.dedup();
     Ok((
         "warning",

@@ -82,6 +82,12 @@ impl Target {
         self.db().query(sql, &[]).map_err(|e| self.explain(e))
     }
 
+    /// The file's journal mode, lower case (`delete`, `wal`, …).
+    pub fn journal_mode(&self) -> Result<String> {
+        let rows = self.query("PRAGMA journal_mode")?;
+        Ok(rows.first().and_then(|r| r[0].as_str().map(str::to_lowercase)).unwrap_or_default())
+    }
+
     /// Adds what to do to an error: lock timeouts name the busy timeout; missing collations and functions
     /// are those the application registered on its own connection.
     pub fn explain(&self, error: Error) -> Error {
@@ -111,8 +117,16 @@ pub fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
 }
 
+fn bytes_of(path: &str) -> i64 {
+    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+}
+
+/// Size of the WAL file of the database at `path` (0 when there is none).
+pub fn wal_bytes(path: &str) -> i64 {
+    bytes_of(&format!("{path}-wal"))
+}
+
 /// Size of the database file plus its WAL, in bytes (0 for a missing file).
 pub fn file_bytes(path: &str) -> i64 {
-    let size = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len() as i64);
-    size(path) + size(&format!("{path}-wal"))
+    bytes_of(path) + wal_bytes(path)
 }

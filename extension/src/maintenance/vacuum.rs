@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::checkpoint::{self, Mode};
 use super::options::{percentage, MaintenanceOptions, Method, Metric};
-use super::{elapsed_ms, file_bytes, log, Target};
+use super::{elapsed_ms, log, Target};
 use crate::error::{Error, Result};
 use crate::health::checks::{parent_dir, percent, volume_of, Facts};
-use crate::health::thresholds::{show, SPECS};
+use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, Check};
 use crate::sqlite::{Db, Value};
 
@@ -89,7 +90,7 @@ impl Outcome {
 
 /// The default threshold: health_report's warning level for the metric.
 pub fn default_threshold(metric: Metric) -> f64 {
-    SPECS.iter().find(|s| s.name == metric.as_str()).and_then(|s| s.warning).unwrap_or(20.0)
+    default_warning(metric.as_str()).unwrap_or(20.0)
 }
 
 /// Measures on `db` the metric of `schema`, with health_report's own code.
@@ -99,7 +100,7 @@ fn measure(db: Db, schema: &str, metric: Metric) -> Result<(Facts, Figures)> {
         Some(Check { value, .. }) => value.as_f64().ok_or_else(|| Error::new("the page scan gave no figure"))?,
         None => facts.freelist_pct(),
     };
-    let bytes = facts.path.as_deref().map_or(0, file_bytes);
+    let bytes = (facts.file_size.unwrap_or(0) + facts.wal_size.unwrap_or(0)) as i64;
     Ok((facts, Figures { pct, bytes }))
 }
 
@@ -205,7 +206,7 @@ fn choose_method(facts: &Facts, options: &MaintenanceOptions) -> Result<Rewrite>
 
 /// Runs the rewrite; returns a note for the reason (empty when all went as planned).
 fn rewrite(target: &Target, method: Rewrite) -> Result<String> {
-    let wal = journal_mode(target)? == "wal";
+    let wal = target.journal_mode()? == "wal";
     match method {
         // With a rollback journal, a 64 MiB page cache spares the copy-back re-reading pages (~20 % faster on
         // 1 GiB, bench); in WAL mode it measured no better.
@@ -218,21 +219,15 @@ fn rewrite(target: &Target, method: Rewrite) -> Result<String> {
     }
     // In WAL mode the rewritten pages went through the WAL: give that space back too when no reader needs it.
     if wal {
-        let row = target.query("PRAGMA wal_checkpoint(TRUNCATE)")?;
-        if row.first().and_then(|r| r[0].as_i64()) == Some(1) {
-            let wal = std::fs::metadata(format!("{}-wal", target.path)).map_or(0, |m| m.len());
+        let truncate = checkpoint::run(target, Mode::Truncate)?;
+        if truncate.blocked {
             return Ok(format!(
                 "; a reader kept the WAL from being truncated ({} remain in it until the next checkpoint)",
-                show(wal as f64, "bytes")
+                show(truncate.wal_bytes_after as f64, "bytes")
             ));
         }
     }
     Ok(String::new())
-}
-
-fn journal_mode(target: &Target) -> Result<String> {
-    let rows = target.query("PRAGMA journal_mode")?;
-    Ok(rows.first().and_then(|r| r[0].as_str().map(str::to_lowercase)).unwrap_or_default())
 }
 
 /// The space a rewrite needs, by volume: (directory, bytes, what for).
