@@ -10,6 +10,7 @@ pub mod health;
 mod info;
 pub mod maintenance;
 pub mod sqlite;
+mod wal;
 mod vtab;
 
 use std::os::raw::{c_char, c_uint};

@@ -13,7 +13,9 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use sqlite3ext_sys::{sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_stmt, sqlite3_value};
+use sqlite3ext_sys::{
+    sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_file, sqlite3_stmt, sqlite3_value,
+};
 
 use crate::error::{Error, Result};
 
@@ -32,11 +34,18 @@ const SQLITE_FLOAT: c_int = 2;
 const SQLITE_TEXT: c_int = 3;
 const SQLITE_BLOB: c_int = 4;
 const SQLITE_FCNTL_VFSNAME: c_int = 12;
+const SQLITE_FCNTL_FILE_POINTER: c_int = 7;
+const SQLITE_FCNTL_JOURNAL_POINTER: c_int = 28;
+/// xRead past the end of the file: SQLite zero-fills the rest of the buffer.
+const SQLITE_IOERR_SHORT_READ: c_int = 522;
 
 /// `sqlite3_open_v2` flags vigil uses.
 pub mod open_flags {
     use std::ffi::c_int;
+    pub const READ_ONLY: c_int = 0x01;
     pub const READ_WRITE: c_int = 0x02;
+    pub const CREATE: c_int = 0x04;
+    pub const URI: c_int = 0x40;
 }
 
 /// Remembers the host's function table. Called once by the entry point, before anything else here.
@@ -337,6 +346,30 @@ impl Db {
         Ok(if rc == SQLITE_OK { text.and_then(|t| t.split('/').next().map(str::to_string)) } else { None })
     }
 
+    /// The open file behind a schema, as the connection's VFS holds it: reading through it takes no new file
+    /// descriptor, so the process's POSIX locks on the file stay intact (closing any other descriptor of the
+    /// file would drop them). `None` when the schema has no file open yet.
+    pub fn database_file(&self, schema: &str) -> Result<Option<VfsFile<'_>>> {
+        self.file_pointer(schema, SQLITE_FCNTL_FILE_POINTER)
+    }
+
+    /// The WAL file (in WAL mode) or rollback journal the connection has open for a schema, if any.
+    pub fn journal_file(&self, schema: &str) -> Result<Option<VfsFile<'_>>> {
+        self.file_pointer(schema, SQLITE_FCNTL_JOURNAL_POINTER)
+    }
+
+    fn file_pointer(&self, schema: &str, op: c_int) -> Result<Option<VfsFile<'_>>> {
+        let schema = c_string(schema, "schema name")?;
+        let mut file: *mut sqlite3_file = ptr::null_mut();
+        let rc = unsafe {
+            call!(file_control(self.0, schema.as_ptr(), op, (&mut file as *mut *mut sqlite3_file).cast()))
+        };
+        if rc != SQLITE_OK || file.is_null() || unsafe { (*file).pMethods.is_null() } {
+            return Ok(None);
+        }
+        Ok(Some(VfsFile { raw: file, _db: PhantomData }))
+    }
+
     pub fn set_busy_timeout(&self, millis: i32) -> Result<()> {
         let rc = unsafe { call!(busy_timeout(self.0, millis)) };
         if rc == SQLITE_OK {
@@ -344,6 +377,63 @@ impl Db {
         } else {
             Err(self.error(rc))
         }
+    }
+}
+
+/// A file as a connection's VFS has it open (database, WAL or journal). Valid while the connection keeps it
+/// open, which the borrow of the connection stands for; used only from the connection's thread.
+pub struct VfsFile<'db> {
+    raw: *mut sqlite3_file,
+    _db: PhantomData<&'db Db>,
+}
+
+impl VfsFile<'_> {
+    fn methods(&self) -> &sqlite3ext_sys::sqlite3_io_methods {
+        // SAFETY: file_pointer returned the file only with its methods set; they live as long as the file.
+        unsafe { &*(*self.raw).pMethods }
+    }
+
+    /// Fills `buffer` from `offset`; bytes past the end of the file read as zeros (SQLite's short read).
+    pub fn read_at(&self, buffer: &mut [u8], offset: u64) -> Result<()> {
+        let read = self.methods().xRead.ok_or_else(|| Error::new("the VFS file has no xRead"))?;
+        let rc = unsafe { read(self.raw, buffer.as_mut_ptr().cast(), buffer.len() as c_int, offset as i64) };
+        match rc {
+            SQLITE_OK | SQLITE_IOERR_SHORT_READ => Ok(()),
+            rc => Err(Error::with_code(format!("reading {} bytes at offset {offset} failed", buffer.len()), rc)),
+        }
+    }
+
+    pub fn size(&self) -> Result<u64> {
+        let file_size = self.methods().xFileSize.ok_or_else(|| Error::new("the VFS file has no xFileSize"))?;
+        let mut size: i64 = 0;
+        let rc = unsafe { file_size(self.raw, &mut size) };
+        if rc == SQLITE_OK {
+            Ok(size as u64)
+        } else {
+            Err(Error::with_code("cannot read the file size", rc))
+        }
+    }
+
+    /// Copies the first `buffer.len()` bytes of the shared-memory wal-index (WAL mode only) without
+    /// extending it; `false` when the VFS has no wal-index mapped for this file.
+    pub fn read_wal_index(&self, buffer: &mut [u8]) -> bool {
+        const REGION: usize = 32768;
+        let methods = self.methods();
+        if methods.iVersion < 2 || buffer.len() > REGION {
+            return false;
+        }
+        let Some(map) = methods.xShmMap else { return false };
+        let mut region: *mut c_void = ptr::null_mut();
+        let rc = unsafe { map(self.raw, 0, REGION as c_int, 0, &mut region) };
+        if rc != SQLITE_OK || region.is_null() {
+            return false;
+        }
+        // SAFETY: the region is REGION bytes of shared memory; other processes may write it concurrently,
+        // so it is copied with volatile reads and the caller validates what it got (checksums, two copies).
+        for (i, byte) in buffer.iter_mut().enumerate() {
+            *byte = unsafe { ptr::read_volatile(region.cast::<u8>().add(i)) };
+        }
+        true
     }
 }
 

@@ -8,6 +8,7 @@ use super::{elapsed_ms, wal_bytes, Target};
 use crate::error::{Error, Result};
 use crate::health::thresholds::show;
 use crate::sqlite::{Db, Value};
+use crate::wal::WalIndexHeader;
 
 pub const OPTION_KEYS: &[&str] = &["schema", "busy_timeout_ms"];
 
@@ -65,17 +66,12 @@ pub struct Checkpoint {
     pub detail: String,
 }
 
-/// Frames in the WAL according to the wal-index header in `<db>-shm` (walformat.html: two copies of the
-/// header, native byte order, mxFrame at offset 16). None when the file is absent, or the copies disagree
-/// because a writer is changing them right now.
-fn wal_index_frames(path: &str) -> Option<i64> {
-    use std::io::Read;
-    let mut header = [0u8; 96];
-    std::fs::File::open(format!("{path}-shm")).ok()?.read_exact(&mut header).ok()?;
-    let (first, second) = header.split_at(48);
-    let word = |at: usize| u32::from_ne_bytes(first[at..at + 4].try_into().unwrap_or_default());
-    const WAL_INDEX_VERSION: u32 = 3_007_000;
-    (first == second && word(0) == WAL_INDEX_VERSION && first[12] == 1).then(|| word(16) as i64)
+/// Frames in the WAL according to the wal-index header, read through the connection's own mapping of it.
+/// None when absent, or while a writer is changing it.
+fn wal_index_frames(target: &Target) -> Option<i64> {
+    let db = target.db();
+    let file = db.database_file("main").ok()??;
+    WalIndexHeader::read(&file).map(|header| i64::from(header.max_frame))
 }
 
 /// Checkpoints the target's WAL in `mode`.
@@ -96,7 +92,7 @@ pub fn run(target: &Target, mode: Mode) -> Result<Checkpoint> {
             detail: format!("journal_mode is {journal_mode}: there is no WAL to checkpoint"),
         });
     }
-    let frames_before = wal_index_frames(&target.path);
+    let frames_before = wal_index_frames(target);
     let row = target.query(&format!("PRAGMA wal_checkpoint({})", mode.as_str().to_uppercase()))?;
     let number = |i: usize| row.first().and_then(|r| r.get(i)).and_then(Value::as_i64).unwrap_or(-1);
     let (busy, frames, copied) = (number(0) == 1, number(1), number(2));
