@@ -4,6 +4,7 @@
 //! one list. Capabilities live in their own modules; `sqlite` is the only module that calls SQLite.
 #![deny(unsafe_code)]
 
+pub mod backup;
 pub mod error;
 mod guard;
 pub mod health;
@@ -47,6 +48,7 @@ impl SqlObject {
 
 /// Every SQL object vigil registers. docs/api.md documents each; a test keeps the two in step.
 fn sql_objects() -> Vec<SqlObject> {
+    use backup::BackupList;
     use health::{HealthReport, HealthTables};
     vec![
         SqlObject::Scalar { name: "vigil_version", arities: &[0], access: Access::ReadOnly, func: info::vigil_version },
@@ -84,6 +86,20 @@ fn sql_objects() -> Vec<SqlObject> {
             arities: &[0, 1, 2],
             access: Access::Writes,
             func: maintenance::checkpoint::wal_checkpoint,
+        },
+        SqlObject::Scalar { name: "backup_to", arities: &[1, 2], access: Access::Writes, func: backup::backup_to },
+        SqlObject::Table { name: "backup_list", define: vtab::define::<BackupList> },
+        SqlObject::Scalar {
+            name: "backup_verify",
+            arities: &[1, 2],
+            access: Access::Writes,
+            func: backup::backup_verify,
+        },
+        SqlObject::Scalar {
+            name: "backup_restore",
+            arities: &[1, 2, 3],
+            access: Access::Writes,
+            func: backup::restore::backup_restore,
         },
     ]
 }

@@ -299,6 +299,16 @@ impl Db {
         Ok(rows)
     }
 
+    /// Runs `work` inside SAVEPOINT `name`: released when it succeeds, rolled back when it fails. Works in
+    /// autocommit mode and inside the caller's own transaction alike.
+    pub fn in_savepoint<T>(&self, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.exec(&format!("SAVEPOINT {name}"))?;
+        let result = work();
+        let end = if result.is_ok() { format!("RELEASE {name}") } else { format!("ROLLBACK TO {name}; RELEASE {name}") };
+        self.exec(&end)?;
+        result
+    }
+
     /// The first column of the first row, or NULL when there is no row.
     pub fn query_value(&self, sql: &str, params: &[Value]) -> Result<Value> {
         let mut stmt = self.prepare(sql)?;

@@ -68,12 +68,9 @@ pub fn record(db: Db, report: &Report, document: &Json, options: &Options) -> Re
         integrity.map_or(Value::Null, |c| Value::Integer(c.value.as_i64().unwrap_or(1))),
         Value::Text(document.to_string()),
     ];
-    db.exec("SAVEPOINT vigil_snapshot").context("cannot record the snapshot")?;
-    let written = write(db, &q, &params, options.keep);
-    let end =
-        if written.is_ok() { "RELEASE vigil_snapshot" } else { "ROLLBACK TO vigil_snapshot; RELEASE vigil_snapshot" };
-    db.exec(end)?;
-    let id = written.context("cannot record the snapshot")?;
+    let id = db
+        .in_savepoint("vigil_snapshot", || write(db, &q, &params, options.keep))
+        .context("cannot record the snapshot")?;
     Ok(json!({"id": id, "taken_at": taken_at}))
 }
 

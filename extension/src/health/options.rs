@@ -183,6 +183,22 @@ impl Options {
     }
 }
 
+/// The JSON object an options argument holds as text; `None` for NULL or no argument. `example` shows a
+/// valid object in the error message.
+pub(crate) fn object_arg(arg: Option<&Value>, example: &str) -> Result<Option<Map<String, Json>>> {
+    let text = match arg {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Text(text)) => text,
+        Some(other) => return Err(Error::new(format!("options must be a JSON object as text, not {other:?}"))),
+    };
+    let json: Json = serde_json::from_str(text)
+        .map_err(|e| Error::new(format!("options are not valid JSON ({e}); expected e.g. '{example}'")))?;
+    match json {
+        Json::Object(map) => Ok(Some(map)),
+        _ => Err(Error::new("options must be a JSON object")),
+    }
+}
+
 pub(crate) fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
     value.as_str().ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
 }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::health::options::{bad_choice, boolean, integer, string};
+use crate::health::options::{bad_choice, boolean, integer, object_arg, string};
 use crate::sqlite::Value;
 
 /// The figure vacuum_if_fragmented compares with its threshold.
@@ -69,16 +69,9 @@ impl MaintenanceOptions {
     /// Parses the options argument of `function`, which accepts only the keys in `allowed`.
     pub fn parse(arg: Option<&Value>, allowed: &[&str]) -> Result<MaintenanceOptions> {
         let mut options = MaintenanceOptions::default();
-        let text = match arg {
-            None | Some(Value::Null) => return Ok(options),
-            Some(Value::Text(text)) => text,
-            Some(other) => return Err(Error::new(format!("options must be a JSON object as text, not {other:?}"))),
-        };
-        let json: Json = serde_json::from_str(text).map_err(|e| {
-            Error::new(format!("options are not valid JSON ({e}); expected e.g. '{{\"busy_timeout_ms\":1000}}'"))
-        })?;
-        let map = json.as_object().ok_or_else(|| Error::new("options must be a JSON object"))?;
-        options.apply(map, allowed)?;
+        if let Some(map) = object_arg(arg, r#"{"busy_timeout_ms":1000}"#)? {
+            options.apply(&map, allowed)?;
+        }
         Ok(options)
     }
 

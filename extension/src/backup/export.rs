@@ -1,0 +1,1 @@
+//! export_to: SQL, JSON and CSV exports.

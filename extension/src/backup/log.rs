@@ -1,0 +1,88 @@
+//! `vigil_backup_log`: a row in the source database for every backup, which health_report's `last_backup`
+//! check reads. Written on the calling connection (inside a savepoint, so inside the caller's own
+//! transaction when there is one); a read-only database simply gets no row.
+
+use std::path::Path;
+
+use super::manifest::Manifest;
+use crate::error::Result;
+use crate::health::checks::{has_table, quote};
+use crate::sqlite::{Db, Value};
+
+pub const TABLE: &str = "vigil_backup_log";
+/// Rows kept; older ones are deleted as new ones arrive.
+const KEEP: i64 = 1000;
+
+pub fn record(db: Db, schema: &str, manifest: &Manifest, artifact: &Path) -> Result<()> {
+    let q = quote(schema);
+    let params = [
+        Value::from(manifest.id.as_str()),
+        Value::from(manifest.created_at.as_str()),
+        Value::from(artifact.to_string_lossy().as_ref()),
+        Value::Integer(manifest.bytes as i64),
+        Value::from(manifest.sha256.as_str()),
+        Value::from(manifest.compression.as_str()),
+        Value::from(manifest.verification.method.as_str()),
+        Value::from(manifest.verification.result.as_str()),
+        Value::Real(manifest.duration_ms),
+    ];
+    db.in_savepoint("vigil_backup_log", || {
+        db.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {q}.{TABLE}(
+                id INTEGER PRIMARY KEY,
+                backup_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                path TEXT NOT NULL,
+                bytes INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                compression TEXT NOT NULL,
+                verify TEXT NOT NULL,
+                verification TEXT NOT NULL,
+                duration_ms REAL NOT NULL)"
+        ))?;
+        db.query(
+            &format!(
+                "INSERT INTO {q}.{TABLE}(backup_id, created_at, path, bytes, sha256, compression, verify, \
+                 verification, duration_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+            ),
+            &params,
+        )?;
+        db.query(
+            &format!(
+                "DELETE FROM {q}.{TABLE} WHERE id <= (SELECT id FROM {q}.{TABLE} ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+            ),
+            &[Value::Integer(KEEP)],
+        )?;
+        Ok(())
+    })
+}
+
+/// A recorded backup: when, where, verified how.
+pub struct Recorded {
+    pub created_at: String,
+    pub path: String,
+    pub verify: String,
+}
+
+/// Newest first, only backups whose verification passed (`verify` quick or full), at most `limit`.
+pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
+    let q = quote(schema);
+    if !has_table(db, &q, TABLE)? {
+        return Ok(Vec::new());
+    }
+    let rows = db.query(
+        &format!(
+            "SELECT created_at, path, verify FROM {q}.{TABLE} WHERE verification = 'ok' ORDER BY created_at DESC, \
+             id DESC LIMIT ?1"
+        ),
+        &[Value::Integer(limit)],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Recorded {
+            created_at: r[0].as_str().unwrap_or_default().to_string(),
+            path: r[1].as_str().unwrap_or_default().to_string(),
+            verify: r[2].as_str().unwrap_or_default().to_string(),
+        })
+        .collect())
+}

@@ -1,0 +1,339 @@
+//! Backups: backup_to, backup_list, backup_verify, backup_restore and export_to.
+//!
+//! A backup is a consistent copy (snapshot.rs) written under a temporary name, fsynced, checked with
+//! quick_check or integrity_check, optionally compressed (and the compressed stream read back), hashed,
+//! renamed into place with a manifest beside it (manifest.rs), and recorded in the source database
+//! (log.rs). Functions return JSON; all are SQLITE_DIRECTONLY but backup_list.
+
+pub mod artifact;
+mod compress;
+pub mod digest;
+pub mod export;
+pub mod log;
+pub mod manifest;
+pub mod options;
+pub mod restore;
+pub mod retention;
+pub mod snapshot;
+pub mod verify;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+use self::artifact::{exists, io_error, parent_of, sync_dir, sync_file, TempFile};
+use self::digest::{hex, sha256_of, HashingWriter};
+use self::manifest::{Manifest, Source, Verification};
+use self::options::{BackupOptions, Compression, Verify};
+use crate::error::{Error, Result};
+use crate::info::{format_utc, VERSION};
+use crate::maintenance::elapsed_ms;
+use crate::sqlite::{self, Db, Value};
+use crate::vtab::TableFunction;
+
+const BACKUP_KEYS: &[&str] = &[
+    "schema",
+    "verify",
+    "compress",
+    "level",
+    "overwrite",
+    "keep",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "log",
+    "busy_timeout_ms",
+];
+
+/// The text argument at `index`, which must be present and not empty.
+pub(crate) fn path_arg<'a>(args: &'a [Value], index: usize, what: &str) -> Result<&'a str> {
+    match args.get(index) {
+        Some(Value::Text(text)) if !text.trim().is_empty() => Ok(text),
+        Some(Value::Text(_)) | Some(Value::Null) | None => Err(Error::new(format!("{what} is missing"))),
+        Some(other) => Err(Error::new(format!("{what} must be text (a path), not {other:?}"))),
+    }
+}
+
+/// `backup_to(dest [, options])`.
+pub fn backup_to(db: Db, args: &[Value]) -> Result<Value> {
+    let dest = path_arg(args, 0, "the destination (a file or directory path)")?;
+    let options = BackupOptions::parse(args.get(1), BACKUP_KEYS)?;
+    let made = make(db, Path::new(dest), &options, &|_, _| {})?;
+    Ok(Value::Text(made.to_string()))
+}
+
+/// Which database files mean "a database" to a person reading a directory listing.
+fn looks_like_database(name: &str) -> bool {
+    [".db", ".sqlite", ".sqlite3", ".db3"].iter().any(|s| name.to_ascii_lowercase().ends_with(s))
+}
+
+/// The final path of a backup of `source` at `dest` (a file, or a directory to name it in).
+fn destination(dest: &Path, source: Option<&str>, options: &BackupOptions, now: DateTime<Utc>) -> Result<PathBuf> {
+    let text = dest.to_string_lossy();
+    let suffix = options.compression.suffix();
+    let path = if text.ends_with('/') || dest.is_dir() {
+        if !dest.is_dir() {
+            return Err(Error::new(format!("directory {} does not exist; create it first", dest.display())));
+        }
+        let stem = source
+            .and_then(|s| Path::new(s).file_stem().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| options.schema.clone());
+        dest.join(format!("{stem}-{}.db{suffix}", now.format("%Y%m%dT%H%M%S%.3fZ")))
+    } else {
+        let dir = parent_of(dest);
+        if !dir.is_dir() {
+            return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
+        }
+        if options.compression != Compression::None && looks_like_database(&text) {
+            return Err(Error::new(format!(
+                "{} names a database file, but the backup will be {}-compressed: name it {}{suffix} (or pass a \
+                 directory) so nobody opens it as a database",
+                dest.display(),
+                options.compression.as_str(),
+                dest.display()
+            )));
+        }
+        dest.to_path_buf()
+    };
+    if let Some(source) = source {
+        if same_file(Path::new(source), &path) {
+            return Err(Error::new(format!(
+                "the destination {} is the database itself; back up to another file or a directory",
+                path.display()
+            )));
+        }
+    }
+    if !options.overwrite && path.exists() {
+        return Err(exists(&path));
+    }
+    Ok(path)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Makes a backup of `options.schema` of `db` at `dest`; returns the function's JSON result.
+pub fn make(db: Db, dest: &Path, options: &BackupOptions, progress: &dyn Fn(u64, u64)) -> Result<Json> {
+    let started = Instant::now();
+    let now = Utc::now();
+    let schema = options.schema.as_str();
+    if db.is_readonly(schema)?.is_none() {
+        return Err(Error::new(format!("no database named {} is attached", crate::health::checks::quote(schema))));
+    }
+    let source = db.filename(schema)?;
+    let final_path = destination(dest, source.as_deref(), options, now)?;
+    let dir = parent_of(&final_path);
+    let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+
+    let (raw, mut raw_file) = TempFile::create(&dir, &name)?;
+    let copied = snapshot::copy(db, schema, options.busy_timeout_ms, &mut raw_file, &raw.path, progress)?;
+    sync_file(&raw_file, &raw.path)?;
+    drop(raw_file);
+    let verification = match verify::check_database(&raw.path, options.verify) {
+        Ok(result) => result,
+        Err(problem) => {
+            return Err(Error::new(format!(
+                "the copy failed its {} check, so no backup was written: {problem}. The source database is damaged: \
+                 run SELECT * FROM health_report('full'); to keep a copy anyway, pass '{{\"verify\":\"none\"}}'",
+                options.verify.as_str()
+            )))
+        }
+    };
+    let (artifact, sha256, bytes) = if options.compression == Compression::None {
+        (raw, copied.sha256.clone(), copied.bytes)
+    } else {
+        compressed_artifact(&raw.path, &dir, &name, options, &copied.sha256)?
+    };
+    let manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        id: backup_id(&copied.sha256, now, &final_path),
+        file: name,
+        created_at: format_utc(now),
+        source: Source {
+            path: source.clone(),
+            schema: schema.into(),
+            page_size: copied.page_size,
+            page_count: copied.page_count,
+            journal_mode: copied.journal_mode.clone(),
+        },
+        method: copied.method.as_str().into(),
+        compression: options.compression.as_str().into(),
+        incremental: false,
+        bytes,
+        sha256,
+        database_bytes: copied.bytes,
+        database_sha256: copied.sha256.clone(),
+        verification: Verification { method: options.verify.as_str().into(), result: verification },
+        sqlite_version: sqlite::host_version(),
+        vigil_version: VERSION.into(),
+        duration_ms: 0.0,
+    };
+    let manifest = publish(artifact, manifest, &final_path, options.overwrite, started)?;
+    let mut result = json!({
+        "path": final_path.to_string_lossy(),
+        "manifest": manifest::path_for(&final_path).to_string_lossy(),
+        "id": manifest.id,
+        "bytes": manifest.bytes,
+        "database_bytes": manifest.database_bytes,
+        "pages": manifest.source.page_count,
+        "page_size": manifest.source.page_size,
+        "sha256": manifest.sha256,
+        "database_sha256": manifest.database_sha256,
+        "compression": manifest.compression,
+        "verify": manifest.verification.method,
+        "verified": manifest.is_verified(),
+        "method": manifest.method,
+        "journal_mode": manifest.source.journal_mode,
+        "writers_blocked_ms": copied.writers_blocked_ms,
+        "duration_ms": manifest.duration_ms,
+    });
+    if !options.retention.is_off() {
+        result["retention"] = retention::apply(&dir, &manifest, &options.retention)?;
+    }
+    if options.log {
+        result["logged"] = match log::record(db, schema, &manifest, &final_path) {
+            Ok(()) => json!(true),
+            Err(e) => json!(format!("not recorded: {e}")),
+        };
+    }
+    Ok(result)
+}
+
+/// Compresses the verified raw copy into a second temporary file, then reads that stream back and checks it
+/// yields the database's SHA-256. The raw copy is deleted when this returns.
+fn compressed_artifact(
+    raw: &Path,
+    dir: &Path,
+    name: &str,
+    options: &BackupOptions,
+    database_sha256: &str,
+) -> Result<(TempFile, String, u64)> {
+    let (temp, file) = TempFile::create(dir, name)?;
+    let input = File::open(raw).map_err(|e| io_error("cannot read", raw, e))?;
+    let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    compress::compress(input, &mut writer, options.compression, options.level)
+        .map_err(|e| io_error("cannot write", &temp.path, e))?;
+    let (buffered, sha256, bytes) = writer.finish();
+    let file = buffered.into_inner().map_err(|e| io_error("cannot write", &temp.path, e.into_error()))?;
+    sync_file(&file, &temp.path)?;
+    if options.verify != Verify::None {
+        let stream = File::open(&temp.path).map_err(|e| io_error("cannot read", &temp.path, e))?;
+        let (unpacked, _) = compress::decompressing(stream, options.compression)
+            .and_then(sha256_of)
+            .map_err(|e| io_error("cannot read back", &temp.path, e))?;
+        if unpacked != database_sha256 {
+            return Err(Error::new("the compressed stream does not decompress to the copied database"));
+        }
+    }
+    Ok((temp, sha256, bytes))
+}
+
+/// Renames the artifact into place, writes its manifest, and makes both durable.
+fn publish(artifact: TempFile, mut manifest: Manifest, path: &Path, overwrite: bool, started: Instant) -> Result<Manifest> {
+    manifest.duration_ms = elapsed_ms(started);
+    artifact.publish(path, overwrite)?;
+    if let Err(e) = manifest::write(&manifest, path, overwrite) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    sync_dir(&parent_of(path))?;
+    Ok(manifest)
+}
+
+fn backup_id(database_sha256: &str, now: DateTime<Utc>, path: &Path) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(database_sha256.as_bytes());
+    hasher.update(format_utc(now).as_bytes());
+    hasher.update(path.to_string_lossy().as_bytes());
+    hasher.update(std::process::id().to_le_bytes());
+    hex(&hasher.finalize())[..16].to_string()
+}
+
+/// `backup_verify(path [, options])`: a restore drill of one backup.
+pub fn backup_verify(_db: Db, args: &[Value]) -> Result<Value> {
+    let path = Path::new(path_arg(args, 0, "the backup path")?);
+    let options = BackupOptions::parse(args.get(1), &["verify"])?;
+    let level = if args.get(1).is_some_and(|v| !v.is_null()) { options.verify } else { Verify::Full };
+    let (manifest, artifact) = manifest::read(path)?;
+    let _reading = retention::hold(&artifact);
+    let drill = verify::drill(&artifact, &manifest, level, &std::env::temp_dir())?;
+    let result = json!({
+        "path": artifact.to_string_lossy(),
+        "id": manifest.id,
+        "ok": drill.ok(),
+        "problem": drill.problem(),
+        "steps": drill.steps.iter().map(verify::Step::to_json).collect::<Vec<_>>(),
+    });
+    Ok(Value::Text(result.to_string()))
+}
+
+/// `SELECT * FROM backup_list(dir [, options])`: one row per manifest in a directory, oldest first.
+pub struct BackupList;
+
+impl TableFunction for BackupList {
+    const NAME: &'static str = "backup_list";
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "path",
+        "created_at",
+        "age_hours",
+        "bytes",
+        "compression",
+        "verify",
+        "verified",
+        "sha256",
+        "sha256_status",
+        "source",
+    ];
+    const ARGS: &'static [&'static str] = &["dir", "options"];
+
+    fn rows(_db: Db, args: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let dir = Path::new(path_arg(args, 0, "the backup directory")?);
+        if !dir.is_dir() {
+            return Err(Error::new(format!("{} is not a directory", dir.display())));
+        }
+        let options = BackupOptions::parse(args.get(1), &["hash"])?;
+        let now = Utc::now();
+        Ok(manifest::list(dir)?.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect())
+    }
+}
+
+fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec<Value> {
+    let age_hours = DateTime::parse_from_rfc3339(&m.created_at)
+        .map(|t| ((now - t.with_timezone(&Utc)).num_seconds() as f64 / 360.0).round() / 10.0)
+        .map_or(Value::Null, Value::Real);
+    let status = if !artifact.exists() {
+        "missing"
+    } else if !hash {
+        "not checked"
+    } else {
+        match digest::sha256_file(artifact) {
+            Ok((h, _)) if h == m.sha256 => "ok",
+            Ok(_) => "mismatch",
+            Err(_) => "unreadable",
+        }
+    };
+    vec![
+        Value::from(m.id.as_str()),
+        Value::from(artifact.to_string_lossy().as_ref()),
+        Value::from(m.created_at.as_str()),
+        age_hours,
+        Value::Integer(m.bytes as i64),
+        Value::from(m.compression.as_str()),
+        Value::from(m.verification.method.as_str()),
+        Value::Integer(m.is_verified() as i64),
+        Value::from(m.sha256.as_str()),
+        Value::from(status),
+        Value::from(m.source.path.as_deref()),
+    ]
+}
