@@ -40,7 +40,7 @@ fn vacuum_over_the_threshold_rewrites_and_reports_true_figures() {
             let dir = scratch();
             let db = dir.path().join("f.db");
             fragmented_db(&db, 4000, wal);
-            let digest = content_digest(&db);
+            let digest = t_digest(&db);
             let (count, free) = pages(&db);
             let size_before = bytes_on_disk(&db);
             let out = call(host.as_ref(), &db, "SELECT vacuum_if_fragmented(10)");
@@ -61,7 +61,7 @@ fn vacuum_over_the_threshold_rewrites_and_reports_true_figures() {
                 let wal_file = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
                 assert_eq!(wal_file, 0, "WAL truncated (or removed at close)");
             }
-            assert_eq!(content_digest(&db), digest, "{context}");
+            assert_eq!(t_digest(&db), digest, "{context}");
             assert_eq!(integrity(&db), "ok");
             let log =
                 host.query(&db, "SELECT function, level, result, size_before FROM vigil_maintenance_log").unwrap();
@@ -297,7 +297,7 @@ fn vacuum_and_maintain_under_concurrent_readers_and_writers() {
         let db = dir.path().join("busy.db");
         fragmented_db(&db, 20_000, wal);
         create_db(&db, "CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, v)");
-        let digest = content_digest(&db);
+        let digest = t_digest(&db);
         let writes = 400;
         let writer = spawn_shell(
             &db,
@@ -328,7 +328,7 @@ fn vacuum_and_maintain_under_concurrent_readers_and_writers() {
             })
             .unwrap();
         assert_eq!(ids, (writes, 1, writes, writes), "every commit is there: {context}");
-        assert_eq!(content_digest(&db), digest);
+        assert_eq!(t_digest(&db), digest);
         assert_eq!(integrity(&db), "ok");
     }
 }
@@ -426,31 +426,19 @@ fn a_vacuum_that_would_not_fit_on_disk_is_refused() {
     fragmented_db(&source, 6000, false);
     let size = std::fs::metadata(&source).unwrap().len();
     // Room for the database and half of it again: the rollback journal of a VACUUM needs all of it.
-    let mount_point = scratch();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={}k", size * 3 / 2 / 1024)])
-        .arg("tmpfs")
-        .arg(mount_point.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED a_vacuum_that_would_not_fit_on_disk_is_refused: cannot mount a tmpfs here (needs root)");
+    let Some(mount) = Tmpfs::mount(size * 3 / 2, "", "a_vacuum_that_would_not_fit_on_disk_is_refused") else {
         return;
+    };
+    let db = mount.path().join("big.db");
+    std::fs::copy(&source, &db).unwrap();
+    let original = std::fs::read(&db).unwrap();
+    for host in hosts() {
+        let out = call(host.as_ref(), &db, "SELECT vacuum_if_fragmented(1)");
+        assert_eq!(out["decision"], "refused", "{}: {out}", host.name());
+        let reason = out["reason"].as_str().unwrap();
+        assert!(reason.contains("the rewrite needs about") && reason.contains("the rollback journal"), "{reason}");
+        assert_eq!(std::fs::read(&db).unwrap(), original);
     }
-    let db = mount_point.path().join("big.db");
-    let result = std::panic::catch_unwind(|| {
-        std::fs::copy(&source, &db).unwrap();
-        let original = std::fs::read(&db).unwrap();
-        for host in hosts() {
-            let out = call(host.as_ref(), &db, "SELECT vacuum_if_fragmented(1)");
-            assert_eq!(out["decision"], "refused", "{}: {out}", host.name());
-            let reason = out["reason"].as_str().unwrap();
-            assert!(reason.contains("the rewrite needs about") && reason.contains("the rollback journal"), "{reason}");
-            assert_eq!(std::fs::read(&db).unwrap(), original);
-        }
-    });
-    let _ = std::process::Command::new("umount").arg(mount_point.path()).status();
-    result.unwrap();
 }
 
 /// kill -9 in the middle of a vacuum: the next open rolls the hot journal back (or ignores the unfinished WAL
@@ -470,7 +458,7 @@ fn killing_the_process_during_a_vacuum_loses_nothing() {
         let (mut killed_running, mut hot_journals) = (0, 0);
         for fraction in [0.3, 0.5, 0.7, 0.9] {
             fragment_more(&db);
-            let digest = content_digest(&db);
+            let digest = t_digest(&db);
             let mut child = spawn_shell(&db, &script);
             std::thread::sleep(whole.mul_f64(fraction));
             let running = child.try_wait().unwrap().is_none();
@@ -481,7 +469,7 @@ fn killing_the_process_during_a_vacuum_loses_nothing() {
             hot_journals += std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) as i32;
             let context = format!("wal={wal} at {fraction} of {whole:?}, running={running}");
             assert_eq!(integrity(&db), "ok", "{context}");
-            assert_eq!(content_digest(&db), digest, "{context}: committed data intact");
+            assert_eq!(t_digest(&db), digest, "{context}: committed data intact");
         }
         assert!(killed_running >= 2, "wal={wal}: most kills must land during the vacuum ({killed_running} did)");
         if !wal {
@@ -521,27 +509,12 @@ fn fragment_more(path: &Path) {
     .unwrap();
 }
 
-fn content_digest(path: &Path) -> String {
+fn t_digest(path: &Path) -> String {
     let conn = Connection::open(path).unwrap();
     conn.query_row("SELECT count(*) || ':' || total(a) || ':' || total(length(b)) || ':' || max(b) FROM t", [], |r| {
         r.get(0)
     })
     .unwrap()
-}
-
-fn spawn_shell(db: &Path, script: &str) -> std::process::Child {
-    use std::io::Write;
-    let mut child = std::process::Command::new("sqlite3")
-        .arg(db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let script = script.to_string();
-    std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-    child
 }
 
 /// Another process with an open transaction, held until `finish`.

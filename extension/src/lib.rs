@@ -11,8 +11,8 @@ pub mod health;
 mod info;
 pub mod maintenance;
 pub mod sqlite;
-mod wal;
 mod vtab;
+mod wal;
 
 use std::os::raw::{c_char, c_uint};
 

@@ -304,7 +304,8 @@ impl Db {
     pub fn in_savepoint<T>(&self, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
         self.exec(&format!("SAVEPOINT {name}"))?;
         let result = work();
-        let end = if result.is_ok() { format!("RELEASE {name}") } else { format!("ROLLBACK TO {name}; RELEASE {name}") };
+        let end =
+            if result.is_ok() { format!("RELEASE {name}") } else { format!("ROLLBACK TO {name}; RELEASE {name}") };
         self.exec(&end)?;
         result
     }
@@ -371,9 +372,8 @@ impl Db {
     fn file_pointer(&self, schema: &str, op: c_int) -> Result<Option<VfsFile<'_>>> {
         let schema = c_string(schema, "schema name")?;
         let mut file: *mut sqlite3_file = ptr::null_mut();
-        let rc = unsafe {
-            call!(file_control(self.0, schema.as_ptr(), op, (&mut file as *mut *mut sqlite3_file).cast()))
-        };
+        let rc =
+            unsafe { call!(file_control(self.0, schema.as_ptr(), op, (&mut file as *mut *mut sqlite3_file).cast())) };
         if rc != SQLITE_OK || file.is_null() || unsafe { (*file).pMethods.is_null() } {
             return Ok(None);
         }

@@ -194,3 +194,80 @@ pub fn root_page(path: &Path, name: &str) -> u64 {
     let conn = Connection::open(path).unwrap();
     conn.query_row("SELECT rootpage FROM sqlite_schema WHERE name = ?1", [name], |r| r.get::<_, i64>(0)).unwrap() as u64
 }
+
+/// A digest of every table's rows (schema and content, in rowid order), read without vigil: equal digests
+/// mean equal content, whatever the file layout.
+pub fn content_digest(path: &Path) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut tables: Vec<(String, String)> = conn
+        .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'vigil_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default())))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables.retain(|(name, _)| !name.starts_with("sqlite_stat"));
+    let mut hasher = DefaultHasher::new();
+    let mut rows_seen = 0u64;
+    for (name, sql) in &tables {
+        sql.hash(&mut hasher);
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let without_rowid = sql.to_uppercase().contains("WITHOUT ROWID");
+        let order = if without_rowid { "" } else { " ORDER BY rowid" };
+        for row in rows(&conn, &format!("SELECT * FROM {quoted}{order}")).unwrap() {
+            serde_json::to_string(&row).unwrap().hash(&mut hasher);
+            rows_seen += 1;
+        }
+    }
+    format!("{} tables, {rows_seen} rows, {:016x}", tables.len(), hasher.finish())
+}
+
+/// Starts the sqlite3 shell on `db`, feeding it `script` on stdin from another thread.
+pub fn spawn_shell(db: &Path, script: &str) -> std::process::Child {
+    let mut child = Command::new("sqlite3")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let script = script.to_string();
+    std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    child
+}
+
+/// A tmpfs of `bytes` mounted on a scratch directory, unmounted on drop; `None` (after printing why) where
+/// this process may not mount.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(bytes: u64, extra: &str, test: &str) -> Option<Tmpfs> {
+        let dir = scratch();
+        let options = format!("size={}k{extra}", bytes.div_ceil(1024));
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}

@@ -80,7 +80,10 @@ fn gzip(mut input: impl Read, mut output: impl Write, level: u32) -> io::Result<
                     scope.spawn(move || deflate_block(&block[..n], level, last))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("deflate panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("deflate panicked"))))
+                .collect()
         });
         for (result, &n) in compressed.into_iter().zip(&filled) {
             let (bytes, block_crc) = result?;

@@ -88,8 +88,7 @@ pub fn write(manifest: &Manifest, artifact: &Path, overwrite: bool) -> Result<Pa
 
 /// Reads the manifest of a backup, given the artifact's path or the manifest's own.
 pub fn read(path: &Path) -> Result<(Manifest, PathBuf)> {
-    let manifest_path =
-        if path.to_string_lossy().ends_with(SUFFIX) { path.to_path_buf() } else { path_for(path) };
+    let manifest_path = if path.to_string_lossy().ends_with(SUFFIX) { path.to_path_buf() } else { path_for(path) };
     let text = fs::read_to_string(&manifest_path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::new(format!(

@@ -239,7 +239,13 @@ fn compressed_artifact(
 }
 
 /// Renames the artifact into place, writes its manifest, and makes both durable.
-fn publish(artifact: TempFile, mut manifest: Manifest, path: &Path, overwrite: bool, started: Instant) -> Result<Manifest> {
+fn publish(
+    artifact: TempFile,
+    mut manifest: Manifest,
+    path: &Path,
+    overwrite: bool,
+    started: Instant,
+) -> Result<Manifest> {
     manifest.duration_ms = elapsed_ms(started);
     artifact.publish(path, overwrite)?;
     if let Err(e) = manifest::write(&manifest, path, overwrite) {

@@ -1,0 +1,516 @@
+//! backup_to, backup_list, backup_verify, backup_restore in real hosts, with real files, writer processes,
+//! killed processes and flipped bytes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde_json::Value as Json;
+use vigil_tests::*;
+
+/// Runs a scalar vigil call that returns JSON.
+fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
+    let rows = host.query(db, sql).unwrap_or_else(|e| panic!("{}: {sql}: {e}", host.name()));
+    let text = rows[0].values().next().unwrap().as_str().unwrap().to_string();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn backup_sql(dest: &Path, options: &str) -> String {
+    format!("SELECT backup_to({}, {})", sql_text(&dest.to_string_lossy()), sql_text(options))
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// A database of about `rows` × 1 KB in a filler table plus an (empty) writer table `w`.
+fn sized_db(path: &Path, rows: i64, journal_mode: &str) {
+    create_db(
+        path,
+        &format!(
+            "PRAGMA journal_mode={journal_mode};
+             CREATE TABLE filler(id INTEGER PRIMARY KEY, body TEXT);
+             CREATE INDEX filler_body ON filler(substr(body, 1, 20));
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+             INSERT INTO filler SELECT x, hex(randomblob(500)) FROM c;
+             CREATE TABLE w(id INTEGER PRIMARY KEY, at TEXT);"
+        ),
+    );
+}
+
+fn manifest_of(artifact: &Path) -> Json {
+    let text = std::fs::read_to_string(format!("{}.vigil.json", artifact.display())).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Decompresses an artifact with the reference tool into `out`.
+fn unpack(artifact: &Path, out: &Path) {
+    let tool = if artifact.to_string_lossy().ends_with(".gz") { "gzip" } else { "zstd" };
+    let data = Command::new(tool).args(["-d", "-c"]).arg(artifact).output().unwrap();
+    assert!(data.status.success(), "{tool} -d failed on {}", artifact.display());
+    std::fs::write(out, data.stdout).unwrap();
+}
+
+#[test]
+fn a_backup_is_a_verified_identical_copy_with_a_manifest() {
+    for host in hosts() {
+        for mode in ["delete", "wal"] {
+            let dir = scratch();
+            let db = dir.path().join("app.db");
+            demo_db(&db);
+            Connection::open(&db).unwrap().pragma_update(None, "journal_mode", mode).unwrap();
+            let backups = dir.path().join("backups");
+            std::fs::create_dir(&backups).unwrap();
+            let digest = content_digest(&db);
+            let out = call(host.as_ref(), &db, &format!("SELECT backup_to({})", sql_text(&backups.to_string_lossy())));
+            let context = format!("{} {mode}: {out}", host.name());
+            let artifact = PathBuf::from(out["path"].as_str().unwrap());
+            let name = artifact.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("app-") && name.ends_with("Z.db"), "{context}");
+            assert_eq!(out["verified"], true, "{context}");
+            assert_eq!(out["method"], "file_copy", "{context}");
+            assert_eq!(out["journal_mode"], mode, "{context}");
+            assert_eq!(out["sha256"].as_str().unwrap(), sha256sum(&artifact), "{context}");
+            assert_eq!(out["bytes"].as_u64().unwrap(), std::fs::metadata(&artifact).unwrap().len(), "{context}");
+            assert_eq!(
+                out["pages"].as_i64().unwrap() * out["page_size"].as_i64().unwrap(),
+                out["bytes"].as_i64().unwrap()
+            );
+            assert_eq!(content_digest(&artifact), digest, "{context}");
+            assert_eq!(quick_check(&artifact), "ok", "{context}");
+            let manifest = manifest_of(&artifact);
+            for key in ["id", "created_at", "sqlite_version", "vigil_version", "sha256", "database_sha256"] {
+                assert!(manifest[key].as_str().is_some_and(|v| !v.is_empty()), "{context}: manifest {key}");
+            }
+            assert_eq!(manifest["source"]["path"].as_str().unwrap(), db.to_string_lossy(), "{context}");
+            assert_eq!(manifest["verification"]["result"], "ok", "{context}");
+            assert_eq!(manifest["compression"], "none");
+            assert_eq!(manifest["file"].as_str().unwrap(), name);
+            // The backup is recorded in the source database.
+            let logged: i64 = Connection::open(&db)
+                .unwrap()
+                .query_row("SELECT count(*) FROM vigil_backup_log WHERE path = ?1", [artifact.to_str()], |r| r.get(0))
+                .unwrap();
+            assert_eq!(logged, 1, "{context}");
+            // Nothing else is left in the directory: no temporary files, no -wal or -shm of a verification.
+            let mut names: Vec<String> =
+                std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+            names.sort();
+            assert_eq!(names, vec![name.clone(), format!("{name}.vigil.json")], "{context}");
+            // A rollback-journal source gets no -shm from the WAL check.
+            assert!(!Path::new(&format!("{}-shm", db.display())).exists() || mode == "wal", "{context}");
+        }
+    }
+}
+
+fn quick_check(path: &Path) -> String {
+    Connection::open(path).unwrap().query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn compressed_backups_are_standard_streams_that_verify_and_restore() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    sized_db(&db, 3000, "wal");
+    let digest = content_digest(&db);
+    for (compression, suffix) in [("gzip", "gz"), ("zstd", "zst")] {
+        for host in hosts() {
+            let artifact = dir.path().join(format!("app-{}.db.{suffix}", host.name().len()));
+            let out = call(host.as_ref(), &db, &backup_sql(&artifact, &format!(r#"{{"compress":"{compression}"}}"#)));
+            let context = format!("{} {compression}: {out}", host.name());
+            assert_eq!(out["compression"], compression, "{context}");
+            assert!(out["bytes"].as_u64().unwrap() < out["database_bytes"].as_u64().unwrap() * 6 / 10, "{context}");
+            assert_eq!(out["sha256"].as_str().unwrap(), sha256sum(&artifact), "{context}");
+            let unpacked = dir.path().join(format!("unpacked-{suffix}.db"));
+            unpack(&artifact, &unpacked);
+            assert_eq!(sha256sum(&unpacked), out["database_sha256"].as_str().unwrap(), "{context}");
+            assert_eq!(content_digest(&unpacked), digest, "{context}");
+            let verified =
+                call(host.as_ref(), &db, &format!("SELECT backup_verify({})", sql_text(&artifact.to_string_lossy())));
+            assert_eq!(verified["ok"], true, "{context}: {verified}");
+            let steps: Vec<&str> =
+                verified["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+            assert_eq!(steps, ["artifact", "sha256", "decompress", "header", "integrity_check"], "{context}");
+            let restored = dir.path().join(format!("restored-{suffix}-{}.db", host.name().len()));
+            let out = call(
+                host.as_ref(),
+                &db,
+                &format!(
+                    "SELECT backup_restore({}, {})",
+                    sql_text(&artifact.to_string_lossy()),
+                    sql_text(&restored.to_string_lossy())
+                ),
+            );
+            assert_eq!(out["ok"], true, "{context}: {out}");
+            assert_eq!(out["safety_backup"], Json::Null, "a new file replaces nothing");
+            assert_eq!(content_digest(&restored), digest, "{context}");
+            std::fs::remove_file(&unpacked).unwrap();
+        }
+    }
+}
+
+/// The acceptance test of consistency: a writer process commits one row at a time (ids 1, 2, 3, …) while
+/// backups run; every backup holds exactly ids 1..k for some k, and passes integrity_check.
+#[test]
+fn backups_under_a_steady_writer_hold_one_committed_state() {
+    for mode in ["wal", "delete"] {
+        let dir = scratch();
+        let db = dir.path().join("busy.db");
+        sized_db(&db, 30_000, mode);
+        let inserts = ".timeout 20000\n".to_string()
+            + &"INSERT INTO w(at) VALUES (strftime('%Y-%m-%d %H:%M:%f','now'));\n".repeat(200_000);
+        let mut writer = spawn_shell(&db, &inserts);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut last_k = 0;
+        for (i, host) in hosts().iter().cycle().take(4).enumerate() {
+            let artifact = dir.path().join(format!("b{i}.db"));
+            let out = call(host.as_ref(), &db, &backup_sql(&artifact, r#"{"verify":"full","busy_timeout_ms":20000}"#));
+            let context = format!("{mode} backup {i} ({}): {out}", host.name());
+            assert_eq!(out["verified"], true, "{context}");
+            assert_eq!(quick_check(&artifact), "ok", "{context}");
+            let (count, min, max): (i64, Option<i64>, Option<i64>) = Connection::open(&artifact)
+                .unwrap()
+                .query_row("SELECT count(*), min(id), max(id) FROM w", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap();
+            assert!(count > 0, "{context}: the writer committed before the backup");
+            assert_eq!((min, max), (Some(1), Some(count)), "{context}: ids 1..k without a gap");
+            assert!(count >= last_k, "{context}");
+            last_k = count;
+            std::fs::remove_file(&artifact).unwrap();
+        }
+        assert!(writer.try_wait().unwrap().is_none(), "{mode}: the writer kept writing through every backup");
+        writer.kill().unwrap();
+        let output = writer.wait_with_output().unwrap();
+        assert!(output.stderr.is_empty(), "{mode}: writer errors: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn in_memory_databases_are_copied_through_the_backup_api() {
+    let dir = scratch();
+    let conn = Connection::open_in_memory().unwrap();
+    load(&conn);
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), ('two'), (x'03');").unwrap();
+    let artifact = dir.path().join("memory.db");
+    let out: String = conn.query_row(&backup_sql(&artifact, "{}"), [], |r| r.get(0)).unwrap();
+    let out: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["method"], "backup_api", "{out}");
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["logged"], true, "the log row goes into the in-memory database itself");
+    let copy = Connection::open(&artifact).unwrap();
+    let n: i64 = copy.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(manifest_of(&artifact)["source"]["path"], Json::Null);
+}
+
+/// Page sizes from 512 to 65536, both journal modes: backup → restore into a new file gives the same content
+/// and the same bytes.
+#[test]
+fn every_page_size_round_trips() {
+    let dir = scratch();
+    for (i, page_size) in [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].into_iter().enumerate() {
+        let mode = if i % 2 == 0 { "wal" } else { "delete" };
+        let db = dir.path().join(format!("p{page_size}.db"));
+        create_db(&db, &format!("PRAGMA page_size={page_size}; PRAGMA journal_mode={mode}; CREATE TABLE seed(x);"));
+        sized_db(&db, 400, mode);
+        // Leave recent commits in the WAL so that the copy has to lay them over the file.
+        let conn = Connection::open(&db).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.execute_batch("UPDATE filler SET body = upper(body) WHERE id % 3 = 0; INSERT INTO w(at) VALUES ('x');")
+            .unwrap();
+        let host = &hosts()[i % 2];
+        let artifact = dir.path().join(format!("p{page_size}-backup.db"));
+        let out = call(host.as_ref(), &db, &backup_sql(&artifact, r#"{"log":false}"#));
+        assert_eq!(out["page_size"], page_size, "{out}");
+        let restored = dir.path().join(format!("p{page_size}-restored.db"));
+        let sql = format!(
+            "SELECT backup_restore({}, {})",
+            sql_text(&artifact.to_string_lossy()),
+            sql_text(&restored.to_string_lossy())
+        );
+        let restore = call(host.as_ref(), &db, &sql);
+        assert_eq!(restore["ok"], true, "{page_size}: {restore}");
+        assert_eq!(content_digest(&restored), content_digest(&db), "{page_size} {mode}");
+        assert_eq!(sha256sum(&restored), out["database_sha256"].as_str().unwrap());
+        drop(conn);
+    }
+}
+
+#[test]
+fn a_flipped_byte_is_caught_and_restore_refuses() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    sized_db(&db, 2000, "wal");
+    for (options, suffix) in [("{}", ""), (r#"{"compress":"gzip"}"#, ".gz"), (r#"{"compress":"zstd"}"#, ".zst")] {
+        let artifact = dir.path().join(format!("b.db{suffix}"));
+        let out = call(&Shell, &db, &backup_sql(&artifact, options));
+        let size = out["bytes"].as_u64().unwrap();
+        for offset in [size / 3, size - 20] {
+            flip_bytes(&artifact, offset, 1);
+            for host in hosts() {
+                let context = format!("{} {options} at {offset}", host.name());
+                let path = sql_text(&artifact.to_string_lossy());
+                let verified = call(host.as_ref(), &db, &format!("SELECT backup_verify({path})"));
+                assert_eq!(verified["ok"], false, "{context}: {verified}");
+                assert!(verified["problem"].as_str().unwrap().starts_with("sha256: "), "{context}: {verified}");
+                let before = std::fs::read(&db).unwrap();
+                let target = dir.path().join("target.db");
+                std::fs::copy(&db, &target).unwrap();
+                for target_sql in ["NULL".to_string(), sql_text(&target.to_string_lossy())] {
+                    let err = host.query(&db, &format!("SELECT backup_restore({path}, {target_sql})")).unwrap_err();
+                    assert!(err.contains("failed verification, nothing was restored: sha256"), "{context}: {err}");
+                }
+                assert_eq!(std::fs::read(&db).unwrap(), before, "{context}: the live database is untouched");
+                let listed = host
+                    .query(
+                        &db,
+                        &format!(
+                            "SELECT sha256_status FROM backup_list({}, '{{\"hash\":true}}')",
+                            sql_text(&dir.path().to_string_lossy())
+                        ),
+                    )
+                    .unwrap();
+                assert!(listed.iter().any(|r| r["sha256_status"] == "mismatch"), "{context}: {listed:?}");
+            }
+            flip_bytes(&artifact, offset, 1);
+        }
+        // Corruption the hash cannot see because the manifest was made for it: the integrity check catches it.
+        if suffix.is_empty() {
+            let root = root_page(&artifact, "filler") - 1;
+            let page_size = out["page_size"].as_u64().unwrap();
+            flip_bytes(&artifact, root * page_size + 8, 40);
+            let mut manifest = manifest_of(&artifact);
+            manifest["sha256"] = Json::from(sha256sum(&artifact));
+            manifest["database_sha256"] = manifest["sha256"].clone();
+            std::fs::write(format!("{}.vigil.json", artifact.display()), manifest.to_string()).unwrap();
+            let verified =
+                call(&Shell, &db, &format!("SELECT backup_verify({})", sql_text(&artifact.to_string_lossy())));
+            assert_eq!(verified["ok"], false, "{verified}");
+            assert!(verified["problem"].as_str().unwrap().starts_with("integrity_check: "), "{verified}");
+        }
+        std::fs::remove_file(&artifact).unwrap();
+        std::fs::remove_file(format!("{}.vigil.json", artifact.display())).unwrap();
+    }
+}
+
+#[test]
+fn restoring_into_the_live_database_keeps_what_it_replaces() {
+    for host in hosts() {
+        let dir = scratch();
+        let db = dir.path().join("live.db");
+        sized_db(&db, 500, "wal");
+        let artifact = dir.path().join("good.db");
+        let good = content_digest(&db);
+        call(host.as_ref(), &db, &backup_sql(&artifact, "{}"));
+        // A bad statement after the backup; another connection stays open through the restore.
+        Connection::open(&db).unwrap().execute_batch("DELETE FROM filler WHERE id > 10; DROP TABLE w;").unwrap();
+        let damaged = content_digest(&db);
+        let other = Connection::open(&db).unwrap();
+        let out =
+            call(host.as_ref(), &db, &format!("SELECT backup_restore({})", sql_text(&artifact.to_string_lossy())));
+        let context = format!("{}: {out}", host.name());
+        assert_eq!(out["ok"], true, "{context}");
+        assert_eq!(content_digest(&db), good, "{context}");
+        let n: i64 = other.query_row("SELECT count(*) FROM filler", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 500, "{context}: the open connection sees the restored database");
+        let safety = PathBuf::from(out["safety_backup"]["path"].as_str().unwrap());
+        assert!(safety.file_name().unwrap().to_string_lossy().starts_with("live-before-restore-"), "{context}");
+        assert_eq!(content_digest(&safety), damaged, "{context}: the replaced state is kept");
+        assert_eq!(manifest_of(&safety)["verification"]["result"], "ok");
+        let steps: Vec<&str> = out["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(steps, ["artifact", "sha256", "header", "integrity_check", "restore", "check"], "{context}");
+    }
+}
+
+#[test]
+fn retention_keeps_the_newest_and_only_touches_its_own_files() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    demo_db(&db);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let stranger = backups.join("notes-20200101T000000.000Z.db");
+    std::fs::write(&stranger, "not ours").unwrap();
+    let dest = sql_text(&format!("{}/", backups.display()));
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        let out = call(&Shell, &db, &format!(r#"SELECT backup_to({dest}, '{{"keep":2}}')"#));
+        made.push(out["path"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let listed = Rusqlite.query(&db, &format!("SELECT path FROM backup_list({dest})")).unwrap();
+    let paths: Vec<&str> = listed.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, [made[2].as_str(), made[3].as_str()], "the last two, oldest first");
+    assert!(stranger.exists(), "a file without a manifest is never deleted");
+    // A backup being read (its manifest locked by a drill or restore elsewhere) is not deleted.
+    let mut holder = Command::new("flock")
+        .args(["-s"])
+        .arg(format!("{}.vigil.json", made[2]))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = call(&Shell, &db, &format!(r#"SELECT backup_to({dest}, '{{"keep":1}}')"#));
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    assert_eq!(out["retention"]["in_use"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["retention"]["deleted"].as_array().unwrap().len(), 1, "{out}");
+    assert!(Path::new(&made[2]).exists());
+}
+
+#[test]
+fn bad_destinations_and_options_get_clear_errors() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    demo_db(&db);
+    let existing = dir.path().join("exists.db");
+    std::fs::write(&existing, "x").unwrap();
+    let d = dir.path().display();
+    let cases = [
+        (format!("SELECT backup_to('{d}/missing/b.db')"), "does not exist; create it first"),
+        (format!("SELECT backup_to('{d}/missing/')"), "does not exist; create it first"),
+        (format!("SELECT backup_to('{}')", db.display()), "is the database itself"),
+        (format!(r#"SELECT backup_to('{}', '{{"overwrite":true}}')"#, db.display()), "is the database itself"),
+        (format!("SELECT backup_to('{}')", existing.display()), "already exists"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"compress":"gzip"}}')"#), "name it"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"keep":0}}')"#), "from 1 to 100000, not 0"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"keep_weekly":-1}}')"#), "not -1"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"verify":"maybe"}}')"#), "one of quick, full, none"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"compress":')"#), "not valid JSON"),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"colour":"red"}}')"#), "unknown option \"colour\""),
+        (format!(r#"SELECT backup_to('{d}/b.db', '{{"schema":"nope"}}')"#), "no database named \"nope\""),
+        ("SELECT backup_to('')".to_string(), "destination (a file or directory path) is missing"),
+        ("SELECT backup_to(NULL)".to_string(), "is missing"),
+        ("SELECT backup_to(42)".to_string(), "must be text"),
+        (format!("SELECT backup_verify('{}')", existing.display()), "has no vigil manifest"),
+        (format!("SELECT backup_restore('{d}/nothing.db')"), "has no vigil manifest"),
+        (format!("SELECT * FROM backup_list('{d}/missing')"), "is not a directory"),
+    ];
+    for host in hosts() {
+        for (sql, expected) in &cases {
+            let err = host.query(&db, sql).unwrap_err();
+            assert!(err.contains(expected), "{}: {sql}: {err}", host.name());
+        }
+        assert_eq!(std::fs::read(&existing).unwrap(), b"x");
+        let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(created.len(), 2, "{}: no file left behind: {created:?}", host.name());
+        // From a trigger or a view it cannot run at all.
+        create_db(&db, &format!("CREATE VIEW v AS SELECT backup_to('{d}/v.db')"));
+        let err = host.query(&db, "SELECT * FROM v").unwrap_err();
+        assert!(err.contains("unsafe use of backup_to"), "{}: {err}", host.name());
+        create_db(&db, "DROP VIEW v");
+    }
+}
+
+#[test]
+fn a_full_disk_or_read_only_directory_leaves_nothing_behind() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    sized_db(&db, 3000, "wal");
+    let size = std::fs::metadata(&db).unwrap().len();
+    let test = "a_full_disk_or_read_only_directory_leaves_nothing_behind";
+    let Some(small) = Tmpfs::mount(size / 2, "", test) else { return };
+    for host in hosts() {
+        let err = host.query(&db, &backup_sql(&small.path().join("b.db"), "{}")).unwrap_err();
+        assert!(err.contains("the disk is full"), "{}: {err}", host.name());
+        assert_eq!(std::fs::read_dir(small.path()).unwrap().count(), 0, "{}: the temporary file is gone", host.name());
+    }
+    let Some(read_only) = Tmpfs::mount(size * 2, ",ro", test) else { return };
+    let err = Shell.query(&db, &backup_sql(&read_only.path().join("b.db"), "{}")).unwrap_err();
+    assert!(err.contains("cannot create a temporary file in"), "{err}");
+}
+
+/// kill -9 of the process making a backup, at moments spread over its duration: the final name holds either
+/// nothing or a complete backup that verifies.
+#[test]
+fn killing_a_backup_never_leaves_a_partial_file_under_the_final_name() {
+    let dir = scratch();
+    let db = dir.path().join("big.db");
+    sized_db(&db, 20_000, "wal");
+    let artifact = dir.path().join("b.db.gz");
+    let script = format!(".load {}\n{};\n", library().display(), backup_sql(&artifact, r#"{"compress":"gzip"}"#));
+    let started = Instant::now();
+    assert!(spawn_shell(&db, &script).wait_with_output().unwrap().status.success());
+    let duration = started.elapsed();
+    let (mut complete, mut absent) = (0, 0);
+    for step in 0..8 {
+        std::fs::remove_file(&artifact).ok();
+        std::fs::remove_file(format!("{}.vigil.json", artifact.display())).ok();
+        let mut child = spawn_shell(&db, &script);
+        std::thread::sleep(duration.mul_f64(0.1 + 0.12 * step as f64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if artifact.exists() {
+            assert!(Command::new("gzip").arg("-t").arg(&artifact).status().unwrap().success(), "kill {step}");
+            if Path::new(&format!("{}.vigil.json", artifact.display())).exists() {
+                let verified =
+                    call(&Shell, &db, &format!("SELECT backup_verify({})", sql_text(&artifact.to_string_lossy())));
+                assert_eq!(verified["ok"], true, "kill {step}: {verified}");
+            }
+            complete += 1;
+        } else {
+            absent += 1;
+        }
+    }
+    assert!(absent >= 2, "{absent} kills landed before the rename ({complete} after)");
+    assert_eq!(quick_check(&db), "ok");
+}
+
+/// kill -9 during a restore into an existing file: the file holds its old content or the backup's, never
+/// a mix, and passes integrity_check.
+#[test]
+fn killing_a_restore_leaves_the_target_as_it_was_or_restored() {
+    let dir = scratch();
+    let source = dir.path().join("source.db");
+    sized_db(&source, 20_000, "delete");
+    let artifact = dir.path().join("b.db");
+    call(&Shell, &source, &backup_sql(&artifact, "{}"));
+    let restored_digest = content_digest(&source);
+    let target = dir.path().join("target.db");
+    sized_db(&target, 15_000, "delete");
+    let old_digest = content_digest(&target);
+    let script = format!(
+        ".load {}\nSELECT backup_restore({}, {}, '{{\"verify\":\"none\"}}');\n",
+        library().display(),
+        sql_text(&artifact.to_string_lossy()),
+        sql_text(&target.to_string_lossy())
+    );
+    let pristine = std::fs::read(&target).unwrap();
+    let started = Instant::now();
+    assert!(spawn_shell(&db_for_restores(&dir), &script).wait_with_output().unwrap().status.success());
+    let duration = started.elapsed();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for step in 0..8 {
+        std::fs::write(&target, &pristine).unwrap();
+        let mut child = spawn_shell(&db_for_restores(&dir), &script);
+        std::thread::sleep(duration.mul_f64(0.1 + 0.12 * step as f64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(quick_check(&target), "ok", "kill {step}");
+        let digest = content_digest(&target);
+        let outcome = if digest == old_digest {
+            "unchanged"
+        } else if digest == restored_digest {
+            "restored"
+        } else {
+            panic!("kill {step}: the target holds neither state")
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+    }
+    assert!(outcomes.contains_key("unchanged"), "{outcomes:?}");
+}
+
+/// The database the restoring shell is connected to (not the target).
+fn db_for_restores(dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("host.db");
+    if !path.exists() {
+        create_db(&path, "CREATE TABLE x(y)");
+    }
+    path
+}
