@@ -28,6 +28,13 @@ fn health(db: &Path, extra: &[&str]) -> Output {
     vigil(&args)
 }
 
+/// Makes a verified backup of `db` into a directory beside it, so that `last_backup` is ok.
+fn backed_up(db: &Path) {
+    let dir = db.with_extension("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    Rusqlite.query(db, &format!("SELECT backup_to('{}/')", dir.display())).unwrap();
+}
+
 /// Whether the human report has a row for `check` with `status`, whatever the column widths.
 fn has_row(out: &Output, check: &str, status: &str) -> bool {
     text(&out.stdout).lines().any(|line| line.split_whitespace().take(2).eq([check, status]))
@@ -38,6 +45,10 @@ fn exit_codes_follow_the_monitoring_convention() {
     let dir = scratch();
     let healthy = dir.path().join("healthy.db");
     create_db(&healthy, "CREATE TABLE t(x INTEGER PRIMARY KEY, y); INSERT INTO t VALUES (1, 'a');");
+    let out = health(&healthy, &[]);
+    assert_eq!(code(&out), 1, "never backed up: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(has_row(&out, "last_backup", "WARNING"), "{}", text(&out.stdout));
+    backed_up(&healthy);
     let out = health(&healthy, &[]);
     assert_eq!(code(&out), 0, "ok: {}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("status: OK"));
@@ -117,6 +128,7 @@ fn the_extension_is_found_beside_the_binary_or_named() {
     let dir = scratch();
     let db = dir.path().join("a.db");
     create_db(&db, "CREATE TABLE t(x)");
+    backed_up(&db);
     let out = vigil(&["--extension", "/nonexistent/libvigil.so", "health", db.to_str().unwrap()]);
     assert_eq!(code(&out), 3);
     assert!(

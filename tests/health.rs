@@ -21,6 +21,7 @@ const CHEAP: &[&str] = &[
     "schema_signature",
     "maintenance_age",
     "full_maintenance_age",
+    "last_backup",
     "integrity",
     "maintenance",
 ];

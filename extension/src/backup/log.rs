@@ -4,9 +4,13 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
+
 use super::manifest::Manifest;
 use crate::error::Result;
 use crate::health::checks::{has_table, quote};
+use crate::health::options::Options;
+use crate::health::{Check, Status};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_backup_log";
@@ -85,4 +89,28 @@ pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
             verify: r[2].as_str().unwrap_or_default().to_string(),
         })
         .collect())
+}
+
+/// health_report's `last_backup`: hours since the newest verified backup whose file still exists. A
+/// database with no such backup is a warning: "looks healthy, isn't backing up" is the gap to catch.
+pub fn age_check(db: Db, options: &Options) -> Result<Check> {
+    const NAME: &str = "last_backup";
+    let recorded = verified(db, &options.schema, 100)?;
+    let found = recorded.iter().find(|r| Path::new(&r.path).exists());
+    let Some(newest) = found else {
+        let detail = match recorded.first() {
+            Some(r) => format!("the recorded backups are gone (the newest was {}); make one with backup_to", r.path),
+            None => "no verified backup recorded; make one: SELECT backup_to('/path/to/backups/')".to_string(),
+        };
+        // Thresholds switched off ("none,none") mean the user does not want backups watched here.
+        let watched = options.thresholds.levels("last_backup_hours") != (None, None);
+        let status = if watched { Status::Warning } else { Status::Info };
+        return Ok(Check::new(NAME, Value::Null, "hours").status(status).detail(detail));
+    };
+    let at = DateTime::parse_from_rfc3339(&newest.created_at).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+    let hours = ((Utc::now() - at).num_seconds() as f64 / 360.0).round() / 10.0;
+    let mut check = Check::new(NAME, hours, "hours");
+    check.status = options.thresholds.status("last_backup_hours", hours);
+    check.threshold = options.thresholds.describe("last_backup_hours");
+    Ok(check.detail(format!("{} at {} ({} verified)", newest.path, newest.created_at, newest.verify)))
 }

@@ -265,11 +265,15 @@ fn backup_id(database_sha256: &str, now: DateTime<Utc>, path: &Path) -> String {
     hex(&hasher.finalize())[..16].to_string()
 }
 
+/// Restore drills run the full integrity_check unless told otherwise.
+fn drill_defaults() -> BackupOptions {
+    BackupOptions { verify: Verify::Full, ..BackupOptions::default() }
+}
+
 /// `backup_verify(path [, options])`: a restore drill of one backup.
 pub fn backup_verify(_db: Db, args: &[Value]) -> Result<Value> {
     let path = Path::new(path_arg(args, 0, "the backup path")?);
-    let options = BackupOptions::parse(args.get(1), &["verify"])?;
-    let level = if args.get(1).is_some_and(|v| !v.is_null()) { options.verify } else { Verify::Full };
+    let level = BackupOptions::parse_over(drill_defaults(), args.get(1), &["verify"])?.verify;
     let (manifest, artifact) = manifest::read(path)?;
     let _reading = retention::hold(&artifact);
     let drill = verify::drill(&artifact, &manifest, level, &std::env::temp_dir())?;

@@ -118,7 +118,12 @@ impl Default for BackupOptions {
 impl BackupOptions {
     /// Parses an options argument; only the keys in `allowed` are accepted.
     pub fn parse(arg: Option<&Value>, allowed: &[&str]) -> Result<BackupOptions> {
-        let mut options = BackupOptions::default();
+        Self::parse_over(BackupOptions::default(), arg, allowed)
+    }
+
+    /// Parses an options argument over other defaults than backup_to's.
+    pub fn parse_over(defaults: BackupOptions, arg: Option<&Value>, allowed: &[&str]) -> Result<BackupOptions> {
+        let mut options = defaults;
         if let Some(map) = object_arg(arg, r#"{"compress":"gzip"}"#)? {
             options.apply(&map, allowed)?;
         }

@@ -26,10 +26,7 @@ pub fn backup_restore(db: Db, args: &[Value]) -> Result<Value> {
         None | Some(Value::Null) => None,
         Some(_) => Some(PathBuf::from(path_arg(args, 1, "the restore target")?)),
     };
-    let mut options = BackupOptions::parse(args.get(2), RESTORE_KEYS)?;
-    if !args.get(2).is_some_and(|v| !v.is_null()) {
-        options.verify = Verify::Full;
-    }
+    let options = BackupOptions::parse_over(super::drill_defaults(), args.get(2), RESTORE_KEYS)?;
     let result = restore(db, path, target.as_deref(), &options)?;
     Ok(Value::Text(result.to_string()))
 }

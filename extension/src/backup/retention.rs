@@ -23,7 +23,8 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
         kept.extend(0..(last as usize).min(backups.len()));
     }
     let created = |m: &Manifest| DateTime::parse_from_rfc3339(&m.created_at).map(|t| t.with_timezone(&Utc)).ok();
-    let buckets: [(Option<i64>, fn(DateTime<Utc>) -> String); 3] = [
+    type BucketOf = fn(DateTime<Utc>) -> String;
+    let buckets: [(Option<i64>, BucketOf); 3] = [
         (policy.daily, |t| t.format("%Y-%m-%d").to_string()),
         (policy.weekly, |t| format!("{}-W{:02}", t.iso_week().year(), t.iso_week().week())),
         (policy.monthly, |t| t.format("%Y-%m").to_string()),

@@ -140,6 +140,7 @@ pub fn build_report(db: Db, options: &Options) -> Result<Report> {
     if options.history {
         rows.extend(history::checks(db, &facts, options, integrity_scanned)?);
         rows.extend(crate::maintenance::log::age_checks(db, options)?);
+        rows.push(crate::backup::log::age_check(db, options)?);
     }
     if !rows.iter().any(|c| c.name == "integrity") {
         rows.push(

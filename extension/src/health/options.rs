@@ -95,6 +95,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "days_until_full",
     "maintenance_age",
     "full_maintenance_age",
+    "last_backup",
     "maintenance",
 ];
 

@@ -42,6 +42,8 @@ pub const SPECS: &[Spec] = &[
     // "Force a maintenance after 7 days without one"; a late job is a warning, never critical.
     spec("maintenance_age_days",      "days", Direction::Above, Some(7.0),  None, None),
     spec("full_maintenance_age_days", "days", Direction::Above, Some(30.0), None, None),
+    // requirements.md: age of the newest verified backup, 26 h warning, 50 h critical.
+    spec("last_backup_hours",   "hours",     Direction::Above, Some(26.0),        Some(50.0),   None),
     spec("foreign_keys",        "violations",Direction::Above, Some(1.0),         None,         None),
     spec("schema_drift",        "objects",   Direction::Above, None,              None,         None),
     spec("growth_per_day",      "bytes/day", Direction::Above, Some(5.0 * MIB),   None,         None),
