@@ -101,6 +101,12 @@ fn sql_objects() -> Vec<SqlObject> {
             access: Access::Writes,
             func: backup::restore::backup_restore,
         },
+        SqlObject::Scalar {
+            name: "export_to",
+            arities: &[2, 3],
+            access: Access::Writes,
+            func: backup::export::export_to,
+        },
     ]
 }
 
