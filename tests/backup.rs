@@ -514,3 +514,81 @@ fn db_for_restores(dir: &tempfile::TempDir) -> PathBuf {
     }
     path
 }
+
+const AWKWARD: &str = r#"
+    CREATE TABLE "odd ""name"", with/slash"(id INTEGER PRIMARY KEY AUTOINCREMENT, txt TEXT, raw BLOB, num REAL,
+                                            shout AS (upper(txt)));
+    INSERT INTO "odd ""name"", with/slash"(txt, raw, num) VALUES
+        ('plain', x'00ff10', 1.5),
+        ('quote "x", comma
+newline', NULL, 1e300),
+        ('', x'', 0.1),
+        (NULL, NULL, NULL),
+        ('ünïcødé ✓', x'41', -2.0);
+    DELETE FROM "odd ""name"", with/slash" WHERE txt = 'plain';
+    CREATE TABLE no_alias(a, b);
+    INSERT INTO no_alias(rowid, a, b) VALUES (10, 1, 2), (20, 3, 4);
+    CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+    INSERT INTO kv VALUES ('b', 2), ('a', 1);
+    CREATE VIEW odd_view AS SELECT count(*) AS n FROM kv;
+    CREATE TRIGGER kv_guard BEFORE DELETE ON kv BEGIN SELECT RAISE(ABORT, 'no'); END;
+"#;
+
+#[test]
+fn the_sql_export_rebuilds_the_database_exactly() {
+    for host in hosts() {
+        let dir = scratch();
+        let db = dir.path().join("shop.db");
+        demo_db(&db);
+        create_db(&db, AWKWARD);
+        let out = call(host.as_ref(), &db, &format!("SELECT export_to({}, 'sql')", sql_text(&dir.path().to_string_lossy())));
+        let dump = PathBuf::from(out["files"][0]["path"].as_str().unwrap());
+        assert_eq!(dump.file_name().unwrap(), "shop.sql", "{out}");
+        let rebuilt = dir.path().join("rebuilt.db");
+        let loaded = shell_run(&rebuilt, &std::fs::read_to_string(&dump).unwrap(), &["-bail"]);
+        assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+        assert_eq!(content_digest(&rebuilt), content_digest(&db), "{}", host.name());
+        let same = |sql: &str| {
+            let read = |p: &Path| rows(&Connection::open(p).unwrap(), sql).unwrap();
+            assert_eq!(read(&rebuilt), read(&db), "{}: {sql}", host.name());
+        };
+        same("SELECT rowid, * FROM no_alias");
+        same("SELECT * FROM sqlite_sequence");
+        same("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'vigil%' ORDER BY name");
+        same(r#"SELECT shout, typeof(num) FROM "odd ""name"", with/slash""#);
+        assert_eq!(quick_check(&rebuilt), "ok");
+    }
+}
+
+#[test]
+fn json_and_csv_exports_keep_nulls_blobs_unicode_and_quotes() {
+    let dir = scratch();
+    let db = dir.path().join("shop.db");
+    create_db(&db, AWKWARD);
+    let path = sql_text(&dir.path().to_string_lossy());
+    let out = call(&Shell, &db, &format!("SELECT export_to({path}, 'csv')"));
+    let files: Vec<&str> = out["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let odd = dir.path().join("odd%20%22name%22%2C%20with%2Fslash.csv");
+    assert_eq!(files, [odd.to_str().unwrap(), &format!("{}/no_alias.csv", dir.path().display()), &format!("{}/kv.csv", dir.path().display())]);
+    assert_eq!(
+        std::fs::read_to_string(&odd).unwrap(),
+        "id,txt,raw,num\r\n2,\"quote \"\"x\"\", comma\nnewline\",,1e300\r\n3,\"\",,0.1\r\n4,,,\r\n5,ünïcødé ✓,41,-2.0\r\n"
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("kv.csv")).unwrap(), "k,v\r\na,1\r\nb,2\r\n");
+    let out = call(&Rusqlite, &db, &format!("SELECT export_to({path}, 'json')"));
+    assert_eq!(out["files"][0]["rows"], 4);
+    let text = std::fs::read_to_string(dir.path().join("odd%20%22name%22%2C%20with%2Fslash.json")).unwrap();
+    assert!(text.starts_with("[\n{\"id\":2,\"txt\":\"quote"), "columns in table order: {text}");
+    let parsed: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed[0]["txt"], "quote \"x\", comma\nnewline");
+    assert_eq!(parsed[1]["raw"]["$blob"], "");
+    assert_eq!(parsed[2]["txt"], Json::Null);
+    assert_eq!(parsed[3]["txt"], "ünïcødé ✓");
+    assert_eq!(parsed[3]["raw"]["$blob"], "41");
+    // A second export into the same directory refuses to overwrite, unless asked.
+    let err = Shell.query(&db, &format!("SELECT export_to({path}, 'json')")).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    call(&Shell, &db, &format!(r#"SELECT export_to({path}, 'json', '{{"overwrite":true}}')"#));
+    let err = Shell.query(&db, &format!("SELECT export_to({path}, 'xml')")).unwrap_err();
+    assert!(err.contains("format must be 'sql', 'json' or 'csv'"), "{err}");
+}
