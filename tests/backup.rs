@@ -541,7 +541,8 @@ fn the_sql_export_rebuilds_the_database_exactly() {
         let db = dir.path().join("shop.db");
         demo_db(&db);
         create_db(&db, AWKWARD);
-        let out = call(host.as_ref(), &db, &format!("SELECT export_to({}, 'sql')", sql_text(&dir.path().to_string_lossy())));
+        let out =
+            call(host.as_ref(), &db, &format!("SELECT export_to({}, 'sql')", sql_text(&dir.path().to_string_lossy())));
         let dump = PathBuf::from(out["files"][0]["path"].as_str().unwrap());
         assert_eq!(dump.file_name().unwrap(), "shop.sql", "{out}");
         let rebuilt = dir.path().join("rebuilt.db");
@@ -569,7 +570,14 @@ fn json_and_csv_exports_keep_nulls_blobs_unicode_and_quotes() {
     let out = call(&Shell, &db, &format!("SELECT export_to({path}, 'csv')"));
     let files: Vec<&str> = out["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     let odd = dir.path().join("odd%20%22name%22%2C%20with%2Fslash.csv");
-    assert_eq!(files, [odd.to_str().unwrap(), &format!("{}/no_alias.csv", dir.path().display()), &format!("{}/kv.csv", dir.path().display())]);
+    assert_eq!(
+        files,
+        [
+            odd.to_str().unwrap(),
+            &format!("{}/no_alias.csv", dir.path().display()),
+            &format!("{}/kv.csv", dir.path().display())
+        ]
+    );
     assert_eq!(
         std::fs::read_to_string(&odd).unwrap(),
         "id,txt,raw,num\r\n2,\"quote \"\"x\"\", comma\nnewline\",,1e300\r\n3,\"\",,0.1\r\n4,,,\r\n5,ünïcødé ✓,41,-2.0\r\n"

@@ -10,6 +10,7 @@ mod guard;
 pub mod health;
 mod info;
 pub mod maintenance;
+pub mod progress;
 pub mod sqlite;
 mod vtab;
 mod wal;
@@ -53,6 +54,12 @@ fn sql_objects() -> Vec<SqlObject> {
     vec![
         SqlObject::Scalar { name: "vigil_version", arities: &[0], access: Access::ReadOnly, func: info::vigil_version },
         SqlObject::Scalar { name: "vigil_debug", arities: &[0], access: Access::ReadOnly, func: info::vigil_debug },
+        SqlObject::Scalar {
+            name: "vigil_progress",
+            arities: &[0],
+            access: Access::ReadOnly,
+            func: progress::vigil_progress,
+        },
         SqlObject::Table { name: "health_report", define: vtab::define::<HealthReport> },
         SqlObject::Table { name: "health_tables", define: vtab::define::<HealthTables> },
         SqlObject::Scalar {

@@ -56,9 +56,9 @@ struct Table {
 
 /// `export_to(dir, format [, options])`.
 pub fn export_to(db: Db, args: &[Value]) -> Result<Value> {
-    let dir = PathBuf::from(path_arg(args, 0, "the export directory")?);
-    let format = Format::parse(args.get(1))?;
-    let options = BackupOptions::parse(args.get(2), &["schema", "overwrite"])?;
+    let dir = PathBuf::from(path_arg(args, 0, "the export directory").map_err(|e| e.context("bad arguments"))?);
+    let format = Format::parse(args.get(1)).map_err(|e| e.context("bad arguments"))?;
+    let options = BackupOptions::parse(args.get(2), &["schema", "overwrite"]).map_err(|e| e.context("bad options"))?;
     if !dir.is_dir() {
         return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
     }

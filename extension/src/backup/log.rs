@@ -1,23 +1,39 @@
 //! `vigil_backup_log`: a row in the source database for every backup, which health_report's `last_backup`
-//! check reads. Written on the calling connection (inside a savepoint, so inside the caller's own
-//! transaction when there is one); a read-only database simply gets no row.
+//! check reads. Written through a connection of its own that commits at once: on the calling connection the
+//! commit would wait for the end of the caller's statement, where a busy database would turn a finished
+//! backup into an error. Inside the caller's own transaction (and for in-memory databases) it is written
+//! there, in a savepoint. A read-only database gets no row.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use super::manifest::Manifest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::health::checks::{has_table, quote};
 use crate::health::options::Options;
 use crate::health::{Check, Status};
-use crate::sqlite::{Db, Value};
+use crate::sqlite::{open_flags, Db, OwnedDb, Value};
 
 pub const TABLE: &str = "vigil_backup_log";
 /// Rows kept; older ones are deleted as new ones arrive.
 const KEEP: i64 = 1000;
 
-pub fn record(db: Db, schema: &str, manifest: &Manifest, artifact: &Path) -> Result<()> {
+pub fn record(caller: Db, schema: &str, manifest: &Manifest, artifact: &Path, busy_timeout_ms: i32) -> Result<()> {
+    if caller.is_readonly(schema)? == Some(true) {
+        return Err(Error::new("the database is open read-only"));
+    }
+    match caller.filename(schema)? {
+        Some(path) if caller.is_autocommit() => {
+            let own = OwnedDb::open(&path, open_flags::READ_WRITE, caller.vfs_name(schema)?.as_deref())?;
+            own.db().set_busy_timeout(busy_timeout_ms)?;
+            write(own.db(), "main", manifest, artifact)
+        }
+        _ => write(caller, schema, manifest, artifact),
+    }
+}
+
+fn write(db: Db, schema: &str, manifest: &Manifest, artifact: &Path) -> Result<()> {
     let q = quote(schema);
     let params = [
         Value::from(manifest.id.as_str()),

@@ -33,6 +33,7 @@ use self::options::{BackupOptions, Compression, Verify};
 use crate::error::{Error, Result};
 use crate::info::{format_utc, VERSION};
 use crate::maintenance::elapsed_ms;
+use crate::progress::Tracker;
 use crate::sqlite::{self, Db, Value};
 use crate::vtab::TableFunction;
 
@@ -61,9 +62,10 @@ pub(crate) fn path_arg<'a>(args: &'a [Value], index: usize, what: &str) -> Resul
 
 /// `backup_to(dest [, options])`.
 pub fn backup_to(db: Db, args: &[Value]) -> Result<Value> {
-    let dest = path_arg(args, 0, "the destination (a file or directory path)")?;
-    let options = BackupOptions::parse(args.get(1), BACKUP_KEYS)?;
-    let made = make(db, Path::new(dest), &options, &|_, _| {})?;
+    let dest =
+        path_arg(args, 0, "the destination (a file or directory path)").map_err(|e| e.context("bad arguments"))?;
+    let options = BackupOptions::parse(args.get(1), BACKUP_KEYS).map_err(|e| e.context("bad options"))?;
+    let made = make(db, Path::new(dest), &options)?;
     Ok(Value::Text(made.to_string()))
 }
 
@@ -123,7 +125,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Makes a backup of `options.schema` of `db` at `dest`; returns the function's JSON result.
-pub fn make(db: Db, dest: &Path, options: &BackupOptions, progress: &dyn Fn(u64, u64)) -> Result<Json> {
+pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     let started = Instant::now();
     let now = Utc::now();
     let schema = options.schema.as_str();
@@ -135,10 +137,12 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions, progress: &dyn Fn(u64,
     let dir = parent_of(&final_path);
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
+    let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
     let (raw, mut raw_file) = TempFile::create(&dir, &name)?;
-    let copied = snapshot::copy(db, schema, options.busy_timeout_ms, &mut raw_file, &raw.path, progress)?;
+    let copied = snapshot::copy(db, schema, options.busy_timeout_ms, &mut raw_file, &raw.path, &progress)?;
     sync_file(&raw_file, &raw.path)?;
     drop(raw_file);
+    progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
     let verification = match verify::check_database(&raw.path, options.verify) {
         Ok(result) => result,
         Err(problem) => {
@@ -152,7 +156,8 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions, progress: &dyn Fn(u64,
     let (artifact, sha256, bytes) = if options.compression == Compression::None {
         (raw, copied.sha256.clone(), copied.bytes)
     } else {
-        compressed_artifact(&raw.path, &dir, &name, options, &copied.sha256)?
+        progress.phase(format!("backup {}: {}", final_path.display(), options.compression.as_str()), copied.bytes);
+        compressed_artifact(&raw.path, &dir, &name, options, &copied.sha256, &progress)?
     };
     let manifest = Manifest {
         format: manifest::FORMAT.into(),
@@ -201,7 +206,7 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions, progress: &dyn Fn(u64,
         result["retention"] = retention::apply(&dir, &manifest, &options.retention)?;
     }
     if options.log {
-        result["logged"] = match log::record(db, schema, &manifest, &final_path) {
+        result["logged"] = match log::record(db, schema, &manifest, &final_path, options.busy_timeout_ms) {
             Ok(()) => json!(true),
             Err(e) => json!(format!("not recorded: {e}")),
         };
@@ -217,9 +222,12 @@ fn compressed_artifact(
     name: &str,
     options: &BackupOptions,
     database_sha256: &str,
+    progress: &Tracker,
 ) -> Result<(TempFile, String, u64)> {
     let (temp, file) = TempFile::create(dir, name)?;
-    let input = File::open(raw).map_err(|e| io_error("cannot read", raw, e))?;
+    let raw_file = File::open(raw).map_err(|e| io_error("cannot read", raw, e))?;
+    let total = raw_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let input = digest::Counting::new(raw_file, |done| progress.advance(done, total));
     let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     compress::compress(input, &mut writer, options.compression, options.level)
         .map_err(|e| io_error("cannot write", &temp.path, e))?;
@@ -272,8 +280,10 @@ fn drill_defaults() -> BackupOptions {
 
 /// `backup_verify(path [, options])`: a restore drill of one backup.
 pub fn backup_verify(_db: Db, args: &[Value]) -> Result<Value> {
-    let path = Path::new(path_arg(args, 0, "the backup path")?);
-    let level = BackupOptions::parse_over(drill_defaults(), args.get(1), &["verify"])?.verify;
+    let path = Path::new(path_arg(args, 0, "the backup path").map_err(|e| e.context("bad arguments"))?);
+    let level = BackupOptions::parse_over(drill_defaults(), args.get(1), &["verify"])
+        .map_err(|e| e.context("bad options"))?
+        .verify;
     let (manifest, artifact) = manifest::read(path)?;
     let _reading = retention::hold(&artifact);
     let drill = verify::drill(&artifact, &manifest, level, &std::env::temp_dir())?;
@@ -308,11 +318,11 @@ impl TableFunction for BackupList {
     const ARGS: &'static [&'static str] = &["dir", "options"];
 
     fn rows(_db: Db, args: &[Value]) -> Result<Vec<Vec<Value>>> {
-        let dir = Path::new(path_arg(args, 0, "the backup directory")?);
+        let dir = Path::new(path_arg(args, 0, "the backup directory").map_err(|e| e.context("bad arguments"))?);
         if !dir.is_dir() {
             return Err(Error::new(format!("{} is not a directory", dir.display())));
         }
-        let options = BackupOptions::parse(args.get(1), &["hash"])?;
+        let options = BackupOptions::parse(args.get(1), &["hash"]).map_err(|e| e.context("bad options"))?;
         let now = Utc::now();
         Ok(manifest::list(dir)?.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect())
     }

@@ -21,12 +21,15 @@ const RESTORE_KEYS: &[&str] = &["schema", "verify", "busy_timeout_ms"];
 
 /// `backup_restore(path [, target [, options]])`.
 pub fn backup_restore(db: Db, args: &[Value]) -> Result<Value> {
-    let path = Path::new(path_arg(args, 0, "the backup path")?);
+    let path = Path::new(path_arg(args, 0, "the backup path").map_err(|e| e.context("bad arguments"))?);
     let target = match args.get(1) {
         None | Some(Value::Null) => None,
-        Some(_) => Some(PathBuf::from(path_arg(args, 1, "the restore target")?)),
+        Some(_) => {
+            Some(PathBuf::from(path_arg(args, 1, "the restore target").map_err(|e| e.context("bad arguments"))?))
+        }
     };
-    let options = BackupOptions::parse_over(super::drill_defaults(), args.get(2), RESTORE_KEYS)?;
+    let options = BackupOptions::parse_over(super::drill_defaults(), args.get(2), RESTORE_KEYS)
+        .map_err(|e| e.context("bad options"))?;
     let result = restore(db, path, target.as_deref(), &options)?;
     Ok(Value::Text(result.to_string()))
 }
@@ -101,7 +104,7 @@ fn keep_current(db: Db, target: &Path, options: &BackupOptions) -> Result<Json> 
         log: false,
         ..BackupOptions::default()
     };
-    let made = make(db, &parent_of(target).join(name), &safety, &|_, _| {})
+    let made = make(db, &parent_of(target).join(name), &safety)
         .map_err(|e| e.context("the restore did not start: the safety backup of the current database failed"))?;
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }

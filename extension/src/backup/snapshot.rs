@@ -16,6 +16,7 @@ use super::digest::Follower;
 use crate::error::{Error, Result};
 use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
+use crate::progress::Tracker;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb};
 use crate::wal::{newest_frames, WalIndexHeader};
 
@@ -59,7 +60,7 @@ pub fn copy(
     busy_timeout_ms: i32,
     out: &mut File,
     out_path: &Path,
-    progress: &dyn Fn(u64, u64),
+    progress: &Tracker,
 ) -> Result<Copied> {
     if caller.is_readonly(schema)?.is_none() {
         return Err(Error::new(format!("no database named {} is attached", quote(schema))));
@@ -146,7 +147,7 @@ fn pin(db: Db) -> Result<Pinned> {
     )))
 }
 
-fn copy_file(db: Db, out: &mut File, follower: &Follower, progress: &dyn Fn(u64, u64)) -> Result<Copied> {
+fn copy_file(db: Db, out: &mut File, follower: &Follower, progress: &Tracker) -> Result<Copied> {
     let pinned = pin(db)?;
     let locked_since = Instant::now();
     let result = copy_pages(db, &pinned, out, follower, progress);
@@ -165,13 +166,7 @@ fn copy_file(db: Db, out: &mut File, follower: &Follower, progress: &dyn Fn(u64,
     })
 }
 
-fn copy_pages(
-    db: Db,
-    pinned: &Pinned,
-    out: &mut File,
-    follower: &Follower,
-    progress: &dyn Fn(u64, u64),
-) -> Result<u64> {
+fn copy_pages(db: Db, pinned: &Pinned, out: &mut File, follower: &Follower, progress: &Tracker) -> Result<u64> {
     let database = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
     let page_size = pinned.page_size as usize;
     let overlay = wal_overlay(db, pinned)?;
@@ -199,7 +194,7 @@ fn copy_pages(
         out.write_all(chunk).map_err(|e| super::artifact::io_error("cannot write the copy", Path::new(""), e))?;
         written += chunk.len() as u64;
         follower.advance(written);
-        progress(written, total);
+        progress.advance(written, total);
         first_page += pages;
     }
     Ok(written)
