@@ -165,3 +165,50 @@ fn snapshot_records_history_and_demo_refuses_to_overwrite() {
     let integrity = report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "integrity").unwrap().clone();
     assert!(integrity["detail"].as_str().unwrap().starts_with("last quick check"), "{integrity}");
 }
+
+#[test]
+fn backup_commands_verify_restore_and_report_failures_by_exit_code() {
+    let dir = scratch();
+    let db = dir.path().join("shop.db");
+    demo_db(&db);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let (db_arg, dir_arg) = (db.to_str().unwrap(), backups.to_str().unwrap());
+    let out = vigil(&["backup", db_arg, dir_arg, "--zstd", "--keep", "2", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let made: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let artifact = made["path"].as_str().unwrap().to_string();
+    assert!(artifact.ends_with(".db.zst") && made["verified"] == true, "{made}");
+    assert!(text(&out.stderr).is_empty(), "no progress output when stderr is not a terminal");
+
+    let out = vigil(&["verify", &artifact]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("OK, restorable"));
+    let restored = dir.path().join("restored.db");
+    let out = vigil(&["restore", &artifact, restored.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(content_digest(&restored), content_digest(&db));
+
+    let out = vigil(&["backups", dir_arg, "--hash"]);
+    assert_eq!(code(&out), 0);
+    assert!(text(&out.stdout).contains("1 backups in"), "{}", text(&out.stdout));
+    flip_bytes(Path::new(&artifact), 100, 1);
+    assert_eq!(code(&vigil(&["backups", dir_arg, "--hash"])), 2, "a damaged backup is critical");
+    let out = vigil(&["verify", &artifact]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stdout).contains("FAILED: sha256"), "{}", text(&out.stdout));
+    let out = vigil(&["restore", &artifact, restored.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("failed verification, nothing was restored"), "{}", text(&out.stderr));
+
+    assert_eq!(code(&vigil(&["backup", db_arg, &format!("{dir_arg}/x.db"), "--gzip"])), 64);
+    assert_eq!(code(&vigil(&["backup", db_arg, dir_arg, "--keep", "0"])), 64);
+    assert_eq!(code(&vigil(&["backup", db_arg, &format!("{dir_arg}/missing/x.db")])), 2);
+    assert_eq!(code(&vigil(&["backup", "/nonexistent.db", dir_arg])), 3);
+
+    let exported = dir.path().join("csv");
+    std::fs::create_dir(&exported).unwrap();
+    let out = vigil(&["export", db_arg, exported.to_str().unwrap(), "--format", "csv"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(exported.join("orders.csv").exists());
+}

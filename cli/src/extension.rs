@@ -45,6 +45,14 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     Ok(conn)
 }
 
+/// An in-memory connection with vigil loaded, for functions that work on files (backup_list, backup_verify,
+/// backup_restore into a path) and for watching progress.
+pub fn open_memory(global: &Global) -> Result<Connection, Failure> {
+    let conn = Connection::open_in_memory().map_err(|e| Failure::unknown(e.to_string()))?;
+    load(&conn, global)?;
+    Ok(conn)
+}
+
 fn load(conn: &Connection, global: &Global) -> Result<(), Failure> {
     let library = library_path(global)?;
     // SAFETY: loading vigil runs its entry point, which only registers functions on this connection.

@@ -1,6 +1,7 @@
 //! `vigil`: the command line face of the vigil extension. It parses arguments, opens the database with
 //! rusqlite, loads the extension, calls its SQL and formats the result; it holds no database logic.
 
+mod backup;
 mod extension;
 mod health;
 mod maintain;
@@ -52,6 +53,16 @@ enum Command {
     Maintain(maintain::MaintainArgs),
     /// Checkpoint the WAL into the database: exit 0 done, 1 blocked by a reader
     Checkpoint(maintain::CheckpointArgs),
+    /// Back up a database online: verified, hashed, with a manifest; exit 0 done, 2 failed
+    Backup(backup::BackupArgs),
+    /// List a directory's backups (oldest first); exit 2 when one is missing or damaged (--hash)
+    Backups(backup::BackupsArgs),
+    /// Restore drill of a backup (hashes, decompression, integrity_check); exit 0 restorable, 2 not
+    Verify(backup::VerifyArgs),
+    /// Restore a verified backup into a database, keeping what it replaces; exit 0 done, 2 refused or failed
+    Restore(backup::RestoreArgs),
+    /// Export a database as SQL (one dump), JSON or CSV (a file per table)
+    Export(backup::ExportArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -76,6 +87,11 @@ fn main() -> ExitCode {
         Command::Vacuum(args) => maintain::vacuum(&cli.global, &args),
         Command::Maintain(args) => maintain::maintain(&cli.global, &args),
         Command::Checkpoint(args) => maintain::checkpoint(&cli.global, &args),
+        Command::Backup(args) => backup::backup(&cli.global, &args),
+        Command::Backups(args) => backup::backups(&cli.global, &args),
+        Command::Verify(args) => backup::verify(&cli.global, &args),
+        Command::Restore(args) => backup::restore(&cli.global, &args),
+        Command::Export(args) => backup::export(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {

@@ -92,13 +92,14 @@ fn destination(dest: &Path, source: Option<&str>, options: &BackupOptions, now: 
             return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
         }
         if options.compression != Compression::None && looks_like_database(&text) {
-            return Err(Error::new(format!(
+            let error = Error::new(format!(
                 "{} names a database file, but the backup will be {}-compressed: name it {}{suffix} (or pass a \
                  directory) so nobody opens it as a database",
                 dest.display(),
                 options.compression.as_str(),
                 dest.display()
-            )));
+            ));
+            return Err(error.context("bad arguments"));
         }
         dest.to_path_buf()
     };

@@ -1,0 +1,337 @@
+//! `vigil backup`, `backups`, `verify`, `restore` and `export`: call backup_to, backup_list, backup_verify,
+//! backup_restore and export_to. Exit 0 when done and verified, 2 when a backup, drill or restore failed
+//! (a failed backup is what monitoring must see), 3 when the database cannot be opened, 64 for bad usage.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rusqlite::Connection;
+use serde_json::{json, Value as Json};
+
+use crate::output::{columns, figure, text};
+use crate::sql::{query_json, sql_failure};
+use crate::{exit, extension, Failure, Global};
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// The database file
+    pub db: PathBuf,
+    /// A file to create, or a directory to name the backup in (<name>-<UTC time>.db)
+    pub dest: PathBuf,
+    /// Compress with gzip (.gz)
+    #[arg(long, conflicts_with = "zstd")]
+    pub gzip: bool,
+    /// Compress with zstd (.zst): faster than gzip and smaller
+    #[arg(long)]
+    pub zstd: bool,
+    /// Check the copy before it is published
+    #[arg(long, value_enum, default_value_t = Verify::Quick)]
+    pub verify: Verify,
+    /// Keep the last N backups of this database in the directory
+    #[arg(long, value_name = "N")]
+    pub keep: Option<i64>,
+    /// Also keep the newest backup of each of the last N days
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<i64>,
+    /// Also keep the newest backup of each of the last N ISO weeks
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<i64>,
+    /// Also keep the newest backup of each of the last N months
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<i64>,
+    /// Replace DEST if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: Output,
+    /// The attached schema to back up
+    #[arg(long, default_value = "main")]
+    pub schema: String,
+}
+
+#[derive(Args)]
+pub struct BackupsArgs {
+    /// A directory of backups
+    pub dir: PathBuf,
+    /// Recompute every backup's SHA-256 and compare it with its manifest
+    #[arg(long)]
+    pub hash: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A backup file (or its .vigil.json manifest)
+    pub backup: PathBuf,
+    /// Run quick_check instead of the full integrity_check
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// A backup file (or its .vigil.json manifest)
+    pub backup: PathBuf,
+    /// The database to restore into: replaced in place (its current state is backed up beside it first),
+    /// or created
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The database file
+    pub db: PathBuf,
+    /// The directory to write into
+    pub dir: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Replace files that exist
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Args)]
+pub struct Output {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Verify {
+    Quick,
+    Full,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Sql,
+    Json,
+    Csv,
+}
+
+fn name(value: impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
+/// A progress bar for work that takes over a second, fed by `vigil_progress()` from a second connection
+/// (the work holds the first); drawn on a terminal only.
+fn with_progress<T: Send>(global: &Global, work: impl FnOnce() -> T + Send) -> T {
+    let watcher = extension::open_memory(global).ok();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(work);
+        let started = Instant::now();
+        let mut bar: Option<ProgressBar> = None;
+        while !running.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            let Some(conn) = watcher.as_ref().filter(|_| started.elapsed() > Duration::from_secs(1)) else { continue };
+            let Ok(list) = query_json(conn, "SELECT vigil_progress()", []) else { continue };
+            let Some(now) = list.as_array().and_then(|l| l.last()) else { continue };
+            let bar = bar.get_or_insert_with(|| {
+                let bar = ProgressBar::new(0);
+                let template = "{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}";
+                bar.set_style(ProgressStyle::with_template(template).unwrap_or(ProgressStyle::default_bar()));
+                bar
+            });
+            bar.set_message(text(&now["operation"]));
+            bar.set_length(now["total_bytes"].as_u64().unwrap_or(0));
+            bar.set_position(now["done_bytes"].as_u64().unwrap_or(0));
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        running.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Runs one vigil function that returns JSON, with a progress bar; its failures are a failed operation
+/// (exit 2) unless they are bad usage.
+fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Json, Failure> {
+    let outcome = with_progress(global, move || {
+        let text: rusqlite::Result<String> = conn.query_row(sql, rusqlite::params_from_iter(params), |row| row.get(0));
+        text
+    });
+    let text = outcome.map_err(|e| {
+        let failure = sql_failure(e);
+        if failure.code == exit::USAGE {
+            failure
+        } else {
+            Failure { message: failure.message, code: exit::CRITICAL }
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
+}
+
+fn print_json(value: &Json) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn path_value(path: &std::path::Path) -> rusqlite::types::Value {
+    rusqlite::types::Value::Text(path.to_string_lossy().into_owned())
+}
+
+pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
+    let conn = extension::open(global, &args.db, false)?;
+    let mut options = json!({
+        "schema": args.schema,
+        "busy_timeout_ms": global.busy_timeout,
+        "verify": name(args.verify),
+        "compress": if args.gzip { "gzip" } else if args.zstd { "zstd" } else { "none" },
+        "overwrite": args.overwrite,
+    });
+    for (key, value) in [
+        ("keep", args.keep),
+        ("keep_daily", args.keep_daily),
+        ("keep_weekly", args.keep_weekly),
+        ("keep_monthly", args.keep_monthly),
+    ] {
+        if let Some(n) = value {
+            options[key] = json!(n);
+        }
+    }
+    let dest = path_value(&args.dest);
+    let out = run(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
+    if args.output.json {
+        print_json(&out);
+        return Ok(exit::OK);
+    }
+    println!("backup {} → {}", args.db.display(), text(&out["path"]));
+    println!(
+        "{} ({} of database, {}), {} pages of {} bytes, {} in {} ms",
+        figure(&out["bytes"], "bytes"),
+        figure(&out["database_bytes"], "bytes"),
+        text(&out["compression"]),
+        text(&out["pages"]),
+        text(&out["page_size"]),
+        text(&out["method"]),
+        text(&out["duration_ms"])
+    );
+    println!("verified: {} ({})", text(&out["verified"]), text(&out["verify"]));
+    println!("sha256: {}", text(&out["sha256"]));
+    if let Some(retention) = out.get("retention") {
+        let deleted = retention["deleted"].as_array().map_or(0, Vec::len);
+        println!("retention: kept {}, deleted {deleted}", text(&retention["kept"]));
+    }
+    Ok(exit::OK)
+}
+
+pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
+    let conn = extension::open_memory(global)?;
+    let options = json!({"hash": args.hash}).to_string();
+    let list = query_rows(&conn, &args.dir.to_string_lossy(), &options)?;
+    let damaged =
+        list.iter().any(|r| matches!(r["sha256_status"].as_str(), Some("mismatch" | "missing" | "unreadable")));
+    if args.output.json {
+        print_json(&Json::Array(list));
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|r| {
+                vec![
+                    text(&r["created_at"]),
+                    format!("{} h", text(&r["age_hours"])),
+                    figure(&r["bytes"], "bytes"),
+                    text(&r["compression"]),
+                    if r["verified"] == 1 { format!("{} ok", text(&r["verify"])) } else { "no".into() },
+                    text(&r["sha256_status"]),
+                    text(&r["path"]),
+                ]
+            })
+            .collect();
+        print!("{}", columns(&["CREATED", "AGE", "SIZE", "COMPRESSION", "VERIFIED", "SHA256", "PATH"], &rows));
+        println!("\n{} backups in {}", list.len(), args.dir.display());
+    }
+    Ok(if damaged { exit::CRITICAL } else { exit::OK })
+}
+
+fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
+    let mut stmt = conn.prepare("SELECT * FROM backup_list(?1, ?2)").map_err(sql_failure)?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let rows = stmt
+        .query_map([dir, options], |row| {
+            let mut object = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Integer(n) => json!(n),
+                    rusqlite::types::ValueRef::Real(r) => json!(r),
+                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                    _ => Json::Null,
+                };
+                object.insert(name.clone(), value);
+            }
+            Ok(Json::Object(object))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Json>>>());
+    rows.map_err(|e| Failure { code: exit::CRITICAL, ..sql_failure(e) })
+}
+
+fn print_steps(out: &Json) {
+    let steps = out["steps"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let ok = if s["ok"] == true { "ok" } else { "FAILED" };
+            vec![text(&s["step"]), ok.into(), format!("{} ms", text(&s["duration_ms"])), text(&s["detail"])]
+        })
+        .collect();
+    print!("{}", columns(&["STEP", "RESULT", "TIME", "DETAIL"], &rows));
+}
+
+pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
+    let conn = extension::open_memory(global)?;
+    let options = json!({"verify": if args.quick { "quick" } else { "full" }}).to_string();
+    let out = run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup), options.into()])?;
+    if args.output.json {
+        print_json(&out);
+    } else {
+        print_steps(&out);
+        match out["problem"].as_str() {
+            Some(problem) => println!("\n{}: FAILED: {problem}", args.backup.display()),
+            None => println!("\n{}: OK, restorable", args.backup.display()),
+        }
+    }
+    Ok(if out["ok"] == true { exit::OK } else { exit::CRITICAL })
+}
+
+pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
+    let conn = extension::open_memory(global)?;
+    let options = json!({"busy_timeout_ms": global.busy_timeout}).to_string();
+    let params = vec![path_value(&args.backup), path_value(&args.db), options.into()];
+    let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params)?;
+    if args.output.json {
+        print_json(&out);
+    } else {
+        print_steps(&out);
+        println!("\nrestored {} into {}", args.backup.display(), args.db.display());
+        if let Some(safety) = out["safety_backup"]["path"].as_str() {
+            println!("the state it replaced is kept in {safety}");
+        }
+    }
+    Ok(if out["ok"] == true { exit::OK } else { exit::CRITICAL })
+}
+
+pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
+    let conn = extension::open(global, &args.db, false)?;
+    let options = json!({"overwrite": args.overwrite}).to_string();
+    let params = vec![path_value(&args.dir), name(args.format).into(), options.into()];
+    let out = run(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
+    if args.output.json {
+        print_json(&out);
+    } else {
+        let files = out["files"].as_array().cloned().unwrap_or_default();
+        let rows: Vec<Vec<String>> =
+            files.iter().map(|f| vec![text(&f["path"]), text(&f["rows"]), figure(&f["bytes"], "bytes")]).collect();
+        print!("{}", columns(&["FILE", "ROWS", "SIZE"], &rows));
+    }
+    Ok(exit::OK)
+}
