@@ -2,6 +2,7 @@
 //! example in docs/ runs and prints what the docs show. Also: the library never carries its own SQLite.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -78,7 +79,17 @@ fn every_sql_example_in_the_api_docs_prints_what_it_shows() {
     assert!(examples.len() >= 8, "found {} examples", examples.len());
     for (sql, expected) in examples {
         let script = format!(".load {}\n{sql}", library().display());
-        let out = shell_run(&db, &script, &["-box"]);
+        // In the database's directory, so that examples can name files beside it.
+        let mut shell = Command::new("sqlite3")
+            .args(["-box", "demo.db"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        shell.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = shell.wait_with_output().unwrap();
         assert!(out.stderr.is_empty(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
         assert_matches(&expected, &String::from_utf8_lossy(&out.stdout), sql.trim());
     }

@@ -256,7 +256,7 @@ pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
 
 fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
     let mut stmt = conn.prepare("SELECT * FROM backup_list(?1, ?2)").map_err(sql_failure)?;
-    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<String> = stmt.column_names().map(String::from).collect();
     let rows = stmt
         .query_map([dir, options], |row| {
             let mut object = serde_json::Map::new();
