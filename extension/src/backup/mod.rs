@@ -141,7 +141,6 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
     let (raw, mut raw_file) = TempFile::create(&dir, &name)?;
     let copied = snapshot::copy(db, schema, options.busy_timeout_ms, &mut raw_file, &raw.path, &progress)?;
-    sync_file(&raw_file, &raw.path)?;
     drop(raw_file);
     progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
     let verification = match verify::check_database(&raw.path, options.verify) {

@@ -83,6 +83,8 @@ pub fn copy(
             return Err(error);
         }
     };
+    // fsync while the hash catches up: the two overlap instead of adding up.
+    out.sync_all().map_err(|e| super::artifact::io_error("cannot fsync", out_path, e))?;
     let (sha256, hashed) = follower.finish(copied.bytes)?;
     if hashed != copied.bytes {
         return Err(Error::new(format!("hashed {hashed} bytes of a {}-byte copy", copied.bytes)));
