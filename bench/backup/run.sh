@@ -18,11 +18,12 @@ size=$(stat -c %s "$src")
 mib=$(( size / 1048576 ))
 cat "$src" > /dev/null   # warm the page cache
 
-# seconds of wall time of a command (best of 2)
-best() {
+# seconds of wall time of a command (best of 2), removing files matching $clean before each run
+timed() {
+  local clean="$1"; shift
   local best_t=""
   for _ in 1 2; do
-    rm -f "$work"/out* "$work"/.out* 2>/dev/null || true
+    rm -f $clean 2>/dev/null || true
     local t0 t1 t
     t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
     t=$(echo "$t1 - $t0" | bc -l)
@@ -30,18 +31,9 @@ best() {
   done
   printf "%.3f" "$best_t"
 }
-# like best, but keeps out.db (the restore's input) and removes only the restored file
-best_keep() {
-  local best_t=""
-  for _ in 1 2; do
-    rm -f "$work"/out-restored* 2>/dev/null || true
-    local t0 t1 t
-    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-    t=$(echo "$t1 - $t0" | bc -l)
-    if [ -z "$best_t" ] || (( $(echo "$t < $best_t" | bc -l) )); then best_t=$t; fi
-  done
-  printf "%.3f" "$best_t"
-}
+best() { timed "$work/out* $work/.out*" "$@"; }
+# keeps out.db (the input of verify and restore), removes the restored file
+best_keep() { timed "$work/out-restored*" "$@"; }
 vigil_backup() { sqlite3 "$src" ".load $lib" "SELECT backup_to('$work/out$2', '$1')"; }
 ratio() { printf "%.2f" "$(echo "$1 / $2" | bc -l)"; }
 

@@ -255,24 +255,9 @@ pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
 }
 
 fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
-    let mut stmt = conn.prepare("SELECT * FROM backup_list(?1, ?2)").map_err(sql_failure)?;
-    let names: Vec<String> = stmt.column_names().map(String::from).collect();
-    let rows = stmt
-        .query_map([dir, options], |row| {
-            let mut object = serde_json::Map::new();
-            for (i, name) in names.iter().enumerate() {
-                let value = match row.get_ref(i)? {
-                    rusqlite::types::ValueRef::Integer(n) => json!(n),
-                    rusqlite::types::ValueRef::Real(r) => json!(r),
-                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                    _ => Json::Null,
-                };
-                object.insert(name.clone(), value);
-            }
-            Ok(Json::Object(object))
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Json>>>());
-    rows.map_err(|e| Failure { code: exit::CRITICAL, ..sql_failure(e) })
+    let rows = crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", [dir, options])
+        .map_err(|f| Failure { code: if f.code == exit::USAGE { f.code } else { exit::CRITICAL }, ..f })?;
+    Ok(rows.into_iter().map(Json::Object).collect())
 }
 
 fn print_steps(out: &Json) {

@@ -6,7 +6,7 @@ use clap::Args;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value as Json};
 
-use crate::sql::{query_json, sql_failure};
+use crate::sql::query_json;
 use crate::{exit, extension, output, Failure, Global};
 
 #[derive(Args)]
@@ -86,24 +86,7 @@ fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
 }
 
 fn table_rows(conn: &Connection, options: &Json) -> Result<Vec<Map<String, Json>>, Failure> {
-    let mut stmt = conn.prepare("SELECT * FROM health_tables(?1)").map_err(sql_failure)?;
-    let names: Vec<String> = stmt.column_names().map(String::from).collect();
-    let rows = stmt
-        .query_map([options.to_string()], |row| {
-            let mut object = Map::new();
-            for (i, name) in names.iter().enumerate() {
-                let value = match row.get_ref(i)? {
-                    rusqlite::types::ValueRef::Integer(n) => json!(n),
-                    rusqlite::types::ValueRef::Real(r) => json!(r),
-                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                    _ => Json::Null,
-                };
-                object.insert(name.clone(), value);
-            }
-            Ok(object)
-        })
-        .map_err(sql_failure)?;
-    rows.collect::<Result<_, _>>().map_err(sql_failure)
+    crate::sql::query_rows(conn, "SELECT * FROM health_tables(?1)", [options.to_string()])
 }
 
 pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
