@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
-use crate::output::{columns, figure, text};
+use crate::output::{columns, figure, name, print_json, text};
 use crate::sql::{query_json, sql_failure};
 use crate::{exit, extension, Failure, Global};
 
@@ -120,10 +120,6 @@ pub enum Format {
     Csv,
 }
 
-fn name(value: impl ValueEnum) -> String {
-    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
-}
-
 /// A progress bar for work that takes over a second, fed by `vigil_progress()` from a second connection
 /// (the work holds the first); drawn on a terminal only.
 fn with_progress<T: Send>(global: &Global, work: impl FnOnce() -> T + Send) -> T {
@@ -154,6 +150,15 @@ fn with_progress<T: Send>(global: &Global, work: impl FnOnce() -> T + Send) -> T
     })
 }
 
+/// A backup, drill or restore that did not succeed is critical (exit 2); bad usage stays a usage error.
+fn failed_operation(failure: Failure) -> Failure {
+    if failure.code == exit::USAGE {
+        failure
+    } else {
+        Failure { code: exit::CRITICAL, ..failure }
+    }
+}
+
 /// Runs one vigil function that returns JSON, with a progress bar; its failures are a failed operation
 /// (exit 2) unless they are bad usage.
 fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Json, Failure> {
@@ -161,19 +166,8 @@ fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types
         let text: rusqlite::Result<String> = conn.query_row(sql, rusqlite::params_from_iter(params), |row| row.get(0));
         text
     });
-    let text = outcome.map_err(|e| {
-        let failure = sql_failure(e);
-        if failure.code == exit::USAGE {
-            failure
-        } else {
-            Failure { message: failure.message, code: exit::CRITICAL }
-        }
-    })?;
+    let text = outcome.map_err(|e| failed_operation(sql_failure(e)))?;
     serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
-}
-
-fn print_json(value: &Json) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 fn path_value(path: &std::path::Path) -> rusqlite::types::Value {
@@ -255,8 +249,8 @@ pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
 }
 
 fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
-    let rows = crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", [dir, options])
-        .map_err(|f| Failure { code: if f.code == exit::USAGE { f.code } else { exit::CRITICAL }, ..f })?;
+    let rows =
+        crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", [dir, options]).map_err(failed_operation)?;
     Ok(rows.into_iter().map(Json::Object).collect())
 }
 

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
-use crate::output::{columns, figure, text};
+use crate::output::{columns, figure, name, print_json, text};
 use crate::sql::query_json;
 use crate::{exit, extension, Failure, Global};
 
@@ -99,10 +99,6 @@ pub enum Mode {
     Truncate,
 }
 
-fn name(value: impl ValueEnum) -> String {
-    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
-}
-
 /// A spinner with the elapsed time on a terminal (stderr), nothing otherwise.
 fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner().with_message(message);
@@ -128,10 +124,6 @@ fn call(conn: &Connection, function: &str, first: Json, options: Json, doing: St
 
 fn base_options(global: &Global, common: &Common) -> Json {
     json!({"schema": common.schema, "busy_timeout_ms": global.busy_timeout})
-}
-
-fn print_json(value: &Json) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 pub fn vacuum(global: &Global, args: &VacuumArgs) -> Result<u8, Failure> {

@@ -4,6 +4,15 @@ use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
+/// The command-line spelling of a value of a clap enum (`freelist_pct`, `quick`, …).
+pub fn name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
+pub fn print_json(value: &Json) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
 pub fn text(value: &Json) -> String {
     match value {
         Json::Null => String::new(),
