@@ -9,13 +9,6 @@ use rusqlite::Connection;
 use serde_json::Value as Json;
 use vigil_tests::*;
 
-/// Runs a scalar vigil call that returns JSON.
-fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
-    let rows = host.query(db, sql).unwrap_or_else(|e| panic!("{}: {sql}: {e}", host.name()));
-    let text = rows[0].values().next().unwrap().as_str().unwrap().to_string();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn sql_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

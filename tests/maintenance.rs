@@ -4,16 +4,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::Connection;
-use serde_json::Value as Json;
 use vigil_tests::*;
 
 /// Runs a vigil function that returns one JSON document.
-fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
-    let rows = host.query(db, sql).unwrap_or_else(|e| panic!("{}: {sql}: {e}", host.name()));
-    let text = rows[0].values().next().unwrap().as_str().unwrap().to_string();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// Pages in the file and on its freelist, read without vigil.
 fn pages(db: &Path) -> (i64, i64) {
     (pragma(db, "page_count"), pragma(db, "freelist_count"))

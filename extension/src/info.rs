@@ -29,6 +29,16 @@ pub fn days_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
     ((later - earlier).num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0
 }
 
+/// Hours from `earlier` to `later`, to 0.1 hour.
+pub fn hours_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
+    ((later - earlier).num_seconds() as f64 / 360.0).round() / 10.0
+}
+
+/// Reads a time written by [`format_utc`] (any RFC 3339 time), in UTC.
+pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
 pub fn now_utc() -> String {
     format_utc(Utc::now())
 }

@@ -143,6 +143,13 @@ impl Host for Rusqlite {
     }
 }
 
+/// Runs a statement whose one value is a JSON document (vigil's scalar functions) and parses it.
+pub fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
+    let rows = host.query(db, sql).unwrap_or_else(|e| panic!("{}: {sql}: {e}", host.name()));
+    let text = rows[0].values().next().unwrap().as_str().unwrap().to_string();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// Both hosts: every host test runs its assertions in each.
 pub fn hosts() -> Vec<Box<dyn Host>> {
     vec![Box::new(Shell), Box::new(Rusqlite)]

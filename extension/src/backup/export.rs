@@ -54,6 +54,15 @@ struct Table {
     rowid: Option<&'static str>,
 }
 
+impl Table {
+    /// The rowid alias (when kept) and the quoted columns, as a SELECT or an INSERT names them.
+    fn column_list(&self) -> String {
+        let mut names: Vec<String> = self.rowid.iter().map(|r| r.to_string()).collect();
+        names.extend(self.columns.iter().map(|c| quote(c)));
+        names.join(",")
+    }
+}
+
 /// `export_to(dir, format [, options])`.
 pub fn export_to(db: Db, args: &[Value]) -> Result<Value> {
     let dir = PathBuf::from(path_arg(args, 0, "the export directory").map_err(|e| e.context("bad arguments"))?);
@@ -190,10 +199,8 @@ fn write_err(error: std::io::Error) -> Error {
 
 /// Streams `SELECT [rowid,] columns FROM table`, calling `each` per row; returns the row count.
 fn each_row(db: Db, q: &str, table: &Table, mut each: impl FnMut(&[Value]) -> Result<()>) -> Result<u64> {
-    let mut names: Vec<String> = table.rowid.iter().map(|r| r.to_string()).collect();
-    names.extend(table.columns.iter().map(|c| quote(c)));
     let order = if table.rowid.is_some() { " ORDER BY rowid" } else { "" };
-    let sql = format!("SELECT {} FROM {q}.{}{order}", names.join(", "), quote(&table.name));
+    let sql = format!("SELECT {} FROM {q}.{}{order}", table.column_list(), quote(&table.name));
     let mut stmt = db.prepare(&sql)?;
     let mut count = 0;
     while stmt.step()? {
@@ -223,9 +230,7 @@ fn dump(db: Db, q: &str, tables: &[Table], out: &mut dyn Write) -> Result<u64> {
         if table.sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
             continue;
         }
-        let mut names: Vec<String> = table.rowid.iter().map(|r| r.to_string()).collect();
-        names.extend(table.columns.iter().map(|c| quote(c)));
-        let head = format!("INSERT INTO {}({}) VALUES(", quote(&table.name), names.join(","));
+        let head = format!("INSERT INTO {}({}) VALUES(", quote(&table.name), table.column_list());
         rows += each_row(db, q, table, |row| {
             let values: Vec<String> = row.iter().map(sql_literal).collect();
             writeln!(out, "{head}{});", values.join(",")).map_err(write_err)

@@ -6,13 +6,14 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::manifest::Manifest;
 use crate::error::{Error, Result};
 use crate::health::checks::{has_table, quote};
 use crate::health::options::Options;
 use crate::health::{Check, Status};
+use crate::info::{hours_between, parse_utc};
 use crate::sqlite::{open_flags, Db, OwnedDb, Value};
 
 pub const TABLE: &str = "vigil_backup_log";
@@ -123,8 +124,8 @@ pub fn age_check(db: Db, options: &Options) -> Result<Check> {
         let status = if watched { Status::Warning } else { Status::Info };
         return Ok(Check::new(NAME, Value::Null, "hours").status(status).detail(detail));
     };
-    let at = DateTime::parse_from_rfc3339(&newest.created_at).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
-    let hours = ((Utc::now() - at).num_seconds() as f64 / 360.0).round() / 10.0;
+    let at = parse_utc(&newest.created_at).unwrap_or_default();
+    let hours = hours_between(at, Utc::now());
     let mut check = Check::new(NAME, hours, "hours");
     check.status = options.thresholds.status("last_backup_hours", hours);
     check.threshold = options.thresholds.describe("last_backup_hours");

@@ -31,7 +31,7 @@ use self::digest::{hex, sha256_of, HashingWriter};
 use self::manifest::{Manifest, Source, Verification};
 use self::options::{BackupOptions, Compression, Verify};
 use crate::error::{Error, Result};
-use crate::info::{format_utc, VERSION};
+use crate::info::{format_utc, hours_between, parse_utc, VERSION};
 use crate::maintenance::elapsed_ms;
 use crate::progress::Tracker;
 use crate::sqlite::{self, Db, Value};
@@ -329,9 +329,7 @@ impl TableFunction for BackupList {
 }
 
 fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec<Value> {
-    let age_hours = DateTime::parse_from_rfc3339(&m.created_at)
-        .map(|t| ((now - t.with_timezone(&Utc)).num_seconds() as f64 / 360.0).round() / 10.0)
-        .map_or(Value::Null, Value::Real);
+    let age_hours = parse_utc(&m.created_at).map_or(Value::Null, |t| Value::Real(hours_between(t, now)));
     let status = if !artifact.exists() {
         "missing"
     } else if !hash {

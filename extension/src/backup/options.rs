@@ -124,17 +124,14 @@ impl BackupOptions {
     /// Parses an options argument over other defaults than backup_to's.
     pub fn parse_over(defaults: BackupOptions, arg: Option<&Value>, allowed: &[&str]) -> Result<BackupOptions> {
         let mut options = defaults;
-        if let Some(map) = object_arg(arg, r#"{"compress":"gzip"}"#)? {
-            options.apply(&map, allowed)?;
+        if let Some(map) = object_arg(arg, r#"{"compress":"gzip"}"#, allowed)? {
+            options.apply(&map)?;
         }
         Ok(options)
     }
 
-    fn apply(&mut self, map: &Map<String, Json>, allowed: &[&str]) -> Result<()> {
+    fn apply(&mut self, map: &Map<String, Json>) -> Result<()> {
         for (key, value) in map {
-            if !allowed.contains(&key.as_str()) {
-                return Err(Error::new(format!("unknown option \"{key}\" (known: {})", allowed.join(", "))));
-            }
             match key.as_str() {
                 "schema" => self.schema = string(key, value)?.to_string(),
                 "busy_timeout_ms" => self.busy_timeout_ms = integer(key, value, 0, 3_600_000)? as i32,
@@ -148,7 +145,7 @@ impl BackupOptions {
                 "keep_daily" => self.retention.daily = Some(count(key, value)?),
                 "keep_weekly" => self.retention.weekly = Some(count(key, value)?),
                 "keep_monthly" => self.retention.monthly = Some(count(key, value)?),
-                _ => unreachable!("every allowed key is handled"),
+                _ => unreachable!("object_arg admits only allowed keys, and each is handled"),
             }
         }
         if self.compression == Compression::Gzip && self.level.is_some_and(|l| l > 9) {

@@ -62,8 +62,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
             into_live(&live.db(), &database, options.busy_timeout_ms).map_err(|e| live.explain(e))
         }
         Some(_) if target_path.exists() => {
-            let flags = open_flags::READ_WRITE;
-            let open = OwnedDb::open(&target_path.to_string_lossy(), flags, None)?;
+            let open = OwnedDb::open(&target_path.to_string_lossy(), open_flags::READ_WRITE, None)?;
             open.db().set_busy_timeout(options.busy_timeout_ms)?;
             safety_backup = keep_current(open.db(), &target_path, options)?;
             into_live(&open.db(), &database, options.busy_timeout_ms)
@@ -76,7 +75,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
     })?;
     steps.push(step.to_json());
     let check = Instant::now();
-    let checked = verify_restored(&target_path, &manifest.source.page_count);
+    let checked = verify_restored(&target_path, manifest.source.page_count);
     let ok = checked.is_ok();
     steps.push(
         Step { name: "check", ok, detail: checked.unwrap_or_else(|e| e), duration_ms: elapsed_ms(check) }.to_json(),
@@ -147,12 +146,12 @@ fn into_new_file(database: &Path, target: &Path) -> Result<Step> {
 }
 
 /// quick_check of the restored database, through a fresh connection, and its page count.
-fn verify_restored(target: &Path, expected_pages: &u32) -> std::result::Result<String, String> {
+fn verify_restored(target: &Path, expected_pages: u32) -> std::result::Result<String, String> {
     let db = OwnedDb::open(&target.to_string_lossy(), open_flags::READ_ONLY, None).map_err(|e| e.to_string())?;
     let check = db.db().query_value("PRAGMA quick_check", &[]).map_err(|e| e.to_string())?;
     let pages = db.db().query_value("PRAGMA page_count", &[]).map_err(|e| e.to_string())?;
     match (check.as_str(), pages.as_i64()) {
-        (Some("ok"), Some(p)) if p == i64::from(*expected_pages) => Ok(format!("quick_check ok, {p} pages")),
+        (Some("ok"), Some(p)) if p == i64::from(expected_pages) => Ok(format!("quick_check ok, {p} pages")),
         (Some("ok"), p) => Err(format!("quick_check ok but {p:?} pages, the backup has {expected_pages}")),
         (other, _) => Err(format!("quick_check: {other:?}")),
     }

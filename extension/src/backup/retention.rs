@@ -15,6 +15,7 @@ use super::artifact::sync_dir;
 use super::manifest::{self, Manifest};
 use super::options::Retention;
 use crate::error::Result;
+use crate::info::parse_utc;
 
 /// Indices (into `backups`, newest first) that the policy keeps.
 pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
@@ -22,7 +23,6 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
     if let Some(last) = policy.last {
         kept.extend(0..(last as usize).min(backups.len()));
     }
-    let created = |m: &Manifest| DateTime::parse_from_rfc3339(&m.created_at).map(|t| t.with_timezone(&Utc)).ok();
     type BucketOf = fn(DateTime<Utc>) -> String;
     let buckets: [(Option<i64>, BucketOf); 3] = [
         (policy.daily, |t| t.format("%Y-%m-%d").to_string()),
@@ -33,7 +33,7 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
         let Some(count) = count else { continue };
         let mut seen: Vec<String> = Vec::new();
         for (i, backup) in backups.iter().enumerate() {
-            let Some(time) = created(backup) else { continue };
+            let Some(time) = parse_utc(&backup.created_at) else { continue };
             let bucket = bucket_of(time);
             if !seen.contains(&bucket) {
                 if seen.len() as i64 == count {

@@ -53,7 +53,8 @@ pub struct Copied {
     pub writers_blocked_ms: f64,
 }
 
-/// Copies `schema` of the caller's connection into `out` (an empty file at `out_path`).
+/// Copies `schema` (attached: the caller checked) of the caller's connection into `out` (an empty file at
+/// `out_path`).
 pub fn copy(
     caller: Db,
     schema: &str,
@@ -62,9 +63,6 @@ pub fn copy(
     out_path: &Path,
     progress: &Tracker,
 ) -> Result<Copied> {
-    if caller.is_readonly(schema)?.is_none() {
-        return Err(Error::new(format!("no database named {} is attached", quote(schema))));
-    }
     let path = caller.filename(schema)?;
     let vfs = caller.vfs_name(schema)?;
     let follower = Follower::start(out_path)?;

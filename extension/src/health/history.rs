@@ -11,7 +11,7 @@ use super::options::{Integrity, Options};
 use super::thresholds::show;
 use super::{Check, Report, Status};
 use crate::error::{Context as _, Error, Result};
-use crate::info::{days_between, format_utc, now_utc};
+use crate::info::{days_between, format_utc, now_utc, parse_utc};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_health_history";
@@ -110,11 +110,11 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
     };
     let taken_at = row[0]
         .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .and_then(parse_utc)
         .ok_or_else(|| Error::new(format!("{TABLE} holds a taken_at that is not an RFC 3339 time: {:?}", row[0])))?;
     let objects = row[2].as_str().and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
     Ok(Some(Snapshot {
-        taken_at: taken_at.with_timezone(&Utc),
+        taken_at,
         file_size: row[1].as_i64(),
         objects: objects.unwrap_or_default(),
         integrity_mode: row[3].as_str().map(str::to_string),

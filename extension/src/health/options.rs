@@ -184,9 +184,9 @@ impl Options {
     }
 }
 
-/// The JSON object an options argument holds as text; `None` for NULL or no argument. `example` shows a
-/// valid object in the error message.
-pub(crate) fn object_arg(arg: Option<&Value>, example: &str) -> Result<Option<Map<String, Json>>> {
+/// The JSON object an options argument holds as text; `None` for NULL or no argument. Keys other than
+/// `allowed` are an error naming them; `example` shows a valid object in the error message.
+pub(crate) fn object_arg(arg: Option<&Value>, example: &str, allowed: &[&str]) -> Result<Option<Map<String, Json>>> {
     let text = match arg {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Text(text)) => text,
@@ -194,10 +194,11 @@ pub(crate) fn object_arg(arg: Option<&Value>, example: &str) -> Result<Option<Ma
     };
     let json: Json = serde_json::from_str(text)
         .map_err(|e| Error::new(format!("options are not valid JSON ({e}); expected e.g. '{example}'")))?;
-    match json {
-        Json::Object(map) => Ok(Some(map)),
-        _ => Err(Error::new("options must be a JSON object")),
+    let Json::Object(map) = json else { return Err(Error::new("options must be a JSON object")) };
+    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::new(format!("unknown option \"{key}\" (known: {})", allowed.join(", "))));
     }
+    Ok(Some(map))
 }
 
 pub(crate) fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {

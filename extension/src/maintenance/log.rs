@@ -9,7 +9,7 @@ use crate::error::{Context as _, Error, Result};
 use crate::health::checks::{has_table, quote};
 use crate::health::options::Options;
 use crate::health::Check;
-use crate::info::{days_between, format_utc, now_utc};
+use crate::info::{days_between, format_utc, now_utc, parse_utc};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_maintenance_log";
@@ -108,9 +108,9 @@ fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
             let level = row[0].as_str().unwrap_or_default().to_string();
             let at = row[1]
                 .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .and_then(parse_utc)
                 .ok_or_else(|| Error::new(format!("{TABLE} holds a finished_at that is not an RFC 3339 time")))?;
-            Ok((level, at.with_timezone(&Utc)))
+            Ok((level, at))
         })
         .collect()
 }
