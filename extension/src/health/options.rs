@@ -106,11 +106,9 @@ impl Options {
         match arg {
             None | Some(Value::Null) => {}
             Some(Value::Text(text)) if text.trim_start().starts_with('{') => {
-                let json: Json = serde_json::from_str(text).map_err(|e| {
-                    Error::new(format!("options are not valid JSON ({e}); expected e.g. '{{\"integrity\":\"quick\"}}'"))
-                })?;
-                let map = json.as_object().ok_or_else(|| Error::new("options must be a JSON object"))?;
-                options.apply(map)?;
+                if let Some(map) = object_arg(arg, r#"{"integrity":"quick"}"#, KEYS)? {
+                    options.apply(&map)?;
+                }
             }
             Some(Value::Text(mode)) => options.apply_mode(mode.trim())?,
             Some(other) => {
@@ -172,7 +170,7 @@ impl Options {
                         .filter(|d| d.is_finite() && *d > 0.0)
                         .ok_or_else(|| Error::new(format!("option \"{key}\" must be a positive number of days")))?
                 }
-                other => return Err(Error::new(format!("unknown option \"{other}\" (known: {})", KEYS.join(", ")))),
+                _ => unreachable!("object_arg admits only KEYS, and each is handled"),
             }
         }
         Ok(())
