@@ -161,13 +161,29 @@ fn backups_under_a_steady_writer_hold_one_committed_state() {
         let mut writer = spawn_shell(&db, &inserts);
         std::thread::sleep(Duration::from_millis(300));
         let mut last_k = 0;
-        for (i, host) in hosts().iter().cycle().take(4).enumerate() {
-            let artifact = dir.path().join(format!("b{i}.db"));
-            let out = call(host.as_ref(), &db, &backup_sql(&artifact, r#"{"verify":"full","busy_timeout_ms":20000}"#));
-            let context = format!("{mode} backup {i} ({}): {out}", host.name());
-            assert_eq!(out["verified"], true, "{context}");
-            assert_eq!(quick_check(&artifact), "ok", "{context}");
-            let (count, min, max): (i64, Option<i64>, Option<i64>) = Connection::open(&artifact)
+        // Plain and checked; compressed and unchecked (in WAL mode streamed to the compressor, no raw copy);
+        // compressed and checked (compressed behind a raw copy).
+        let variants = [
+            ("", r#"{"verify":"full","busy_timeout_ms":20000}"#),
+            (".zst", r#"{"verify":"none","compress":"zstd","busy_timeout_ms":20000}"#),
+            (".gz", r#"{"verify":"quick","compress":"gzip","busy_timeout_ms":20000}"#),
+            ("", r#"{"verify":"quick","busy_timeout_ms":20000}"#),
+        ];
+        for (i, (host, (suffix, options))) in hosts().iter().cycle().zip(variants).enumerate() {
+            let artifact = dir.path().join(format!("b{i}.db{suffix}"));
+            let out = call(host.as_ref(), &db, &backup_sql(&artifact, options));
+            let context = format!("{mode} backup {i} ({}, {options}): {out}", host.name());
+            assert_eq!(out["verified"], !options.contains("none"), "{context}");
+            let database = if suffix.is_empty() {
+                artifact.clone()
+            } else {
+                let unpacked = dir.path().join(format!("b{i}.db"));
+                unpack(&artifact, &unpacked);
+                unpacked
+            };
+            assert_eq!(sha256sum(&database), out["database_sha256"].as_str().unwrap(), "{context}");
+            assert_eq!(quick_check(&database), "ok", "{context}");
+            let (count, min, max): (i64, Option<i64>, Option<i64>) = Connection::open(&database)
                 .unwrap()
                 .query_row("SELECT count(*), min(id), max(id) FROM w", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .unwrap();
@@ -175,7 +191,8 @@ fn backups_under_a_steady_writer_hold_one_committed_state() {
             assert_eq!((min, max), (Some(1), Some(count)), "{context}: ids 1..k without a gap");
             assert!(count >= last_k, "{context}");
             last_k = count;
-            std::fs::remove_file(&artifact).unwrap();
+            std::fs::remove_file(&database).unwrap();
+            let _ = std::fs::remove_file(&artifact);
         }
         assert!(writer.try_wait().unwrap().is_none(), "{mode}: the writer kept writing through every backup");
         writer.kill().unwrap();

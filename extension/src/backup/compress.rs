@@ -3,7 +3,7 @@
 //! gzip is compressed in 1 MiB blocks on every core and joined into one standard gzip member (each block a
 //! raw deflate stream ended by a sync flush, as pigz does); zstd uses libzstd's own worker threads.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::thread;
 
 use flate2::{Compress, Compression as Level, FlushCompress, Status};
@@ -18,7 +18,12 @@ fn workers() -> usize {
 }
 
 /// Compresses everything `input` yields into `output`.
-pub fn compress(input: impl Read, output: impl Write, compression: Compression, level: Option<i32>) -> io::Result<()> {
+pub fn compress(
+    input: impl BufRead,
+    output: impl Write,
+    compression: Compression,
+    level: Option<i32>,
+) -> io::Result<()> {
     match compression {
         Compression::None => copy_all(input, output),
         Compression::Gzip => gzip(input, output, level.unwrap_or(6) as u32),
@@ -26,15 +31,24 @@ pub fn compress(input: impl Read, output: impl Write, compression: Compression, 
     }
 }
 
-fn copy_all(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
-    io::copy(&mut input, &mut output).map(|_| ())
+/// Writes the input's own buffers out, without copying them first.
+fn copy_all(mut input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return output.flush();
+        }
+        output.write_all(available)?;
+        let n = available.len();
+        input.consume(n);
+    }
 }
 
-fn zstd_stream(mut input: impl Read, output: impl Write, level: i32) -> io::Result<()> {
+fn zstd_stream(input: impl BufRead, output: impl Write, level: i32) -> io::Result<()> {
     let mut encoder = zstd::stream::write::Encoder::new(output, level)?;
     encoder.multithread(workers() as u32)?;
     encoder.include_checksum(true)?;
-    io::copy(&mut input, &mut encoder)?;
+    copy_all(input, &mut encoder)?;
     encoder.finish().map(|_| ())
 }
 

@@ -9,6 +9,7 @@ pub mod artifact;
 mod compress;
 pub mod digest;
 pub mod export;
+mod feed;
 pub mod log;
 pub mod manifest;
 pub mod options;
@@ -18,7 +19,6 @@ pub mod snapshot;
 pub mod verify;
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,8 +26,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use self::artifact::{exists, io_error, parent_of, sync_dir, sync_file, TempFile};
-use self::digest::{hex, sha256_of, HashingWriter};
+use self::artifact::{exists, io_error, parent_of, sync_dir, Output, TempFile};
+use self::digest::{hex, sha256_of, sha256_of_buffered, HashingReader, HashingWriter};
+use self::feed::{Sink, Stream};
 use self::manifest::{Manifest, Source, Verification};
 use self::options::{BackupOptions, Compression, Verify};
 use crate::error::{Error, Result};
@@ -139,29 +140,55 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
-    let (raw, mut raw_file) = TempFile::create(&dir, &name)?;
-    let copied = snapshot::copy(db, schema, options.busy_timeout_ms, &mut raw_file, &raw.path, &progress)?;
-    drop(raw_file);
-    progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
-    let verification = match verify::check_database(&raw.path, options.verify) {
-        Ok(result) => result,
-        Err(problem) => {
-            return Err(Error::new(format!(
-                "the copy failed its {} check, so no backup was written: {problem}. The source database is damaged: \
-                 run SELECT * FROM health_report('full'); to keep a copy anyway, pass '{{\"verify\":\"none\"}}'",
-                options.verify.as_str()
-            )))
+    let mut sink = sink_for(db, schema, &dir, &name, options)?;
+    let copy =
+        snapshot::copy(db, schema, options.busy_timeout_ms, &mut sink, &|done, total| progress.advance(done, total));
+    // The fsync and the check run while the consumer hashes (and compresses) behind: they overlap.
+    let checked = copy.and_then(|copied| {
+        sink.close_raw()?;
+        progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
+        let verification = match sink.raw_path() {
+            Some(raw) => verify::check_database(raw, options.verify).map_err(|problem| {
+                Error::new(format!(
+                    "the copy failed its {} check, so no backup was written: {problem}. The source database is \
+                     damaged: run SELECT * FROM health_report('full'); to keep a copy anyway, pass \
+                     '{{\"verify\":\"none\"}}'",
+                    options.verify.as_str()
+                ))
+            })?,
+            None => "skipped".to_string(), // streamed: only when not checked
+        };
+        Ok((copied, verification))
+    });
+    let (copied, verification) = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            sink.abandon();
+            return Err(error);
         }
     };
-    let (artifact, sha256, bytes) = if options.compression == Compression::None {
-        (raw, copied.sha256.clone(), copied.bytes)
-    } else {
-        progress.phase(format!("backup {}: {}", final_path.display(), options.compression.as_str()), copied.bytes);
-        compressed_artifact(&raw.path, &dir, &name, options, &copied.sha256, &progress)?
+    let phase = if options.compression == Compression::None { "sha256" } else { options.compression.as_str() };
+    progress.phase(format!("backup {}: {phase}", final_path.display()), copied.bytes);
+    let raw = sink.take_raw_file();
+    let followed = sink.finish(|done| progress.advance(done, copied.bytes))?;
+    if followed.database_bytes != copied.bytes {
+        return Err(Error::new(format!("read back {} bytes of a {}-byte copy", followed.database_bytes, copied.bytes)));
+    }
+    let database_sha256 = followed.database_sha256;
+    let (artifact, sha256, bytes) = match (followed.compressed, raw) {
+        (None, Some(raw)) => (raw, database_sha256.clone(), copied.bytes),
+        (None, None) => return Err(Error::new("the copy left no file")),
+        (Some(compressed), raw) => {
+            drop(raw);
+            if options.verify != Verify::None {
+                check_decompresses(&compressed.temp.path, options.compression, &database_sha256)?;
+            }
+            (compressed.temp, compressed.sha256, compressed.bytes)
+        }
     };
     let manifest = Manifest {
         format: manifest::FORMAT.into(),
-        id: backup_id(&copied.sha256, now, &final_path),
+        id: backup_id(&database_sha256, now, &final_path),
         file: name,
         created_at: format_utc(now),
         source: Source {
@@ -177,7 +204,7 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
         bytes,
         sha256,
         database_bytes: copied.bytes,
-        database_sha256: copied.sha256.clone(),
+        database_sha256,
         verification: Verification { method: options.verify.as_str().into(), result: verification },
         sqlite_version: sqlite::host_version(),
         vigil_version: VERSION.into(),
@@ -214,36 +241,74 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     Ok(result)
 }
 
-/// Compresses the verified raw copy into a second temporary file, then reads that stream back and checks it
-/// yields the database's SHA-256. The raw copy is deleted when this returns.
-fn compressed_artifact(
-    raw: &Path,
+/// What the follower of a copy produced: the database's hash and, for a compressed backup, the artifact.
+struct Followed {
+    database_sha256: String,
+    database_bytes: u64,
+    compressed: Option<Compressed>,
+}
+
+struct Compressed {
+    temp: TempFile,
+    sha256: String,
+    bytes: u64,
+}
+
+/// Where the copy goes. Uncompressed: a raw file that is the backup, hashed behind the copy. Compressed: the
+/// hash and the compressor work behind the copy, from a raw file when it is checked or when a rollback-journal
+/// lock is held (the copy must not wait for the compressor), else straight from the copy's buffers.
+fn sink_for(db: Db, schema: &str, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
+    let compressing = options.compression != Compression::None;
+    let streams = snapshot::can_stream(db, schema)?;
+    let consume = consumer(dir, name, options)?;
+    if streams && compressing && options.verify == Verify::None {
+        return Sink::piped(None, consume);
+    }
+    let (raw, file) = TempFile::create(dir, name)?;
+    // A compressed backup's raw copy is an intermediate: never written behind nor fsynced.
+    let output = Output::new(file, &raw.path, !compressing);
+    let sink =
+        if streams && !compressing { Sink::piped(Some(output), consume)? } else { Sink::following(output, consume)? };
+    Ok(sink.owning(raw))
+}
+
+/// The work behind the copy: the database's SHA-256, and the compressed artifact when asked.
+fn consumer(
     dir: &Path,
     name: &str,
     options: &BackupOptions,
-    database_sha256: &str,
-    progress: &Tracker,
-) -> Result<(TempFile, String, u64)> {
-    let (temp, file) = TempFile::create(dir, name)?;
-    let raw_file = File::open(raw).map_err(|e| io_error("cannot read", raw, e))?;
-    let total = raw_file.metadata().map(|m| m.len()).unwrap_or(0);
-    let input = digest::Counting::new(raw_file, |done| progress.advance(done, total));
-    let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    compress::compress(input, &mut writer, options.compression, options.level)
-        .map_err(|e| io_error("cannot write", &temp.path, e))?;
-    let (buffered, sha256, bytes) = writer.finish();
-    let file = buffered.into_inner().map_err(|e| io_error("cannot write", &temp.path, e.into_error()))?;
-    sync_file(&file, &temp.path)?;
-    if options.verify != Verify::None {
-        let stream = File::open(&temp.path).map_err(|e| io_error("cannot read", &temp.path, e))?;
-        let (unpacked, _) = compress::decompressing(stream, options.compression)
-            .and_then(sha256_of)
-            .map_err(|e| io_error("cannot read back", &temp.path, e))?;
-        if unpacked != database_sha256 {
-            return Err(Error::new("the compressed stream does not decompress to the copied database"));
-        }
+) -> Result<Box<dyn FnOnce(Stream) -> Result<Followed> + Send>> {
+    if options.compression == Compression::None {
+        return Ok(Box::new(|stream: Stream| {
+            let (database_sha256, database_bytes) =
+                sha256_of_buffered(stream).map_err(|e| Error::new(format!("cannot read back the copy: {e}")))?;
+            Ok(Followed { database_sha256, database_bytes, compressed: None })
+        }));
     }
-    Ok((temp, sha256, bytes))
+    let (temp, file) = TempFile::create(dir, name)?;
+    let (compression, level) = (options.compression, options.level);
+    Ok(Box::new(move |stream: Stream| {
+        let mut input = HashingReader::new(stream);
+        let mut output = HashingWriter::new(Output::new(file, &temp.path, true));
+        compress::compress(&mut input, &mut output, compression, level)
+            .map_err(|e| io_error("cannot compress into", &temp.path, e))?;
+        let (database_sha256, database_bytes) = input.finish();
+        let (written, sha256, bytes) = output.finish();
+        written.finish()?;
+        Ok(Followed { database_sha256, database_bytes, compressed: Some(Compressed { temp, sha256, bytes }) })
+    }))
+}
+
+/// Reads a compressed artifact back and checks that it yields the copied database.
+fn check_decompresses(path: &Path, compression: Compression, database_sha256: &str) -> Result<()> {
+    let stream = File::open(path).map_err(|e| io_error("cannot read", path, e))?;
+    let (unpacked, _) = compress::decompressing(stream, compression)
+        .and_then(sha256_of)
+        .map_err(|e| io_error("cannot read back", path, e))?;
+    if unpacked != database_sha256 {
+        return Err(Error::new("the compressed stream does not decompress to the copied database"));
+    }
+    Ok(())
 }
 
 /// Renames the artifact into place, writes its manifest, and makes both durable.

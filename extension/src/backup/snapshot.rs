@@ -7,16 +7,12 @@
 //! committing is held only while the file is read. Everything else (in-memory and temporary databases, other
 //! VFSes) is copied by SQLite's backup API in a single step, which is one read transaction too.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
-use super::digest::Follower;
+use super::feed::Sink;
 use crate::error::{Error, Result};
 use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
-use crate::progress::Tracker;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb};
 use crate::wal::{newest_frames, WalIndexHeader};
 
@@ -48,47 +44,48 @@ pub struct Copied {
     pub page_count: u32,
     pub journal_mode: String,
     pub bytes: u64,
-    pub sha256: String,
     /// How long other connections could not commit because of the copy (rollback journal only).
     pub writers_blocked_ms: f64,
 }
 
-/// Copies `schema` (attached: the caller checked) of the caller's connection into `out` (an empty file at
-/// `out_path`).
-pub fn copy(
+/// Bytes copied so far and in all, for progress reports.
+pub type Advance<'a> = &'a dyn Fn(u64, u64);
+
+/// The file and VFS of `schema` when vigil copies the file itself; None when SQLite's backup API does.
+fn file_on_unix_vfs(caller: Db, schema: &str) -> Result<Option<(String, String)>> {
+    match (caller.filename(schema)?, caller.vfs_name(schema)?) {
+        (Some(path), Some(vfs)) if vfs.starts_with("unix") => Ok(Some((path, vfs))),
+        _ => Ok(None),
+    }
+}
+
+/// Whether the copy can be streamed without a raw file: a file copy in WAL mode, where holding the
+/// snapshot while a slow consumer catches up stalls no writer.
+pub fn can_stream(caller: Db, schema: &str) -> Result<bool> {
+    if file_on_unix_vfs(caller, schema)?.is_none() {
+        return Ok(false);
+    }
+    let mode = caller.query_value(&format!("PRAGMA {}.journal_mode", quote(schema)), &[])?;
+    Ok(mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
+}
+
+/// Copies `schema` (attached: the caller checked) of the caller's connection into `sink`.
+pub fn copy<T: Send + 'static>(
     caller: Db,
     schema: &str,
     busy_timeout_ms: i32,
-    out: &mut File,
-    out_path: &Path,
-    progress: &Tracker,
+    sink: &mut Sink<T>,
+    advance: Advance,
 ) -> Result<Copied> {
-    let path = caller.filename(schema)?;
-    let vfs = caller.vfs_name(schema)?;
-    let follower = Follower::start(out_path)?;
-    let copied = match (&path, vfs.as_deref()) {
-        (Some(path), Some(vfs)) if vfs.starts_with("unix") => {
-            let source = OwnedDb::open(path, open_flags::READ_ONLY, Some(vfs))?;
+    let mut copied = match file_on_unix_vfs(caller, schema)? {
+        Some((path, vfs)) => {
+            let source = OwnedDb::open(&path, open_flags::READ_ONLY, Some(&vfs))?;
             source.db().set_busy_timeout(busy_timeout_ms)?;
-            copy_file(source.db(), out, &follower, progress)
+            copy_file(source.db(), sink, advance)?
         }
-        _ => copy_with_backup_api(caller, schema, out_path),
+        None => copy_with_backup_api(caller, schema, sink, advance)?,
     };
-    let mut copied = match copied {
-        Ok(copied) => copied,
-        Err(error) => {
-            let _ = follower.finish(0);
-            return Err(error);
-        }
-    };
-    // fsync while the hash catches up: the two overlap instead of adding up.
-    out.sync_all().map_err(|e| super::artifact::io_error("cannot fsync", out_path, e))?;
-    let (sha256, hashed) = follower.finish(copied.bytes)?;
-    if hashed != copied.bytes {
-        return Err(Error::new(format!("hashed {hashed} bytes of a {}-byte copy", copied.bytes)));
-    }
-    copied.sha256 = sha256;
-    copied.path = path;
+    copied.path = caller.filename(schema)?;
     Ok(copied)
 }
 
@@ -147,12 +144,16 @@ fn pin(db: Db) -> Result<Pinned> {
     )))
 }
 
-fn copy_file(db: Db, out: &mut File, follower: &Follower, progress: &Tracker) -> Result<Copied> {
+fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) -> Result<Copied> {
     let pinned = pin(db)?;
     let locked_since = Instant::now();
-    let result = copy_pages(db, &pinned, out, follower, progress);
+    // Writers wait for this read lock unless in WAL mode: never make them wait for the disk too.
+    let holds_writers = pinned.wal.is_none();
+    sink.set_waiting(!holds_writers);
+    let result = copy_pages(db, &pinned, sink, advance);
     let _ = db.exec("COMMIT");
-    let writers_blocked_ms = if pinned.wal.is_some() { 0.0 } else { elapsed_ms(locked_since) };
+    sink.set_waiting(true);
+    let writers_blocked_ms = if holds_writers { elapsed_ms(locked_since) } else { 0.0 };
     let bytes = result?;
     Ok(Copied {
         method: Method::FileCopy,
@@ -161,26 +162,24 @@ fn copy_file(db: Db, out: &mut File, follower: &Follower, progress: &Tracker) ->
         page_count: pinned.page_count,
         journal_mode: pinned.journal_mode,
         bytes,
-        sha256: String::new(),
         writers_blocked_ms,
     })
 }
 
-fn copy_pages(db: Db, pinned: &Pinned, out: &mut File, follower: &Follower, progress: &Tracker) -> Result<u64> {
+fn copy_pages<T: Send + 'static>(db: Db, pinned: &Pinned, sink: &mut Sink<T>, advance: Advance) -> Result<u64> {
     let database = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
     let page_size = pinned.page_size as usize;
     let overlay = wal_overlay(db, pinned)?;
     let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
     let total = pinned.page_count as u64 * page_size as u64;
     let pages_per_chunk = (CHUNK / page_size).max(1);
-    let mut buffer = vec![0u8; pages_per_chunk * page_size];
     let mut next_overlay = overlay.iter().peekable();
     let mut written = 0u64;
     let mut first_page = 1u32;
     while first_page <= pinned.page_count {
         let pages = (pinned.page_count - first_page + 1).min(pages_per_chunk as u32);
-        let chunk = &mut buffer[..pages as usize * page_size];
-        database.read_at(chunk, written)?;
+        let mut chunk = sink.buffer(pages as usize * page_size);
+        database.read_at(&mut chunk, written)?;
         while let Some(&&(page, offset)) = next_overlay.peek() {
             if page >= first_page + pages {
                 break;
@@ -191,10 +190,9 @@ fn copy_pages(db: Db, pinned: &Pinned, out: &mut File, follower: &Follower, prog
             }
             next_overlay.next();
         }
-        out.write_all(chunk).map_err(|e| super::artifact::io_error("cannot write the copy", Path::new(""), e))?;
         written += chunk.len() as u64;
-        follower.advance(written);
-        progress.advance(written, total);
+        sink.put(chunk)?;
+        advance(written, total);
         first_page += pages;
     }
     Ok(written)
@@ -211,7 +209,13 @@ fn wal_overlay(db: Db, pinned: &Pinned) -> Result<Vec<(u32, u64)>> {
 }
 
 /// SQLite's backup API, all pages in one step (one read transaction: consistent, and never restarted).
-fn copy_with_backup_api(caller: Db, schema: &str, out_path: &Path) -> Result<Copied> {
+fn copy_with_backup_api<T: Send + 'static>(
+    caller: Db,
+    schema: &str,
+    sink: &mut Sink<T>,
+    advance: Advance,
+) -> Result<Copied> {
+    let out_path = sink.raw_path().ok_or_else(|| Error::new("the backup API needs a file to write"))?;
     let path = out_path.to_str().ok_or_else(|| Error::new("the backup path is not valid UTF-8"))?;
     let dest = OwnedDb::open(path, open_flags::READ_WRITE, None)?;
     let journal_mode = caller.query_value(&format!("PRAGMA {}.journal_mode", quote(schema)), &[])?;
@@ -227,7 +231,8 @@ fn copy_with_backup_api(caller: Db, schema: &str, out_path: &Path) -> Result<Cop
         (number(db, "PRAGMA page_size")? as u32, number(db, "PRAGMA page_count")? as u32)
     };
     drop(dest);
-    let bytes = std::fs::metadata(out_path).map(|m| m.len()).unwrap_or(0);
+    let bytes = sink.put_raw_file()?;
+    advance(bytes, bytes);
     Ok(Copied {
         method: Method::BackupApi,
         path: None,
@@ -235,7 +240,6 @@ fn copy_with_backup_api(caller: Db, schema: &str, out_path: &Path) -> Result<Cop
         page_count,
         journal_mode,
         bytes,
-        sha256: String::new(),
         writers_blocked_ms: 0.0,
     })
 }

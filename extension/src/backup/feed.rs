@@ -1,0 +1,423 @@
+//! Where the bytes of a copy go while it is made: to a consumer on another thread (a hash; a hash and a
+//! compressor) that works behind the copy instead of after it.
+//!
+//! Two ways to feed it. A pipe hands the copy's own buffers over (the bytes are read once): the copy waits
+//! when the consumer is a few buffers behind. A follower reads the raw copy back from the page cache just
+//! behind its writer: the copy never waits for the consumer, which is what a copy holding a lock that
+//! writers wait on needs.
+
+use std::fs::File;
+use std::io::{BufRead, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::artifact::{io_error, Output, TempFile};
+use crate::error::{Error, Result};
+
+const BLOCK: usize = 1 << 20;
+/// Buffers in flight between the copy and a piped consumer.
+const POOL: usize = 8;
+
+/// What a consumer gets: the copy's bytes in order, ending where the copy ended.
+pub type Stream<'a> = &'a mut dyn BufRead;
+
+/// The destination of a copy: the raw file (when there is one) and the consumer behind it.
+pub struct Sink<T> {
+    raw: Option<Output>,
+    raw_temp: Option<TempFile>,
+    feed: Feed<T>,
+    written: u64,
+    spare: Vec<u8>,
+}
+
+enum Feed<T> {
+    Pipe(Pipe<T>),
+    Follow(Follower<T>),
+}
+
+impl<T: Send + 'static> Sink<T> {
+    /// The consumer takes the copy's buffers; `raw`, when given, is written too.
+    pub fn piped(raw: Option<Output>, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
+        Ok(Sink { raw, raw_temp: None, feed: Feed::Pipe(Pipe::start(consume)?), written: 0, spare: Vec::new() })
+    }
+
+    /// The consumer reads `raw` back behind the copy.
+    pub fn following(raw: Output, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
+        let feed = Feed::Follow(Follower::start(raw.path(), consume)?);
+        Ok(Sink { raw: Some(raw), raw_temp: None, feed, written: 0, spare: Vec::new() })
+    }
+
+    /// The sink owns the raw copy's temporary file (removed with it unless taken).
+    pub fn owning(mut self, raw: TempFile) -> Self {
+        self.raw_temp = Some(raw);
+        self
+    }
+
+    pub fn take_raw_file(&mut self) -> Option<TempFile> {
+        self.raw_temp.take()
+    }
+
+    /// The raw copy's path (SQLite's backup API writes there; checks read it); None when only streamed.
+    pub fn raw_path(&self) -> Option<&Path> {
+        self.raw_temp.as_ref().map(|t| t.path.as_path())
+    }
+
+    /// See [`Output::set_waiting`].
+    pub fn set_waiting(&mut self, waiting: bool) {
+        if let Some(raw) = &mut self.raw {
+            raw.set_waiting(waiting);
+        }
+    }
+
+    /// An empty buffer of `len` bytes to read the next chunk into.
+    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buffer = match &self.feed {
+            Feed::Pipe(pipe) => pipe.empty.recv().unwrap_or_default(),
+            Feed::Follow(_) => std::mem::take(&mut self.spare),
+        };
+        buffer.resize(len, 0);
+        buffer
+    }
+
+    /// The next chunk of the copy.
+    pub fn put(&mut self, chunk: Vec<u8>) -> Result<()> {
+        if let Some(raw) = &mut self.raw {
+            raw.write_chunk(&chunk)?;
+        }
+        self.written += chunk.len() as u64;
+        match &self.feed {
+            Feed::Pipe(pipe) => pipe.send(chunk),
+            Feed::Follow(follower) => {
+                follower.advance(self.written);
+                self.spare = chunk;
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite wrote the raw file itself (backup API): feeds the consumer from it.
+    pub fn put_raw_file(&mut self) -> Result<u64> {
+        let path = self.raw_path().ok_or_else(|| Error::new("no raw copy was written"))?.to_path_buf();
+        let mut file = File::open(&path).map_err(|e| io_error("cannot read", &path, e))?;
+        let length = file.metadata().map_err(|e| io_error("cannot read", &path, e))?.len();
+        match &self.feed {
+            Feed::Follow(follower) => follower.advance(length),
+            Feed::Pipe(pipe) => {
+                let mut done = 0;
+                while done < length {
+                    let mut chunk = pipe.empty.recv().unwrap_or_default();
+                    chunk.resize((length - done).min(BLOCK as u64) as usize, 0);
+                    file.read_exact(&mut chunk).map_err(|e| io_error("cannot read", &path, e))?;
+                    done += chunk.len() as u64;
+                    pipe.send(chunk);
+                }
+            }
+        }
+        self.written = length;
+        Ok(length)
+    }
+
+    /// fsyncs the raw copy when it is kept; the consumer goes on.
+    pub fn close_raw(&mut self) -> Result<()> {
+        match self.raw.take() {
+            Some(raw) => raw.finish().map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the consumer, reporting how many bytes it has taken.
+    pub fn finish(self, report: impl Fn(u64)) -> Result<T> {
+        match self.feed {
+            Feed::Pipe(pipe) => pipe.finish(report),
+            Feed::Follow(follower) => follower.finish(self.written, report),
+        }
+    }
+
+    /// The copy failed: the consumer's reads fail and its work is dropped.
+    pub fn abandon(self) {
+        match self.feed {
+            Feed::Pipe(pipe) => pipe.abandon(),
+            Feed::Follow(follower) => follower.abandon(),
+        }
+    }
+}
+
+/// The state a consumer thread shares with the copy.
+#[derive(Default)]
+struct Shared {
+    written: AtomicU64,
+    consumed: AtomicU64,
+    done: AtomicBool,
+    abandoned: AtomicBool,
+}
+
+impl Shared {
+    fn check_abandoned(&self) -> std::io::Result<()> {
+        if self.abandoned.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the copy was abandoned"));
+        }
+        Ok(())
+    }
+}
+
+/// The consumer's thread. Dropped unfinished (an early return), it is told to stop: never left waiting.
+struct Consumer<T> {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<Result<T>>>,
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            self.shared.abandoned.store(true, Ordering::Release);
+            handle.thread().unpark();
+        }
+    }
+}
+
+impl<T: Send + 'static> Consumer<T> {
+    fn spawn<R: BufRead + Send + 'static>(
+        shared: Arc<Shared>,
+        mut reader: R,
+        consume: impl FnOnce(Stream) -> Result<T> + Send + 'static,
+    ) -> Result<Self> {
+        let handle = thread::Builder::new()
+            .name("vigil-backup".into())
+            .spawn(move || consume(&mut reader))
+            .map_err(|e| Error::new(format!("cannot start a backup thread: {e}")))?;
+        Ok(Consumer { shared, handle: Some(handle) })
+    }
+
+    fn unpark(&self) {
+        if let Some(handle) = &self.handle {
+            handle.thread().unpark();
+        }
+    }
+
+    fn finish(mut self, report: impl Fn(u64)) -> Result<T> {
+        self.shared.done.store(true, Ordering::Release);
+        self.unpark();
+        while self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            report(self.shared.consumed.load(Ordering::Relaxed));
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.join()
+    }
+
+    fn abandon(mut self) {
+        self.shared.abandoned.store(true, Ordering::Release);
+        self.unpark();
+        let _ = self.join();
+    }
+
+    fn join(&mut self) -> Result<T> {
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Err(Error::new("a backup thread panicked")),
+        }
+    }
+}
+
+/// Hands filled buffers to the consumer and takes them back empty.
+struct Pipe<T> {
+    full: Option<SyncSender<Vec<u8>>>,
+    empty: Receiver<Vec<u8>>,
+    consumer: Consumer<T>,
+}
+
+impl<T: Send + 'static> Pipe<T> {
+    fn start(consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
+        let (full, full_in) = sync_channel(POOL);
+        let (empty_out, empty) = sync_channel(POOL);
+        for _ in 0..POOL {
+            let _ = empty_out.send(Vec::with_capacity(BLOCK));
+        }
+        let shared = Arc::new(Shared::default());
+        let reader = PipeReader { full: full_in, empty: empty_out, current: Vec::new(), at: 0, shared: shared.clone() };
+        Ok(Pipe { full: Some(full), empty, consumer: Consumer::spawn(shared, reader, consume)? })
+    }
+
+    /// A consumer that stopped early no longer takes chunks: its own error says why, at finish.
+    fn send(&self, chunk: Vec<u8>) {
+        if let Some(full) = &self.full {
+            let _ = full.send(chunk);
+        }
+    }
+
+    fn finish(mut self, report: impl Fn(u64)) -> Result<T> {
+        self.full = None; // the end of the stream
+        self.consumer.finish(report)
+    }
+
+    fn abandon(mut self) {
+        self.consumer.shared.abandoned.store(true, Ordering::Release);
+        self.full = None;
+        self.consumer.abandon();
+    }
+}
+
+struct PipeReader {
+    full: Receiver<Vec<u8>>,
+    empty: SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    shared: Arc<Shared>,
+}
+
+impl BufRead for PipeReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.at == self.current.len() {
+            self.shared.check_abandoned()?;
+            let Ok(next) = self.full.recv() else {
+                self.shared.check_abandoned()?;
+                return Ok(&[]);
+            };
+            let used = std::mem::replace(&mut self.current, next);
+            let _ = self.empty.send(used);
+            self.at = 0;
+        }
+        Ok(&self.current[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+        self.shared.consumed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        read_buffered(self, buffer)
+    }
+}
+
+fn read_buffered(reader: &mut impl BufRead, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let n = available.len().min(buffer.len());
+    buffer[..n].copy_from_slice(&available[..n]);
+    reader.consume(n);
+    Ok(n)
+}
+
+/// Reads a file on another thread just behind its writer.
+struct Follower<T> {
+    consumer: Consumer<T>,
+}
+
+impl<T: Send + 'static> Follower<T> {
+    fn start(path: &Path, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
+        let file = File::open(path).map_err(|e| io_error("cannot read", path, e))?;
+        let shared = Arc::new(Shared::default());
+        let reader = FollowReader { file, buffer: vec![0; BLOCK], filled: 0, at: 0, shared: shared.clone() };
+        Ok(Follower { consumer: Consumer::spawn(shared, reader, consume)? })
+    }
+
+    /// The writer has written `total` bytes so far.
+    fn advance(&self, total: u64) {
+        self.consumer.shared.written.store(total, Ordering::Release);
+        self.consumer.unpark();
+    }
+
+    fn finish(self, total: u64, report: impl Fn(u64)) -> Result<T> {
+        self.advance(total);
+        self.consumer.finish(report)
+    }
+
+    fn abandon(self) {
+        self.consumer.abandon();
+    }
+}
+
+/// The follower's view of the file: reads wait for the writer, and end where the writer finished.
+struct FollowReader {
+    file: File,
+    buffer: Vec<u8>,
+    filled: usize,
+    at: usize,
+    shared: Arc<Shared>,
+}
+
+impl BufRead for FollowReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.at == self.filled {
+            self.shared.check_abandoned()?;
+            let finished = self.shared.done.load(Ordering::Acquire);
+            let target = self.shared.written.load(Ordering::Acquire);
+            let position = self.shared.consumed.load(Ordering::Relaxed);
+            if position < target {
+                let n = (target - position).min(BLOCK as u64) as usize;
+                self.file.read_exact(&mut self.buffer[..n])?;
+                (self.filled, self.at) = (n, 0);
+            } else if finished {
+                return Ok(&[]);
+            } else {
+                thread::park_timeout(Duration::from_millis(5));
+            }
+        }
+        Ok(&self.buffer[self.at..self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+        self.shared.consumed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Read for FollowReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        read_buffered(self, buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::digest::{sha256_of, sha256_of_buffered};
+
+    fn sample() -> Vec<u8> {
+        (0..3_000_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn feed_in_chunks(sink: &mut Sink<(String, u64)>, data: &[u8]) {
+        for piece in data.chunks(700_000) {
+            let mut chunk = sink.buffer(piece.len());
+            chunk.copy_from_slice(piece);
+            sink.put(chunk).unwrap();
+        }
+    }
+
+    #[test]
+    fn piped_and_following_consumers_see_every_byte_in_order() {
+        let dir = std::env::temp_dir().join(format!("vigil-feed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = sample();
+        let expected = sha256_of(&data[..]).unwrap();
+        for follow in [false, true] {
+            let path = dir.join(format!("raw-{follow}"));
+            let raw = Output::new(File::create(&path).unwrap(), &path, false);
+            let hash = |stream: Stream| Ok(sha256_of_buffered(stream).unwrap());
+            let mut sink = if follow { Sink::following(raw, hash) } else { Sink::piped(Some(raw), hash) }.unwrap();
+            feed_in_chunks(&mut sink, &data);
+            sink.close_raw().unwrap();
+            assert_eq!(sink.finish(|_| {}).unwrap(), expected, "follow {follow}");
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_copy_fails_the_consumer_without_hanging() {
+        let mut sink = Sink::piped(None, |stream: Stream| {
+            let mut all = Vec::new();
+            stream.read_to_end(&mut all).map_err(|e| Error::new(e.to_string()))?;
+            Ok((String::new(), all.len() as u64))
+        })
+        .unwrap();
+        feed_in_chunks(&mut sink, &sample()[..1_000_000]);
+        sink.abandon();
+    }
+}
