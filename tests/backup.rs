@@ -17,11 +17,6 @@ fn backup_sql(dest: &Path, options: &str) -> String {
     format!("SELECT backup_to({}, {})", sql_text(&dest.to_string_lossy()), sql_text(options))
 }
 
-fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
-}
-
 /// A database of about `rows` × 1 KB in a filler table plus an (empty) writer table `w`.
 fn sized_db(path: &Path, rows: i64, journal_mode: &str) {
     create_db(
@@ -470,6 +465,31 @@ fn killing_a_backup_never_leaves_a_partial_file_under_the_final_name() {
     }
     assert!(absent >= 2, "{absent} kills landed before the rename ({complete} after)");
     assert_eq!(quick_check(&db), "ok");
+    // The killed runs' temporary files: the next backup removes those over a minute old that nobody holds,
+    // and leaves a fresh one (a run that just started) and a held one (a run still writing).
+    let temps = || -> Vec<PathBuf> {
+        let names = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path());
+        names.filter(|p| p.to_string_lossy().contains(".vigil-tmp-")).collect()
+    };
+    let leftovers = temps();
+    assert!(!leftovers.is_empty(), "the kills before the rename left temporary files");
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for path in &leftovers {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(an_hour_ago).unwrap();
+    }
+    let fresh = dir.path().join(".fresh.db.vigil-tmp-1-0");
+    std::fs::write(&fresh, b"being written").unwrap();
+    let held = dir.path().join(".held.db.vigil-tmp-1-1");
+    std::fs::write(&held, b"being written").unwrap();
+    std::fs::File::options().write(true).open(&held).unwrap().set_modified(an_hour_ago).unwrap();
+    let mut holder = Command::new("flock").arg(&held).args(["sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    call(&Shell, &db, &backup_sql(&dir.path().join("next.db"), "{}"));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let mut left = temps();
+    left.sort();
+    assert_eq!(left, [fresh, held], "stale temporary files removed, the others kept");
 }
 
 /// kill -9 during a restore into an existing file: the file holds its old content or the backup's, never

@@ -1,5 +1,7 @@
 //! Bad input gets a clear error or a critical row: never a panic, never an abort of the host.
 
+use std::path::Path;
+
 use rusqlite::{Connection, OpenFlags};
 use vigil_tests::*;
 
@@ -170,6 +172,25 @@ fn a_corrupt_btree_is_critical_in_every_scan_and_crashes_nothing() {
         }
         let snapshot = host.query(&db, "SELECT health_snapshot('quick') AS s");
         assert!(snapshot.is_ok(), "{}: {snapshot:?}", host.name());
+        // maintain() on an urgent database copies the file as it is before anything rewrites it.
+        let damaged = sha256sum(&db);
+        let out = call(host.as_ref(), &db, "SELECT maintain()");
+        let steps = out["steps"].as_array().unwrap();
+        assert_eq!(
+            (steps[0]["operation"].as_str(), steps[0]["result"].as_str()),
+            (Some("plan"), Some("urgent")),
+            "{out}"
+        );
+        assert_eq!(
+            (steps[1]["operation"].as_str(), steps[1]["result"].as_str()),
+            (Some("safety_backup"), Some("done")),
+            "{out}"
+        );
+        let detail = steps[1]["detail"].as_str().unwrap();
+        let safety = Path::new(detail.split(" (sha256").next().unwrap());
+        assert!(safety.file_name().unwrap().to_string_lossy().contains("-before-maintenance-"), "{detail}");
+        assert_eq!(sha256sum(safety), damaged, "{}: the safety backup is the damaged file, byte for byte", host.name());
+        assert!(steps.len() > 2, "full maintenance follows the safety backup: {out}");
     }
     // The recorded critical result is what the next cheap report says.
     let db = dir.path().join(format!("corrupt-{}.db", Rusqlite.name().len()));

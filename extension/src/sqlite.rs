@@ -397,6 +397,25 @@ pub struct VfsFile<'db> {
     _db: PhantomData<&'db Db>,
 }
 
+/// Bytes of a database file mapped by its VFS ([`VfsFile::fetch`]). The copy that fetched them hands them to
+/// another thread to read, and takes them back to unfetch before its read transaction ends.
+pub struct Mapped {
+    data: *const u8,
+    len: usize,
+    offset: u64,
+}
+
+// SAFETY: read-only file memory that nothing writes while the fetching connection's read transaction lasts;
+// only the fetching thread unfetches it.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: xFetch mapped `len` bytes at `data`; they stay mapped until unfetched, which consumes self.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
 impl VfsFile<'_> {
     fn methods(&self) -> &sqlite3ext_sys::sqlite3_io_methods {
         // SAFETY: file_pointer returned the file only with its methods set; they live as long as the file.
@@ -410,6 +429,24 @@ impl VfsFile<'_> {
         match rc {
             SQLITE_OK | SQLITE_IOERR_SHORT_READ => Ok(()),
             rc => Err(Error::with_code(format!("reading {} bytes at offset {offset} failed", buffer.len()), rc)),
+        }
+    }
+
+    /// The file's bytes `offset..offset + len` as the VFS has them memory-mapped (xFetch; needs the
+    /// connection's `mmap_size` to cover them), to read without copying. None when the VFS maps nothing there.
+    /// Every mapping must go back through [`VfsFile::unfetch`] while the connection is open.
+    pub fn fetch(&self, offset: u64, len: usize) -> Option<Mapped> {
+        let methods = self.methods();
+        let fetch = methods.xFetch.filter(|_| methods.iVersion >= 3)?;
+        let mut data: *mut c_void = ptr::null_mut();
+        let rc = unsafe { fetch(self.raw, offset as i64, c_int::try_from(len).ok()?, &mut data) };
+        (rc == SQLITE_OK && !data.is_null()).then_some(Mapped { data: data as *const u8, len, offset })
+    }
+
+    /// Hands a mapping back (xUnfetch).
+    pub fn unfetch(&self, mapped: Mapped) {
+        if let Some(unfetch) = self.methods().xUnfetch {
+            unsafe { unfetch(self.raw, mapped.offset as i64, mapped.data as *mut c_void) };
         }
     }
 

@@ -150,6 +150,12 @@ pub fn call(host: &dyn Host, db: &Path, sql: &str) -> Json {
     serde_json::from_str(&text).unwrap()
 }
 
+/// SHA-256 of a file by the reference tool.
+pub fn sha256sum(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
 /// Both hosts: every host test runs its assertions in each.
 pub fn hosts() -> Vec<Box<dyn Host>> {
     vec![Box::new(Shell), Box::new(Rusqlite)]

@@ -1,30 +1,38 @@
 //! Files a backup publishes: written under a temporary name beside the destination, fsynced, renamed into
 //! place without replacing anything (unless asked), then the directory fsynced. A crash leaves either the
-//! complete file or no file under the final name.
+//! complete file or no file under the final name; its temporary file is removed by a later run.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
 
 use crate::error::{Error, Result};
 
 /// Prefix of temporary files; a crash can leave them behind, never under a final name.
 pub const TEMP_MARK: &str = ".vigil-tmp-";
 
-/// A file being written; removed on drop unless published.
+/// A temporary file nobody holds and older than this was left by a crash.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// A file being written; removed on drop unless published. It holds a flock while it exists, which is how a
+/// later run tells a crashed run's leftovers from a file another process is writing.
 pub struct TempFile {
     pub path: PathBuf,
     published: bool,
+    _held: Option<Flock<File>>,
 }
 
 impl TempFile {
-    /// Creates a new, empty temporary file in `dir`, for a final file named `name`.
+    /// Creates a new, empty temporary file in `dir`, for a final file named `name`, after removing the
+    /// leftovers of crashed runs there.
     pub fn create(dir: &Path, name: &str) -> Result<(TempFile, File)> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        remove_stale(dir);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".{name}{TEMP_MARK}{}-{unique}", std::process::id()));
         let file = OpenOptions::new()
@@ -33,7 +41,8 @@ impl TempFile {
             .create_new(true)
             .open(&path)
             .map_err(|e| io_error("cannot create a temporary file in", dir, e))?;
-        Ok((TempFile { path, published: false }, file))
+        let held = File::open(&path).ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
+        Ok((TempFile { path, published: false, _held: held }, file))
     }
 
     /// Moves the file to `destination`; fails when it exists, unless `overwrite`.
@@ -97,16 +106,11 @@ impl Output {
     }
 
     fn write_behind(&mut self) {
-        let window: u64 = std::env::var("VIGIL_WB").ok().and_then(|v| v.parse().ok()).unwrap_or(WRITE_BEHIND);
-        if window == 0 {
-            return;
-        }
-        let wait = std::env::var("VIGIL_WB_WAIT").map(|v| v == "1").unwrap_or(true);
-        if !self.durable || self.written - self.started < window {
+        if !self.durable || self.written - self.started < WRITE_BEHIND {
             return;
         }
         sync_range(&self.file, self.started, self.written - self.started, false);
-        if wait && self.waiting && self.started > self.settled {
+        if self.waiting && self.started > self.settled {
             sync_range(&self.file, self.settled, self.started - self.settled, true);
             self.settled = self.started;
         }
@@ -145,6 +149,25 @@ fn sync_range(file: &File, offset: u64, length: u64, wait: bool) {
 #[cfg(not(target_os = "linux"))]
 fn sync_range(_file: &File, _offset: u64, _length: u64, _wait: bool) {}
 
+/// Removes temporary files of vigil's in `dir` that no process holds and that are over a minute old (a run
+/// takes its lock right after creating the file). Best effort: what cannot be removed stays.
+pub fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().contains(TEMP_MARK) {
+            continue;
+        }
+        let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if old.is_none_or(|age| age < STALE_AFTER) {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else { continue };
+        if let Ok(_unheld) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub fn io_error(what: &str, path: &Path, error: std::io::Error) -> Error {
     let hint = match error.kind() {
         std::io::ErrorKind::NotFound => ": the directory does not exist; create it first",
@@ -152,7 +175,8 @@ pub fn io_error(what: &str, path: &Path, error: std::io::Error) -> Error {
         _ if error.raw_os_error() == Some(28) => ": the disk is full; free space or choose another volume",
         _ => "",
     };
-    Error::new(format!("{what} {}: {error}{hint}", path.display()))
+    let place = if path.as_os_str().is_empty() { String::new() } else { format!(" {}", path.display()) };
+    Error::new(format!("{what}{place}: {error}{hint}"))
 }
 
 pub fn sync_file(file: &File, path: &Path) -> Result<()> {

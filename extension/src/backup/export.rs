@@ -151,7 +151,7 @@ fn write_file(
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (temp, file) = TempFile::create(&dir, &name)?;
     let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let rows = fill(&mut writer)?;
+    let rows = fill(&mut writer).map_err(|e| e.context(format!("exporting {}", path.display())))?;
     let (buffered, sha256, bytes) = writer.finish();
     let file: File = buffered.into_inner().map_err(|e| io_error("cannot write", &temp.path, e.into_error()))?;
     sync_file(&file, &temp.path)?;
@@ -194,7 +194,7 @@ fn tables(db: Db, q: &str) -> Result<Vec<Table>> {
 }
 
 fn write_err(error: std::io::Error) -> Error {
-    io_error("cannot write the export", Path::new(""), error)
+    io_error("cannot write", Path::new(""), error)
 }
 
 /// Streams `SELECT [rowid,] columns FROM table`, calling `each` per row; returns the row count.

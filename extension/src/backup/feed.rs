@@ -10,13 +10,14 @@ use std::fs::File;
 use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::artifact::{io_error, Output, TempFile};
 use crate::error::{Error, Result};
+use crate::sqlite::Mapped;
 
 const BLOCK: usize = 1 << 20;
 /// Buffers in flight between the copy and a piped consumer.
@@ -25,13 +26,32 @@ const POOL: usize = 8;
 /// What a consumer gets: the copy's bytes in order, ending where the copy ended.
 pub type Stream<'a> = &'a mut dyn BufRead;
 
+/// A piece of the copy: a buffer it read into, or the file's pages as the VFS maps them (no copy at all).
+pub enum Chunk {
+    Owned(Vec<u8>),
+    Mapped(Mapped),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(buffer) => buffer,
+            Chunk::Mapped(mapped) => mapped.bytes(),
+        }
+    }
+}
+
 /// The destination of a copy: the raw file (when there is one) and the consumer behind it.
 pub struct Sink<T> {
     raw: Option<Output>,
     raw_temp: Option<TempFile>,
     feed: Feed<T>,
     written: u64,
-    spare: Vec<u8>,
+    spares: Vec<Vec<u8>>,
+    /// Mappings back from the consumer (or never sent), for the copy to unfetch.
+    returned: Vec<Mapped>,
+    /// Mappings the consumer has not handed back yet.
+    mapped_out: usize,
 }
 
 enum Feed<T> {
@@ -42,13 +62,28 @@ enum Feed<T> {
 impl<T: Send + 'static> Sink<T> {
     /// The consumer takes the copy's buffers; `raw`, when given, is written too.
     pub fn piped(raw: Option<Output>, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
-        Ok(Sink { raw, raw_temp: None, feed: Feed::Pipe(Pipe::start(consume)?), written: 0, spare: Vec::new() })
+        Ok(Sink::new(raw, Feed::Pipe(Pipe::start(consume)?)))
     }
 
     /// The consumer reads `raw` back behind the copy.
     pub fn following(raw: Output, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
         let feed = Feed::Follow(Follower::start(raw.path(), consume)?);
-        Ok(Sink { raw: Some(raw), raw_temp: None, feed, written: 0, spare: Vec::new() })
+        Ok(Sink::new(Some(raw), feed))
+    }
+
+    fn new(raw: Option<Output>, feed: Feed<T>) -> Self {
+        Sink { raw, raw_temp: None, feed, written: 0, spares: Vec::new(), returned: Vec::new(), mapped_out: 0 }
+    }
+
+    /// Sorts a chunk the consumer handed back: buffers for reuse, mappings for the copy to unfetch.
+    fn recycle(&mut self, chunk: Chunk) {
+        match chunk {
+            Chunk::Owned(buffer) => self.spares.push(buffer),
+            Chunk::Mapped(mapped) => {
+                self.mapped_out -= 1;
+                self.returned.push(mapped);
+            }
+        }
     }
 
     /// The sink owns the raw copy's temporary file (removed with it unless taken).
@@ -75,28 +110,61 @@ impl<T: Send + 'static> Sink<T> {
 
     /// An empty buffer of `len` bytes to read the next chunk into.
     pub fn buffer(&mut self, len: usize) -> Vec<u8> {
-        let mut buffer = match &self.feed {
-            Feed::Pipe(pipe) => pipe.empty.recv().unwrap_or_default(),
-            Feed::Follow(_) => std::mem::take(&mut self.spare),
-        };
+        while self.spares.is_empty() {
+            let Feed::Pipe(pipe) = &self.feed else { break };
+            match pipe.empty.recv() {
+                Ok(chunk) => self.recycle(chunk),
+                Err(_) => break, // the consumer stopped: its error says why, at finish
+            }
+        }
+        let mut buffer = self.spares.pop().unwrap_or_default();
         buffer.resize(len, 0);
         buffer
     }
 
     /// The next chunk of the copy.
-    pub fn put(&mut self, chunk: Vec<u8>) -> Result<()> {
+    pub fn put(&mut self, chunk: Chunk) -> Result<()> {
         if let Some(raw) = &mut self.raw {
-            raw.write_chunk(&chunk)?;
+            raw.write_chunk(chunk.bytes())?;
         }
-        self.written += chunk.len() as u64;
+        self.written += chunk.bytes().len() as u64;
         match &self.feed {
-            Feed::Pipe(pipe) => pipe.send(chunk),
+            Feed::Pipe(pipe) => {
+                self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
+                pipe.send(chunk);
+            }
             Feed::Follow(follower) => {
                 follower.advance(self.written);
-                self.spare = chunk;
+                self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
+                self.recycle(chunk);
             }
         }
         Ok(())
+    }
+
+    /// The mappings the consumer is done with, to unfetch.
+    pub fn take_returned(&mut self) -> Vec<Mapped> {
+        while let Feed::Pipe(pipe) = &self.feed {
+            let Ok(chunk) = pipe.empty.try_recv() else { break };
+            self.recycle(chunk);
+        }
+        std::mem::take(&mut self.returned)
+    }
+
+    /// The copy is complete (or failed): a piped consumer sees the end of the stream. Waits until every
+    /// mapping is back (they must be unfetched before the copy's read transaction ends) and returns them.
+    pub fn end_stream(&mut self) -> Vec<Mapped> {
+        if let Feed::Pipe(pipe) = &mut self.feed {
+            pipe.full = None;
+        }
+        while self.mapped_out > 0 {
+            let Feed::Pipe(pipe) = &self.feed else { break };
+            match pipe.empty.recv() {
+                Ok(chunk) => self.recycle(chunk),
+                Err(_) => break, // the consumer ended and dropped what it held
+            }
+        }
+        std::mem::take(&mut self.returned)
     }
 
     /// SQLite wrote the raw file itself (backup API): feeds the consumer from it.
@@ -109,11 +177,10 @@ impl<T: Send + 'static> Sink<T> {
             Feed::Pipe(pipe) => {
                 let mut done = 0;
                 while done < length {
-                    let mut chunk = pipe.empty.recv().unwrap_or_default();
-                    chunk.resize((length - done).min(BLOCK as u64) as usize, 0);
+                    let mut chunk = vec![0; (length - done).min(BLOCK as u64) as usize];
                     file.read_exact(&mut chunk).map_err(|e| io_error("cannot read", &path, e))?;
                     done += chunk.len() as u64;
-                    pipe.send(chunk);
+                    pipe.send(Chunk::Owned(chunk));
                 }
             }
         }
@@ -224,25 +291,25 @@ impl<T: Send + 'static> Consumer<T> {
 
 /// Hands filled buffers to the consumer and takes them back empty.
 struct Pipe<T> {
-    full: Option<SyncSender<Vec<u8>>>,
-    empty: Receiver<Vec<u8>>,
+    full: Option<SyncSender<Chunk>>,
+    empty: Receiver<Chunk>,
     consumer: Consumer<T>,
 }
 
 impl<T: Send + 'static> Pipe<T> {
     fn start(consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
         let (full, full_in) = sync_channel(POOL);
-        let (empty_out, empty) = sync_channel(POOL);
+        let (empty_out, empty) = channel();
         for _ in 0..POOL {
-            let _ = empty_out.send(Vec::with_capacity(BLOCK));
+            let _ = empty_out.send(Chunk::Owned(Vec::with_capacity(BLOCK)));
         }
         let shared = Arc::new(Shared::default());
-        let reader = PipeReader { full: full_in, empty: empty_out, current: Vec::new(), at: 0, shared: shared.clone() };
+        let reader = PipeReader { full: full_in, empty: empty_out, current: None, at: 0, shared: shared.clone() };
         Ok(Pipe { full: Some(full), empty, consumer: Consumer::spawn(shared, reader, consume)? })
     }
 
     /// A consumer that stopped early no longer takes chunks: its own error says why, at finish.
-    fn send(&self, chunk: Vec<u8>) {
+    fn send(&self, chunk: Chunk) {
         if let Some(full) = &self.full {
             let _ = full.send(chunk);
         }
@@ -261,26 +328,29 @@ impl<T: Send + 'static> Pipe<T> {
 }
 
 struct PipeReader {
-    full: Receiver<Vec<u8>>,
-    empty: SyncSender<Vec<u8>>,
-    current: Vec<u8>,
+    full: Receiver<Chunk>,
+    empty: Sender<Chunk>,
+    current: Option<Chunk>,
     at: usize,
     shared: Arc<Shared>,
 }
 
 impl BufRead for PipeReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.at == self.current.len() {
+        while self.at == self.current.as_ref().map_or(0, |c| c.bytes().len()) {
+            // Hand the used chunk back first: at the end of the stream the copy waits for every mapping.
+            if let Some(used) = self.current.take() {
+                let _ = self.empty.send(used);
+            }
             self.shared.check_abandoned()?;
             let Ok(next) = self.full.recv() else {
                 self.shared.check_abandoned()?;
                 return Ok(&[]);
             };
-            let used = std::mem::replace(&mut self.current, next);
-            let _ = self.empty.send(used);
+            self.current = Some(next);
             self.at = 0;
         }
-        Ok(&self.current[self.at..])
+        Ok(self.current.as_ref().map_or(&[], |c| &c.bytes()[self.at..]))
     }
 
     fn consume(&mut self, n: usize) {
@@ -386,7 +456,7 @@ mod tests {
         for piece in data.chunks(700_000) {
             let mut chunk = sink.buffer(piece.len());
             chunk.copy_from_slice(piece);
-            sink.put(chunk).unwrap();
+            sink.put(Chunk::Owned(chunk)).unwrap();
         }
     }
 
@@ -402,6 +472,7 @@ mod tests {
             let hash = |stream: Stream| Ok(sha256_of_buffered(stream).unwrap());
             let mut sink = if follow { Sink::following(raw, hash) } else { Sink::piped(Some(raw), hash) }.unwrap();
             feed_in_chunks(&mut sink, &data);
+            assert!(sink.end_stream().is_empty());
             sink.close_raw().unwrap();
             assert_eq!(sink.finish(|_| {}).unwrap(), expected, "follow {follow}");
             assert_eq!(std::fs::read(&path).unwrap(), data);

@@ -241,6 +241,30 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     Ok(result)
 }
 
+/// A backup of `schema` (whose file is `database`) taken before an operation that changes it, beside it and
+/// named after the operation: `<name>-before-<operation>-<UTC>.db`. Returns {path, sha256}.
+pub fn safety_backup(
+    db: Db,
+    schema: &str,
+    database: &Path,
+    operation: &str,
+    verify: Verify,
+    busy_timeout_ms: i32,
+) -> Result<Json> {
+    let stem = database.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "database".into());
+    let name = format!("{stem}-before-{operation}-{}.db", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let options = BackupOptions {
+        schema: schema.into(),
+        busy_timeout_ms,
+        verify,
+        compression: Compression::None,
+        log: false,
+        ..BackupOptions::default()
+    };
+    let made = make(db, &parent_of(database).join(name), &options)?;
+    Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
+}
+
 /// What the follower of a copy produced: the database's hash and, for a compressed backup, the artifact.
 struct Followed {
     database_sha256: String,
@@ -254,12 +278,13 @@ struct Compressed {
     bytes: u64,
 }
 
-/// Where the copy goes. Uncompressed: a raw file that is the backup, hashed behind the copy. Compressed: the
-/// hash and the compressor work behind the copy, from a raw file when it is checked or when a rollback-journal
-/// lock is held (the copy must not wait for the compressor), else straight from the copy's buffers.
+/// Where the copy goes. Uncompressed: a raw file that is the backup, its buffers hashed behind the copy (SHA
+/// is faster than the copy: it never waits). Compressed: the hash and the compressor work behind the copy, from
+/// a raw file read back when it is checked or when a rollback-journal lock is held (the copy must not wait
+/// for the slower compressor), else straight from the copy's buffers.
 fn sink_for(db: Db, schema: &str, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
-    let streams = snapshot::can_stream(db, schema)?;
+    let streams = snapshot::can_stream(db, schema, options.busy_timeout_ms)?;
     let consume = consumer(dir, name, options)?;
     if streams && compressing && options.verify == Verify::None {
         return Sink::piped(None, consume);
@@ -272,12 +297,11 @@ fn sink_for(db: Db, schema: &str, dir: &Path, name: &str, options: &BackupOption
     Ok(sink.owning(raw))
 }
 
+/// The work behind the copy.
+type Consume = Box<dyn FnOnce(Stream) -> Result<Followed> + Send>;
+
 /// The work behind the copy: the database's SHA-256, and the compressed artifact when asked.
-fn consumer(
-    dir: &Path,
-    name: &str,
-    options: &BackupOptions,
-) -> Result<Box<dyn FnOnce(Stream) -> Result<Followed> + Send>> {
+fn consumer(dir: &Path, name: &str, options: &BackupOptions) -> Result<Consume> {
     if options.compression == Compression::None {
         return Ok(Box::new(|stream: Stream| {
             let (database_sha256, database_bytes) =

@@ -5,14 +5,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde_json::{json, Value as Json};
 
 use super::artifact::{io_error, parent_of, sync_dir, sync_file, TempFile};
 use super::manifest;
-use super::options::{BackupOptions, Compression, Verify};
+use super::options::{BackupOptions, Verify};
 use super::verify::{self, Step};
-use super::{make, path_arg, retention};
+use super::{path_arg, retention};
 use crate::error::{Error, Result};
 use crate::maintenance::{elapsed_ms, Target};
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, Value};
@@ -93,19 +92,8 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
 
 /// Backs up what a restore is about to replace, beside it, verified.
 fn keep_current(db: Db, target: &Path, options: &BackupOptions) -> Result<Json> {
-    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "database".into());
-    let name = format!("{stem}-before-restore-{}.db", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-    let safety = BackupOptions {
-        schema: "main".into(),
-        busy_timeout_ms: options.busy_timeout_ms,
-        verify: Verify::Quick,
-        compression: Compression::None,
-        log: false,
-        ..BackupOptions::default()
-    };
-    let made = make(db, &parent_of(target).join(name), &safety)
-        .map_err(|e| e.context("the restore did not start: the safety backup of the current database failed"))?;
-    Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
+    super::safety_backup(db, "main", target, "restore", Verify::Quick, options.busy_timeout_ms)
+        .map_err(|e| e.context("the restore did not start: the safety backup of the current database failed"))
 }
 
 /// Copies the verified database into an open database in one backup step: a single write transaction.

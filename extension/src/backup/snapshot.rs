@@ -9,14 +9,15 @@
 
 use std::time::Instant;
 
-use super::feed::Sink;
+use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
 use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
-use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb};
+use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, VfsFile};
 use crate::wal::{newest_frames, WalIndexHeader};
 
 const CHUNK: usize = 1 << 20;
+const MMAP_SIZE: &str = "PRAGMA mmap_size = 1099511627776";
 /// A writer commits between our two looks at the wal-index at most this often in a row before we give up.
 const PIN_ATTEMPTS: usize = 1000;
 
@@ -59,13 +60,20 @@ fn file_on_unix_vfs(caller: Db, schema: &str) -> Result<Option<(String, String)>
     }
 }
 
+/// A read-only connection of vigil's own to the database file, waiting for locks at most `busy_timeout_ms`.
+fn open_source(path: &str, vfs: &str, busy_timeout_ms: i32) -> Result<OwnedDb> {
+    let source = OwnedDb::open(path, open_flags::READ_ONLY, Some(vfs))?;
+    source.db().set_busy_timeout(busy_timeout_ms)?;
+    Ok(source)
+}
+
 /// Whether the copy can be streamed without a raw file: a file copy in WAL mode, where holding the
-/// snapshot while a slow consumer catches up stalls no writer.
-pub fn can_stream(caller: Db, schema: &str) -> Result<bool> {
-    if file_on_unix_vfs(caller, schema)?.is_none() {
-        return Ok(false);
-    }
-    let mode = caller.query_value(&format!("PRAGMA {}.journal_mode", quote(schema)), &[])?;
+/// snapshot while a slow consumer catches up stalls no writer. Asked on a connection of vigil's own: the
+/// caller's may have no busy timeout, and reading the mode can need a lock a writer holds.
+pub fn can_stream(caller: Db, schema: &str, busy_timeout_ms: i32) -> Result<bool> {
+    let Some((path, vfs)) = file_on_unix_vfs(caller, schema)? else { return Ok(false) };
+    let source = open_source(&path, &vfs, busy_timeout_ms)?;
+    let mode = source.db().query_value("PRAGMA journal_mode", &[])?;
     Ok(mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
 }
 
@@ -79,8 +87,9 @@ pub fn copy<T: Send + 'static>(
 ) -> Result<Copied> {
     let mut copied = match file_on_unix_vfs(caller, schema)? {
         Some((path, vfs)) => {
-            let source = OwnedDb::open(&path, open_flags::READ_ONLY, Some(&vfs))?;
-            source.db().set_busy_timeout(busy_timeout_ms)?;
+            let source = open_source(&path, &vfs, busy_timeout_ms)?;
+            // Map the file (up to the host's SQLITE_MAX_MMAP_SIZE) so that pages are copied straight from it.
+            source.db().exec(MMAP_SIZE)?;
             copy_file(source.db(), sink, advance)?
         }
         None => copy_with_backup_api(caller, schema, sink, advance)?,
@@ -150,7 +159,12 @@ fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) ->
     // Writers wait for this read lock unless in WAL mode: never make them wait for the disk too.
     let holds_writers = pinned.wal.is_none();
     sink.set_waiting(!holds_writers);
-    let result = copy_pages(db, &pinned, sink, advance);
+    let database = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
+    let result = copy_pages(db, &database, &pinned, sink, advance);
+    // Mapped pages are valid only while the read transaction (and the connection) lasts.
+    for mapped in sink.end_stream() {
+        database.unfetch(mapped);
+    }
     let _ = db.exec("COMMIT");
     sink.set_waiting(true);
     let writers_blocked_ms = if holds_writers { elapsed_ms(locked_since) } else { 0.0 };
@@ -166,8 +180,15 @@ fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) ->
     })
 }
 
-fn copy_pages<T: Send + 'static>(db: Db, pinned: &Pinned, sink: &mut Sink<T>, advance: Advance) -> Result<u64> {
-    let database = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
+/// Copies the pinned snapshot in 1 MiB chunks: the file's pages as the VFS maps them where no WAL frame
+/// replaces one of them (no copy in memory at all), else read into a buffer with the WAL frames laid over.
+fn copy_pages<T: Send + 'static>(
+    db: Db,
+    database: &VfsFile,
+    pinned: &Pinned,
+    sink: &mut Sink<T>,
+    advance: Advance,
+) -> Result<u64> {
     let page_size = pinned.page_size as usize;
     let overlay = wal_overlay(db, pinned)?;
     let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
@@ -178,20 +199,32 @@ fn copy_pages<T: Send + 'static>(db: Db, pinned: &Pinned, sink: &mut Sink<T>, ad
     let mut first_page = 1u32;
     while first_page <= pinned.page_count {
         let pages = (pinned.page_count - first_page + 1).min(pages_per_chunk as u32);
-        let mut chunk = sink.buffer(pages as usize * page_size);
-        database.read_at(&mut chunk, written)?;
-        while let Some(&&(page, offset)) = next_overlay.peek() {
-            if page >= first_page + pages {
-                break;
+        let len = pages as usize * page_size;
+        let overlaid = next_overlay.peek().is_some_and(|&&(page, _)| page < first_page + pages);
+        let mapped = if overlaid { None } else { database.fetch(written, len) };
+        let chunk = match mapped {
+            Some(mapped) => Chunk::Mapped(mapped),
+            None => {
+                let mut buffer = sink.buffer(len);
+                database.read_at(&mut buffer, written)?;
+                while let Some(&&(page, offset)) = next_overlay.peek() {
+                    if page >= first_page + pages {
+                        break;
+                    }
+                    if let Some(wal) = &wal {
+                        let at = (page - first_page) as usize * page_size;
+                        wal.read_at(&mut buffer[at..at + page_size], offset)?;
+                    }
+                    next_overlay.next();
+                }
+                Chunk::Owned(buffer)
             }
-            if let Some(wal) = &wal {
-                let at = (page - first_page) as usize * page_size;
-                wal.read_at(&mut chunk[at..at + page_size], offset)?;
-            }
-            next_overlay.next();
-        }
-        written += chunk.len() as u64;
+        };
+        written += len as u64;
         sink.put(chunk)?;
+        for mapped in sink.take_returned() {
+            database.unfetch(mapped);
+        }
         advance(written, total);
         first_page += pages;
     }

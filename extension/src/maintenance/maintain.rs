@@ -15,6 +15,7 @@ use super::log::{self, Entry};
 use super::options::MaintenanceOptions;
 use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
+use crate::backup::{self, options::Verify};
 use crate::error::{Error, Result};
 use crate::health::checks::{has_table, quote};
 use crate::health::history;
@@ -92,10 +93,10 @@ type Done = (&'static str, String);
 
 pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    let level = match requested {
-        Some(level) => level,
+    let (level, urgent) = match requested {
+        Some(level) => (level, false),
         None => match plan(caller, options, &mut steps)? {
-            Some(level) => level,
+            Some(planned) => planned,
             None => return Ok(steps),
         },
     };
@@ -103,6 +104,10 @@ pub fn run(caller: Db, requested: Option<Level>, options: &MaintenanceOptions) -
     let started = Instant::now();
     let size_before = file_bytes(&target.path);
     let mut run = Run { target: &target, options, steps: Vec::new() };
+    if urgent && !safety_backup(caller, &mut run) {
+        steps.extend(run.steps);
+        return Ok(steps);
+    }
     for (operation, work) in operations(level) {
         let clock = Instant::now();
         let (result, detail) = work(&mut run).unwrap_or_else(|e| ("failed", target.explain(e).to_string()));
@@ -164,29 +169,46 @@ fn overall(steps: &[Step]) -> &'static str {
     }
 }
 
-/// The `auto` plan: health_report's recommendation, as the first row. None when there is nothing to run.
-fn plan(caller: Db, options: &MaintenanceOptions, steps: &mut Vec<Step>) -> Result<Option<Level>> {
+/// Before maintaining a database with integrity errors: an unchecked copy of the file as it is (a checked copy
+/// would fail), so that nothing still readable can be lost to a rewrite. False when it could not be made.
+fn safety_backup(caller: Db, run: &mut Run) -> bool {
+    let clock = Instant::now();
+    let path = std::path::Path::new(&run.target.path);
+    let schema = &run.options.schema;
+    let made = backup::safety_backup(caller, schema, path, "maintenance", Verify::None, run.options.busy_timeout_ms);
+    let (result, detail) = match made {
+        Ok(made) => (
+            "done",
+            format!("{} (sha256 {})", made["path"].as_str().unwrap_or(""), made["sha256"].as_str().unwrap_or("")),
+        ),
+        Err(e) => ("failed", format!("{e}: nothing was changed; copy the file by hand, then run maintain('full')")),
+    };
+    let step = Step { level: "urgent", operation: "safety_backup", result, detail, duration_ms: elapsed_ms(clock) };
+    run.steps.push(step);
+    result == "done"
+}
+
+/// The `auto` plan: health_report's recommendation, as the first row, and whether it is urgent. None when
+/// there is nothing to run.
+fn plan(caller: Db, options: &MaintenanceOptions, steps: &mut Vec<Step>) -> Result<Option<(Level, bool)>> {
     let report = health::build_report(caller, &Options { schema: options.schema.clone(), ..Options::default() })?;
     let advice = report.checks.iter().find(|c| c.name == "maintenance").cloned();
     let (word, reasons) = advice.map_or(("none".to_string(), String::new()), |c| {
         (c.value.as_str().unwrap_or("none").to_string(), c.detail.clone())
     });
-    let (level, result, detail) = match word.as_str() {
-        "light" => (Some(Level::Light), "light", reasons),
-        "standard" => (Some(Level::Standard), "standard", reasons),
-        "full" => (Some(Level::Full), "full", reasons),
+    let (planned, result, detail) = match word.as_str() {
+        "light" => (Some((Level::Light, false)), "light", reasons),
+        "standard" => (Some((Level::Standard, false)), "standard", reasons),
+        "full" => (Some((Level::Full, false)), "full", reasons),
         "urgent" => (
-            None,
-            "refused",
-            format!(
-                "{reasons}: the database has integrity errors; rewriting it could lose what is still readable. \
-                 Copy the file first, then run maintain('full') or recover the data"
-            ),
+            Some((Level::Full, true)),
+            "urgent",
+            format!("{reasons}: integrity errors; a copy of the file as it is first, then full maintenance"),
         ),
         _ => (None, "none", format!("health_report recommends no maintenance: {reasons}")),
     };
     steps.push(Step { level: "auto", operation: "plan", result, detail, duration_ms: 0.0 });
-    Ok(level)
+    Ok(planned)
 }
 
 struct Run<'a> {
