@@ -131,7 +131,9 @@ impl<T: Send + 'static> Sink<T> {
         match &self.feed {
             Feed::Pipe(pipe) => {
                 self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
-                pipe.send(chunk);
+                if let Some(refused) = pipe.send(chunk) {
+                    self.recycle(refused);
+                }
             }
             Feed::Follow(follower) => {
                 follower.advance(self.written);
@@ -180,7 +182,7 @@ impl<T: Send + 'static> Sink<T> {
                     let mut chunk = vec![0; (length - done).min(BLOCK as u64) as usize];
                     file.read_exact(&mut chunk).map_err(|e| io_error("cannot read", &path, e))?;
                     done += chunk.len() as u64;
-                    pipe.send(Chunk::Owned(chunk));
+                    let _ = pipe.send(Chunk::Owned(chunk));
                 }
             }
         }
@@ -308,10 +310,11 @@ impl<T: Send + 'static> Pipe<T> {
         Ok(Pipe { full: Some(full), empty, consumer: Consumer::spawn(shared, reader, consume)? })
     }
 
-    /// A consumer that stopped early no longer takes chunks: its own error says why, at finish.
-    fn send(&self, chunk: Chunk) {
-        if let Some(full) = &self.full {
-            let _ = full.send(chunk);
+    /// Hands a chunk over; gives it back when the consumer stopped early (its own error says why, at finish).
+    fn send(&self, chunk: Chunk) -> Option<Chunk> {
+        match &self.full {
+            Some(full) => full.send(chunk).err().map(|refused| refused.0),
+            None => Some(chunk),
         }
     }
 
