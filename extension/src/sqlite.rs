@@ -410,6 +410,20 @@ pub struct Mapped {
 unsafe impl Send for Mapped {}
 
 impl Mapped {
+    /// MADV_DONTNEED on the whole memory pages inside the mapping: for a shared file mapping that only
+    /// unmaps them from this process (a later read maps them again from the page cache).
+    fn release_pages(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            const PAGE: usize = 4096;
+            let start = (self.data as usize).div_ceil(PAGE) * PAGE;
+            let end = (self.data as usize + self.len) / PAGE * PAGE;
+            if end > start {
+                unsafe { libc::madvise(start as *mut c_void, end - start, libc::MADV_DONTNEED) };
+            }
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: xFetch mapped `len` bytes at `data`; they stay mapped until unfetched, which consumes self.
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
@@ -443,8 +457,10 @@ impl VfsFile<'_> {
         (rc == SQLITE_OK && !data.is_null()).then_some(Mapped { data: data as *const u8, len, offset })
     }
 
-    /// Hands a mapping back (xUnfetch).
+    /// Hands a mapping back (xUnfetch), first dropping its pages from this process's page tables: they stay
+    /// in the page cache, and the process's resident memory stays flat instead of growing with the file.
     pub fn unfetch(&self, mapped: Mapped) {
+        mapped.release_pages();
         if let Some(unfetch) = self.methods().xUnfetch {
             unsafe { unfetch(self.raw, mapped.offset as i64, mapped.data as *mut c_void) };
         }

@@ -278,10 +278,10 @@ struct Compressed {
     bytes: u64,
 }
 
-/// Where the copy goes. Uncompressed: a raw file that is the backup, its buffers hashed behind the copy (SHA
-/// is faster than the copy: it never waits). Compressed: the hash and the compressor work behind the copy, from
-/// a raw file read back when it is checked or when a rollback-journal lock is held (the copy must not wait
-/// for the slower compressor), else straight from the copy's buffers.
+/// Where the copy goes: a raw file (the backup itself, or an intermediate when compressed), with the hash and
+/// the compressor working behind the copy. In WAL mode they take the copy's own buffers (streamed without
+/// a raw file when compressed and unchecked). Under a rollback journal's lock, or when the raw copy is
+/// checked while compression goes on, they read the raw file back: the copy never waits for them.
 fn sink_for(db: Db, schema: &str, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
     let streams = snapshot::can_stream(db, schema, options.busy_timeout_ms)?;
