@@ -77,28 +77,6 @@ impl<R: BufRead> BufRead for HashingReader<R> {
     }
 }
 
-/// A reader that reports how many bytes have passed through it.
-pub struct Counting<R: Read, F: Fn(u64)> {
-    inner: R,
-    done: u64,
-    report: F,
-}
-
-impl<R: Read, F: Fn(u64)> Counting<R, F> {
-    pub fn new(inner: R, report: F) -> Self {
-        Counting { inner, done: 0, report }
-    }
-}
-
-impl<R: Read, F: Fn(u64)> Read for Counting<R, F> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buffer)?;
-        self.done += n as u64;
-        (self.report)(self.done);
-        Ok(n)
-    }
-}
-
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W: Write> {
     inner: W,

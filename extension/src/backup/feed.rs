@@ -128,16 +128,15 @@ impl<T: Send + 'static> Sink<T> {
             raw.write_chunk(chunk.bytes())?;
         }
         self.written += chunk.bytes().len() as u64;
+        self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
         match &self.feed {
             Feed::Pipe(pipe) => {
-                self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
                 if let Some(refused) = pipe.send(chunk) {
                     self.recycle(refused);
                 }
             }
             Feed::Follow(follower) => {
                 follower.advance(self.written);
-                self.mapped_out += matches!(chunk, Chunk::Mapped(_)) as usize;
                 self.recycle(chunk);
             }
         }

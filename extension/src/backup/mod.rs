@@ -140,9 +140,10 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
-    let mut sink = sink_for(db, schema, &dir, &name, options)?;
-    let copy =
-        snapshot::copy(db, schema, options.busy_timeout_ms, &mut sink, &|done, total| progress.advance(done, total));
+    let origin = snapshot::Origin::open(db, schema, options.busy_timeout_ms)?;
+    let mut sink = sink_for(&origin, &dir, &name, options)?;
+    let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total));
+    drop(origin);
     // The fsync and the check run while the consumer hashes (and compresses) behind: they overlap.
     let checked = copy.and_then(|copied| {
         sink.close_raw()?;
@@ -265,7 +266,7 @@ pub fn safety_backup(
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }
 
-/// What the follower of a copy produced: the database's hash and, for a compressed backup, the artifact.
+/// What the work behind a copy produced: the database's hash and, for a compressed backup, the artifact.
 struct Followed {
     database_sha256: String,
     database_bytes: u64,
@@ -282,9 +283,9 @@ struct Compressed {
 /// the compressor working behind the copy. In WAL mode they take the copy's own buffers (streamed without
 /// a raw file when compressed and unchecked). Under a rollback journal's lock, or when the raw copy is
 /// checked while compression goes on, they read the raw file back: the copy never waits for them.
-fn sink_for(db: Db, schema: &str, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
+fn sink_for(origin: &snapshot::Origin, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
-    let streams = snapshot::can_stream(db, schema, options.busy_timeout_ms)?;
+    let streams = origin.can_stream()?;
     let consume = consumer(dir, name, options)?;
     if streams && compressing && options.verify == Verify::None {
         return Sink::piped(None, consume);

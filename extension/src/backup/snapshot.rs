@@ -52,49 +52,56 @@ pub struct Copied {
 /// Bytes copied so far and in all, for progress reports.
 pub type Advance<'a> = &'a dyn Fn(u64, u64);
 
-/// The file and VFS of `schema` when vigil copies the file itself; None when SQLite's backup API does.
-fn file_on_unix_vfs(caller: Db, schema: &str) -> Result<Option<(String, String)>> {
-    match (caller.filename(schema)?, caller.vfs_name(schema)?) {
-        (Some(path), Some(vfs)) if vfs.starts_with("unix") => Ok(Some((path, vfs))),
-        _ => Ok(None),
+/// What a backup copies from: for a database file on the host's unix VFS, a read-only connection of vigil's
+/// own (the file is copied through it); for anything else none (SQLite's backup API copies from the caller's
+/// connection).
+pub struct Origin {
+    path: Option<String>,
+    connection: Option<OwnedDb>,
+}
+
+impl Origin {
+    /// Opens the read-only connection (waiting for locks at most `busy_timeout_ms`) where the file is copied.
+    pub fn open(caller: Db, schema: &str, busy_timeout_ms: i32) -> Result<Origin> {
+        let path = caller.filename(schema)?;
+        let connection = match (&path, caller.vfs_name(schema)?) {
+            (Some(path), Some(vfs)) if vfs.starts_with("unix") => {
+                let connection = OwnedDb::open(path, open_flags::READ_ONLY, Some(&vfs))?;
+                connection.db().set_busy_timeout(busy_timeout_ms)?;
+                Some(connection)
+            }
+            _ => None,
+        };
+        Ok(Origin { path, connection })
+    }
+
+    /// Whether the copy can be streamed without a raw file: a file copy in WAL mode, where holding the
+    /// snapshot while a slow consumer catches up stalls no writer. Asked on vigil's own connection: the
+    /// caller's may have no busy timeout, and reading the mode can need a lock a writer holds.
+    pub fn can_stream(&self) -> Result<bool> {
+        let Some(connection) = &self.connection else { return Ok(false) };
+        let mode = connection.db().query_value("PRAGMA journal_mode", &[])?;
+        Ok(mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
     }
 }
 
-/// A read-only connection of vigil's own to the database file, waiting for locks at most `busy_timeout_ms`.
-fn open_source(path: &str, vfs: &str, busy_timeout_ms: i32) -> Result<OwnedDb> {
-    let source = OwnedDb::open(path, open_flags::READ_ONLY, Some(vfs))?;
-    source.db().set_busy_timeout(busy_timeout_ms)?;
-    Ok(source)
-}
-
-/// Whether the copy can be streamed without a raw file: a file copy in WAL mode, where holding the
-/// snapshot while a slow consumer catches up stalls no writer. Asked on a connection of vigil's own: the
-/// caller's may have no busy timeout, and reading the mode can need a lock a writer holds.
-pub fn can_stream(caller: Db, schema: &str, busy_timeout_ms: i32) -> Result<bool> {
-    let Some((path, vfs)) = file_on_unix_vfs(caller, schema)? else { return Ok(false) };
-    let source = open_source(&path, &vfs, busy_timeout_ms)?;
-    let mode = source.db().query_value("PRAGMA journal_mode", &[])?;
-    Ok(mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
-}
-
-/// Copies `schema` (attached: the caller checked) of the caller's connection into `sink`.
+/// Copies `schema` (attached: the caller checked) of the caller's connection, from `origin`, into `sink`.
 pub fn copy<T: Send + 'static>(
     caller: Db,
     schema: &str,
-    busy_timeout_ms: i32,
+    origin: &Origin,
     sink: &mut Sink<T>,
     advance: Advance,
 ) -> Result<Copied> {
-    let mut copied = match file_on_unix_vfs(caller, schema)? {
-        Some((path, vfs)) => {
-            let source = open_source(&path, &vfs, busy_timeout_ms)?;
+    let mut copied = match &origin.connection {
+        Some(connection) => {
             // Map the file (up to the host's SQLITE_MAX_MMAP_SIZE) so that pages are copied straight from it.
-            source.db().exec(MMAP_SIZE)?;
-            copy_file(source.db(), sink, advance)?
+            connection.db().exec(MMAP_SIZE)?;
+            copy_file(connection.db(), sink, advance)?
         }
         None => copy_with_backup_api(caller, schema, sink, advance)?,
     };
-    copied.path = caller.filename(schema)?;
+    copied.path = origin.path.clone();
     Ok(copied)
 }
 
