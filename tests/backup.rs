@@ -196,6 +196,120 @@ fn backups_under_a_steady_writer_hold_one_committed_state() {
     }
 }
 
+/// Sets a file's modification time to one fixed instant in the past, from another process (no descriptor of
+/// ours on the file).
+fn age_mtime(path: &Path) {
+    let status = Command::new("touch").args(["-c", "-m", "-d", "@1700000000"]).arg(path).status().unwrap();
+    assert!(status.success(), "touch failed on {}", path.display());
+}
+
+/// The ids of table `w` in a copy: they must be exactly 1..count.
+fn assert_ids_without_gap(database: &Path, context: &str) -> i64 {
+    let (count, min, max): (i64, Option<i64>, Option<i64>) = Connection::open(database)
+        .unwrap()
+        .query_row("SELECT count(*), min(id), max(id) FROM w", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    if count > 0 {
+        assert_eq!((min, max), (Some(1), Some(count)), "{context}: ids 1..k without a gap");
+    }
+    count
+}
+
+/// With a rollback journal the file is copied without the lock, then compared under it. A file that has not
+/// been written lately, and is not written during the copy, needs no comparison; one written just before is
+/// compared (and nothing rewritten when nobody wrote during the copy).
+#[test]
+fn a_quiet_rollback_journal_database_is_copied_once() {
+    for host in hosts() {
+        let dir = scratch();
+        let db = dir.path().join("quiet.db");
+        sized_db(&db, 3_000, "delete");
+        for (i, (aged, rechecked)) in [(true, false), (false, true)].into_iter().enumerate() {
+            if aged {
+                age_mtime(&db);
+            } else {
+                Connection::open(&db).unwrap().execute("INSERT INTO w(at) VALUES ('now')", []).unwrap();
+            }
+            let digest = content_digest(&db);
+            let artifact = dir.path().join(format!("b{i}.db"));
+            let out = call(host.as_ref(), &db, &backup_sql(&artifact, r#"{"log":false}"#));
+            let context = format!("{} aged {aged}: {out}", host.name());
+            assert_eq!(out["rechecked"], rechecked, "{context}");
+            assert_eq!(out["rewritten_bytes"], 0, "{context}");
+            assert_eq!(out["database_sha256"].as_str().unwrap(), sha256sum(&db), "{context}");
+            assert_eq!(content_digest(&artifact), digest, "{context}");
+        }
+    }
+}
+
+/// A writer that sets the file's modification time back after every commit cannot make a rollback-journal
+/// backup skip its comparison: every commit also moves the header's change counter. Each backup holds
+/// exactly one committed state, and the hash and compressed stream are of the corrected copy.
+#[test]
+fn a_writer_hiding_its_commits_from_the_file_time_cannot_tear_a_backup() {
+    let dir = scratch();
+    let db = dir.path().join("sly.db");
+    sized_db(&db, 30_000, "delete");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(20)).unwrap();
+            let mut commits = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // One row at the end of the file and one near its start: a copy that mixes states shows it.
+                conn.execute_batch(
+                    "BEGIN; INSERT INTO w(at) VALUES (strftime('%Y-%m-%d %H:%M:%f','now'));
+                     UPDATE filler SET body = (SELECT max(id) FROM w) WHERE id = 1; COMMIT;",
+                )
+                .unwrap();
+                age_mtime(&db);
+                commits += 1;
+                // Pauses let most backups take their second look after the time was set back.
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            commits
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let variants = [
+        ("", r#"{"verify":"quick","busy_timeout_ms":20000}"#),
+        (".gz", r#"{"verify":"quick","compress":"gzip","busy_timeout_ms":20000}"#),
+        (".zst", r#"{"verify":"none","compress":"zstd","busy_timeout_ms":20000}"#),
+    ];
+    let mut corrected = 0;
+    for round in 0..3 {
+        for (i, (host, (suffix, options))) in hosts().iter().cycle().zip(variants).enumerate() {
+            let artifact = dir.path().join(format!("b{round}-{i}.db{suffix}"));
+            let out = call(host.as_ref(), &db, &backup_sql(&artifact, options));
+            let context = format!("backup {round}-{i} ({}, {options}): {out}", host.name());
+            let database = if suffix.is_empty() {
+                artifact.clone()
+            } else {
+                let unpacked = dir.path().join(format!("b{round}-{i}.db"));
+                unpack(&artifact, &unpacked);
+                unpacked
+            };
+            assert_eq!(sha256sum(&database), out["database_sha256"].as_str().unwrap(), "{context}");
+            assert_eq!(quick_check(&database), "ok", "{context}");
+            let count = assert_ids_without_gap(&database, &context);
+            assert!(count > 0, "{context}: the writer committed before");
+            let tally: String = Connection::open(&database)
+                .unwrap()
+                .query_row("SELECT body FROM filler WHERE id = 1", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(tally, count.to_string(), "{context}: the first page and the last of one commit");
+            corrected += (out["rewritten_bytes"].as_u64().unwrap() > 0) as usize;
+            std::fs::remove_file(&database).unwrap();
+            let _ = std::fs::remove_file(&artifact);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    assert!(corrected > 0, "no backup caught a commit made during its copy: the test proved nothing");
+}
+
 #[test]
 fn in_memory_databases_are_copied_through_the_backup_api() {
     let dir = scratch();

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 lib="$PWD/target/release/libvigil"
-[ -f "$lib.so" ] || cargo build --release --workspace
+cargo build --release --workspace   # a no-op when up to date; never bench a stale library
 src="${1:-bench/data/backup-1024.db}"
 if [ ! -f "$src" ]; then
   mkdir -p "$(dirname "$src")"
@@ -116,8 +116,8 @@ rm -f "$work"/rss*
 fi
 echo
 echo "Writer stall: a writer process commits one row every 5 ms during the backup (commit latency, ms)."
-echo "| journal | tool | backup time | commits | p99 | max |"
-echo "|---|---|---|---|---|---|"
+echo "| journal | tool | backup time | commits | p99 | max | lock held (vigil's writers_blocked_ms) |"
+echo "|---|---|---|---|---|---|---|"
 for mode in wal delete; do
   db="$work/stall-$mode.db"
   cp "$src" "$db"
@@ -130,9 +130,11 @@ for mode in wal delete; do
     sleep 1
     t0=$(date +%s.%N)
     if [ $tool = vigil ]; then
-      sqlite3 "$db" ".load $lib" "SELECT backup_to('$work/stall-out.db', '{\"verify\":\"none\",\"log\":false,\"busy_timeout_ms\":60000}')" >/dev/null
+      result=$(sqlite3 "$db" ".load $lib" "SELECT backup_to('$work/stall-out.db', '{\"verify\":\"none\",\"log\":false,\"busy_timeout_ms\":60000}')")
+      blocked=$(echo "$result" | python3 -c 'import json, sys; print(json.load(sys.stdin)["writers_blocked_ms"])')
       status=0
     else
+      blocked=""
       status=0; timeout 60 sqlite3 "$db" ".timeout 60000" ".backup '$work/stall-out.db'" >/dev/null 2>&1 || status=$?
     fi
     t1=$(date +%s.%N)
@@ -141,7 +143,7 @@ for mode in wal delete; do
     read -r commits p99 max < "$work/writer.out"
     took=$(printf "%.2f s" "$(echo "$t1 - $t0" | bc -l)")
     [ $status -eq 124 ] && took="did not finish in 60 s"
-    echo "| $mode | $tool | $took | $commits | $p99 | $max |"
+    echo "| $mode | $tool | $took | $commits | $p99 | $max | $blocked |"
   done
   rm -f "$db" "$db-wal" "$db-shm"
 done

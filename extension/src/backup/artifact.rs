@@ -97,6 +97,39 @@ impl Output {
         self.write_all(chunk).map_err(|e| io_error("cannot write", &self.path, e))
     }
 
+    /// Reads back what was written at `offset` (bytes past the end read as zeros).
+    pub fn read_at(&self, buffer: &mut [u8], offset: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < buffer.len() {
+            match self.file.read_at(&mut buffer[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error("cannot read back", &self.path, e)),
+            }
+        }
+        buffer[done..].fill(0);
+        Ok(())
+    }
+
+    /// Rewrites bytes already written (the final fsync makes them durable).
+    pub fn overwrite_at(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, offset).map_err(|e| io_error("cannot write", &self.path, e))
+    }
+
+    /// Cuts or extends (with zeros) the file to `length` bytes; later writes go on from there.
+    pub fn set_len(&mut self, length: u64) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.file.set_len(length).map_err(|e| io_error("cannot resize", &self.path, e))?;
+        self.file.seek(SeekFrom::Start(length)).map_err(|e| io_error("cannot resize", &self.path, e))?;
+        self.written = length;
+        self.started = self.started.min(length);
+        self.settled = self.settled.min(length);
+        Ok(())
+    }
+
     /// fsyncs a durable file and hands it back.
     pub fn finish(self) -> Result<File> {
         if self.durable {

@@ -8,6 +8,7 @@ use std::thread;
 
 use flate2::{Compress, Compression as Level, FlushCompress, Status};
 
+use super::buffer::BlockReader;
 use super::options::Compression;
 
 const BLOCK: usize = 1 << 20;
@@ -138,8 +139,8 @@ fn deflate_block(data: &[u8], level: u32, last: bool) -> io::Result<(Vec<u8>, cr
 pub fn decompressing(input: impl Read + 'static, compression: Compression) -> io::Result<Box<dyn Read>> {
     Ok(match compression {
         Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(BLOCK, input))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BlockReader::new(input))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(BlockReader::new(input))?),
     })
 }
 

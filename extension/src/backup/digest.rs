@@ -1,14 +1,13 @@
 //! SHA-256 of what a backup writes, computed while it is written.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::buffer::BlockReader;
 use crate::error::{Error, Result};
-
-const BLOCK: usize = 1 << 20;
 
 pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -16,7 +15,7 @@ pub fn hex(digest: &[u8]) -> String {
 
 /// SHA-256 (hex) and length of a whole stream.
 pub fn sha256_of(reader: impl Read) -> std::io::Result<(String, u64)> {
-    sha256_of_buffered(BufReader::with_capacity(BLOCK, reader))
+    sha256_of_buffered(BlockReader::new(reader))
 }
 
 /// The same, hashing the reader's own buffers (no copy).

@@ -16,10 +16,10 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::artifact::{io_error, Output, TempFile};
+use super::buffer::{Buffer, READ_BLOCK as BLOCK};
 use crate::error::{Error, Result};
 use crate::sqlite::Mapped;
 
-const BLOCK: usize = 1 << 20;
 /// Buffers in flight between the copy and a piped consumer.
 const POOL: usize = 8;
 
@@ -28,12 +28,12 @@ pub type Stream<'a> = &'a mut dyn BufRead;
 
 /// A piece of the copy: a buffer it read into, or the file's pages as the VFS maps them (no copy at all).
 pub enum Chunk {
-    Owned(Vec<u8>),
+    Owned(Buffer),
     Mapped(Mapped),
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(buffer) => buffer,
             Chunk::Mapped(mapped) => mapped.bytes(),
@@ -47,11 +47,15 @@ pub struct Sink<T> {
     raw_temp: Option<TempFile>,
     feed: Feed<T>,
     written: u64,
-    spares: Vec<Vec<u8>>,
+    spares: Vec<Buffer>,
     /// Mappings back from the consumer (or never sent), for the copy to unfetch.
     returned: Vec<Mapped>,
     /// Mappings the consumer has not handed back yet.
     mapped_out: usize,
+    /// A follower that reads nothing until released (the raw copy is still to be corrected).
+    held: bool,
+    /// The consumer may have taken bytes that were rewritten since: its work must be redone.
+    stale: bool,
 }
 
 enum Feed<T> {
@@ -72,7 +76,63 @@ impl<T: Send + 'static> Sink<T> {
     }
 
     fn new(raw: Option<Output>, feed: Feed<T>) -> Self {
-        Sink { raw, raw_temp: None, feed, written: 0, spares: Vec::new(), returned: Vec::new(), mapped_out: 0 }
+        let (spares, returned) = (Vec::new(), Vec::new());
+        Sink { raw, raw_temp: None, feed, written: 0, spares, returned, mapped_out: 0, held: false, stale: false }
+    }
+
+    /// A follower that starts reading only when [`Sink::release`]d: for a raw copy that will be corrected.
+    pub fn held(mut self) -> Self {
+        self.held = matches!(self.feed, Feed::Follow(_));
+        self
+    }
+
+    /// A held follower may read the raw copy now.
+    pub fn release(&mut self) {
+        self.held = false;
+        if let Feed::Follow(follower) = &self.feed {
+            follower.advance(self.written);
+        }
+    }
+
+    /// Reads the raw copy back at `offset`.
+    pub fn read_raw_at(&self, buffer: &mut [u8], offset: u64) -> Result<()> {
+        self.raw.as_ref().ok_or_else(|| Error::new("no raw copy is being written"))?.read_at(buffer, offset)
+    }
+
+    /// Corrects bytes of the raw copy. A consumer that may have taken the old ones becomes stale.
+    pub fn overwrite_raw(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        self.raw.as_mut().ok_or_else(|| Error::new("no raw copy is being written"))?.overwrite_at(data, offset)?;
+        self.stale |= !self.held;
+        Ok(())
+    }
+
+    /// Cuts or extends the raw copy to `length` bytes.
+    pub fn set_raw_len(&mut self, length: u64) -> Result<()> {
+        if length == self.written {
+            return Ok(());
+        }
+        self.raw.as_mut().ok_or_else(|| Error::new("no raw copy is being written"))?.set_len(length)?;
+        self.written = length;
+        self.stale |= !self.held;
+        Ok(())
+    }
+
+    /// Whether the consumer's work must be redone ([`Sink::restart`]) because the raw copy changed under it.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Drops the consumer's work and starts `consume` over, reading the finished raw copy.
+    pub fn restart(&mut self, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<()> {
+        let path = self.raw_path().ok_or_else(|| Error::new("no raw copy to read again"))?.to_path_buf();
+        let follower = Follower::start(&path, consume)?;
+        follower.advance(self.written);
+        match std::mem::replace(&mut self.feed, Feed::Follow(follower)) {
+            Feed::Pipe(pipe) => pipe.abandon(),
+            Feed::Follow(follower) => follower.abandon(),
+        }
+        (self.held, self.stale) = (false, false);
+        Ok(())
     }
 
     /// Sorts a chunk the consumer handed back: buffers for reuse, mappings for the copy to unfetch.
@@ -109,7 +169,7 @@ impl<T: Send + 'static> Sink<T> {
     }
 
     /// An empty buffer of `len` bytes to read the next chunk into.
-    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+    pub fn buffer(&mut self, len: usize) -> Buffer {
         while self.spares.is_empty() {
             let Feed::Pipe(pipe) = &self.feed else { break };
             match pipe.empty.recv() {
@@ -118,7 +178,7 @@ impl<T: Send + 'static> Sink<T> {
             }
         }
         let mut buffer = self.spares.pop().unwrap_or_default();
-        buffer.resize(len, 0);
+        buffer.resize(len);
         buffer
     }
 
@@ -136,7 +196,9 @@ impl<T: Send + 'static> Sink<T> {
                 }
             }
             Feed::Follow(follower) => {
-                follower.advance(self.written);
+                if !self.held {
+                    follower.advance(self.written);
+                }
                 self.recycle(chunk);
             }
         }
@@ -178,7 +240,7 @@ impl<T: Send + 'static> Sink<T> {
             Feed::Pipe(pipe) => {
                 let mut done = 0;
                 while done < length {
-                    let mut chunk = vec![0; (length - done).min(BLOCK as u64) as usize];
+                    let mut chunk = Buffer::new((length - done).min(BLOCK as u64) as usize);
                     file.read_exact(&mut chunk).map_err(|e| io_error("cannot read", &path, e))?;
                     done += chunk.len() as u64;
                     let _ = pipe.send(Chunk::Owned(chunk));
@@ -302,7 +364,7 @@ impl<T: Send + 'static> Pipe<T> {
         let (full, full_in) = sync_channel(POOL);
         let (empty_out, empty) = channel();
         for _ in 0..POOL {
-            let _ = empty_out.send(Chunk::Owned(Vec::with_capacity(BLOCK)));
+            let _ = empty_out.send(Chunk::Owned(Buffer::new(BLOCK)));
         }
         let shared = Arc::new(Shared::default());
         let reader = PipeReader { full: full_in, empty: empty_out, current: None, at: 0, shared: shared.clone() };
@@ -384,7 +446,7 @@ impl<T: Send + 'static> Follower<T> {
     fn start(path: &Path, consume: impl FnOnce(Stream) -> Result<T> + Send + 'static) -> Result<Self> {
         let file = File::open(path).map_err(|e| io_error("cannot read", path, e))?;
         let shared = Arc::new(Shared::default());
-        let reader = FollowReader { file, buffer: vec![0; BLOCK], filled: 0, at: 0, shared: shared.clone() };
+        let reader = FollowReader { file, buffer: Buffer::new(BLOCK), filled: 0, at: 0, shared: shared.clone() };
         Ok(Follower { consumer: Consumer::spawn(shared, reader, consume)? })
     }
 
@@ -407,7 +469,7 @@ impl<T: Send + 'static> Follower<T> {
 /// The follower's view of the file: reads wait for the writer, and end where the writer finished.
 struct FollowReader {
     file: File,
-    buffer: Vec<u8>,
+    buffer: Buffer,
     filled: usize,
     at: usize,
     shared: Arc<Shared>,

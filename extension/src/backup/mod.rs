@@ -6,6 +6,7 @@
 //! (log.rs). Functions return JSON; all are SQLITE_DIRECTONLY but backup_list.
 
 pub mod artifact;
+mod buffer;
 mod compress;
 pub mod digest;
 pub mod export;
@@ -140,10 +141,19 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
-    let origin = snapshot::Origin::open(db, schema, options.busy_timeout_ms)?;
+    let origin = snapshot::Origin::open(db, schema, options.busy_timeout_ms)
+        .map_err(|e| e.context("cannot open the database to copy it"))?;
     let mut sink = sink_for(&origin, &dir, &name, options)?;
-    let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total));
+    let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total))
+        .map_err(|e| e.context("cannot copy the database"));
     drop(origin);
+    // The copy was corrected after the hash (and compressor) had read it: they start over on the final copy.
+    let copy = copy.and_then(|copied| {
+        if sink.is_stale() {
+            sink.restart(consumer(&dir, &name, options)?)?;
+        }
+        Ok(copied)
+    });
     // The fsync and the check run while the consumer hashes (and compresses) behind: they overlap.
     let checked = copy.and_then(|copied| {
         sink.close_raw()?;
@@ -228,6 +238,8 @@ pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
         "method": manifest.method,
         "journal_mode": manifest.source.journal_mode,
         "writers_blocked_ms": copied.writers_blocked_ms,
+        "rechecked": copied.correction.map(|c| c.compared),
+        "rewritten_bytes": copied.correction.map(|c| c.rewritten_bytes),
         "duration_ms": manifest.duration_ms,
     });
     if !options.retention.is_off() {
@@ -280,21 +292,27 @@ struct Compressed {
 }
 
 /// Where the copy goes: a raw file (the backup itself, or an intermediate when compressed), with the hash and
-/// the compressor working behind the copy. In WAL mode they take the copy's own buffers (streamed without
-/// a raw file when compressed and unchecked). Under a rollback journal's lock, or when the raw copy is
-/// checked while compression goes on, they read the raw file back: the copy never waits for them.
+/// the compressor working behind the copy. They take the copy's own buffers (in WAL mode streamed without a
+/// raw file when compressed and unchecked), or read the raw file back when it is checked while compression
+/// goes on. A rollback-journal copy is corrected under the lock after it is made: when the file was written
+/// lately, so that a correction is likely, they wait for it instead of working on bytes that will change.
 fn sink_for(origin: &snapshot::Origin, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
-    let streams = origin.can_stream()?;
     let consume = consumer(dir, name, options)?;
-    if streams && compressing && options.verify == Verify::None {
+    if origin.can_stream() && compressing && options.verify == Verify::None {
         return Sink::piped(None, consume);
     }
     let (raw, file) = TempFile::create(dir, name)?;
     // A compressed backup's raw copy is an intermediate: never written behind nor fsynced.
     let output = Output::new(file, &raw.path, !compressing);
-    let sink =
-        if streams && !compressing { Sink::piped(Some(output), consume)? } else { Sink::following(output, consume)? };
+    let awaits_correction = origin.corrects_copy() && !origin.is_quiet();
+    let sink = if awaits_correction {
+        Sink::following(output, consume)?.held()
+    } else if origin.can_stream() || origin.corrects_copy() && !compressing {
+        Sink::piped(Some(output), consume)?
+    } else {
+        Sink::following(output, consume)?
+    };
     Ok(sink.owning(raw))
 }
 

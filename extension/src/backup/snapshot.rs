@@ -7,8 +7,9 @@
 //! committing is held only while the file is read. Everything else (in-memory and temporary databases, other
 //! VFSes) is copied by SQLite's backup API in a single step, which is one read transaction too.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use super::buffer::{Buffer, READ_BLOCK};
 use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
 use crate::health::checks::quote;
@@ -47,6 +48,30 @@ pub struct Copied {
     pub bytes: u64,
     /// How long other connections could not commit because of the copy (rollback journal only).
     pub writers_blocked_ms: f64,
+    /// Rollback journal only: how the copy made without the lock was corrected under it.
+    pub correction: Option<Correction>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Correction {
+    /// Whether the copy was compared with the file (else the file provably did not change meanwhile).
+    pub compared: bool,
+    pub rewritten_bytes: u64,
+}
+
+impl Copied {
+    fn of_file(pinned: &Pinned, writers_blocked_ms: f64, correction: Option<Correction>) -> Copied {
+        Copied {
+            method: Method::FileCopy,
+            path: None,
+            page_size: pinned.page_size,
+            page_count: pinned.page_count,
+            journal_mode: pinned.journal_mode.clone(),
+            bytes: pinned.bytes(),
+            writers_blocked_ms,
+            correction,
+        }
+    }
 }
 
 /// Bytes copied so far and in all, for progress reports.
@@ -58,10 +83,14 @@ pub type Advance<'a> = &'a dyn Fn(u64, u64);
 pub struct Origin {
     path: Option<String>,
     connection: Option<OwnedDb>,
+    wal: bool,
+    quiet: bool,
 }
 
 impl Origin {
-    /// Opens the read-only connection (waiting for locks at most `busy_timeout_ms`) where the file is copied.
+    /// Opens the read-only connection (waiting for locks at most `busy_timeout_ms`) where the file is copied,
+    /// and learns its journal mode there: the caller's connection may have no busy timeout, and reading the
+    /// mode can need a lock a writer holds.
     pub fn open(caller: Db, schema: &str, busy_timeout_ms: i32) -> Result<Origin> {
         let path = caller.filename(schema)?;
         let connection = match (&path, caller.vfs_name(schema)?) {
@@ -72,16 +101,31 @@ impl Origin {
             }
             _ => None,
         };
-        Ok(Origin { path, connection })
+        let wal = match &connection {
+            Some(connection) => {
+                let mode = connection.db().query_value("PRAGMA journal_mode", &[])?;
+                mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal"))
+            }
+            None => false,
+        };
+        let quiet = path.as_deref().and_then(modified).is_some_and(|m| is_quiet_since(m, SystemTime::now()));
+        Ok(Origin { path, connection, wal, quiet })
     }
 
-    /// Whether the copy can be streamed without a raw file: a file copy in WAL mode, where holding the
-    /// snapshot while a slow consumer catches up stalls no writer. Asked on vigil's own connection: the
-    /// caller's may have no busy timeout, and reading the mode can need a lock a writer holds.
-    pub fn can_stream(&self) -> Result<bool> {
-        let Some(connection) = &self.connection else { return Ok(false) };
-        let mode = connection.db().query_value("PRAGMA journal_mode", &[])?;
-        Ok(mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal")))
+    /// A file copy in WAL mode: the copy can be streamed without a raw file, since holding the snapshot while
+    /// a slow consumer catches up stalls no writer.
+    pub fn can_stream(&self) -> bool {
+        self.connection.is_some() && self.wal
+    }
+
+    /// A file copy with a rollback journal: made without the lock, then corrected under it.
+    pub fn corrects_copy(&self) -> bool {
+        self.connection.is_some() && !self.wal
+    }
+
+    /// The file was not written lately, so a copy made without the lock will likely need no correction.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 }
 
@@ -93,13 +137,14 @@ pub fn copy<T: Send + 'static>(
     sink: &mut Sink<T>,
     advance: Advance,
 ) -> Result<Copied> {
-    let mut copied = match &origin.connection {
-        Some(connection) => {
+    let mut copied = match (&origin.connection, &origin.path) {
+        (Some(connection), Some(path)) if !origin.wal => copy_then_correct(connection.db(), path, sink, advance)?,
+        (Some(connection), _) => {
             // Map the file (up to the host's SQLITE_MAX_MMAP_SIZE) so that pages are copied straight from it.
             connection.db().exec(MMAP_SIZE)?;
             copy_file(connection.db(), sink, advance)?
         }
-        None => copy_with_backup_api(caller, schema, sink, advance)?,
+        (None, _) => copy_with_backup_api(caller, schema, sink, advance)?,
     };
     copied.path = origin.path.clone();
     Ok(copied)
@@ -113,6 +158,12 @@ struct Pinned {
     wal: Option<WalIndexHeader>,
 }
 
+impl Pinned {
+    fn bytes(&self) -> u64 {
+        self.page_count as u64 * self.page_size as u64
+    }
+}
+
 fn number(db: Db, sql: &str) -> Result<i64> {
     db.query_value(sql, &[])?.as_i64().ok_or_else(|| Error::new(format!("{sql} returned no number")))
 }
@@ -123,7 +174,7 @@ fn number(db: Db, sql: &str) -> Result<i64> {
 fn pin(db: Db) -> Result<Pinned> {
     let mut wal_mode = false;
     for _ in 0..PIN_ATTEMPTS {
-        let file = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
+        let file = database_file(&db)?;
         // Look at the wal-index only once this connection has read in WAL mode: mapping it otherwise would
         // create a -shm file beside a rollback-journal database.
         let before = if wal_mode { WalIndexHeader::read(&file) } else { None };
@@ -160,14 +211,20 @@ fn pin(db: Db) -> Result<Pinned> {
     )))
 }
 
+fn database_file(db: &Db) -> Result<VfsFile<'_>> {
+    db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))
+}
+
+/// Copies the snapshot pinned on `db` into `sink` in one pass (WAL mode; or a rollback journal whose lock
+/// writers then wait on for the whole copy, when the mode changed as the backup began).
 fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) -> Result<Copied> {
     let pinned = pin(db)?;
     let locked_since = Instant::now();
     // Writers wait for this read lock unless in WAL mode: never make them wait for the disk too.
     let holds_writers = pinned.wal.is_none();
     sink.set_waiting(!holds_writers);
-    let database = db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))?;
-    let result = copy_pages(db, &database, &pinned, sink, advance);
+    let database = database_file(&db)?;
+    let result = copy_pages(&db, &database, &pinned, sink, advance);
     // Mapped pages are valid only while the read transaction (and the connection) lasts.
     for mapped in sink.end_stream() {
         database.unfetch(mapped);
@@ -175,67 +232,224 @@ fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) ->
     let _ = db.exec("COMMIT");
     sink.set_waiting(true);
     let writers_blocked_ms = if holds_writers { elapsed_ms(locked_since) } else { 0.0 };
-    let bytes = result?;
-    Ok(Copied {
-        method: Method::FileCopy,
-        path: None,
-        page_size: pinned.page_size,
-        page_count: pinned.page_count,
-        journal_mode: pinned.journal_mode,
-        bytes,
-        writers_blocked_ms,
-    })
+    result?;
+    Ok(Copied::of_file(&pinned, writers_blocked_ms, None))
 }
 
-/// Copies the pinned snapshot in 1 MiB chunks: the file's pages as the VFS maps them where no WAL frame
-/// replaces one of them (no copy in memory at all), else read into a buffer with the WAL frames laid over.
+/// Copies the pinned snapshot in 1 MiB chunks.
 fn copy_pages<T: Send + 'static>(
-    db: Db,
+    db: &Db,
     database: &VfsFile,
     pinned: &Pinned,
     sink: &mut Sink<T>,
     advance: Advance,
 ) -> Result<u64> {
-    let page_size = pinned.page_size as usize;
-    let overlay = wal_overlay(db, pinned)?;
-    let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
-    let total = pinned.page_count as u64 * page_size as u64;
-    let pages_per_chunk = (CHUNK / page_size).max(1);
-    let mut next_overlay = overlay.iter().peekable();
-    let mut written = 0u64;
-    let mut first_page = 1u32;
-    while first_page <= pinned.page_count {
-        let pages = (pinned.page_count - first_page + 1).min(pages_per_chunk as u32);
-        let len = pages as usize * page_size;
-        let overlaid = next_overlay.peek().is_some_and(|&&(page, _)| page < first_page + pages);
-        let mapped = if overlaid { None } else { database.fetch(written, len) };
-        let chunk = match mapped {
-            Some(mapped) => Chunk::Mapped(mapped),
-            None => {
-                let mut buffer = sink.buffer(len);
-                database.read_at(&mut buffer, written)?;
-                while let Some(&&(page, offset)) = next_overlay.peek() {
-                    if page >= first_page + pages {
-                        break;
-                    }
-                    if let Some(wal) = &wal {
-                        let at = (page - first_page) as usize * page_size;
-                        wal.read_at(&mut buffer[at..at + page_size], offset)?;
-                    }
-                    next_overlay.next();
-                }
-                Chunk::Owned(buffer)
-            }
-        };
-        written += len as u64;
+    let mut chunks = Chunks::new(db, database, pinned)?;
+    while let Some((offset, chunk)) = chunks.next(&mut |len| sink.buffer(len))? {
         sink.put(chunk)?;
         for mapped in sink.take_returned() {
             database.unfetch(mapped);
         }
-        advance(written, total);
-        first_page += pages;
+        advance(offset + chunks.last_len as u64, pinned.bytes());
     }
-    Ok(written)
+    Ok(pinned.bytes())
+}
+
+/// The pinned snapshot, chunk by chunk: the file's pages as the VFS maps them, 1 MiB at a time, where no WAL
+/// frame replaces one of them (no copy in memory at all), else 128 KiB read into a buffer with the WAL
+/// frames laid over.
+struct Chunks<'a> {
+    database: &'a VfsFile<'a>,
+    wal: Option<VfsFile<'a>>,
+    overlay: Vec<(u32, u64)>,
+    next_overlay: usize,
+    page_size: usize,
+    page_count: u32,
+    first_page: u32,
+    last_len: usize,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(db: &'a Db, database: &'a VfsFile<'a>, pinned: &Pinned) -> Result<Self> {
+        let overlay = wal_overlay(*db, pinned)?;
+        let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
+        let (page_size, page_count) = (pinned.page_size as usize, pinned.page_count);
+        Ok(Chunks { database, wal, overlay, next_overlay: 0, page_size, page_count, first_page: 1, last_len: 0 })
+    }
+
+    /// The next chunk and its offset in the file; `buffer(len)` gives memory to read into when needed.
+    fn next(&mut self, buffer: &mut dyn FnMut(usize) -> Buffer) -> Result<Option<(u64, Chunk)>> {
+        if self.first_page > self.page_count {
+            return Ok(None);
+        }
+        let offset = (self.first_page - 1) as u64 * self.page_size as u64;
+        let pages_up_to =
+            |bytes: usize| (self.page_count - self.first_page + 1).min((bytes / self.page_size).max(1) as u32);
+        let mut pages = pages_up_to(CHUNK);
+        let overlaid = self.overlay.get(self.next_overlay).is_some_and(|&(page, _)| page < self.first_page + pages);
+        let mapped = if overlaid { None } else { self.database.fetch(offset, pages as usize * self.page_size) };
+        if mapped.is_none() {
+            pages = pages_up_to(READ_BLOCK);
+        }
+        let (end_page, len) = (self.first_page + pages, pages as usize * self.page_size);
+        let chunk = match mapped {
+            Some(mapped) => Chunk::Mapped(mapped),
+            None => {
+                let mut bytes = buffer(len);
+                self.database.read_at(&mut bytes, offset)?;
+                while let Some(&(page, at)) = self.overlay.get(self.next_overlay).filter(|(p, _)| *p < end_page) {
+                    if let Some(wal) = &self.wal {
+                        let start = (page - self.first_page) as usize * self.page_size;
+                        wal.read_at(&mut bytes[start..start + self.page_size], at)?;
+                    }
+                    self.next_overlay += 1;
+                }
+                Chunk::Owned(bytes)
+            }
+        };
+        self.first_page = end_page;
+        self.last_len = len;
+        Ok(Some((offset, chunk)))
+    }
+}
+
+/// How long a file must have gone unwritten for a copy made without the lock to be trusted without a
+/// comparison: longer than the coarsest file system timestamp (FAT's 2 s).
+const QUIET: Duration = Duration::from_secs(3);
+
+fn modified(path: &str) -> Option<SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+fn is_quiet_since(modified: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(modified).is_ok_and(|age| age > QUIET)
+}
+
+/// What shows whether a rollback-journal database changed between two looks under its lock: the change
+/// counter that every commit increments, the size, and the modification time (which also moves when a
+/// crashed writer's hot journal is rolled back: the one change that leaves the counter as it was).
+#[derive(PartialEq, Eq)]
+struct FileState {
+    change_counter: [u8; 4],
+    page_count: u32,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileState {
+    fn read(database: &VfsFile, path: &str, pinned: &Pinned) -> Result<FileState> {
+        let mut header = [0u8; 28];
+        database.read_at(&mut header, 0)?;
+        Ok(FileState {
+            change_counter: [header[24], header[25], header[26], header[27]],
+            page_count: pinned.page_count,
+            size: database.size()?,
+            modified: modified(path),
+        })
+    }
+}
+
+/// A rollback-journal database, copied so that writers wait for a comparison instead of the copy. The file
+/// is copied without the lock (writers keep committing, so the copy may mix states), then compared under the
+/// lock with the copy chunk by chunk, and the chunks that differ are rewritten: the result is exactly the
+/// state under the lock. The comparison is skipped when nothing can have changed since a first look under
+/// the lock: same change counter, size and modification time, and the file unwritten since well before.
+fn copy_then_correct<T: Send + 'static>(db: Db, path: &str, sink: &mut Sink<T>, advance: Advance) -> Result<Copied> {
+    // Reads without the lock must not go through a memory map (a writer may truncate the file under it);
+    // under the lock, reads into page-aligned buffers compare as fast as the map.
+    db.exec("PRAGMA mmap_size = 0")?;
+    let first = pin(db)?;
+    if first.wal.is_some() {
+        db.exec("COMMIT")?;
+        db.exec(MMAP_SIZE)?;
+        return copy_file(db, sink, advance);
+    }
+    let database = database_file(&db)?;
+    let before = FileState::read(&database, path, &first);
+    db.exec("COMMIT")?;
+    let (before, released) = (before?, SystemTime::now());
+    let copied = precopy(&database, first.bytes(), sink, advance);
+    sink.end_stream(); // read into buffers, never mapped: nothing to unfetch
+    copied?;
+
+    let pinned = pin(db)?;
+    let locked_since = Instant::now();
+    sink.set_waiting(pinned.wal.is_some());
+    let corrected = (|| {
+        let unchanged = pinned.wal.is_none()
+            && before.modified.is_some_and(|m| is_quiet_since(m, released))
+            && FileState::read(&database, path, &pinned)? == before;
+        if unchanged {
+            return Ok(Correction { compared: false, rewritten_bytes: 0 });
+        }
+        let rewritten_bytes = correct(&db, &database, &pinned, sink)?;
+        Ok::<_, Error>(Correction { compared: true, rewritten_bytes })
+    })();
+    let _ = db.exec("COMMIT");
+    sink.set_waiting(true);
+    sink.release();
+    let writers_blocked_ms = if pinned.wal.is_none() { elapsed_ms(locked_since) } else { 0.0 };
+    let corrected = corrected?;
+    advance(pinned.bytes(), pinned.bytes());
+    Ok(Copied::of_file(&pinned, writers_blocked_ms, Some(corrected)))
+}
+
+/// Copies the file's first `total` bytes without a lock, through the VFS's reads.
+fn precopy<T: Send + 'static>(database: &VfsFile, total: u64, sink: &mut Sink<T>, advance: Advance) -> Result<()> {
+    let mut offset = 0;
+    while offset < total {
+        let len = (total - offset).min(READ_BLOCK as u64) as usize;
+        let mut buffer = sink.buffer(len);
+        database.read_at(&mut buffer, offset)?;
+        sink.put(Chunk::Owned(buffer))?;
+        offset += len as u64;
+        advance(offset, total);
+    }
+    Ok(())
+}
+
+/// Under the lock: compares the pinned snapshot with the raw copy and rewrites the chunks that differ.
+/// Returns the bytes rewritten.
+fn correct<T: Send + 'static>(db: &Db, database: &VfsFile, pinned: &Pinned, sink: &mut Sink<T>) -> Result<u64> {
+    sink.set_raw_len(pinned.bytes())?;
+    let mut ours = Buffer::new(READ_BLOCK);
+    let mut spare: Option<Buffer> = None;
+    let mut rewritten = 0;
+    let mut chunks = Chunks::new(db, database, pinned)?;
+    loop {
+        let next = chunks.next(&mut |len| {
+            let mut buffer = spare.take().unwrap_or_default();
+            buffer.resize(len);
+            buffer
+        })?;
+        let Some((offset, chunk)) = next else { break };
+        let theirs = chunk.bytes();
+        let compared = differs(sink, theirs, offset, &mut ours).and_then(|differs| {
+            if !differs {
+                return Ok(());
+            }
+            rewritten += theirs.len() as u64;
+            sink.overwrite_raw(theirs, offset)
+        });
+        match chunk {
+            Chunk::Mapped(mapped) => database.unfetch(mapped),
+            Chunk::Owned(buffer) => spare = Some(buffer),
+        }
+        compared?;
+    }
+    Ok(rewritten)
+}
+
+/// Whether the raw copy at `offset` differs from `theirs`, read back a cache-sized piece at a time.
+fn differs<T: Send + 'static>(sink: &Sink<T>, theirs: &[u8], offset: u64, ours: &mut [u8]) -> Result<bool> {
+    for (i, theirs) in theirs.chunks(ours.len()).enumerate() {
+        let ours = &mut ours[..theirs.len()];
+        sink.read_raw_at(ours, offset + (i * READ_BLOCK) as u64)?;
+        if ours != theirs {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// (page, offset in the WAL) of every page the pinned snapshot reads from the WAL, by page number.
@@ -281,5 +495,6 @@ fn copy_with_backup_api<T: Send + 'static>(
         journal_mode,
         bytes,
         writers_blocked_ms: 0.0,
+        correction: None,
     })
 }
