@@ -307,6 +307,54 @@ fn a_writer_hiding_its_commits_from_the_file_time_cannot_tear_a_backup() {
     assert!(corrected > 0, "no backup caught a commit made during its copy: the test proved nothing");
 }
 
+/// The file a rollback-journal backup copies without the lock may grow and shrink under it (a writer fills a
+/// table, empties it, and VACUUMs the file back down): the correction under the lock cuts or extends the copy,
+/// and every backup is one committed state.
+#[test]
+fn a_file_that_grows_and_shrinks_during_the_copy_is_copied_as_one_state() {
+    let dir = scratch();
+    let db = dir.path().join("breathing.db");
+    sized_db(&db, 20_000, "delete");
+    Connection::open(&db).unwrap().execute_batch("CREATE TABLE churn(x)").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(20)).unwrap();
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute_batch(
+                    "INSERT INTO churn SELECT randomblob(1000) FROM filler LIMIT 5000;
+                     DELETE FROM churn; VACUUM;",
+                )
+                .unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let sizes = std::collections::BTreeSet::from_iter((0..6).map(|i| {
+        let artifact = dir.path().join(format!("b{i}.db"));
+        let host = &hosts()[i % 2];
+        let out = call(host.as_ref(), &db, &backup_sql(&artifact, r#"{"busy_timeout_ms":20000,"log":false}"#));
+        let context = format!("backup {i} ({}): {out}", host.name());
+        let database = checked_database(&artifact, &out, &context);
+        let (filler, churn): (i64, i64) = Connection::open(&database)
+            .unwrap()
+            .query_row("SELECT (SELECT count(*) FROM filler), (SELECT count(*) FROM churn)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(filler, 20_000, "{context}");
+        assert!(churn == 0 || churn == 5_000, "{context}: churn {churn} is no committed state");
+        out["bytes"].as_u64().unwrap()
+    }));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    eprintln!("backup sizes seen: {sizes:?}");
+}
+
 #[test]
 fn in_memory_databases_are_copied_through_the_backup_api() {
     let dir = scratch();
