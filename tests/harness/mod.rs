@@ -136,8 +136,13 @@ impl Host for Rusqlite {
         "rusqlite (bundled SQLite)"
     }
 
+    /// Waits up to 30 s for locks, like an application beside a busy writer: under a writer committing back to
+    /// back and a loaded machine, rusqlite's default 5 s was not always enough for the statement's own schema read
+    /// (twice in about fifteen full runs, before vigil's function ran: the error lacked vigil's "backup_to:"). The
+    /// shell host keeps no timeout, so a wait of vigil's own on the caller's connection still fails there.
     fn query(&self, db: &Path, sql: &str) -> Result<Vec<Row>, String> {
         let conn = Connection::open(db).map_err(|e| e.to_string())?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| e.to_string())?;
         load(&conn);
         rows(&conn, sql)
     }
