@@ -184,6 +184,36 @@ fn backups_under_a_steady_writer_hold_one_committed_state() {
     }
 }
 
+/// A thread of the test process that repeats `work` on its own connection (20 s busy timeout) until stopped.
+struct LoopingWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<usize>,
+}
+
+impl LoopingWriter {
+    fn start(db: &Path, work: impl Fn(&Connection, &Path) + Send + 'static) -> LoopingWriter {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (db, stopped) = (db.to_path_buf(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(20)).unwrap();
+            let mut rounds = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                work(&conn, &db);
+                rounds += 1;
+            }
+            rounds
+        });
+        LoopingWriter { stop, handle }
+    }
+
+    /// Stops the writer; returns how many rounds it did.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
 /// Sets a file's modification time to one fixed instant in the past, from another process (no descriptor of
 /// ours on the file).
 fn age_mtime(path: &Path) {
@@ -255,28 +285,17 @@ fn a_writer_hiding_its_commits_from_the_file_time_cannot_tear_a_backup() {
     let dir = scratch();
     let db = dir.path().join("sly.db");
     sized_db(&db, 30_000, "delete");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let conn = Connection::open(&db).unwrap();
-            conn.busy_timeout(Duration::from_secs(20)).unwrap();
-            let mut commits = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // One row at the end of the file and one near its start: a copy that mixes states shows it.
-                conn.execute_batch(
-                    "BEGIN; INSERT INTO w(at) VALUES (strftime('%Y-%m-%d %H:%M:%f','now'));
-                     UPDATE filler SET body = (SELECT max(id) FROM w) WHERE id = 1; COMMIT;",
-                )
-                .unwrap();
-                age_mtime(&db);
-                commits += 1;
-                // Pauses let most backups take their second look after the time was set back.
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            commits
-        })
-    };
+    let writer = LoopingWriter::start(&db, |conn, db| {
+        // One row at the end of the file and one near its start: a copy that mixes states shows it.
+        conn.execute_batch(
+            "BEGIN; INSERT INTO w(at) VALUES (strftime('%Y-%m-%d %H:%M:%f','now'));
+             UPDATE filler SET body = (SELECT max(id) FROM w) WHERE id = 1; COMMIT;",
+        )
+        .unwrap();
+        age_mtime(db);
+        // Pauses let most backups take their second look after the time was set back.
+        std::thread::sleep(Duration::from_millis(25));
+    });
     std::thread::sleep(Duration::from_millis(200));
     let variants = [
         ("", r#"{"verify":"quick","busy_timeout_ms":20000}"#),
@@ -302,8 +321,7 @@ fn a_writer_hiding_its_commits_from_the_file_time_cannot_tear_a_backup() {
             let _ = std::fs::remove_file(&artifact);
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
+    assert!(writer.stop() > 0, "the writer committed");
     assert!(corrected > 0, "no backup caught a commit made during its copy: the test proved nothing");
 }
 
@@ -316,24 +334,13 @@ fn a_file_that_grows_and_shrinks_during_the_copy_is_copied_as_one_state() {
     let db = dir.path().join("breathing.db");
     sized_db(&db, 20_000, "delete");
     Connection::open(&db).unwrap().execute_batch("CREATE TABLE churn(x)").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let conn = Connection::open(&db).unwrap();
-            conn.busy_timeout(Duration::from_secs(20)).unwrap();
-            let mut rounds = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                conn.execute_batch(
-                    "INSERT INTO churn SELECT randomblob(1000) FROM filler LIMIT 5000;
-                     DELETE FROM churn; VACUUM;",
-                )
-                .unwrap();
-                rounds += 1;
-            }
-            rounds
-        })
-    };
+    let writer = LoopingWriter::start(&db, |conn, _| {
+        conn.execute_batch(
+            "INSERT INTO churn SELECT randomblob(1000) FROM filler LIMIT 5000;
+             DELETE FROM churn; VACUUM;",
+        )
+        .unwrap();
+    });
     let sizes = std::collections::BTreeSet::from_iter((0..6).map(|i| {
         let artifact = dir.path().join(format!("b{i}.db"));
         let host = &hosts()[i % 2];
@@ -350,8 +357,7 @@ fn a_file_that_grows_and_shrinks_during_the_copy_is_copied_as_one_state() {
         assert!(churn == 0 || churn == 5_000, "{context}: churn {churn} is no committed state");
         out["bytes"].as_u64().unwrap()
     }));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
+    assert!(writer.stop() > 0, "the writer committed");
     eprintln!("backup sizes seen: {sizes:?}");
 }
 

@@ -243,16 +243,17 @@ fn copy_pages<T: Send + 'static>(
     pinned: &Pinned,
     sink: &mut Sink<T>,
     advance: Advance,
-) -> Result<u64> {
+) -> Result<()> {
     let mut chunks = Chunks::new(db, database, pinned)?;
     while let Some((offset, chunk)) = chunks.next(&mut |len| sink.buffer(len))? {
+        let end = offset + chunk.bytes().len() as u64;
         sink.put(chunk)?;
         for mapped in sink.take_returned() {
             database.unfetch(mapped);
         }
-        advance(offset + chunks.last_len as u64, pinned.bytes());
+        advance(end, pinned.bytes());
     }
-    Ok(pinned.bytes())
+    Ok(())
 }
 
 /// The pinned snapshot, chunk by chunk: the file's pages as the VFS maps them, 1 MiB at a time, where no WAL
@@ -266,7 +267,6 @@ struct Chunks<'a> {
     page_size: usize,
     page_count: u32,
     first_page: u32,
-    last_len: usize,
 }
 
 impl<'a> Chunks<'a> {
@@ -274,7 +274,7 @@ impl<'a> Chunks<'a> {
         let overlay = wal_overlay(*db, pinned)?;
         let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
         let (page_size, page_count) = (pinned.page_size as usize, pinned.page_count);
-        Ok(Chunks { database, wal, overlay, next_overlay: 0, page_size, page_count, first_page: 1, last_len: 0 })
+        Ok(Chunks { database, wal, overlay, next_overlay: 0, page_size, page_count, first_page: 1 })
     }
 
     /// The next chunk and its offset in the file; `buffer(len)` gives memory to read into when needed.
@@ -308,7 +308,6 @@ impl<'a> Chunks<'a> {
             }
         };
         self.first_page = end_page;
-        self.last_len = len;
         Ok(Some((offset, chunk)))
     }
 }
