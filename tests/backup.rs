@@ -795,3 +795,153 @@ fn json_and_csv_exports_keep_nulls_blobs_unicode_and_quotes() {
     let err = Shell.query(&db, &format!("SELECT export_to({path}, 'xml')")).unwrap_err();
     assert!(err.contains("format must be 'sql', 'json' or 'csv'"), "{err}");
 }
+
+/// A process (Debian's python3, its own sqlite3 module) that inserts ids 1, 2, 3, … into `w`, one commit each,
+/// about every 2 ms, waiting up to 60 s for locks, and prints each id once its commit has returned.
+struct CommittingWriter {
+    child: std::process::Child,
+    committed: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+const COMMITTING_WRITER: &str = r#"
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+i = 0
+while True:
+    i += 1
+    conn.execute("INSERT INTO w(id, at) VALUES (?, strftime('%Y-%m-%d %H:%M:%f', 'now'))", (i,))
+    print(i, flush=True)
+    time.sleep(0.002)
+"#;
+
+impl CommittingWriter {
+    fn start(db: &Path) -> CommittingWriter {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .args(["-c", COMMITTING_WRITER])
+            .arg(db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let committed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stdout, seen) = (child.stdout.take().unwrap(), committed.clone());
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line.trim().parse().unwrap());
+            }
+        });
+        CommittingWriter { child, committed, reader }
+    }
+
+    fn count(&self) -> usize {
+        self.committed.lock().unwrap().len()
+    }
+
+    fn wait_for(&self, commits: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.count() < commits {
+            assert!(Instant::now() < deadline, "the writer committed only {} rows in 30 s", self.count());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the writer; returns every id it saw committed, and what it printed on stderr.
+    fn stop(mut self) -> (Vec<i64>, String) {
+        assert!(self.child.try_wait().unwrap().is_none(), "the writer died");
+        self.child.kill().unwrap();
+        let output = self.child.wait_with_output().unwrap();
+        self.reader.join().unwrap();
+        let committed = self.committed.lock().unwrap().clone();
+        (committed, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn ids_of(database: &Path) -> Vec<i64> {
+    let conn = Connection::open(database).unwrap();
+    let mut statement = conn.prepare("SELECT id FROM w ORDER BY id").unwrap();
+    let ids = statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    ids
+}
+
+/// Issue 11, item 1: a restore over a database that another process keeps writing (a commit every ~2 ms)
+/// loses no committed write. Every id the writer saw committed is either in the safety backup (which must be
+/// exactly ids 1..k: the state the restore replaced) or in the restored database (exactly ids k+1..: written
+/// after it), in WAL and rollback-journal modes, from the CLI (run from the database's directory with relative
+/// paths) and from SQL in place in both hosts. The writer waits on its busy timeout and never sees an error.
+#[test]
+fn a_restore_under_a_live_writer_loses_no_committed_write() {
+    for mode in ["wal", "delete"] {
+        for how in ["cli", "sqlite3 shell", "rusqlite", "cli"] {
+            let dir = scratch();
+            let db = dir.path().join("live.db");
+            sized_db(&db, 3000, mode);
+            let artifact = dir.path().join("good.db");
+            call(&Rusqlite, &db, &backup_sql(&artifact, "{}"));
+            let writer = CommittingWriter::start(&db);
+            writer.wait_for(50);
+            let restore_sql = "SELECT backup_restore('good.db', NULL, '{\"busy_timeout_ms\":30000}')";
+            let out: Json = match how {
+                "cli" => {
+                    let run = Command::new(cli_binary())
+                        .args(["restore", "good.db", "live.db", "--json", "--busy-timeout", "30000"])
+                        .current_dir(dir.path())
+                        .env_remove("VIGIL_EXTENSION")
+                        .output()
+                        .unwrap();
+                    let stdout = String::from_utf8_lossy(&run.stdout);
+                    let stderr = String::from_utf8_lossy(&run.stderr);
+                    assert_eq!(run.status.code(), Some(0), "{mode}/{how}: {stdout} {stderr}");
+                    serde_json::from_str(&stdout).unwrap()
+                }
+                "sqlite3 shell" => {
+                    let script = format!(".timeout 30000\n.load {}\n{restore_sql};\n", library().display());
+                    let run = Command::new("sh")
+                        .arg("-c")
+                        .arg("sqlite3 live.db")
+                        .current_dir(dir.path())
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .and_then(|mut child| {
+                            use std::io::Write;
+                            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+                            child.wait_with_output()
+                        })
+                        .unwrap();
+                    let stdout = String::from_utf8_lossy(&run.stdout);
+                    assert!(run.stderr.is_empty(), "{mode}/{how}: {}", String::from_utf8_lossy(&run.stderr));
+                    serde_json::from_str(stdout.trim()).unwrap()
+                }
+                _ => {
+                    // In place from the application's own connection, its working directory the database's.
+                    let conn = Connection::open(&db).unwrap();
+                    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+                    load(&conn);
+                    let sql = restore_sql.replace("'good.db'", &sql_text(&artifact.to_string_lossy()));
+                    let text: String = conn.query_row(&sql, [], |r| r.get(0)).unwrap();
+                    serde_json::from_str(&text).unwrap()
+                }
+            };
+            let context = format!("{mode}, {how}: {out}");
+            assert_eq!(out["ok"], true, "{context}");
+            let before = writer.count();
+            writer.wait_for(before + 50);
+            let (committed, errors) = writer.stop();
+            assert_eq!(errors, "", "{context}: the writer got an error");
+            let safety = dir.path().join(out["safety_backup"]["path"].as_str().unwrap());
+            let kept = ids_of(&safety);
+            let k = kept.len() as i64;
+            assert_eq!(kept, (1..=k).collect::<Vec<_>>(), "{context}: the safety backup holds ids 1..k");
+            let after = ids_of(&db);
+            let last = k + after.len() as i64;
+            assert_eq!(after, (k + 1..=last).collect::<Vec<_>>(), "{context}: the restored database holds k+1..");
+            let lost: Vec<i64> = committed.iter().copied().filter(|id| *id > last).collect();
+            assert!(lost.is_empty(), "{context}: committed ids in neither file: {lost:?}");
+            assert!(k >= 50 && !after.is_empty(), "{context}: writes before ({k}) and after the restore");
+            assert_eq!(quick_check(&db), "ok", "{context}");
+        }
+    }
+}

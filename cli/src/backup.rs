@@ -296,7 +296,45 @@ pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
             println!("the state it replaced is kept in {safety}");
         }
     }
-    Ok(if out["ok"] == true { exit::OK } else { exit::CRITICAL })
+    let (code, warning) = restore_outcome(&out, &args.db.display().to_string());
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
+    }
+    Ok(code)
+}
+
+/// The exit code of a restore that ran, and what to tell the user when its check after publication failed:
+/// the data is already replaced, so restoring again would only replace it once more.
+fn restore_outcome(out: &Json, db: &str) -> (u8, Option<String>) {
+    match (&out["ok"], &out["restored"]) {
+        (Json::Bool(true), _) => (exit::OK, None),
+        (_, Json::Bool(true)) => {
+            let problem = out["check_problem"].as_str().unwrap_or("unknown problem");
+            let warning = format!(
+                "vigil restore: the restore is done, but the check after it failed: {problem}. Do not restore \
+                 again; check the database with `vigil health {db} --full`"
+            );
+            (exit::RESTORED_UNCHECKED, Some(warning))
+        }
+        _ => (exit::CRITICAL, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_whose_check_failed_says_it_is_done_and_exits_4() {
+        let out = json!({"ok": false, "restored": true, "check_problem": "could not run: database is locked"});
+        let (code, warning) = restore_outcome(&out, "live.db");
+        assert_eq!(code, exit::RESTORED_UNCHECKED);
+        let warning = warning.unwrap();
+        assert!(warning.contains("the restore is done") && warning.contains("database is locked"), "{warning}");
+        assert!(warning.contains("vigil health live.db --full"), "{warning}");
+        assert_eq!(restore_outcome(&json!({"ok": true, "restored": true}), "x").0, exit::OK);
+        assert_eq!(restore_outcome(&json!({"ok": false}), "x").0, exit::CRITICAL);
+    }
 }
 
 pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {

@@ -20,6 +20,8 @@ pub mod exit {
     pub const CRITICAL: u8 = 2;
     /// The database cannot be opened or read, or vigil cannot load: the state is unknown.
     pub const UNKNOWN: u8 = 3;
+    /// `vigil restore` only: the backup was restored, but the check after it failed or could not run.
+    pub const RESTORED_UNCHECKED: u8 = 4;
     /// Bad command line (sysexits' EX_USAGE): never mistaken for a database state.
     pub const USAGE: u8 = 64;
 }

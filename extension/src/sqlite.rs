@@ -621,11 +621,14 @@ impl Drop for Statement<'_> {
 /// Progress of an online backup step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupProgress {
-    /// More pages to copy: (remaining, total).
+    /// More pages to copy: (remaining, total). The destination stays write-locked until the backup is done
+    /// or dropped.
     More {
         remaining: i32,
         total: i32,
     },
+    /// Another connection holds a lock the step needs; nothing was copied.
+    Busy,
     Done,
 }
 
@@ -647,13 +650,15 @@ impl<'a> Backup<'a> {
         Ok(Backup { raw, dest: *dest, _conns: PhantomData })
     }
 
-    /// Copies up to `pages` pages (all when negative). Busy and locked are reported as `More` so that the
-    /// caller decides how long to wait.
+    /// Copies up to `pages` pages (all when negative; none with 0, which only takes the destination's write
+    /// lock). Busy and locked are reported as `Busy` so that the caller decides how long to wait.
     pub fn step(&mut self, pages: i32) -> Result<BackupProgress> {
         let rc = unsafe { call!(backup_step(self.raw, pages)) };
-        match rc {
+        // Primary codes: a WAL destination can answer SQLITE_BUSY_SNAPSHOT.
+        match rc & 0xff {
             SQLITE_DONE => Ok(BackupProgress::Done),
-            SQLITE_OK | SQLITE_BUSY | SQLITE_LOCKED => Ok(BackupProgress::More {
+            SQLITE_BUSY | SQLITE_LOCKED => Ok(BackupProgress::Busy),
+            SQLITE_OK => Ok(BackupProgress::More {
                 remaining: unsafe { call!(backup_remaining(self.raw)) },
                 total: unsafe { call!(backup_pagecount(self.raw)) },
             }),

@@ -129,20 +129,29 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Makes a backup of `options.schema` of `db` at `dest`; returns the function's JSON result.
 pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
-    let started = Instant::now();
-    let now = Utc::now();
-    let schema = options.schema.as_str();
+    let origin = open_origin(db, &options.schema, options.busy_timeout_ms)?;
+    make_from(db, origin, dest, options)
+}
+
+fn open_origin(db: Db, schema: &str, busy_timeout_ms: i32) -> Result<snapshot::Origin> {
     if db.is_readonly(schema)?.is_none() {
         return Err(Error::new(format!("no database named {} is attached", crate::health::checks::quote(schema))));
     }
-    let source = db.filename(schema)?;
+    snapshot::Origin::open(db, schema, busy_timeout_ms).map_err(|e| e.context("cannot open the database to copy it"))
+}
+
+/// Makes the backup from `origin`. `db` is used only where the origin is not a file vigil copies itself
+/// (SQLite's backup API then copies from it) and to record the backup in the log.
+fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOptions) -> Result<Json> {
+    let started = Instant::now();
+    let now = Utc::now();
+    let schema = options.schema.as_str();
+    let source = origin.path().map(str::to_string);
     let final_path = destination(dest, source.as_deref(), options, now)?;
     let dir = parent_of(&final_path);
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
-    let origin = snapshot::Origin::open(db, schema, options.busy_timeout_ms)
-        .map_err(|e| e.context("cannot open the database to copy it"))?;
     let mut sink = sink_for(&origin, &dir, &name, options)?;
     let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total))
         .map_err(|e| e.context("cannot copy the database"));
@@ -264,6 +273,21 @@ pub fn safety_backup(
     verify: Verify,
     busy_timeout_ms: i32,
 ) -> Result<Json> {
+    let origin = open_origin(db, schema, busy_timeout_ms)?;
+    safety_backup_from(db, schema, origin, database, operation, verify, busy_timeout_ms)
+}
+
+/// `safety_backup` from an origin opened beforehand (one copied under a lock vigil holds: see
+/// `snapshot::Origin::held`).
+pub fn safety_backup_from(
+    db: Db,
+    schema: &str,
+    origin: snapshot::Origin,
+    database: &Path,
+    operation: &str,
+    verify: Verify,
+    busy_timeout_ms: i32,
+) -> Result<Json> {
     let stem = database.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "database".into());
     let name = format!("{stem}-before-{operation}-{}.db", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let options = BackupOptions {
@@ -274,7 +298,7 @@ pub fn safety_backup(
         log: false,
         ..BackupOptions::default()
     };
-    let made = make(db, &parent_of(database).join(name), &options)?;
+    let made = make_from(db, origin, &parent_of(database).join(name), &options)?;
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }
 

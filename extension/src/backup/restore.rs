@@ -11,7 +11,7 @@ use super::artifact::{io_error, parent_of, sync_dir, sync_file, TempFile};
 use super::manifest;
 use super::options::{BackupOptions, Verify};
 use super::verify::{self, Step};
-use super::{path_arg, retention};
+use super::{path_arg, retention, snapshot};
 use crate::error::{Error, Result};
 use crate::maintenance::{elapsed_ms, Target};
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, Value};
@@ -53,67 +53,84 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
             drill.problem().unwrap_or_default()
         )));
     };
-    let mut safety_backup = Json::Null;
-    let replaced = match target {
+    let (step, safety_backup) = match target {
         None => {
             let live = Target::open(db, &options.schema, options.busy_timeout_ms)?;
-            safety_backup = keep_current(live.db(), &target_path, options)?;
-            into_live(&live.db(), &database, options.busy_timeout_ms).map_err(|e| live.explain(e))
+            replace(live.db(), &target_path, &database, options).map_err(|e| live.explain(e))?
         }
         Some(_) if target_path.exists() => {
             let open = OwnedDb::open(&target_path.to_string_lossy(), open_flags::READ_WRITE, None)?;
             open.db().set_busy_timeout(options.busy_timeout_ms)?;
-            safety_backup = keep_current(open.db(), &target_path, options)?;
-            into_live(&open.db(), &database, options.busy_timeout_ms)
+            replace(open.db(), &target_path, &database, options)?
         }
-        Some(_) => into_new_file(&database, &target_path),
+        Some(_) => (into_new_file(&database, &target_path)?, Json::Null),
     };
-    let step = replaced.map_err(|e| match &safety_backup {
-        Json::Object(b) => e.context(format!("the target is unchanged; its state before is also in {}", b["path"])),
-        _ => e,
-    })?;
     steps.push(step.to_json());
+    // The restore is published: from here on a failure is the check's, and the result says so.
     let check = Instant::now();
-    let checked = verify_restored(&target_path, manifest.source.page_count);
-    let ok = checked.is_ok();
-    steps.push(
-        Step { name: "check", ok, detail: checked.unwrap_or_else(|e| e), duration_ms: elapsed_ms(check) }.to_json(),
-    );
+    let new_file = safety_backup.is_null();
+    let checked = verify_restored(&target_path, manifest.source.page_count, new_file, options.busy_timeout_ms);
+    let problem = checked.as_ref().err().cloned();
+    let detail = checked.unwrap_or_else(|e| e);
+    steps.push(Step { name: "check", ok: problem.is_none(), detail, duration_ms: elapsed_ms(check) }.to_json());
     Ok(json!({
         "restored_from": artifact.to_string_lossy(),
         "id": manifest.id,
         "target": target_path.to_string_lossy(),
-        "ok": ok,
+        "ok": problem.is_none(),
+        "restored": true,
+        "check_problem": problem,
         "safety_backup": safety_backup,
         "steps": steps,
         "duration_ms": elapsed_ms(started),
     }))
 }
 
-/// Backs up what a restore is about to replace, beside it, verified.
-fn keep_current(db: Db, target: &Path, options: &BackupOptions) -> Result<Json> {
-    super::safety_backup(db, "main", target, "restore", Verify::Quick, options.busy_timeout_ms)
-        .map_err(|e| e.context("the restore did not start: the safety backup of the current database failed"))
+/// Replaces the content of an existing database (`live`, a connection of vigil's own to `path`) with the
+/// verified `database`, keeping what it replaces. SQLite's backup API first takes the target's write lock
+/// (copying nothing), the safety backup is taken under that lock, then the copy and its commit follow in the
+/// same transaction: no commit of another connection can fall between the safety backup and the restore, so
+/// each one is in the safety backup or lands on the restored database. Returns the step and the safety
+/// backup's {path, sha256}.
+fn replace(live: Db, path: &Path, database: &Path, options: &BackupOptions) -> Result<(Step, Json)> {
+    let started = Instant::now();
+    // Everything about the target is learned before the backup starts: from then on only the backup may use
+    // the target's connection.
+    let origin = snapshot::Origin::open(live, "main", options.busy_timeout_ms)
+        .and_then(snapshot::Origin::held)
+        .map_err(|e| e.context("the restore did not start: cannot open the database to keep a copy of it"))?;
+    let source = verify::open_immutable(database)?;
+    let source_db = source.db();
+    let mut backup = Backup::new(&live, "main", &source_db, "main")?;
+    lock_target(&mut backup, options.busy_timeout_ms)?;
+    let locked = Instant::now();
+    let busy = options.busy_timeout_ms;
+    let safety_backup = super::safety_backup_from(live, "main", origin, path, "restore", Verify::Quick, busy)
+        .map_err(|e| e.context("the restore did not start: the safety backup of the current database failed"))?;
+    let done = backup.step(-1).and_then(|progress| match progress {
+        BackupProgress::Done => Ok(()),
+        _ => Err(Error::new("the copy into the target did not finish in one step")),
+    });
+    drop(backup);
+    let kept = safety_backup["path"].as_str().unwrap_or_default().to_string();
+    done.map_err(|e| e.context(format!("the target is unchanged; its current state is also in {kept}")))?;
+    let detail = format!("backup API, one transaction; other writers waited {:.0} ms", elapsed_ms(locked));
+    Ok((Step { name: "restore", ok: true, detail, duration_ms: elapsed_ms(started) }, safety_backup))
 }
 
-/// Copies the verified database into an open database in one backup step: a single write transaction.
-fn into_live(target: &Db, database: &Path, busy_timeout_ms: i32) -> Result<Step> {
-    let started = Instant::now();
-    let source = verify::open_immutable(database)?;
-    let deadline = started + Duration::from_millis(busy_timeout_ms as u64);
-    let source_db = source.db();
-    let mut backup = Backup::new(target, "main", &source_db, "main")?;
+/// Takes the target's write lock through the backup (a step that copies no page), waiting for other
+/// connections at most `busy_timeout_ms`.
+fn lock_target(backup: &mut Backup, busy_timeout_ms: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(busy_timeout_ms.max(0) as u64);
     loop {
-        match backup.step(-1)? {
-            BackupProgress::Done => break,
-            BackupProgress::More { .. } if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            BackupProgress::More { .. } => {
-                return Err(Error::with_code("the target database stayed locked", 5));
+        match backup.step(0)? {
+            BackupProgress::Busy if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            BackupProgress::Busy => {
+                return Err(Error::with_code("the restore did not start: the target database stayed locked", 5))
             }
+            BackupProgress::More { .. } | BackupProgress::Done => return Ok(()),
         }
     }
-    drop(backup);
-    Ok(Step { name: "restore", ok: true, detail: "backup API, one step".into(), duration_ms: elapsed_ms(started) })
 }
 
 /// Copies the verified database to a new file: temporary name, fsync, rename without replacing, fsync.
@@ -133,14 +150,26 @@ fn into_new_file(database: &Path, target: &Path) -> Result<Step> {
     Ok(Step { name: "restore", ok: true, detail: "copied into a new file".into(), duration_ms: elapsed_ms(started) })
 }
 
-/// quick_check of the restored database, through a fresh connection, and its page count.
-fn verify_restored(target: &Path, expected_pages: u32) -> std::result::Result<String, String> {
-    let db = OwnedDb::open(&target.to_string_lossy(), open_flags::READ_ONLY, None).map_err(|e| e.to_string())?;
-    let check = db.db().query_value("PRAGMA quick_check", &[]).map_err(|e| e.to_string())?;
-    let pages = db.db().query_value("PRAGMA page_count", &[]).map_err(|e| e.to_string())?;
-    match (check.as_str(), pages.as_i64()) {
-        (Some("ok"), Some(p)) if p == i64::from(expected_pages) => Ok(format!("quick_check ok, {p} pages")),
-        (Some("ok"), p) => Err(format!("quick_check ok but {p:?} pages, the backup has {expected_pages}")),
-        (other, _) => Err(format!("quick_check: {other:?}")),
+/// quick_check of the restored database through a fresh connection, and its page count: the backup's for a
+/// new file; an existing database may have been written by other connections since the restore.
+fn verify_restored(
+    target: &Path,
+    expected_pages: u32,
+    new_file: bool,
+    busy_timeout_ms: i32,
+) -> std::result::Result<String, String> {
+    let could_not = |e: Error| format!("could not run: {e}");
+    let db = OwnedDb::open(&target.to_string_lossy(), open_flags::READ_ONLY, None).map_err(could_not)?;
+    db.db().set_busy_timeout(busy_timeout_ms).map_err(could_not)?;
+    let check = db.db().query_value("PRAGMA quick_check", &[]).map_err(could_not)?;
+    let pages = db.db().query_value("PRAGMA page_count", &[]).map_err(could_not)?.as_i64().unwrap_or(0);
+    match check.as_str() {
+        Some("ok") if pages == i64::from(expected_pages) => Ok(format!("quick_check ok, {pages} pages")),
+        Some("ok") if !new_file => {
+            Ok(format!("quick_check ok, {pages} pages now (the backup has {expected_pages}: written since)"))
+        }
+        Some("ok") => Err(format!("quick_check ok but {pages} pages, the backup has {expected_pages}")),
+        Some(other) => Err(format!("quick_check: {other}")),
+        None => Err("quick_check returned nothing".into()),
     }
 }

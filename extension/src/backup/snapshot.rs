@@ -83,8 +83,11 @@ pub type Advance<'a> = &'a dyn Fn(u64, u64);
 pub struct Origin {
     path: Option<String>,
     connection: Option<OwnedDb>,
+    journal_mode: String,
     wal: bool,
     quiet: bool,
+    /// Another connection of vigil's already holds the file's write lock (a restore about to replace it).
+    held: bool,
 }
 
 impl Origin {
@@ -101,15 +104,37 @@ impl Origin {
             }
             _ => None,
         };
-        let wal = match &connection {
+        let journal_mode = match &connection {
             Some(connection) => {
                 let mode = connection.db().query_value("PRAGMA journal_mode", &[])?;
-                mode.as_str().is_some_and(|m| m.eq_ignore_ascii_case("wal"))
+                mode.as_str().unwrap_or("").to_lowercase()
             }
-            None => false,
+            None => String::new(),
         };
+        let wal = journal_mode == "wal";
         let quiet = path.as_deref().and_then(modified).is_some_and(|m| is_quiet_since(m, SystemTime::now()));
-        Ok(Origin { path, connection, wal, quiet })
+        Ok(Origin { path, connection, journal_mode, wal, quiet, held: false })
+    }
+
+    /// Marks the origin as copied while a connection of vigil's own holds the database's write lock, taken
+    /// after this call: no commit can come between the copy and what that connection does next. In WAL mode
+    /// the copy is a snapshot as usual (readers are not blocked); with a rollback journal the lock is exclusive,
+    /// so the file on disk is the committed state and is read as it is, without a lock of its own.
+    pub fn held(mut self) -> Result<Origin> {
+        let Some(connection) = &self.connection else {
+            return Err(Error::new("the database is not a file on the unix VFS, so it cannot be copied under a lock"));
+        };
+        if !self.wal {
+            // Read without a lock of its own: never through a memory map.
+            connection.db().exec("PRAGMA mmap_size = 0")?;
+        }
+        self.held = true;
+        Ok(self)
+    }
+
+    /// The database file's path (none for in-memory and temporary databases).
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     /// A file copy in WAL mode: the copy can be streamed without a raw file, since holding the snapshot while
@@ -120,7 +145,7 @@ impl Origin {
 
     /// A file copy with a rollback journal: made without the lock, then corrected under it.
     pub fn corrects_copy(&self) -> bool {
-        self.connection.is_some() && !self.wal
+        self.connection.is_some() && !self.wal && !self.held
     }
 
     /// The file was not written lately, so a copy made without the lock will likely need no correction.
@@ -138,6 +163,9 @@ pub fn copy<T: Send + 'static>(
     advance: Advance,
 ) -> Result<Copied> {
     let mut copied = match (&origin.connection, &origin.path) {
+        (Some(connection), _) if origin.held && !origin.wal => {
+            copy_held_file(connection.db(), &origin.journal_mode, sink, advance)?
+        }
         (Some(connection), Some(path)) if !origin.wal => copy_then_correct(connection.db(), path, sink, advance)?,
         (Some(connection), _) => {
             // Map the file (up to the host's SQLITE_MAX_MMAP_SIZE) so that pages are copied straight from it.
@@ -391,6 +419,35 @@ fn copy_then_correct<T: Send + 'static>(db: Db, path: &str, sink: &mut Sink<T>, 
     let corrected = corrected?;
     advance(pinned.bytes(), pinned.bytes());
     Ok(Copied::of_file(&pinned, writers_blocked_ms, Some(corrected)))
+}
+
+/// A rollback-journal file whose exclusive lock another connection of vigil's holds: the file is the committed
+/// state (a hot journal was rolled back when that lock was taken), copied whole without a lock of our own.
+fn copy_held_file<T: Send + 'static>(
+    db: Db,
+    journal_mode: &str,
+    sink: &mut Sink<T>,
+    advance: Advance,
+) -> Result<Copied> {
+    let database = database_file(&db)?;
+    let mut header = [0u8; 100];
+    database.read_at(&mut header, 0)?;
+    if header[18] == 2 || header[19] == 2 {
+        return Err(Error::new("the database switched to WAL mode meanwhile; run the operation again"));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        size => u32::from(size),
+    };
+    if !page_size.is_power_of_two() || page_size < 512 {
+        return Err(Error::new("the database header is damaged (page size)"));
+    }
+    let page_count = (database.size()? / u64::from(page_size)) as u32;
+    let pinned = Pinned { page_size, page_count, journal_mode: journal_mode.into(), wal: None };
+    let copied = precopy(&database, pinned.bytes(), sink, advance);
+    sink.end_stream(); // read into buffers, never mapped: nothing to unfetch
+    copied?;
+    Ok(Copied::of_file(&pinned, 0.0, None))
 }
 
 /// Copies the file's first `total` bytes without a lock, through the VFS's reads.
