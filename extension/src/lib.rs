@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod format;
 mod guard;
 pub mod health;
 mod info;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::buffer::{Buffer, READ_BLOCK};
 use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
+use crate::format::{DatabaseHeader, HEADER_BYTES};
 use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, VfsFile};
@@ -357,7 +358,7 @@ fn is_quiet_since(modified: SystemTime, now: SystemTime) -> bool {
 /// crashed writer's hot journal is rolled back: the one change that leaves the counter as it was).
 #[derive(PartialEq, Eq)]
 struct FileState {
-    change_counter: [u8; 4],
+    change_counter: u32,
     page_count: u32,
     size: u64,
     modified: Option<SystemTime>,
@@ -365,10 +366,10 @@ struct FileState {
 
 impl FileState {
     fn read(database: &VfsFile, path: &str, pinned: &Pinned) -> Result<FileState> {
-        let mut header = [0u8; 28];
+        let mut header = [0u8; HEADER_BYTES];
         database.read_at(&mut header, 0)?;
         Ok(FileState {
-            change_counter: [header[24], header[25], header[26], header[27]],
+            change_counter: DatabaseHeader::parse(&header).map_err(Error::new)?.change_counter,
             page_count: pinned.page_count,
             size: database.size()?,
             modified: modified(path),
@@ -430,18 +431,13 @@ fn copy_held_file<T: Send + 'static>(
     advance: Advance,
 ) -> Result<Copied> {
     let database = database_file(&db)?;
-    let mut header = [0u8; 100];
-    database.read_at(&mut header, 0)?;
-    if header[18] == 2 || header[19] == 2 {
+    let mut bytes = [0u8; HEADER_BYTES];
+    database.read_at(&mut bytes, 0)?;
+    let header = DatabaseHeader::parse(&bytes).map_err(Error::new)?;
+    if header.wal {
         return Err(Error::new("the database switched to WAL mode meanwhile; run the operation again"));
     }
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65536,
-        size => u32::from(size),
-    };
-    if !page_size.is_power_of_two() || page_size < 512 {
-        return Err(Error::new("the database header is damaged (page size)"));
-    }
+    let page_size = header.page_size;
     let page_count = (database.size()? / u64::from(page_size)) as u32;
     let pinned = Pinned { page_size, page_count, journal_mode: journal_mode.into(), wal: None };
     let copied = precopy(&database, pinned.bytes(), sink, advance);

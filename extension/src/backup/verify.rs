@@ -13,6 +13,7 @@ use super::digest::{sha256_file, HashingWriter};
 use super::manifest::Manifest;
 use super::options::{Compression, Verify};
 use crate::error::Result;
+use crate::format::{DatabaseHeader, HEADER_BYTES};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, OwnedDb};
 
@@ -94,14 +95,10 @@ pub fn check_database(path: &Path, level: Verify) -> std::result::Result<String,
 
 /// Reads the 100-byte header of a database file: (page size, page count).
 fn header(path: &Path) -> std::result::Result<(u32, u32), String> {
-    let mut bytes = [0u8; 100];
+    let mut bytes = [0u8; HEADER_BYTES];
     File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| format!("cannot read the header: {e}"))?;
-    if &bytes[..16] != b"SQLite format 3\0" {
-        return Err("not an SQLite database (bad header)".into());
-    }
-    let raw = u16::from_be_bytes([bytes[16], bytes[17]]) as u32;
-    let page_size = if raw == 1 { 65536 } else { raw };
-    Ok((page_size, u32::from_be_bytes(bytes[28..32].try_into().unwrap_or_default())))
+    let header = DatabaseHeader::parse(&bytes)?;
+    Ok((header.page_size, header.page_count))
 }
 
 fn compare(what: &str, expected: &str, got: &str) -> std::result::Result<String, String> {
