@@ -171,7 +171,7 @@ pub fn copy<T: Send + 'static>(
         (Some(connection), _) => {
             // Map the file (up to the host's SQLITE_MAX_MMAP_SIZE) so that pages are copied straight from it.
             connection.db().exec(MMAP_SIZE)?;
-            copy_file(connection.db(), sink, advance)?
+            copy_file(connection.db(), origin.held, sink, advance)?
         }
         (None, _) => copy_with_backup_api(caller, schema, sink, advance)?,
     };
@@ -245,12 +245,13 @@ fn database_file(db: &Db) -> Result<VfsFile<'_>> {
 }
 
 /// Copies the snapshot pinned on `db` into `sink` in one pass (WAL mode; or a rollback journal whose lock
-/// writers then wait on for the whole copy, when the mode changed as the backup began).
-fn copy_file<T: Send + 'static>(db: Db, sink: &mut Sink<T>, advance: Advance) -> Result<Copied> {
+/// writers then wait on for the whole copy, when the mode changed as the backup began). `held`: writers wait
+/// anyway, for a lock vigil holds elsewhere.
+fn copy_file<T: Send + 'static>(db: Db, held: bool, sink: &mut Sink<T>, advance: Advance) -> Result<Copied> {
     let pinned = pin(db)?;
     let locked_since = Instant::now();
     // Writers wait for this read lock unless in WAL mode: never make them wait for the disk too.
-    let holds_writers = pinned.wal.is_none();
+    let holds_writers = pinned.wal.is_none() || held;
     sink.set_waiting(!holds_writers);
     let database = database_file(&db)?;
     let result = copy_pages(&db, &database, &pinned, sink, advance);
@@ -390,7 +391,7 @@ fn copy_then_correct<T: Send + 'static>(db: Db, path: &str, sink: &mut Sink<T>, 
     if first.wal.is_some() {
         db.exec("COMMIT")?;
         db.exec(MMAP_SIZE)?;
-        return copy_file(db, sink, advance);
+        return copy_file(db, false, sink, advance);
     }
     let database = database_file(&db)?;
     let before = FileState::read(&database, path, &first);
@@ -438,10 +439,12 @@ fn copy_held_file<T: Send + 'static>(
         return Err(Error::new("the database switched to WAL mode meanwhile; run the operation again"));
     }
     let page_size = header.page_size;
+    sink.set_waiting(false); // writers wait for the lock: never for the disk too
     let page_count = (database.size()? / u64::from(page_size)) as u32;
     let pinned = Pinned { page_size, page_count, journal_mode: journal_mode.into(), wal: None };
     let copied = precopy(&database, pinned.bytes(), sink, advance);
     sink.end_stream(); // read into buffers, never mapped: nothing to unfetch
+    sink.set_waiting(true);
     copied?;
     Ok(Copied::of_file(&pinned, 0.0, None))
 }
