@@ -559,7 +559,7 @@ fn bad_destinations_and_options_get_clear_errors() {
         ("SELECT backup_to(NULL)".to_string(), "is missing"),
         ("SELECT backup_to(42)".to_string(), "must be text"),
         (format!("SELECT backup_verify('{}')", existing.display()), "has no vigil manifest"),
-        (format!("SELECT backup_restore('{d}/nothing.db')"), "has no vigil manifest"),
+        (format!("SELECT backup_restore('{d}/nothing.db')"), "nothing.db: no such file"),
         (format!("SELECT * FROM backup_list('{d}/missing')"), "is not a directory"),
     ];
     for host in hosts() {

@@ -69,6 +69,9 @@ pub struct VerifyArgs {
     /// Run quick_check instead of the full integrity_check
     #[arg(long)]
     pub quick: bool,
+    /// Accept a backup without its manifest (plain, .gz or .zst SQLite file): integrity-checked, not hash-verified
+    #[arg(long)]
+    pub bare: bool,
     #[command(flatten)]
     pub output: Output,
 }
@@ -80,6 +83,9 @@ pub struct RestoreArgs {
     /// The database to restore into: replaced in place (its current state is backed up beside it first),
     /// or created
     pub db: PathBuf,
+    /// Accept a backup without its manifest (plain, .gz or .zst SQLite file): integrity-checked, not hash-verified
+    #[arg(long)]
+    pub bare: bool,
     #[command(flatten)]
     pub output: Output,
 }
@@ -221,12 +227,14 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
 
 pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
-    let options = json!({"hash": args.hash}).to_string();
-    let list = query_rows(&conn, &args.dir.to_string_lossy(), &options)?;
+    let options = json!({"hash": args.hash, "ignored": true}).to_string();
+    let (ignored, list): (Vec<Json>, Vec<Json>) = query_rows(&conn, &args.dir.to_string_lossy(), &options)?
+        .into_iter()
+        .partition(|r| r["sha256_status"].as_str().is_some_and(|s| s.starts_with("ignored")));
     let damaged =
         list.iter().any(|r| matches!(r["sha256_status"].as_str(), Some("mismatch" | "missing" | "unreadable")));
     if args.output.json {
-        print_json(&Json::Array(list));
+        print_json(&Json::Array(list.into_iter().chain(ignored).collect()));
     } else {
         let rows: Vec<Vec<String>> = list
             .iter()
@@ -244,14 +252,41 @@ pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
             .collect();
         print!("{}", columns(&["CREATED", "AGE", "SIZE", "COMPRESSION", "VERIFIED", "SHA256", "PATH"], &rows));
         println!("\n{} backups in {}", list.len(), args.dir.display());
+        print_ignored(&ignored);
     }
     Ok(if damaged { exit::CRITICAL } else { exit::OK })
+}
+
+/// Files of the directory that are not listed as backups, each with the reason.
+fn print_ignored(ignored: &[Json]) {
+    if ignored.is_empty() {
+        return;
+    }
+    println!("\nignored {} files:", ignored.len());
+    for file in ignored {
+        let reason = text(&file["sha256_status"]);
+        let reason = reason.trim_start_matches("ignored: ").replace(BARE_OPTION, "vigil verify --bare");
+        println!("  {}: {reason}", text(&file["path"]));
+    }
 }
 
 fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
     let rows =
         crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", [dir, options]).map_err(failed_operation)?;
     Ok(rows.into_iter().map(Json::Object).collect())
+}
+
+/// The extension names the SQL option; on the command line it is a flag.
+const BARE_OPTION: &str = r#"'{"bare":true}'"#;
+
+fn bare_in_cli_terms(failure: Failure) -> Failure {
+    Failure { message: failure.message.replace(BARE_OPTION, "--bare"), ..failure }
+}
+
+fn print_bare(out: &Json) {
+    if out["bare"] == true {
+        println!("\nbare backup: no manifest, so its content could not be verified against a hash");
+    }
 }
 
 fn print_steps(out: &Json) {
@@ -268,12 +303,14 @@ fn print_steps(out: &Json) {
 
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
-    let options = json!({"verify": if args.quick { "quick" } else { "full" }}).to_string();
-    let out = run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup), options.into()])?;
+    let options = json!({"verify": if args.quick { "quick" } else { "full" }, "bare": args.bare}).to_string();
+    let out = run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup), options.into()])
+        .map_err(bare_in_cli_terms)?;
     if args.output.json {
         print_json(&out);
     } else {
         print_steps(&out);
+        print_bare(&out);
         match out["problem"].as_str() {
             Some(problem) => println!("\n{}: FAILED: {problem}", args.backup.display()),
             None => println!("\n{}: OK, restorable", args.backup.display()),
@@ -284,13 +321,14 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
 
 pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
-    let options = json!({"busy_timeout_ms": global.busy_timeout}).to_string();
+    let options = json!({"busy_timeout_ms": global.busy_timeout, "bare": args.bare}).to_string();
     let params = vec![path_value(&args.backup), path_value(&args.db), options.into()];
-    let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params)?;
+    let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params).map_err(bare_in_cli_terms)?;
     if args.output.json {
         print_json(&out);
     } else {
         print_steps(&out);
+        print_bare(&out);
         println!("\nrestored {} into {}", args.backup.display(), args.db.display());
         if let Some(safety) = out["safety_backup"]["path"].as_str() {
             println!("the state it replaced is kept in {safety}");

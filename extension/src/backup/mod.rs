@@ -11,11 +11,13 @@ mod compress;
 pub mod digest;
 pub mod export;
 mod feed;
+mod ignored;
 pub mod log;
 pub mod manifest;
 pub mod options;
 pub mod restore;
 pub mod retention;
+mod scratch;
 pub mod snapshot;
 pub mod verify;
 
@@ -152,7 +154,18 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
     let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
-    let mut sink = sink_for(&origin, &dir, &name, options)?;
+    let streamed = streams(&origin, options);
+    // Declared before the sink, so it is dropped (a private directory removed) after the sink's files.
+    let scratch = match options.compression {
+        Compression::None => None,
+        _ if streamed => None,
+        _ => {
+            let need = source.as_deref().map_or(0, |s| scratch::database_size(Path::new(s)));
+            Some(scratch::Scratch::for_intermediate(&dir, source.as_deref().map(Path::new), need)?)
+        }
+    };
+    let raw_dir = scratch.as_ref().map_or(dir.as_path(), |s| s.dir.as_path());
+    let mut sink = sink_for(&origin, &dir, raw_dir, &name, options)?;
     let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total))
         .map_err(|e| e.context("cannot copy the database"));
     drop(origin);
@@ -245,6 +258,7 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
         "verify": manifest.verification.method,
         "verified": manifest.is_verified(),
         "method": manifest.method,
+        "intermediate": intermediate(options, streamed, scratch.as_ref()),
         "journal_mode": manifest.source.journal_mode,
         "writers_blocked_ms": copied.writers_blocked_ms,
         "rechecked": copied.correction.map(|c| c.compared),
@@ -302,6 +316,16 @@ pub fn safety_backup_from(
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }
 
+/// Where a compressed backup's raw copy went: null for a plain backup (the copy is the backup).
+fn intermediate(options: &BackupOptions, streamed: bool, scratch: Option<&scratch::Scratch>) -> Json {
+    match scratch {
+        _ if options.compression == Compression::None => Json::Null,
+        Some(scratch) => scratch.to_json(),
+        None if streamed => json!({"place": "streamed", "dir": null}),
+        None => Json::Null,
+    }
+}
+
 /// What the work behind a copy produced: the database's hash and, for a compressed backup, the artifact.
 struct Followed {
     database_sha256: String,
@@ -320,13 +344,20 @@ struct Compressed {
 /// raw file when compressed and unchecked), or read the raw file back when it is checked while compression
 /// goes on. A rollback-journal copy is corrected under the lock after it is made: when the file was written
 /// lately, so that a correction is likely, they wait for it instead of working on bytes that will change.
-fn sink_for(origin: &snapshot::Origin, dir: &Path, name: &str, options: &BackupOptions) -> Result<Sink<Followed>> {
+/// The raw copy of a compressed backup is written in `raw_dir` (see scratch.rs).
+fn sink_for(
+    origin: &snapshot::Origin,
+    dir: &Path,
+    raw_dir: &Path,
+    name: &str,
+    options: &BackupOptions,
+) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
     let consume = consumer(dir, name, options)?;
-    if origin.can_stream() && compressing && options.verify == Verify::None {
+    if streams(origin, options) {
         return Sink::piped(None, consume);
     }
-    let (raw, file) = TempFile::create(dir, name)?;
+    let (raw, file) = TempFile::create(raw_dir, name)?;
     // A compressed backup's raw copy is an intermediate: never written behind nor fsynced.
     let output = Output::new(file, &raw.path, !compressing);
     let awaits_correction = origin.corrects_copy() && !origin.is_quiet();
@@ -338,6 +369,11 @@ fn sink_for(origin: &snapshot::Origin, dir: &Path, name: &str, options: &BackupO
         Sink::following(output, consume)?
     };
     Ok(sink.owning(raw))
+}
+
+/// A compressed, unchecked WAL-mode copy goes straight to the compressor: no raw file.
+fn streams(origin: &snapshot::Origin, options: &BackupOptions) -> bool {
+    origin.can_stream() && options.compression != Compression::None && options.verify == Verify::None
 }
 
 /// The work behind the copy.
@@ -410,19 +446,22 @@ fn drill_defaults() -> BackupOptions {
     BackupOptions { verify: Verify::Full, ..BackupOptions::default() }
 }
 
-/// `backup_verify(path [, options])`: a restore drill of one backup.
+/// `backup_verify(path [, options])`: a restore drill of one backup (with `bare`, of an artifact alone).
 pub fn backup_verify(_db: Db, args: &[Value]) -> Result<Value> {
     let path = Path::new(path_arg(args, 0, "the backup path").map_err(|e| e.context("bad arguments"))?);
-    let level = BackupOptions::parse_over(drill_defaults(), args.get(1), &["verify"])
-        .map_err(|e| e.context("bad options"))?
-        .verify;
-    let (manifest, artifact) = manifest::read(path)?;
-    let _reading = retention::hold(&artifact);
-    let drill = verify::drill(&artifact, &manifest, level, &std::env::temp_dir())?;
+    let options = BackupOptions::parse_over(drill_defaults(), args.get(1), &["verify", "bare"])
+        .map_err(|e| e.context("bad options"))?;
+    let backup = verify::Backup::open(path, options.bare)?;
+    let _reading = retention::hold(&backup.artifact);
+    let scratch = scratch::Scratch::private_in(&std::env::temp_dir())?;
+    let drill = verify::drill_backup(&backup, options.verify, &scratch.dir)?;
+    let bare = backup.manifest.is_none();
     let result = json!({
-        "path": artifact.to_string_lossy(),
-        "id": manifest.id,
+        "path": backup.artifact.to_string_lossy(),
+        "id": backup.id(),
         "ok": drill.ok(),
+        "bare": bare,
+        "hash_verified": !bare && drill.ok(),
         "problem": drill.problem(),
         "steps": drill.steps.iter().map(verify::Step::to_json).collect::<Vec<_>>(),
     });
@@ -454,10 +493,24 @@ impl TableFunction for BackupList {
         if !dir.is_dir() {
             return Err(Error::new(format!("{} is not a directory", dir.display())));
         }
-        let options = BackupOptions::parse(args.get(1), &["hash"]).map_err(|e| e.context("bad options"))?;
+        let options = BackupOptions::parse(args.get(1), &["hash", "ignored"]).map_err(|e| e.context("bad options"))?;
         let now = Utc::now();
-        Ok(manifest::list(dir)?.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect())
+        let listed = manifest::list(dir)?;
+        let skipped = if options.ignored { ignored::ignored(dir, &listed)? } else { Vec::new() };
+        let mut rows: Vec<Vec<Value>> =
+            listed.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect();
+        rows.extend(skipped.iter().map(ignored_row));
+        Ok(rows)
     }
+}
+
+/// A file the listing ignored: its path, size, and `sha256_status` 'ignored: <why>'; the rest NULL.
+fn ignored_row(file: &ignored::Ignored) -> Vec<Value> {
+    let mut row = vec![Value::Null; BackupList::COLUMNS.len()];
+    row[1] = Value::from(file.path.to_string_lossy().as_ref());
+    row[4] = file.bytes.map_or(Value::Null, |b| Value::Integer(b as i64));
+    row[9] = Value::from(format!("ignored: {}", file.reason).as_str());
+    row
 }
 
 fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec<Value> {

@@ -97,6 +97,10 @@ pub struct BackupOptions {
     pub log: bool,
     /// Recompute an artifact's SHA-256 (backup_list) .
     pub hash: bool,
+    /// Accept an artifact without a manifest (backup_verify, backup_restore).
+    pub bare: bool,
+    /// Also list the files a directory holds that are not backups, and why (backup_list).
+    pub ignored: bool,
 }
 
 impl Default for BackupOptions {
@@ -111,6 +115,8 @@ impl Default for BackupOptions {
             retention: Retention::default(),
             log: true,
             hash: false,
+            bare: false,
+            ignored: false,
         }
     }
 }
@@ -141,6 +147,8 @@ impl BackupOptions {
                 "overwrite" => self.overwrite = boolean(key, value)?,
                 "log" => self.log = boolean(key, value)?,
                 "hash" => self.hash = boolean(key, value)?,
+                "bare" => self.bare = boolean(key, value)?,
+                "ignored" => self.ignored = boolean(key, value)?,
                 "keep" => self.retention.last = Some(count(key, value)?),
                 "keep_daily" => self.retention.daily = Some(count(key, value)?),
                 "keep_weekly" => self.retention.weekly = Some(count(key, value)?),

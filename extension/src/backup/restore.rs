@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 
 use super::artifact::{io_error, parent_of, sync_dir, sync_file, TempFile};
-use super::manifest;
 use super::options::{BackupOptions, Verify};
 use super::verify::{self, Step};
 use super::{path_arg, retention, snapshot};
@@ -16,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::maintenance::{elapsed_ms, Target};
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, Value};
 
-const RESTORE_KEYS: &[&str] = &["schema", "verify", "busy_timeout_ms"];
+const RESTORE_KEYS: &[&str] = &["schema", "verify", "busy_timeout_ms", "bare"];
 
 /// `backup_restore(path [, target [, options]])`.
 pub fn backup_restore(db: Db, args: &[Value]) -> Result<Value> {
@@ -35,8 +34,9 @@ pub fn backup_restore(db: Db, args: &[Value]) -> Result<Value> {
 
 fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) -> Result<Json> {
     let started = Instant::now();
-    let (manifest, artifact) = manifest::read(path)?;
-    let _reading = retention::hold(&artifact);
+    let backup = verify::Backup::open(path, options.bare)?;
+    let artifact = &backup.artifact;
+    let _reading = retention::hold(artifact);
     let target_path = match target {
         Some(t) => t.to_path_buf(),
         None => PathBuf::from(db.filename(&options.schema)?.ok_or_else(|| {
@@ -44,7 +44,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
         })?),
     };
     let scratch = parent_of(&target_path);
-    let drill = verify::drill(&artifact, &manifest, options.verify, &scratch)?;
+    let drill = verify::drill_backup(&backup, options.verify, &scratch)?;
     let mut steps: Vec<Json> = drill.steps.iter().map(Step::to_json).collect();
     let Some(database) = drill.database.clone().filter(|_| drill.ok()) else {
         return Err(Error::new(format!(
@@ -69,13 +69,15 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
     // The restore is published: from here on a failure is the check's, and the result says so.
     let check = Instant::now();
     let new_file = safety_backup.is_null();
-    let checked = verify_restored(&target_path, manifest.source.page_count, new_file, options.busy_timeout_ms);
+    let checked =
+        verify_restored(&target_path, drill.page_count.unwrap_or_default(), new_file, options.busy_timeout_ms);
     let problem = checked.as_ref().err().cloned();
     let detail = checked.unwrap_or_else(|e| e);
     steps.push(Step { name: "check", ok: problem.is_none(), detail, duration_ms: elapsed_ms(check) }.to_json());
     Ok(json!({
         "restored_from": artifact.to_string_lossy(),
-        "id": manifest.id,
+        "id": backup.id(),
+        "bare": backup.manifest.is_none(),
         "target": target_path.to_string_lossy(),
         "ok": problem.is_none(),
         "restored": true,

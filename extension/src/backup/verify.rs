@@ -10,9 +10,9 @@ use serde_json::{json, Value as Json};
 use super::artifact::{io_error, sync_file, TempFile};
 use super::compress::decompressing;
 use super::digest::{sha256_file, HashingWriter};
-use super::manifest::Manifest;
+use super::manifest::{self, Manifest};
 use super::options::{Compression, Verify};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{DatabaseHeader, HEADER_BYTES};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, OwnedDb};
@@ -38,6 +38,8 @@ pub struct Drill {
     pub steps: Vec<Step>,
     pub database: Option<PathBuf>,
     pub scratch: Option<TempFile>,
+    /// The database's page count, once its header was read.
+    pub page_count: Option<u32>,
 }
 
 impl Drill {
@@ -109,27 +111,83 @@ fn compare(what: &str, expected: &str, got: &str) -> std::result::Result<String,
     }
 }
 
+/// A backup to drill: an artifact and its manifest, or (`bare`) an artifact alone.
+pub struct Backup {
+    pub artifact: PathBuf,
+    pub manifest: Option<Manifest>,
+}
+
+impl Backup {
+    /// The backup at `path` (an artifact or its manifest). Without a manifest, only with `bare`.
+    pub fn open(path: &Path, bare: bool) -> Result<Backup> {
+        let named_manifest = path.to_string_lossy().ends_with(manifest::SUFFIX);
+        if named_manifest || manifest::path_for(path).exists() {
+            let (manifest, artifact) = manifest::read(path)?;
+            return Ok(Backup { artifact, manifest: Some(manifest) });
+        }
+        if !path.exists() {
+            return Err(Error::new(format!("{}: no such file", path.display())));
+        }
+        if !bare {
+            return Err(Error::new(format!(
+                "{} has no vigil manifest ({} is missing), so nothing says what it must hold: to check it as a \
+                 bare SQLite file (plain, .gz or .zst; integrity-checked but not verified against a hash), pass \
+                 '{{\"bare\":true}}'",
+                path.display(),
+                manifest::path_for(path).display()
+            )));
+        }
+        Ok(Backup { artifact: path.to_path_buf(), manifest: None })
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.manifest.as_ref().map(|m| m.id.as_str())
+    }
+}
+
+/// Drills a backup: against its manifest, or as a bare artifact.
+pub fn drill_backup(backup: &Backup, level: Verify, scratch_dir: &Path) -> Result<Drill> {
+    match &backup.manifest {
+        Some(manifest) => drill(&backup.artifact, manifest, level, scratch_dir),
+        None => drill_bare(&backup.artifact, level, scratch_dir),
+    }
+}
+
 /// Checks an artifact against its manifest: size, SHA-256, the database inside (decompressed into
-/// `scratch_dir` when compressed), its header, and `level`'s integrity check. Stops at the first failure.
+/// `scratch_dir` when compressed; for a plain artifact its size and hash are the database's), its header, and
+/// `level`'s integrity check. Stops at the first failure.
 pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &Path) -> Result<Drill> {
-    let mut drill = Drill { steps: Vec::new(), database: None, scratch: None };
+    let mut drill = Drill { steps: Vec::new(), database: None, scratch: None, page_count: None };
     let started = Instant::now();
     let size = std::fs::metadata(artifact).map(|m| m.len()).map_err(|e| format!("{}: {e}", artifact.display()));
     let sized = size.and_then(|s| compare("bytes", &manifest.bytes.to_string(), &s.to_string()));
     if !drill.step("artifact", started, sized) {
         return Ok(drill);
     }
+    let compression = manifest.compression()?;
     let started = Instant::now();
     let hashed = sha256_file(artifact).map_err(|e| e.to_string());
-    if !drill.step("sha256", started, hashed.and_then(|(h, _)| compare("sha256", &manifest.sha256, &h))) {
+    let matched = hashed.and_then(|(h, n)| {
+        let artifact = compare("sha256", &manifest.sha256, &h)?;
+        if compression != Compression::None {
+            return Ok(artifact);
+        }
+        compare("database bytes", &manifest.database_bytes.to_string(), &n.to_string())?;
+        compare("database sha256", &manifest.database_sha256, &h).map(|_| format!("{artifact} (the database's)"))
+    });
+    if !drill.step("sha256", started, matched) {
         return Ok(drill);
     }
-    let compression = manifest.compression()?;
     let database = if compression == Compression::None {
         artifact.to_path_buf()
     } else {
         let started = Instant::now();
-        let (temp, outcome) = decompress(artifact, compression, manifest, scratch_dir)?;
+        let limit = Limit { bytes: manifest.database_bytes, why: "the manifest promises (database_bytes)".into() };
+        let (temp, outcome) = decompress(artifact, compression, |_| Ok(limit), scratch_dir)?;
+        let outcome = outcome.and_then(|(sha256, bytes)| {
+            compare("database bytes", &manifest.database_bytes.to_string(), &bytes.to_string())?;
+            compare("database sha256", &manifest.database_sha256, &sha256)
+        });
         let path = temp.path.clone();
         drill.scratch = Some(temp);
         if !drill.step("decompress", started, outcome) {
@@ -145,6 +203,12 @@ pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &
     if !drill.step("header", started, shape) {
         return Ok(drill);
     }
+    drill.page_count = Some(expected.1);
+    finish(drill, database, level)
+}
+
+/// Runs `level`'s integrity check; the drill's database is set when every step passed.
+fn finish(mut drill: Drill, database: PathBuf, level: Verify) -> Result<Drill> {
     if level != Verify::None {
         let started = Instant::now();
         let name = if level == Verify::Full { "integrity_check" } else { "quick_check" };
@@ -156,28 +220,152 @@ pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &
     Ok(drill)
 }
 
-/// Decompresses an artifact into a temporary file, checking the database's size and SHA-256.
+/// Checks an artifact that has no manifest: its format from its first bytes, the database inside
+/// (decompressed, bounded by the scratch volume's free space and the size its header declares), the header
+/// against the file's size, and `level`'s integrity check. No hash can be compared: the result says so.
+pub fn drill_bare(artifact: &Path, level: Verify, scratch_dir: &Path) -> Result<Drill> {
+    let mut drill = Drill { steps: Vec::new(), database: None, scratch: None, page_count: None };
+    let started = Instant::now();
+    let sniffed = sniff(artifact);
+    let compression = sniffed.as_ref().ok().copied();
+    let described = sniffed.and_then(|c| {
+        let (sha256, bytes) = sha256_file(artifact).map_err(|e| e.to_string())?;
+        let format = if c == Compression::None { "SQLite database" } else { c.as_str() };
+        Ok(format!("bare {format}, {bytes} bytes, sha256 {sha256}: no manifest, so no hash to verify it against"))
+    });
+    if !drill.step("artifact", started, described) {
+        return Ok(drill);
+    }
+    let database = match compression {
+        Some(Compression::None) | None => artifact.to_path_buf(),
+        Some(compression) => {
+            let started = Instant::now();
+            let (temp, outcome) = decompress(artifact, compression, |head| bare_limit(scratch_dir, head), scratch_dir)?;
+            let outcome =
+                outcome.map(|(sha256, bytes)| format!("database bytes {bytes}, sha256 {sha256} (unverified)"));
+            let path = temp.path.clone();
+            drill.scratch = Some(temp);
+            if !drill.step("decompress", started, outcome) {
+                return Ok(drill);
+            }
+            path
+        }
+    };
+    let started = Instant::now();
+    let length = std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
+    let shape = header(&database).and_then(|(size, count)| {
+        let declared = u64::from(size) * u64::from(count);
+        compare("file bytes (page size × count)", &declared.to_string(), &length.to_string())
+            .map(|_| format!("{size} × {count} pages"))
+            .map(|detail| (detail, count))
+    });
+    let page_count = shape.as_ref().ok().map(|(_, count)| *count);
+    if !drill.step("header", started, shape.map(|(detail, _)| detail)) {
+        return Ok(drill);
+    }
+    drill.page_count = page_count;
+    finish(drill, database, level)
+}
+
+/// The format of a bare artifact, from its first bytes.
+fn sniff(artifact: &Path) -> std::result::Result<Compression, String> {
+    let mut magic = [0u8; 16];
+    let mut file = File::open(artifact).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
+    let n = file.read(&mut magic).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
+    match &magic[..n] {
+        [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Compression::Zstd),
+        m if m == b"SQLite format 3\0" => Ok(Compression::None),
+        _ => Err(format!("{} is not an SQLite database, nor gzip or zstd", artifact.display())),
+    }
+}
+
+/// At most how many bytes a decompression may write, and why.
+struct Limit {
+    bytes: u64,
+    why: String,
+}
+
+/// Space kept free on a volume when a bare artifact's size is unknown.
+const RESERVE: u64 = 64 << 20;
+
+/// The bound of a bare artifact's database: the size its header declares when SQLite keeps it valid, and
+/// never more than fits in `dir` (its free space less `RESERVE`). Data that does not start with an SQLite
+/// header is refused at once.
+fn bare_limit(dir: &Path, head: &[u8]) -> std::result::Result<Limit, String> {
+    let not_a_database = || "the decompressed data does not start with an SQLite header: not a database".to_string();
+    let bytes: &[u8; HEADER_BYTES] = head.try_into().map_err(|_| not_a_database())?;
+    let header = DatabaseHeader::parse(bytes).map_err(|_| not_a_database())?;
+    let free = crate::health::checks::volume_of(dir).map_or(u64::MAX, |disk| disk.free).saturating_sub(RESERVE);
+    // SQLite trusts the in-header size only when the "version valid for" number (offset 92) matches the
+    // change counter.
+    let valid_for = u32::from_be_bytes([bytes[92], bytes[93], bytes[94], bytes[95]]);
+    let trusted = valid_for == header.change_counter && header.page_count > 0;
+    match u64::from(header.page_size) * u64::from(header.page_count) {
+        declared if trusted && declared <= free => {
+            Ok(Limit { bytes: declared, why: "its SQLite header declares (page size × page count)".into() })
+        }
+        _ => Ok(Limit { bytes: free, why: format!("fit in {} (its free space less 64 MiB)", dir.display()) }),
+    }
+}
+
+/// Decompresses an artifact into a temporary file in `scratch_dir`, writing at most the bytes `limit_for`
+/// allows once it has seen the first 100 (the SQLite header): a stream that inflates further is refused when it
+/// crosses the limit, not after it has filled the volume. The outcome: the database's SHA-256 and size, or what
+/// is wrong with the stream.
 fn decompress(
     artifact: &Path,
     compression: Compression,
-    manifest: &Manifest,
+    limit_for: impl FnOnce(&[u8]) -> std::result::Result<Limit, String>,
     scratch_dir: &Path,
-) -> Result<(TempFile, std::result::Result<String, String>)> {
+) -> Result<(TempFile, std::result::Result<(String, u64), String>)> {
     let (temp, file) = TempFile::create(scratch_dir, "restore-drill.db")?;
     let input = File::open(artifact).map_err(|e| io_error("cannot read", artifact, e))?;
     let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-    let copied = decompressing(input, compression).and_then(|mut r| std::io::copy(&mut r, &mut writer));
-    if let Err(e) = copied {
-        let full = e.raw_os_error() == Some(28);
-        if full {
+    let damaged = |e: std::io::Error| format!("the {} stream is damaged: {e}", compression.as_str());
+    let mut head = [0u8; HEADER_BYTES];
+    let started = decompressing(input, compression).and_then(|mut r| Ok((read_up_to(&mut r, &mut head)?, r)));
+    let (n, rest) = match started {
+        Ok(started) => started,
+        Err(e) => return Ok((temp, Err(damaged(e)))),
+    };
+    let limit = match limit_for(&head[..n]) {
+        Ok(limit) => limit,
+        Err(problem) => return Ok((temp, Err(problem))),
+    };
+    let mut stream = (&head[..n]).chain(rest).take(limit.bytes.saturating_add(1));
+    if let Err(e) = std::io::copy(&mut stream, &mut writer) {
+        if e.raw_os_error() == Some(28) {
             return Err(io_error("cannot decompress into", scratch_dir, e));
         }
-        return Ok((temp, Err(format!("the {} stream is damaged: {e}", compression.as_str()))));
+        return Ok((temp, Err(damaged(e))));
     }
     let (buffered, sha256, bytes) = writer.finish();
+    if bytes > limit.bytes {
+        let refused = format!(
+            "the {} stream inflates beyond the {} bytes {}: stopped there (the artifact is damaged or not what \
+             it claims)",
+            compression.as_str(),
+            limit.bytes,
+            limit.why
+        );
+        return Ok((temp, Err(refused)));
+    }
     let file = buffered.into_inner().map_err(|e| io_error("cannot write", &temp.path, e.into_error()))?;
     sync_file(&file, &temp.path)?;
-    let outcome = compare("database bytes", &manifest.database_bytes.to_string(), &bytes.to_string())
-        .and_then(|_| compare("database sha256", &manifest.database_sha256, &sha256));
-    Ok((temp, outcome))
+    Ok((temp, Ok((sha256, bytes))))
+}
+
+/// Reads up to `buffer.len()` bytes, fewer only at the end of the stream.
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
