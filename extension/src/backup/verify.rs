@@ -309,6 +309,9 @@ fn bare_limit(dir: &Path, head: &[u8]) -> std::result::Result<Limit, String> {
     }
 }
 
+/// What a decompression yielded: the database's SHA-256 and size, or what is wrong with the stream.
+type Inflated = std::result::Result<(String, u64), String>;
+
 /// Decompresses an artifact into a temporary file in `scratch_dir`, writing at most the bytes `limit_for`
 /// allows once it has seen the first 100 (the SQLite header): a stream that inflates further is refused when it
 /// crosses the limit, not after it has filled the volume. The outcome: the database's SHA-256 and size, or what
@@ -318,7 +321,7 @@ fn decompress(
     compression: Compression,
     limit_for: impl FnOnce(&[u8]) -> std::result::Result<Limit, String>,
     scratch_dir: &Path,
-) -> Result<(TempFile, std::result::Result<(String, u64), String>)> {
+) -> Result<(TempFile, Inflated)> {
     let (temp, file) = TempFile::create(scratch_dir, "restore-drill.db")?;
     let input = File::open(artifact).map_err(|e| io_error("cannot read", artifact, e))?;
     let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
