@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod backup;
+mod direct;
 pub mod error;
 pub mod format;
 mod guard;
@@ -31,7 +32,8 @@ type ScalarFn = fn(Db, &[Value]) -> Result<Value>;
 enum Access {
     /// Reads only; result depends on nothing but the database.
     ReadOnly,
-    /// Writes the database or files: SQLITE_DIRECTONLY, so no trigger, view or schema can call it.
+    /// Writes the database or files: SQLITE_DIRECTONLY, so no trigger, view or schema can call it, and
+    /// [`direct::require_direct_call`] where the host does not enforce that.
     Writes,
 }
 
@@ -137,7 +139,13 @@ fn define_scalar(
     let call = move |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value]| {
         let context = Context::from_raw(ctx);
         let args: Vec<Value> = raw_args.iter().map(|v| read_value(*v)).collect();
-        match guard::run(name, || func(context.db(), &args)) {
+        let work = || {
+            if let Access::Writes = access {
+                direct::require_direct_call(context.db(), name)?;
+            }
+            func(context.db(), &args)
+        };
+        match guard::run(name, work) {
             Ok(value) => context.set_result(&value),
             Err(error) => context.set_error(&error),
         }

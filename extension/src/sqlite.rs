@@ -380,6 +380,22 @@ impl Db {
         Ok(Some(VfsFile { raw: file, _db: PhantomData }))
     }
 
+    /// The SQL text of each statement running on the connection now (stepped, neither done nor reset), also
+    /// the one calling the current function; `None` for a statement that kept no text (legacy sqlite3_prepare).
+    pub fn running_statements(&self) -> Vec<Option<String>> {
+        let mut texts = Vec::new();
+        let mut stmt: *mut sqlite3_stmt = ptr::null_mut();
+        loop {
+            stmt = unsafe { call!(next_stmt(self.0, stmt)) };
+            if stmt.is_null() {
+                return texts;
+            }
+            if unsafe { call!(stmt_busy(stmt)) } != 0 {
+                texts.push(unsafe { owned_text(call!(sql(stmt))) });
+            }
+        }
+    }
+
     pub fn set_busy_timeout(&self, millis: i32) -> Result<()> {
         let rc = unsafe { call!(busy_timeout(self.0, millis)) };
         if rc == SQLITE_OK {

@@ -1,0 +1,174 @@
+//! Writing functions run only when the application's own SQL calls them, never from the database's schema.
+//!
+//! SQLITE_DIRECTONLY should keep CHECK constraints, generated columns, index expressions, views and triggers
+//! stored in a database file from calling vigil's writing functions, but not every host enforces it: the
+//! Debian sqlite3 3.40 shell runs a CHECK constraint's `backup_to(…)` on every INSERT. So vigil checks for
+//! itself. SQL stored in the schema runs inside the application's statement (triggers, views and constraints
+//! have no statement of their own), so a call is direct only when a statement running on the connection
+//! names the function as a call in its own text. And vigil's own SQL never calls a writing function: one
+//! reached while another vigil function runs came from the schema (a trigger on a table vigil writes).
+
+use crate::error::{Error, Result};
+use crate::guard;
+use crate::sqlite::Db;
+
+/// Refuses the call of the writing function `name` unless the application called it directly.
+pub fn require_direct_call(db: Db, name: &str) -> Result<()> {
+    let called_by_app = !guard::is_nested() && db.running_statements().iter().flatten().any(|sql| calls(sql, name));
+    if called_by_app {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "refused: it was reached from the database's schema (a CHECK constraint, a trigger, a view, an index or a \
+         generated column), not called by your SQL; a writing function runs only when your statement calls it by \
+         name, e.g. SELECT {name}(…); remove the object that calls it (SELECT name, sql FROM sqlite_schema WHERE sql \
+         LIKE '%{name}%')"
+    )))
+}
+
+/// Whether `sql` calls the function `name`: its name (bare or quoted, any case) followed by `(`, outside
+/// string literals and comments, and not where SQL puts a table name (`INTO t(…)`, `ON t(…)`, `s.t(…)`).
+pub fn calls(sql: &str, name: &str) -> bool {
+    let tokens = tokenize(sql);
+    tokens.windows(2).enumerate().any(|(i, pair)| {
+        let names_it = matches!(&pair[0], Token::Word(w) | Token::Quoted(w) if w.eq_ignore_ascii_case(name));
+        let table_position = i > 0 && introduces_table_name(&tokens[i - 1]);
+        names_it && pair[1] == Token::Punct('(') && !table_position
+    })
+}
+
+/// Tokens after which a name followed by `(` is a table or index with a column list, not a function call.
+fn introduces_table_name(token: &Token) -> bool {
+    const KEYWORDS: [&str; 7] = ["INTO", "TABLE", "VIEW", "INDEX", "ON", "REFERENCES", "EXISTS"];
+    match token {
+        Token::Word(w) => KEYWORDS.iter().any(|k| w.eq_ignore_ascii_case(k)),
+        Token::Punct(c) => *c == '.',
+        _ => false,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    /// A bare identifier or keyword.
+    Word(String),
+    /// A `"…"`, `` `…` `` or `[…]` identifier, unquoted.
+    Quoted(String),
+    /// A string or blob literal (its content does not matter here).
+    Literal,
+    Punct(char),
+}
+
+/// SQLite's tokens, as far as finding calls needs: comments and whitespace dropped, literals opaque.
+fn tokenize(sql: &str) -> Vec<Token> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let rest = &chars[i..];
+        if c.is_whitespace() {
+            i += 1;
+        } else if rest.starts_with(&['-', '-']) {
+            i = skip_until(&chars, i + 2, &['\n']);
+        } else if rest.starts_with(&['/', '*']) {
+            i = skip_until(&chars, i + 2, &['*', '/']);
+        } else if c == '\'' {
+            i = quoted_end(&chars, i, '\'');
+            tokens.push(Token::Literal);
+        } else if let Some(close) = identifier_quote(c) {
+            let end = quoted_end(&chars, i, close);
+            let inner: String = chars[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect();
+            tokens.push(Token::Quoted(inner.replace(&format!("{close}{close}"), &close.to_string())));
+            i = end;
+        } else if is_word_char(c) {
+            let start = i;
+            while i < chars.len() && is_word_char(chars[i]) {
+                i += 1;
+            }
+            tokens.push(Token::Word(chars[start..i].iter().collect()));
+        } else {
+            tokens.push(Token::Punct(c));
+            i += 1;
+        }
+    }
+    tokens
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
+}
+
+fn identifier_quote(open: char) -> Option<char> {
+    match open {
+        '"' => Some('"'),
+        '`' => Some('`'),
+        '[' => Some(']'),
+        _ => None,
+    }
+}
+
+/// The index just past the quoted text opened at `start`; a doubled closing quote is part of the text
+/// (except in `[…]`, which has no escape).
+fn quoted_end(chars: &[char], start: usize, close: char) -> usize {
+    let mut i = start + 1;
+    while i < chars.len() {
+        if chars[i] == close {
+            if close != ']' && chars.get(i + 1) == Some(&close) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    chars.len()
+}
+
+/// The index just past `end` found from `from` (the end of the text when it never comes).
+fn skip_until(chars: &[char], from: usize, end: &[char]) -> usize {
+    (from..chars.len()).find(|&i| chars[i..].starts_with(end)).map_or(chars.len(), |i| i + end.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calls;
+
+    #[test]
+    fn a_call_in_any_case_spacing_or_quoting_is_found() {
+        for sql in [
+            "SELECT backup_to('x')",
+            "select BACKUP_TO(?1, ?2)",
+            "SELECT backup_to /* why */ (\n'x')",
+            "SELECT backup_to -- comment\n ('x')",
+            "SELECT \"backup_to\"('x')",
+            "SELECT [backup_to]('x'), `backup_to`('y')",
+            "INSERT INTO log SELECT backup_to('d')",
+            "SELECT 1 WHERE (SELECT backup_to('d')) IS NOT NULL",
+        ] {
+            assert!(calls(sql, "backup_to"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_call_is_not_found() {
+        for sql in [
+            "INSERT INTO c VALUES(1)",
+            "SELECT * FROM vw",
+            "SELECT 'backup_to(' || x FROM t",
+            "SELECT 1 /* backup_to('x') */",
+            "SELECT 1 -- backup_to('x')",
+            "SELECT \"backup_to(\" FROM t",
+            "SELECT * FROM \"backup_to('x')\"",
+            "SELECT my_backup_to('x'), backup_to_x('y'), backup_to",
+            "INSERT INTO backup_to(a) VALUES (1)",
+            "INSERT INTO main.backup_to(a) VALUES (1)",
+            "CREATE TABLE IF NOT EXISTS backup_to(a)",
+            "CREATE INDEX i ON backup_to(a)",
+            "SELECT x'00' AS backup_to",
+            "SELECT 'it''s backup_to(' FROM t",
+            "SELECT 1 /* unterminated backup_to(",
+        ] {
+            assert!(!calls(sql, "backup_to"), "{sql}");
+        }
+    }
+}
