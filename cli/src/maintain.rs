@@ -41,7 +41,7 @@ pub struct MaintainArgs {
     /// auto runs the level health_report recommends
     #[arg(long, value_enum, default_value_t = Level::Auto)]
     pub level: Level,
-    /// Vacuum threshold of the full level, in percent
+    /// Vacuum threshold of the full level, in percent, for freelist_pct and fragmentation (default: health_report's warning levels, 20)
     #[arg(long, value_name = "PCT")]
     pub threshold: Option<f64>,
     #[command(flatten)]

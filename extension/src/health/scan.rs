@@ -214,9 +214,16 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
     let spans: i64 = btrees.iter().map(|b| (b.pages() - 1).max(0)).sum();
     let unused: i64 = btrees.iter().map(|b| b.unused).sum();
     let bytes: i64 = btrees.iter().map(|b| b.bytes).sum();
-    let worst =
-        btrees.iter().filter(|b| b.pages() > 1).max_by(|a, b| a.nonsequential_pct().total_cmp(&b.nonsequential_pct()));
-    let worst = worst.map_or(String::new(), |b| format!("; most scattered: {} ({} %)", b.name, b.nonsequential_pct()));
+    let worst = btrees
+        .iter()
+        .filter(|b| b.pages() > 1 && actionable(&b.name))
+        .max_by(|a, b| a.nonsequential_pct().total_cmp(&b.nonsequential_pct()));
+    let worst = match worst {
+        Some(b) => {
+            format!("; most scattered: {} ({} %)", user_name(db, &options.schema, &b.name)?, b.nonsequential_pct())
+        }
+        None => String::new(),
+    };
     Ok(vec![
         Check::new("fragmentation", percent(gaps as f64, spans as f64), "%")
             .detail(format!("non-sequential pages: {gaps} of {spans} page steps in {} b-trees{worst}", btrees.len()))
@@ -229,6 +236,24 @@ pub fn fragmentation(db: Db, facts: &Facts, options: &Options) -> Result<Vec<Che
             .graded(options),
         Check::new("fragmentation_method", "dbstat", "").detail("sqlite3_analyzer's definitions, from dbstat"),
     ])
+}
+
+/// Whether the user can act on a b-tree by name: their own tables and indexes, and the automatic indexes of
+/// their UNIQUE and PRIMARY KEY constraints (through the table). sqlite_schema, sqlite_stat1, sqlite_sequence:
+/// SQLite's own, only a VACUUM of the whole file reorders them.
+fn actionable(name: &str) -> bool {
+    !name.starts_with("sqlite_") || name.starts_with(AUTOINDEX)
+}
+
+const AUTOINDEX: &str = "sqlite_autoindex_";
+
+/// A b-tree in the user's terms: an automatic index is named by the table whose constraint made it.
+fn user_name(db: Db, schema: &str, name: &str) -> Result<String> {
+    if !name.starts_with(AUTOINDEX) {
+        return Ok(name.to_string());
+    }
+    let table = internal_object(db, schema, name)?.table;
+    Ok(format!("the UNIQUE/PRIMARY KEY index of table {table}"))
 }
 
 pub const TABLE_COLUMNS: &[&str] = &[

@@ -2,9 +2,10 @@
 //!
 //! light    — optimize (statistics where missing or stale, bounded by analysis_limit), WAL checkpoint;
 //! standard — light + ANALYZE + REINDEX of indexes an integrity check found inconsistent + foreign_key_check;
-//! full     — standard + vacuum_if_fragmented + integrity_check afterwards (with REINDEX and a second check
-//!            when the only problems are inconsistent indexes);
-//! auto     — the level health_report recommends, with its reasons.
+//! full     — standard + vacuum_if_fragmented (on freelist_pct, then on fragmentation: either over its threshold
+//!            VACUUMs) + integrity_check afterwards (with REINDEX and a second check when the only problems are
+//!            inconsistent indexes);
+//! auto     — the level health_report recommends (with its page scan), with its reasons.
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use serde_json::{json, Value as Json};
 
 use super::checkpoint::{self, Mode};
 use super::log::{self, Entry};
-use super::options::MaintenanceOptions;
+use super::options::{MaintenanceOptions, Metric};
 use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
 use crate::backup::{self, options::Verify};
@@ -191,7 +192,10 @@ fn safety_backup(caller: Db, run: &mut Run) -> bool {
 /// The `auto` plan: health_report's recommendation, as the first row, and whether it is urgent. None when
 /// there is nothing to run.
 fn plan(caller: Db, options: &MaintenanceOptions, steps: &mut Vec<Step>) -> Result<Option<(Level, bool)>> {
-    let report = health::build_report(caller, &Options { schema: options.schema.clone(), ..Options::default() })?;
+    // With the page scan (fragmentation), as `health_report('full')` has it, so that auto follows what that
+    // report recommends; the integrity scan is left to the full level's own check.
+    let report_options = Options { schema: options.schema.clone(), fragmentation: true, ..Options::default() };
+    let report = health::build_report(caller, &report_options)?;
     let advice = report.checks.iter().find(|c| c.name == "maintenance").cloned();
     let (word, reasons) = advice.map_or(("none".to_string(), String::new()), |c| {
         (c.value.as_str().unwrap_or("none").to_string(), c.detail.clone())
@@ -347,16 +351,28 @@ fn foreign_key_check(run: &mut Run) -> Result<Done> {
     ))
 }
 
+/// VACUUMs when any figure that makes health_report recommend `full` is over its threshold: the freelist
+/// (from the header), then page order (one pass over the pages), so that running the recommended level
+/// clears the warning. The `metric` option narrows it to one figure.
 fn vacuum_step(run: &mut Run) -> Result<Done> {
-    let options = MaintenanceOptions { log: false, dry_run: false, ..run.options.clone() };
-    let outcome = vacuum::run(Via::Target(run.target), run.options.threshold, &options)?;
-    let sizes =
-        format!("{} → {}", show(outcome.before.bytes as f64, "bytes"), show(outcome.after.bytes as f64, "bytes"));
-    Ok(match outcome.decision {
-        Decision::Vacuumed => ("done", format!("{}: {sizes}", outcome.reason)),
-        Decision::Refused => ("warning", outcome.reason),
-        _ => ("skipped", outcome.reason),
-    })
+    let metrics = if run.options.metric_given {
+        vec![run.options.metric]
+    } else {
+        vec![Metric::FreelistPct, Metric::Fragmentation]
+    };
+    let mut reasons = Vec::new();
+    for metric in metrics {
+        let options = MaintenanceOptions { log: false, dry_run: false, metric, ..run.options.clone() };
+        let outcome = vacuum::run(Via::Target(run.target), run.options.threshold, &options)?;
+        let sizes =
+            format!("{} → {}", show(outcome.before.bytes as f64, "bytes"), show(outcome.after.bytes as f64, "bytes"));
+        match outcome.decision {
+            Decision::Vacuumed => return Ok(("done", format!("{}: {sizes}", outcome.reason))),
+            Decision::Refused => return Ok(("warning", outcome.reason)),
+            _ => reasons.push(outcome.reason),
+        }
+    }
+    Ok(("skipped", reasons.join("; ")))
 }
 
 /// integrity_check after the rewrite. When every problem is an inconsistent index, REINDEX repairs it: the

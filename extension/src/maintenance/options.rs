@@ -40,6 +40,8 @@ pub struct MaintenanceOptions {
     pub dry_run: bool,
     pub log: bool,
     pub metric: Metric,
+    /// Whether `metric` was given: `maintain` then VACUUMs on that figure only, not on either.
+    pub metric_given: bool,
     pub method: Method,
     /// vacuum_if_fragmented's threshold inside `maintain`; NULL: the health threshold.
     pub threshold: Option<f64>,
@@ -57,6 +59,7 @@ impl Default for MaintenanceOptions {
             dry_run: false,
             log: true,
             metric: Metric::FreelistPct,
+            metric_given: false,
             method: Method::Auto,
             threshold: None,
             analysis_limit: 1000,
@@ -83,6 +86,7 @@ impl MaintenanceOptions {
                 "dry_run" => self.dry_run = boolean(key, value)?,
                 "log" => self.log = boolean(key, value)?,
                 "metric" => {
+                    self.metric_given = true;
                     self.metric = match string(key, value)? {
                         "freelist_pct" => Metric::FreelistPct,
                         "fragmentation" => Metric::Fragmentation,
