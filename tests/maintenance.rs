@@ -1,7 +1,7 @@
 //! vacuum_if_fragmented, maintain, wal_checkpoint and the maintenance log, in both hosts, on real files.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use vigil_tests::*;
@@ -301,6 +301,9 @@ fn vacuum_and_maintain_under_concurrent_readers_and_writers() {
         );
         let reader = spawn_shell(&db, &".timeout 20000\nSELECT count(*), total(a) FROM t;\n".repeat(300));
         let conn = Rusqlite::open(&db);
+        // The connection's own schema read waits for the writer like the shells do (rusqlite's default 5 s gave a
+        // bare "database is locked" before vigil's function ran, on a loaded machine).
+        conn.busy_timeout(Duration::from_secs(20)).unwrap();
         let vacuum = rows(&conn, "SELECT vacuum_if_fragmented(1, '{\"busy_timeout_ms\":20000}') AS r").unwrap();
         let maintain =
             rows(&conn, "SELECT maintain('full', '{\"busy_timeout_ms\":20000,\"threshold\":0}') AS r").unwrap();
