@@ -77,7 +77,9 @@ fn tokenize(sql: &str) -> Vec<Token> {
             tokens.push(Token::Literal);
         } else if let Some(close) = identifier_quote(c) {
             let end = quoted_end(&chars, i, close);
-            let inner: String = chars[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect();
+            // Without its closing quote when it has one (an unterminated name runs to the end of the text).
+            let inner_end = if end > i + 1 && chars[end - 1] == close { end - 1 } else { end };
+            let inner: String = chars[i + 1..inner_end].iter().collect();
             tokens.push(Token::Quoted(inner.replace(&format!("{close}{close}"), &close.to_string())));
             i = end;
         } else if is_word_char(c) {
@@ -167,6 +169,8 @@ mod tests {
             "SELECT x'00' AS backup_to",
             "SELECT 'it''s backup_to(' FROM t",
             "SELECT 1 /* unterminated backup_to(",
+            "SELECT \"backup_to",
+            "SELECT [",
         ] {
             assert!(!calls(sql, "backup_to"), "{sql}");
         }
