@@ -358,6 +358,22 @@ fn restore_outcome(out: &Json, db: &str) -> (u8, Option<String>) {
     }
 }
 
+pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
+    let conn = extension::open(global, &args.db, false)?;
+    let options = json!({"overwrite": args.overwrite}).to_string();
+    let params = vec![path_value(&args.dir), name(args.format).into(), options.into()];
+    let out = run(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
+    if args.output.json {
+        print_json(&out);
+    } else {
+        let files = out["files"].as_array().cloned().unwrap_or_default();
+        let rows: Vec<Vec<String>> =
+            files.iter().map(|f| vec![text(&f["path"]), text(&f["rows"]), figure(&f["bytes"], "bytes")]).collect();
+        print!("{}", columns(&["FILE", "ROWS", "SIZE"], &rows));
+    }
+    Ok(exit::OK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,20 +389,4 @@ mod tests {
         assert_eq!(restore_outcome(&json!({"ok": true, "restored": true}), "x").0, exit::OK);
         assert_eq!(restore_outcome(&json!({"ok": false}), "x").0, exit::CRITICAL);
     }
-}
-
-pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
-    let conn = extension::open(global, &args.db, false)?;
-    let options = json!({"overwrite": args.overwrite}).to_string();
-    let params = vec![path_value(&args.dir), name(args.format).into(), options.into()];
-    let out = run(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
-    if args.output.json {
-        print_json(&out);
-    } else {
-        let files = out["files"].as_array().cloned().unwrap_or_default();
-        let rows: Vec<Vec<String>> =
-            files.iter().map(|f| vec![text(&f["path"]), text(&f["rows"]), figure(&f["bytes"], "bytes")]).collect();
-        print!("{}", columns(&["FILE", "ROWS", "SIZE"], &rows));
-    }
-    Ok(exit::OK)
 }
