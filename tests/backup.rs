@@ -544,7 +544,8 @@ fn bad_destinations_and_options_get_clear_errors() {
     let d = dir.path().display();
     let cases = [
         (format!("SELECT backup_to('{d}/missing/b.db')"), "does not exist; create it first"),
-        (format!("SELECT backup_to('{d}/missing/')"), "does not exist; create it first"),
+        (format!("SELECT backup_to('{d}/nodir')"), "has no extension"),
+        (format!(r#"SELECT backup_to('{d}/b.db.zst', '{{"compress":"gzip"}}')"#), "ends in .zst"),
         (format!("SELECT backup_to('{}')", db.display()), "is the database itself"),
         (format!(r#"SELECT backup_to('{}', '{{"overwrite":true}}')"#, db.display()), "is the database itself"),
         (format!("SELECT backup_to('{}')", existing.display()), "already exists"),

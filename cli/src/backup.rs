@@ -18,7 +18,8 @@ use crate::{exit, extension, Failure, Global};
 pub struct BackupArgs {
     /// The database file
     pub db: PathBuf,
-    /// A file to create, or a directory to name the backup in (<name>-<UTC time>.db)
+    /// A directory to name the backup in (<name>-<UTC time>.db): an existing one, or any path ending in '/'
+    /// (created); else a file to create, ending in .gz with --gzip, .zst with --zstd
     pub dest: PathBuf,
     /// Compress with gzip (.gz)
     #[arg(long, conflicts_with = "zstd")]
@@ -94,7 +95,7 @@ pub struct RestoreArgs {
 pub struct ExportArgs {
     /// The database file
     pub db: PathBuf,
-    /// The directory to write into
+    /// The directory to write into (created when missing)
     pub dir: PathBuf,
     #[arg(long, value_enum)]
     pub format: Format,
@@ -176,8 +177,16 @@ fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types
     serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
 }
 
-fn path_value(path: &std::path::Path) -> rusqlite::types::Value {
-    rusqlite::types::Value::Text(path.to_string_lossy().into_owned())
+/// A path as SQL text; a path that is not valid UTF-8 is refused rather than sent with bytes replaced
+/// (vigil would then write or read another file).
+fn path_value(path: &std::path::Path, what: &str) -> Result<rusqlite::types::Value, Failure> {
+    match path.to_str() {
+        Some(text) => Ok(rusqlite::types::Value::Text(text.to_string())),
+        None => Err(Failure::usage(format!(
+            "{what} {} is not valid UTF-8: vigil would use another name; rename it to a UTF-8 name",
+            path.display()
+        ))),
+    }
 }
 
 pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
@@ -199,7 +208,7 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
             options[key] = json!(n);
         }
     }
-    let dest = path_value(&args.dest);
+    let dest = path_value(&args.dest, "DEST")?;
     let out = run(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
     if args.output.json {
         print_json(&out);
@@ -228,11 +237,13 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
 pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
     let options = json!({"hash": args.hash, "ignored": true}).to_string();
-    let (ignored, list): (Vec<Json>, Vec<Json>) = query_rows(&conn, &args.dir.to_string_lossy(), &options)?
+    let (ignored, list): (Vec<Json>, Vec<Json>) = query_rows(&conn, path_value(&args.dir, "DIR")?, &options)?
         .into_iter()
         .partition(|r| r["sha256_status"].as_str().is_some_and(|s| s.starts_with("ignored")));
-    let damaged =
-        list.iter().any(|r| matches!(r["sha256_status"].as_str(), Some("mismatch" | "missing" | "unreadable")));
+    let damaged = list.iter().any(|r| {
+        let status = r["sha256_status"].as_str().unwrap_or_default();
+        matches!(status, "mismatch" | "missing") || status.starts_with("unreadable")
+    });
     if args.output.json {
         print_json(&Json::Array(list.into_iter().chain(ignored).collect()));
     } else {
@@ -270,9 +281,9 @@ fn print_ignored(ignored: &[Json]) {
     }
 }
 
-fn query_rows(conn: &Connection, dir: &str, options: &str) -> Result<Vec<Json>, Failure> {
-    let rows =
-        crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", [dir, options]).map_err(failed_operation)?;
+fn query_rows(conn: &Connection, dir: rusqlite::types::Value, options: &str) -> Result<Vec<Json>, Failure> {
+    let params = [dir, options.to_string().into()];
+    let rows = crate::sql::query_rows(conn, "SELECT * FROM backup_list(?1, ?2)", params).map_err(failed_operation)?;
     Ok(rows.into_iter().map(Json::Object).collect())
 }
 
@@ -304,8 +315,9 @@ fn print_steps(out: &Json) {
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
     let options = json!({"verify": if args.quick { "quick" } else { "full" }, "bare": args.bare}).to_string();
-    let out = run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup), options.into()])
-        .map_err(bare_in_cli_terms)?;
+    let out =
+        run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup, "BACKUP")?, options.into()])
+            .map_err(bare_in_cli_terms)?;
     if args.output.json {
         print_json(&out);
     } else {
@@ -322,7 +334,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
 pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
     let options = json!({"busy_timeout_ms": global.busy_timeout, "bare": args.bare}).to_string();
-    let params = vec![path_value(&args.backup), path_value(&args.db), options.into()];
+    let params = vec![path_value(&args.backup, "BACKUP")?, path_value(&args.db, "DB")?, options.into()];
     let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params).map_err(bare_in_cli_terms)?;
     if args.output.json {
         print_json(&out);
@@ -361,7 +373,7 @@ fn restore_outcome(out: &Json, db: &str) -> (u8, Option<String>) {
 pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
     let conn = extension::open(global, &args.db, false)?;
     let options = json!({"overwrite": args.overwrite}).to_string();
-    let params = vec![path_value(&args.dir), name(args.format).into(), options.into()];
+    let params = vec![path_value(&args.dir, "DIR")?, name(args.format).into(), options.into()];
     let out = run(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
     if args.output.json {
         print_json(&out);

@@ -1,65 +1,14 @@
-//! Files a backup publishes: written under a temporary name beside the destination, fsynced, renamed into
-//! place without replacing anything (unless asked), then the directory fsynced. A crash leaves either the
-//! complete file or no file under the final name; its temporary file is removed by a later run.
+//! Writing a backup's files: written behind and fsynced (`Output`). Their temporary names, renames and the
+//! directory they go to belong to dir.rs: a crash leaves either the complete file or no file under the final
+//! name, and its temporary file is removed by a later run.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
-
-use crate::error::{Error, Result};
-
-/// Prefix of temporary files; a crash can leave them behind, never under a final name.
-pub const TEMP_MARK: &str = ".vigil-tmp-";
-
-/// A temporary file nobody holds and older than this was left by a crash.
-const STALE_AFTER: Duration = Duration::from_secs(60);
-
-/// A file being written; removed on drop unless published. It holds a flock while it exists, which is how a
-/// later run tells a crashed run's leftovers from a file another process is writing.
-pub struct TempFile {
-    pub path: PathBuf,
-    published: bool,
-    _held: Option<Flock<File>>,
-}
-
-impl TempFile {
-    /// Creates a new, empty temporary file in `dir`, for a final file named `name`, after removing the
-    /// leftovers of crashed runs there.
-    pub fn create(dir: &Path, name: &str) -> Result<(TempFile, File)> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        remove_stale(dir);
-        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}{TEMP_MARK}{}-{unique}", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_error("cannot create a temporary file in", dir, e))?;
-        let held = File::open(&path).ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
-        Ok((TempFile { path, published: false, _held: held }, file))
-    }
-
-    /// Moves the file to `destination`; fails when it exists, unless `overwrite`.
-    pub fn publish(mut self, destination: &Path, overwrite: bool) -> Result<()> {
-        rename(&self.path, destination, overwrite)?;
-        self.published = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
+// Temporary files, renames and directories belong to dir.rs; re-exported for the writers here.
+pub use super::dir::{exists, io_error, parent_of, sync_dir, sync_file, TempFile, TEMP_MARK};
+use crate::error::Result;
 
 /// How much written data may wait for writeback before the writer starts it, and how much may be in flight
 /// before the writer waits for it.
@@ -181,75 +130,3 @@ fn sync_range(file: &File, offset: u64, length: u64, wait: bool) {
 
 #[cfg(not(target_os = "linux"))]
 fn sync_range(_file: &File, _offset: u64, _length: u64, _wait: bool) {}
-
-/// Removes temporary files of vigil's in `dir` that no process holds and that are over a minute old (a run
-/// takes its lock right after creating the file). Best effort: what cannot be removed stays.
-pub fn remove_stale(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().contains(TEMP_MARK) {
-            continue;
-        }
-        let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
-        if old.is_none_or(|age| age < STALE_AFTER) {
-            continue;
-        }
-        let Ok(file) = File::open(entry.path()) else { continue };
-        if let Ok(_unheld) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-pub fn io_error(what: &str, path: &Path, error: std::io::Error) -> Error {
-    let hint = match error.kind() {
-        std::io::ErrorKind::NotFound => ": the directory does not exist; create it first",
-        std::io::ErrorKind::PermissionDenied => ": permission denied; choose a directory this process may write",
-        _ if error.raw_os_error() == Some(28) => ": the disk is full; free space or choose another volume",
-        _ => "",
-    };
-    let place = if path.as_os_str().is_empty() { String::new() } else { format!(" {}", path.display()) };
-    Error::new(format!("{what}{place}: {error}{hint}"))
-}
-
-pub fn sync_file(file: &File, path: &Path) -> Result<()> {
-    file.sync_all().map_err(|e| io_error("cannot fsync", path, e))
-}
-
-/// Makes renames and deletions in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("cannot fsync the directory", dir, e))
-}
-
-/// Renames without replacing an existing file (renameat2 NOREPLACE; a check before the rename where the
-/// file system lacks it).
-fn rename(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
-    let flags = if overwrite { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, flags) {
-        Ok(()) => Ok(()),
-        Err(Errno::EEXIST) => Err(exists(to)),
-        Err(Errno::EINVAL | Errno::ENOSYS) => {
-            if !overwrite && to.exists() {
-                return Err(exists(to));
-            }
-            std::fs::rename(from, to).map_err(|e| io_error("cannot rename a temporary file to", to, e))
-        }
-        Err(errno) => Err(io_error("cannot rename a temporary file to", to, std::io::Error::from(errno))),
-    }
-}
-
-pub fn exists(path: &Path) -> Error {
-    Error::new(format!(
-        "{} already exists: vigil never overwrites a file unless asked; choose another name, a directory, or \
-         '{{\"overwrite\":true}}'",
-        path.display()
-    ))
-}
-
-/// The directory of a file path ("." for a bare name).
-pub fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}

@@ -1,6 +1,5 @@
 //! SHA-256 of what a backup writes, computed while it is written.
 
-use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
@@ -31,7 +30,8 @@ pub fn sha256_of_buffered(reader: impl BufRead) -> std::io::Result<(String, u64)
 }
 
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let file = File::open(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    let file =
+        super::dir::open_regular(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
     sha256_of(file).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))
 }
 

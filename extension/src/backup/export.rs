@@ -1,17 +1,20 @@
 //! export_to: the database's content as text others can read. `sql`: one dump that rebuilds the database
 //! (schema, rows with their rowids, AUTOINCREMENT counters, indexes, views, triggers); `json` and `csv`: one
-//! file per table. Every table is read inside one transaction, so the files agree with each other; every file
-//! is written under a temporary name, fsynced and renamed, and nothing is overwritten unless asked.
+//! file per table. Every table is read inside one transaction, so the files agree with each other; the files
+//! are written into a staging directory, fsynced, and published together (dir.rs), and nothing is
+//! overwritten unless asked.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
-use super::artifact::{exists, io_error, sync_dir, sync_file, TempFile};
+use sha2::{Digest, Sha256};
+
 use super::digest::HashingWriter;
+use super::dir::{self, exists, io_error, sync_file, Perms, Staging, MAX_NAME_BYTES};
 use super::options::BackupOptions;
 use super::path_arg;
 use crate::error::{Error, Result};
@@ -65,67 +68,81 @@ impl Table {
 
 /// `export_to(dir, format [, options])`.
 pub fn export_to(db: Db, args: &[Value]) -> Result<Value> {
-    let dir = PathBuf::from(path_arg(args, 0, "the export directory").map_err(|e| e.context("bad arguments"))?);
+    let dir = path_arg(args, 0, "the export directory").map_err(|e| e.context("bad arguments"))?;
     let format = Format::parse(args.get(1)).map_err(|e| e.context("bad arguments"))?;
     let options = BackupOptions::parse(args.get(2), &["schema", "overwrite"]).map_err(|e| e.context("bad options"))?;
-    if !dir.is_dir() {
-        return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
-    }
     if db.is_readonly(&options.schema)?.is_none() {
         return Err(Error::new(format!("no database named {} is attached", quote(&options.schema))));
     }
+    let source = db.filename(&options.schema)?;
+    let perms = source.as_deref().and_then(|s| Perms::of(Path::new(s)));
+    let dir = dir::export_directory(dir, perms)?;
     let started = Instant::now();
-    let files = db.in_savepoint("vigil_export", || export(db, &dir, format, &options))?;
-    sync_dir(&dir)?;
+    let removed_temporaries = dir::sweep(&dir);
+    let files = db.in_savepoint("vigil_export", || export(db, &dir, format, &options, perms))?;
     let result = json!({
         "dir": dir.to_string_lossy(),
         "format": format.extension(),
         "files": files,
+        "removed_temporaries": removed_temporaries,
         "duration_ms": elapsed_ms(started),
     });
     Ok(Value::Text(result.to_string()))
 }
 
-fn export(db: Db, dir: &Path, format: Format, options: &BackupOptions) -> Result<Vec<Json>> {
+/// Writes every file into a staging directory, then publishes them all (dir.rs): a failure on the way (a
+/// full disk) leaves no file under its final name, and a rerun starts afresh.
+fn export(db: Db, dir: &Path, format: Format, options: &BackupOptions, perms: Option<Perms>) -> Result<Vec<Json>> {
     let q = quote(&options.schema);
     let tables = tables(db, &q)?;
-    let targets: Vec<(Option<&Table>, PathBuf)> = match format {
+    let targets: Vec<(Option<&Table>, String)> = match format {
         Format::Sql => {
             let stem = db
                 .filename(&options.schema)?
                 .and_then(|p| Path::new(&p).file_stem().map(|s| s.to_string_lossy().into_owned()));
-            vec![(None, dir.join(format!("{}.sql", file_name(&stem.unwrap_or_else(|| options.schema.clone())))))]
+            let stem = stem.unwrap_or_else(|| options.schema.clone());
+            vec![(None, bounded_file_name(&stem, "sql"))]
         }
-        _ => tables
-            .iter()
-            .map(|t| (Some(t), dir.join(format!("{}.{}", file_name(&t.name), format.extension()))))
-            .collect(),
+        _ => tables.iter().map(Some).zip(file_names(&tables, format.extension())).collect(),
     };
     if !options.overwrite {
-        if let Some((_, path)) = targets.iter().find(|(_, p)| p.exists()) {
-            return Err(exists(path));
+        if let Some((_, name)) = targets.iter().find(|(_, name)| dir.join(name).symlink_metadata().is_ok()) {
+            return Err(exists(&dir.join(name)));
         }
     }
-    targets
-        .iter()
-        .map(|(table, path)| {
-            write_file(path, options.overwrite, |out| match (format, table) {
-                (Format::Sql, _) => dump(db, &q, &tables, out),
-                (Format::Json, Some(t)) => json_rows(db, &q, t, out),
-                (_, Some(t)) => csv_rows(db, &q, t, out),
-                (_, None) => Ok(0),
-            })
-            .map(|(rows, bytes, sha256)| {
-                json!({
-                    "table": table.map(|t| t.name.as_str()),
-                    "path": path.to_string_lossy(),
-                    "rows": rows,
-                    "bytes": bytes,
-                    "sha256": sha256,
-                })
-            })
+    let mut staging = Staging::create(dir, perms)?;
+    let mut files = Vec::new();
+    for (table, name) in &targets {
+        let (rows, bytes, sha256) = write_file(&mut staging, name, |out| match (format, table) {
+            (Format::Sql, _) => dump(db, &q, &tables, out),
+            (Format::Json, Some(t)) => json_rows(db, &q, t, out),
+            (_, Some(t)) => csv_rows(db, &q, t, out),
+            (_, None) => Ok(0),
         })
-        .collect()
+        .map_err(|e| match table {
+            Some(t) => e.context(format!("exporting table {} to {name}", shown(&t.name))),
+            None => e.context(format!("exporting {name}")),
+        })?;
+        files.push(json!({
+            "table": table.map(|t| t.name.as_str()),
+            "path": dir.join(name).to_string_lossy(),
+            "rows": rows,
+            "bytes": bytes,
+            "sha256": sha256,
+        }));
+    }
+    staging.publish(options.overwrite)?;
+    Ok(files)
+}
+
+/// A table name in a message: quoted, and cut when long.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(60).collect();
+    if cut.len() < name.len() {
+        format!("{}…", quote(&cut))
+    } else {
+        quote(name)
+    }
 }
 
 /// A table name as a file name: letters, digits, `-`, `_` and inner dots stay, every other byte is %XX.
@@ -142,20 +159,50 @@ fn file_name(name: &str) -> String {
     out
 }
 
+/// `file_name(name).extension`, or when that would exceed dir.rs's limit, its first bytes then `~` and 16 hex
+/// digits of the name's SHA-256 (still unique, and within every file system's 255 bytes).
+fn bounded_file_name(name: &str, extension: &str) -> String {
+    let encoded = file_name(name);
+    if encoded.len() + 1 + extension.len() <= MAX_NAME_BYTES {
+        return format!("{encoded}.{extension}");
+    }
+    hashed_file_name(name, &encoded, extension)
+}
+
+fn hashed_file_name(name: &str, encoded: &str, extension: &str) -> String {
+    let hash = &super::digest::hex(&Sha256::digest(name.as_bytes()))[..16];
+    let room = MAX_NAME_BYTES - 1 - extension.len() - 1 - hash.len();
+    format!("{}~{hash}.{extension}", &encoded[..encoded.len().min(room)])
+}
+
+/// One file name per table: bounded, and distinct even where a file system ignores case (`T` and `t`): a
+/// name already taken gets the hashed form.
+fn file_names(tables: &[Table], extension: &str) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    tables
+        .iter()
+        .map(|t| {
+            let mut name = bounded_file_name(&t.name, extension);
+            if !taken.insert(name.to_lowercase()) {
+                name = hashed_file_name(&t.name, &file_name(&t.name), extension);
+                taken.insert(name.to_lowercase());
+            }
+            name
+        })
+        .collect()
+}
+
 fn write_file(
-    path: &Path,
-    overwrite: bool,
+    staging: &mut Staging,
+    name: &str,
     fill: impl FnOnce(&mut dyn Write) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
-    let dir = super::artifact::parent_of(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (temp, file) = TempFile::create(&dir, &name)?;
+    let (file, path) = staging.file(name)?;
     let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let rows = fill(&mut writer).map_err(|e| e.context(format!("exporting {}", path.display())))?;
+    let rows = fill(&mut writer)?;
     let (buffered, sha256, bytes) = writer.finish();
-    let file: File = buffered.into_inner().map_err(|e| io_error("cannot write", &temp.path, e.into_error()))?;
-    sync_file(&file, &temp.path)?;
-    temp.publish(path, overwrite)?;
+    let file: File = buffered.into_inner().map_err(|e| io_error("cannot write", &path, e.into_error()))?;
+    sync_file(&file, &path)?;
     Ok((rows, bytes, sha256))
 }
 
@@ -336,5 +383,8 @@ mod tests {
         assert_eq!(csv_field(&Value::Text("a \"b\",\nc".into())), "\"a \"\"b\"\",\nc\"");
         assert_eq!(file_name("weird/name .x"), "weird%2Fname%20.x");
         assert_eq!(file_name(".hidden"), "%2Ehidden");
+        let long = bounded_file_name(&"é".repeat(150), "csv");
+        assert!(long.len() <= MAX_NAME_BYTES && long.ends_with(".csv") && long.contains('~'), "{long}");
+        assert_ne!(long, bounded_file_name(&format!("{}x", "é".repeat(150)), "csv"));
     }
 }

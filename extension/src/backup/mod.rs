@@ -9,6 +9,7 @@ pub mod artifact;
 mod buffer;
 mod compress;
 pub mod digest;
+pub mod dir;
 pub mod export;
 mod feed;
 mod ignored;
@@ -21,7 +22,6 @@ mod scratch;
 pub mod snapshot;
 pub mod verify;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use self::artifact::{exists, io_error, parent_of, sync_dir, Output, TempFile};
 use self::digest::{hex, sha256_of, sha256_of_buffered, HashingReader, HashingWriter};
+use self::dir::{Destination, Perms};
 use self::feed::{Sink, Stream};
 use self::manifest::{Manifest, Source, Verification};
 use self::options::{BackupOptions, Compression, Verify};
@@ -58,7 +59,7 @@ const BACKUP_KEYS: &[&str] = &[
 /// The text argument at `index`, which must be present and not empty.
 pub(crate) fn path_arg<'a>(args: &'a [Value], index: usize, what: &str) -> Result<&'a str> {
     match args.get(index) {
-        Some(Value::Text(text)) if !text.trim().is_empty() => Ok(text),
+        Some(Value::Text(text)) if !text.trim().is_empty() => dir::utf8_path(text, what).map(|_| text.as_str()),
         Some(Value::Text(_)) | Some(Value::Null) | None => Err(Error::new(format!("{what} is missing"))),
         Some(other) => Err(Error::new(format!("{what} must be text (a path), not {other:?}"))),
     }
@@ -69,70 +70,65 @@ pub fn backup_to(db: Db, args: &[Value]) -> Result<Value> {
     let dest =
         path_arg(args, 0, "the destination (a file or directory path)").map_err(|e| e.context("bad arguments"))?;
     let options = BackupOptions::parse(args.get(1), BACKUP_KEYS).map_err(|e| e.context("bad options"))?;
-    let made = make(db, Path::new(dest), &options)?;
+    let made = make(db, dest, &options)?;
     Ok(Value::Text(made.to_string()))
 }
 
-/// Which database files mean "a database" to a person reading a directory listing.
-fn looks_like_database(name: &str) -> bool {
-    [".db", ".sqlite", ".sqlite3", ".db3"].iter().any(|s| name.to_ascii_lowercase().ends_with(s))
+/// Where a backup goes: its directory, its planned file name, and for a generated name where the time stamp
+/// ends (a collision adds `-2`, `-3`… there).
+struct Planned {
+    dir: PathBuf,
+    name: String,
+    generated: Option<usize>,
+    /// A file destination as the user wrote it (results show it so).
+    given: Option<PathBuf>,
 }
 
-/// The final path of a backup of `source` at `dest` (a file, or a directory to name it in).
-fn destination(dest: &Path, source: Option<&str>, options: &BackupOptions, now: DateTime<Utc>) -> Result<PathBuf> {
-    let text = dest.to_string_lossy();
-    let suffix = options.compression.suffix();
-    let path = if text.ends_with('/') || dest.is_dir() {
-        if !dest.is_dir() {
-            return Err(Error::new(format!("directory {} does not exist; create it first", dest.display())));
+impl Planned {
+    fn path(&self) -> PathBuf {
+        self.given.clone().unwrap_or_else(|| self.dir.join(&self.name))
+    }
+}
+
+/// Plans a backup of `source` at `dest` (dir.rs's rule: a directory, or a file named for what it holds).
+fn destination(dest: &str, source: Option<&str>, options: &BackupOptions, now: DateTime<Utc>) -> Result<Planned> {
+    let perms = source.and_then(|s| Perms::of(Path::new(s)));
+    let planned = match dir::destination(dest, options.compression, perms)? {
+        Destination::Directory(dir) => {
+            let stem = match source.and_then(|s| Path::new(s).file_stem()) {
+                Some(stem) => {
+                    dir::utf8_path(&stem.to_string_lossy(), "the database's file name")?.display().to_string()
+                }
+                None => options.schema.clone(),
+            };
+            let stamped = format!("{stem}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
+            let name = format!("{stamped}.db{}", options.compression.suffix());
+            Planned { dir, name, generated: Some(stamped.len()), given: None }
         }
-        let stem = source
-            .and_then(|s| Path::new(s).file_stem().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| options.schema.clone());
-        dest.join(format!("{stem}-{}.db{suffix}", now.format("%Y%m%dT%H%M%S%.3fZ")))
-    } else {
-        let dir = parent_of(dest);
-        if !dir.is_dir() {
-            return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
+        Destination::File(path) => {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Planned { dir: parent_of(&path), name, generated: None, given: Some(path) }
         }
-        if options.compression != Compression::None && looks_like_database(&text) {
-            let error = Error::new(format!(
-                "{} names a database file, but the backup will be {}-compressed: name it {}{suffix} (or pass a \
-                 directory) so nobody opens it as a database",
-                dest.display(),
-                options.compression.as_str(),
-                dest.display()
-            ));
-            return Err(error.context("bad arguments"));
-        }
-        dest.to_path_buf()
     };
+    let path = planned.path();
     if let Some(source) = source {
-        if same_file(Path::new(source), &path) {
+        if dir::same_file(Path::new(source), &path) {
             return Err(Error::new(format!(
                 "the destination {} is the database itself; back up to another file or a directory",
                 path.display()
             )));
         }
     }
-    if !options.overwrite && path.exists() {
+    if planned.generated.is_none() && !options.overwrite && path.symlink_metadata().is_ok() {
         return Err(exists(&path));
     }
-    Ok(path)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
+    Ok(planned)
 }
 
 /// Makes a backup of `options.schema` of `db` at `dest`; returns the function's JSON result.
-pub fn make(db: Db, dest: &Path, options: &BackupOptions) -> Result<Json> {
+pub fn make(db: Db, dest: &str, options: &BackupOptions) -> Result<Json> {
     let origin = open_origin(db, &options.schema, options.busy_timeout_ms)?;
-    make_from(db, origin, dest, options)
+    make_from(db, origin, options, |source, now| destination(dest, source, options, now))
 }
 
 fn open_origin(db: Db, schema: &str, busy_timeout_ms: i32) -> Result<snapshot::Origin> {
@@ -142,16 +138,24 @@ fn open_origin(db: Db, schema: &str, busy_timeout_ms: i32) -> Result<snapshot::O
     snapshot::Origin::open(db, schema, busy_timeout_ms).map_err(|e| e.context("cannot open the database to copy it"))
 }
 
-/// Makes the backup from `origin`. `db` is used only where the origin is not a file vigil copies itself
-/// (SQLite's backup API then copies from it) and to record the backup in the log.
-fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOptions) -> Result<Json> {
+/// Makes the backup from `origin`, where `plan` says (given the source database's file and the time). `db` is
+/// used only where the origin is not a file vigil copies itself (SQLite's backup API then copies from it) and
+/// to record the backup in the log.
+fn make_from(
+    db: Db,
+    origin: snapshot::Origin,
+    options: &BackupOptions,
+    plan: impl FnOnce(Option<&str>, DateTime<Utc>) -> Result<Planned>,
+) -> Result<Json> {
     let started = Instant::now();
     let now = Utc::now();
     let schema = options.schema.as_str();
     let source = origin.path().map(str::to_string);
-    let final_path = destination(dest, source.as_deref(), options, now)?;
-    let dir = parent_of(&final_path);
-    let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let planned = plan(source.as_deref(), now)?;
+    let removed_temporaries = dir::sweep(&planned.dir);
+    let perms = source.as_deref().and_then(|s| Perms::of(Path::new(s)));
+    let (dir, name) = (planned.dir.clone(), planned.name.clone());
+    let final_path = planned.path();
 
     let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
     let streamed = streams(&origin, options);
@@ -165,14 +169,14 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
         }
     };
     let raw_dir = scratch.as_ref().map_or(dir.as_path(), |s| s.dir.as_path());
-    let mut sink = sink_for(&origin, &dir, raw_dir, &name, options)?;
+    let mut sink = sink_for(&origin, &dir, raw_dir, &name, options, perms)?;
     let copy = snapshot::copy(db, schema, &origin, &mut sink, &|done, total| progress.advance(done, total))
         .map_err(|e| e.context("cannot copy the database"));
     drop(origin);
     // The copy was corrected after the hash (and compressor) had read it: they start over on the final copy.
     let copy = copy.and_then(|copied| {
         if sink.is_stale() {
-            sink.restart(consumer(&dir, &name, options)?)?;
+            sink.restart(consumer(&dir, &name, options, perms)?)?;
         }
         Ok(copied)
     });
@@ -221,7 +225,7 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
     };
     let manifest = Manifest {
         format: manifest::FORMAT.into(),
-        id: backup_id(&database_sha256, now, &final_path),
+        id: String::new(),
         file: name,
         created_at: format_utc(now),
         source: Source {
@@ -243,9 +247,10 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
         vigil_version: VERSION.into(),
         duration_ms: 0.0,
     };
-    let manifest = publish(artifact, manifest, &final_path, options.overwrite, started)?;
+    let (manifest, final_path) = publish(artifact, manifest, &planned, options.overwrite, perms, started)?;
     let mut result = json!({
         "path": final_path.to_string_lossy(),
+        "removed_temporaries": removed_temporaries,
         "manifest": manifest::path_for(&final_path).to_string_lossy(),
         "id": manifest.id,
         "bytes": manifest.bytes,
@@ -278,7 +283,8 @@ fn make_from(db: Db, origin: snapshot::Origin, dest: &Path, options: &BackupOpti
 }
 
 /// A backup of `schema` (whose file is `database`) taken before an operation that changes it, beside it and
-/// named after the operation: `<name>-before-<operation>-<UTC>.db`. Returns {path, sha256}.
+/// named after the operation: `<name>-before-<operation>-<UTC>.db` (`-2`… after the time when taken). Returns
+/// {path, sha256}.
 pub fn safety_backup(
     db: Db,
     schema: &str,
@@ -303,7 +309,6 @@ pub fn safety_backup_from(
     busy_timeout_ms: i32,
 ) -> Result<Json> {
     let stem = database.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "database".into());
-    let name = format!("{stem}-before-{operation}-{}.db", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let options = BackupOptions {
         schema: schema.into(),
         busy_timeout_ms,
@@ -312,7 +317,11 @@ pub fn safety_backup_from(
         log: false,
         ..BackupOptions::default()
     };
-    let made = make_from(db, origin, &parent_of(database).join(name), &options)?;
+    let made = make_from(db, origin, &options, |_, now| {
+        let stamped = format!("{stem}-before-{operation}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
+        let name = format!("{stamped}.db");
+        Ok(Planned { dir: parent_of(database), name, generated: Some(stamped.len()), given: None })
+    })?;
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }
 
@@ -351,13 +360,14 @@ fn sink_for(
     raw_dir: &Path,
     name: &str,
     options: &BackupOptions,
+    perms: Option<Perms>,
 ) -> Result<Sink<Followed>> {
     let compressing = options.compression != Compression::None;
-    let consume = consumer(dir, name, options)?;
+    let consume = consumer(dir, name, options, perms)?;
     if streams(origin, options) {
         return Sink::piped(None, consume);
     }
-    let (raw, file) = TempFile::create(raw_dir, name)?;
+    let (raw, file) = TempFile::create(raw_dir, name, perms)?;
     // A compressed backup's raw copy is an intermediate: never written behind nor fsynced.
     let output = Output::new(file, &raw.path, !compressing);
     let awaits_correction = origin.corrects_copy() && !origin.is_quiet();
@@ -380,7 +390,7 @@ fn streams(origin: &snapshot::Origin, options: &BackupOptions) -> bool {
 type Consume = Box<dyn FnOnce(Stream) -> Result<Followed> + Send>;
 
 /// The work behind the copy: the database's SHA-256, and the compressed artifact when asked.
-fn consumer(dir: &Path, name: &str, options: &BackupOptions) -> Result<Consume> {
+fn consumer(dir: &Path, name: &str, options: &BackupOptions, perms: Option<Perms>) -> Result<Consume> {
     if options.compression == Compression::None {
         return Ok(Box::new(|stream: Stream| {
             let (database_sha256, database_bytes) =
@@ -388,7 +398,7 @@ fn consumer(dir: &Path, name: &str, options: &BackupOptions) -> Result<Consume> 
             Ok(Followed { database_sha256, database_bytes, compressed: None })
         }));
     }
-    let (temp, file) = TempFile::create(dir, name)?;
+    let (temp, file) = TempFile::create(dir, name, perms)?;
     let (compression, level) = (options.compression, options.level);
     Ok(Box::new(move |stream: Stream| {
         let mut input = HashingReader::new(stream);
@@ -404,7 +414,7 @@ fn consumer(dir: &Path, name: &str, options: &BackupOptions) -> Result<Consume> 
 
 /// Reads a compressed artifact back and checks that it yields the copied database.
 fn check_decompresses(path: &Path, compression: Compression, database_sha256: &str) -> Result<()> {
-    let stream = File::open(path).map_err(|e| io_error("cannot read", path, e))?;
+    let stream = dir::open_regular(path).map_err(|e| io_error("cannot read", path, e))?;
     let (unpacked, _) = compress::decompressing(stream, compression)
         .and_then(sha256_of)
         .map_err(|e| io_error("cannot read back", path, e))?;
@@ -414,28 +424,38 @@ fn check_decompresses(path: &Path, compression: Compression, database_sha256: &s
     Ok(())
 }
 
-/// Renames the artifact into place, writes its manifest, and makes both durable.
+/// Renames the artifact into place (a generated name takes the next free number when another backup took
+/// it in the same millisecond), writes its manifest, and makes both durable. Returns the final path.
 fn publish(
     artifact: TempFile,
     mut manifest: Manifest,
-    path: &Path,
+    planned: &Planned,
     overwrite: bool,
+    perms: Option<Perms>,
     started: Instant,
-) -> Result<Manifest> {
+) -> Result<(Manifest, PathBuf)> {
     manifest.duration_ms = elapsed_ms(started);
-    artifact.publish(path, overwrite)?;
-    if let Err(e) = manifest::write(&manifest, path, overwrite) {
-        let _ = std::fs::remove_file(path);
+    let path = match planned.generated {
+        Some(stamp_end) => artifact.publish_unique(&planned.dir, |n| dir::numbered(&planned.name, stamp_end, n))?,
+        None => {
+            artifact.publish(&planned.path(), overwrite)?;
+            planned.path()
+        }
+    };
+    manifest.file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    manifest.id = backup_id(&manifest.database_sha256, &manifest.created_at, &path);
+    if let Err(e) = manifest::write(&manifest, &path, overwrite, perms) {
+        let _ = std::fs::remove_file(&path);
         return Err(e);
     }
-    sync_dir(&parent_of(path))?;
-    Ok(manifest)
+    sync_dir(&planned.dir)?;
+    Ok((manifest, path))
 }
 
-fn backup_id(database_sha256: &str, now: DateTime<Utc>, path: &Path) -> String {
+fn backup_id(database_sha256: &str, created_at: &str, path: &Path) -> String {
     let mut hasher = Sha256::new();
     hasher.update(database_sha256.as_bytes());
-    hasher.update(format_utc(now).as_bytes());
+    hasher.update(created_at.as_bytes());
     hasher.update(path.to_string_lossy().as_bytes());
     hasher.update(std::process::id().to_le_bytes());
     hex(&hasher.finalize())[..16].to_string()
@@ -495,12 +515,26 @@ impl TableFunction for BackupList {
         }
         let options = BackupOptions::parse(args.get(1), &["hash", "ignored"]).map_err(|e| e.context("bad options"))?;
         let now = Utc::now();
-        let listed = manifest::list(dir)?;
-        let skipped = if options.ignored { ignored::ignored(dir, &listed)? } else { Vec::new() };
+        let listing = manifest::list(dir)?;
+        let skipped = if options.ignored { ignored::ignored(dir, &listing.backups)? } else { Vec::new() };
         let mut rows: Vec<Vec<Value>> =
-            listed.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect();
+            listing.backups.into_iter().map(|(m, artifact)| list_row(m, &artifact, options.hash, now)).collect();
         rows.extend(skipped.iter().map(ignored_row));
         Ok(rows)
+    }
+}
+
+/// How an artifact compares with its manifest; only a regular file is read (a FIFO or device never hangs).
+fn sha256_status(m: &Manifest, artifact: &Path, hash: bool) -> String {
+    match dir::regular_metadata(artifact) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".into(),
+        Err(e) => format!("unreadable: {e}"),
+        Ok(_) if !hash => "not checked".into(),
+        Ok(_) => match digest::sha256_file(artifact) {
+            Ok((h, _)) if h == m.sha256 => "ok".into(),
+            Ok(_) => "mismatch".into(),
+            Err(e) => format!("unreadable: {e}"),
+        },
     }
 }
 
@@ -515,17 +549,7 @@ fn ignored_row(file: &ignored::Ignored) -> Vec<Value> {
 
 fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec<Value> {
     let age_hours = parse_utc(&m.created_at).map_or(Value::Null, |t| Value::Real(hours_between(t, now)));
-    let status = if !artifact.exists() {
-        "missing"
-    } else if !hash {
-        "not checked"
-    } else {
-        match digest::sha256_file(artifact) {
-            Ok((h, _)) if h == m.sha256 => "ok",
-            Ok(_) => "mismatch",
-            Err(_) => "unreadable",
-        }
-    };
+    let status = sha256_status(&m, artifact, hash);
     vec![
         Value::from(m.id.as_str()),
         Value::from(artifact.to_string_lossy().as_ref()),
@@ -536,7 +560,7 @@ fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec
         Value::from(m.verification.method.as_str()),
         Value::Integer(m.is_verified() as i64),
         Value::from(m.sha256.as_str()),
-        Value::from(status),
+        Value::from(status.as_str()),
         Value::from(m.source.path.as_deref()),
     ]
 }

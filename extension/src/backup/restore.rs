@@ -43,6 +43,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
             Error::new("the calling database is in-memory or temporary: name a target file to restore into")
         })?),
     };
+    super::dir::check_restore_target(&target_path, &artifact)?;
     let scratch = parent_of(&target_path);
     let drill = verify::drill_backup(&backup, options.verify, &scratch)?;
     let mut steps: Vec<Json> = drill.steps.iter().map(Step::to_json).collect();
@@ -143,7 +144,7 @@ fn into_new_file(database: &Path, target: &Path) -> Result<Step> {
         return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
     }
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (temp, mut file) = TempFile::create(&dir, &name)?;
+    let (temp, mut file) = TempFile::create(&dir, &name, super::dir::Perms::of(database))?;
     let mut input = File::open(database).map_err(|e| io_error("cannot read", database, e))?;
     std::io::copy(&mut input, &mut file).map_err(|e| io_error("cannot write", &temp.path, e))?;
     sync_file(&file, &temp.path)?;

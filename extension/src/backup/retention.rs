@@ -1,7 +1,8 @@
 //! Retention: which of a directory's backups of one database to keep (the last N, and/or the newest of
 //! each of the last D days, W ISO weeks, M months), and deleting the rest. Only backups with a vigil
 //! manifest are candidates; the newest verified one is always kept, and so is any backup a drill or restore
-//! is reading (it holds a shared lock on the manifest).
+//! is reading (it holds a shared lock on the manifest). Manifests that name anything but a plain file in
+//! their own directory are ignored and reported, never followed (dir.rs).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -11,7 +12,7 @@ use chrono::{DateTime, Datelike, Utc};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value as Json};
 
-use super::artifact::sync_dir;
+use super::dir::{open_regular_with, remove_own, sync_dir};
 use super::manifest::{self, Manifest};
 use super::options::Retention;
 use crate::error::Result;
@@ -50,9 +51,13 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
     kept
 }
 
-/// Applies `policy` to the backups in `dir` of the same source as `made`; returns what it kept and deleted.
+/// Applies `policy` to the backups in `dir` of the same source as `made`; returns what it kept, deleted and
+/// ignored.
 pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
-    let mut backups: Vec<(Manifest, PathBuf)> = manifest::list(dir)?
+    let listing = manifest::list(dir)?;
+    let ignored: Vec<Json> = listing.ignored.iter().map(manifest::Ignored::to_json).collect();
+    let mut backups: Vec<(Manifest, PathBuf)> = listing
+        .backups
         .into_iter()
         .filter(|(m, _)| m.source.path == made.source.path && m.source.schema == made.source.schema)
         .collect();
@@ -74,27 +79,27 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
     if !deleted.is_empty() {
         sync_dir(dir)?;
     }
-    Ok(json!({"kept": kept.len(), "deleted": deleted, "in_use": in_use}))
+    Ok(json!({"kept": kept.len(), "deleted": deleted, "in_use": in_use, "ignored": ignored}))
 }
 
 /// Deletes an artifact and then its manifest, unless someone holds a lock on the manifest (`false`).
 fn delete(artifact: &Path) -> std::io::Result<bool> {
     let manifest_path = manifest::path_for(artifact);
-    let file = File::open(&manifest_path)?;
+    let file = open_regular_with(&manifest_path, false)?;
     let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return Ok(false) };
-    match std::fs::remove_file(artifact) {
+    match remove_own(artifact) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::remove_file(&manifest_path)?;
+    remove_own(&manifest_path)?;
     drop(lock);
     Ok(true)
 }
 
 /// A shared lock on a backup's manifest while it is being read: retention leaves it alone.
 pub fn hold(artifact: &Path) -> Option<Flock<File>> {
-    let file = File::open(manifest::path_for(artifact)).ok()?;
+    let file = super::dir::open_regular(&manifest::path_for(artifact)).ok()?;
     Flock::lock(file, FlockArg::LockSharedNonblock).ok()
 }
 

@@ -13,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::artifact::{io_error, parent_of, remove_stale};
+use super::artifact::{io_error, parent_of};
 use super::digest::hex;
+use super::dir::sweep;
 use crate::error::Result;
 use crate::health::checks::volume_of;
 
@@ -84,7 +85,7 @@ impl Drop for Scratch {
 }
 
 /// Private directories that killed runs left in `parent`: only ours (vigil's name, this user's, mode 0700),
-/// only the temporary files no process holds any more (artifact::remove_stale), then the directory if empty
+/// only the temporary files no process holds any more (dir::sweep), then the directory if empty
 /// and untouched for a minute. `own` is the directory just made: its owner is this user.
 fn remove_abandoned(parent: &Path, own: &Path) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -99,7 +100,7 @@ fn remove_abandoned(parent: &Path, own: &Path) {
             // A directory changed in the last minute may be a live run's, between its mkdir and its file.
             let settled = metadata.modified().ok().and_then(|t| t.elapsed().ok());
             if settled.is_some_and(|age| age.as_secs() >= 60) {
-                remove_stale(&entry.path());
+                sweep(&entry.path());
                 let _ = std::fs::remove_dir(entry.path());
             }
         }

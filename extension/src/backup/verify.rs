@@ -1,6 +1,5 @@
 //! Restore drills: everything a restore would rely on, checked step by step.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,6 +9,7 @@ use serde_json::{json, Value as Json};
 use super::artifact::{io_error, sync_file, TempFile};
 use super::compress::decompressing;
 use super::digest::{sha256_file, HashingWriter};
+use super::dir::{open_regular, regular_metadata, Perms};
 use super::manifest::{self, Manifest};
 use super::options::{Compression, Verify};
 use crate::error::{Error, Result};
@@ -98,7 +98,9 @@ pub fn check_database(path: &Path, level: Verify) -> std::result::Result<String,
 /// Reads the 100-byte header of a database file: (page size, page count).
 fn header(path: &Path) -> std::result::Result<(u32, u32), String> {
     let mut bytes = [0u8; HEADER_BYTES];
-    File::open(path).and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| format!("cannot read the header: {e}"))?;
+    open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read the header: {e}"))?;
     let header = DatabaseHeader::parse(&bytes)?;
     Ok((header.page_size, header.page_count))
 }
@@ -159,7 +161,7 @@ pub fn drill_backup(backup: &Backup, level: Verify, scratch_dir: &Path) -> Resul
 pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &Path) -> Result<Drill> {
     let mut drill = Drill { steps: Vec::new(), database: None, scratch: None, page_count: None };
     let started = Instant::now();
-    let size = std::fs::metadata(artifact).map(|m| m.len()).map_err(|e| format!("{}: {e}", artifact.display()));
+    let size = regular_metadata(artifact).map(|m| m.len()).map_err(|e| format!("{}: {e}", artifact.display()));
     let sized = size.and_then(|s| compare("bytes", &manifest.bytes.to_string(), &s.to_string()));
     if !drill.step("artifact", started, sized) {
         return Ok(drill);
@@ -270,7 +272,7 @@ pub fn drill_bare(artifact: &Path, level: Verify, scratch_dir: &Path) -> Result<
 /// The format of a bare artifact, from its first bytes.
 fn sniff(artifact: &Path) -> std::result::Result<Compression, String> {
     let mut magic = [0u8; 16];
-    let mut file = File::open(artifact).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
+    let mut file = open_regular(artifact).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
     let n = file.read(&mut magic).map_err(|e| format!("cannot read {}: {e}", artifact.display()))?;
     match &magic[..n] {
         [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
@@ -322,8 +324,8 @@ fn decompress(
     limit_for: impl FnOnce(&[u8]) -> std::result::Result<Limit, String>,
     scratch_dir: &Path,
 ) -> Result<(TempFile, Inflated)> {
-    let (temp, file) = TempFile::create(scratch_dir, "restore-drill.db")?;
-    let input = File::open(artifact).map_err(|e| io_error("cannot read", artifact, e))?;
+    let (temp, file) = TempFile::create(scratch_dir, "restore-drill.db", Perms::of(artifact))?;
+    let input = open_regular(artifact).map_err(|e| io_error("cannot read", artifact, e))?;
     let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let damaged = |e: std::io::Error| format!("the {} stream is damaged: {e}", compression.as_str());
     let mut head = [0u8; HEADER_BYTES];
