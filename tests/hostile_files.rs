@@ -134,10 +134,13 @@ fn retention_never_follows_a_planted_manifest_out_of_its_directory() {
         }
         let first = backup_to(run, &db, &format!("{}/", backups.display()), "{}");
         let real = manifest_of(first["path"].as_str().unwrap());
+        let fifo = backups.join("fifo.db");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let planted = [
             plant_manifest(&real, &backups, "abs.db.vigil.json", &victims[0].to_string_lossy(), 8),
             plant_manifest(&real, &backups, "up.db.vigil.json", "../other/y.db", 8),
             plant_manifest(&real, &backups, "nested.db.vigil.json", "a/b.db", 8),
+            plant_manifest(&real, &backups, "fifo.db.vigil.json", "fifo.db", 0),
         ];
         let out = backup_to(run, &db, &format!("{}/", backups.display()), r#"{"keep":1}"#);
         for victim in &victims {
@@ -146,6 +149,7 @@ fn retention_never_follows_a_planted_manifest_out_of_its_directory() {
             assert_eq!(left, "precious", "{host}: {} survives", victim.display());
         }
         assert!(other.join("x.db.vigil.json").exists() && other.join("y.db.vigil.json").exists(), "{host}: {out}");
+        assert!(fifo.exists(), "{host}: a FIFO is not a backup to delete: {out}");
         let ignored: Vec<&str> =
             out["retention"]["ignored"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
         for manifest in &planted {

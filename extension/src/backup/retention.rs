@@ -54,10 +54,14 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
 /// Applies `policy` to the backups in `dir` of the same source as `made`; returns what it kept, deleted and
 /// ignored.
 pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
-    let listing = manifest::list(dir)?;
+    let mut listing = manifest::list(dir)?;
+    let (regular, other): (Vec<_>, Vec<_>) = listing.backups.into_iter().partition(|(_, a)| regular_or_gone(a).is_ok());
+    listing.ignored.extend(other.into_iter().map(|(_, a)| manifest::Ignored {
+        reason: regular_or_gone(&a).err().unwrap_or_default(),
+        path: manifest::path_for(&a),
+    }));
     let ignored: Vec<Json> = listing.ignored.iter().map(manifest::Ignored::to_json).collect();
-    let mut backups: Vec<(Manifest, PathBuf)> = listing
-        .backups
+    let mut backups: Vec<(Manifest, PathBuf)> = regular
         .into_iter()
         .filter(|(m, _)| m.source.path == made.source.path && m.source.schema == made.source.schema)
         .collect();
@@ -80,6 +84,14 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
         sync_dir(dir)?;
     }
     Ok(json!({"kept": kept.len(), "deleted": deleted, "in_use": in_use, "ignored": ignored}))
+}
+
+/// An artifact retention may count and delete: a regular file, or gone (its manifest is then deleted).
+fn regular_or_gone(artifact: &Path) -> std::result::Result<(), String> {
+    match artifact.symlink_metadata() {
+        Ok(meta) if !meta.is_file() => Err(format!("{} is not a regular file: left alone", artifact.display())),
+        _ => Ok(()),
+    }
 }
 
 /// Deletes an artifact and then its manifest, unless someone holds a lock on the manifest (`false`).
