@@ -4,7 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::artifact::{io_error, TEMP_MARK};
+use super::artifact::io_error;
+use super::dir::is_temp_name;
 use super::manifest::{self, Manifest};
 use crate::error::Result;
 
@@ -34,7 +35,7 @@ pub fn ignored(dir: &Path, listed: &[(Manifest, PathBuf)]) -> Result<Vec<Ignored
 
 fn reason(path: &Path, metadata: &fs::Metadata) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if name.contains(TEMP_MARK) {
+    if is_temp_name(&name) {
         return "a temporary file of a vigil run (in progress, or left by a crash: a later run removes it)".into();
     }
     if !metadata.is_file() {

@@ -43,7 +43,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
             Error::new("the calling database is in-memory or temporary: name a target file to restore into")
         })?),
     };
-    super::dir::check_restore_target(&target_path, &artifact)?;
+    super::dir::check_restore_target(&target_path, artifact)?;
     let scratch = parent_of(&target_path);
     let drill = verify::drill_backup(&backup, options.verify, &scratch)?;
     let mut steps: Vec<Json> = drill.steps.iter().map(Step::to_json).collect();
