@@ -122,7 +122,8 @@ fn check_file_name(path: &Path, name: &str, compression: Compression) -> Result<
         ))
     } else if let Some(other) = [".gz", ".zst"].into_iter().find(|s| lower.ends_with(s) && *s != suffix) {
         let what = if suffix.is_empty() { "not compressed" } else { compression.as_str() };
-        let renamed = format!("{}{}", &name[..name.len() - other.len()], if suffix.is_empty() { "" } else { suffix });
+        let whole = path.to_string_lossy();
+        let renamed = format!("{}{suffix}", &whole[..whole.len() - other.len()]);
         Some(format!("{shown} ends in {other} but the backup is {what}: name it {renamed}"))
     } else if !suffix.is_empty() && !lower.ends_with(suffix) {
         Some(format!(
