@@ -14,6 +14,7 @@ mod info;
 pub mod maintenance;
 pub mod progress;
 pub mod sqlite;
+pub mod store;
 mod vtab;
 mod wal;
 

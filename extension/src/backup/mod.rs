@@ -13,7 +13,6 @@ pub mod dir;
 pub mod export;
 mod feed;
 mod ignored;
-pub mod log;
 pub mod manifest;
 pub mod options;
 pub mod restore;
@@ -40,6 +39,7 @@ use crate::info::{format_utc, hours_between, parse_utc, VERSION};
 use crate::maintenance::elapsed_ms;
 use crate::progress::Tracker;
 use crate::sqlite::{self, Db, Value};
+use crate::store::backup_log;
 use crate::vtab::TableFunction;
 
 const BACKUP_KEYS: &[&str] = &[
@@ -274,12 +274,29 @@ fn make_from(
         result["retention"] = retention::apply(&dir, &manifest, &options.retention)?;
     }
     if options.log {
-        result["logged"] = match log::record(db, schema, &manifest, &final_path, options.busy_timeout_ms) {
+        result["logged"] = match record(db, schema, &manifest, &final_path, options.busy_timeout_ms) {
             Ok(()) => json!(true),
             Err(e) => json!(format!("not recorded: {e}")),
         };
     }
     Ok(result)
+}
+
+/// Writes the backup into the source database's backup log, which health_report's `last_backup` reads.
+fn record(db: Db, schema: &str, manifest: &Manifest, artifact: &Path, busy_timeout_ms: i32) -> Result<()> {
+    let path = artifact.to_string_lossy();
+    let entry = backup_log::Entry {
+        backup_id: &manifest.id,
+        created_at: &manifest.created_at,
+        path: &path,
+        bytes: manifest.bytes,
+        sha256: &manifest.sha256,
+        compression: &manifest.compression,
+        verify: &manifest.verification.method,
+        verification: &manifest.verification.result,
+        duration_ms: manifest.duration_ms,
+    };
+    backup_log::record(db, schema, &entry, busy_timeout_ms)
 }
 
 /// A backup of `schema` (whose file is `database`) taken before an operation that changes it, beside it and

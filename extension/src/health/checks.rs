@@ -12,17 +12,7 @@ use super::{Check, Status};
 use crate::error::{Context as _, Error, Result};
 use crate::sqlite::{Db, Value};
 
-/// Double-quotes an identifier for SQL.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// Whether the schema quoted as `q` has a table (or any object) called `name`.
-pub fn has_table(db: Db, q: &str, name: &str) -> Result<bool> {
-    let found =
-        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = ?1"), &[Value::from(name)])?;
-    Ok(found.as_i64() == Some(1))
-}
+pub use crate::store::{has_table, quote};
 
 /// A schema object, as hashed for the signature and for drift.
 #[derive(Clone, Debug, PartialEq)]

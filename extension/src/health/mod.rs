@@ -3,8 +3,10 @@
 //! Cheap checks (the default) read only the header, the schema and file metadata, so their cost is flat in
 //! database size. Scans (integrity, fragmentation, per-b-tree sizes) read the whole file and run on request.
 
+mod backup_age;
 pub(crate) mod checks;
 pub(crate) mod history;
+mod maintenance_age;
 pub mod options;
 mod recommend;
 pub(crate) mod scan;
@@ -139,8 +141,8 @@ pub fn build_report(db: Db, options: &Options) -> Result<Report> {
     }
     if options.history {
         rows.extend(history::checks(db, &facts, options, integrity_scanned)?);
-        rows.extend(crate::maintenance::log::age_checks(db, options)?);
-        rows.push(crate::backup::log::age_check(db, options)?);
+        rows.extend(maintenance_age::age_checks(db, options)?);
+        rows.push(backup_age::age_check(db, options)?);
     }
     if !rows.iter().any(|c| c.name == "integrity") {
         rows.push(

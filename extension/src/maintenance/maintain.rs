@@ -12,7 +12,6 @@ use std::time::Instant;
 use serde_json::{json, Value as Json};
 
 use super::checkpoint::{self, Mode};
-use super::log::{self, Entry};
 use super::options::{MaintenanceOptions, Metric};
 use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
@@ -24,6 +23,7 @@ use crate::health::scan::problems;
 use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, options::Options};
 use crate::sqlite::{host_version_number, Db, Value};
+use crate::store::maintenance_log::{self as log, Entry};
 
 pub const OPTION_KEYS: &[&str] =
     &["schema", "busy_timeout_ms", "log", "threshold", "metric", "analysis_limit", "wal_truncate_bytes"];

@@ -7,7 +7,6 @@
 //! that connection.
 
 pub mod checkpoint;
-pub mod log;
 pub mod maintain;
 pub mod options;
 pub mod vacuum;

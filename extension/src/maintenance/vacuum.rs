@@ -11,12 +11,13 @@ use serde_json::json;
 
 use super::checkpoint::{self, Mode};
 use super::options::{percentage, MaintenanceOptions, Method, Metric};
-use super::{elapsed_ms, log, Target};
+use super::{elapsed_ms, Target};
 use crate::error::{Error, Result};
 use crate::health::checks::{parent_dir, percent, volume_of, Facts};
 use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, Check};
 use crate::sqlite::{Db, Value};
+use crate::store::maintenance_log;
 
 pub const OPTION_KEYS: &[&str] = &["schema", "busy_timeout_ms", "dry_run", "log", "metric", "method"];
 
@@ -113,6 +114,19 @@ pub enum Via<'a> {
     Target(&'a Target),
 }
 
+/// The maintenance log's entry for a vacuum that rewrote the file.
+fn log_entry(outcome: &Outcome) -> maintenance_log::Entry {
+    maintenance_log::Entry {
+        function: "vacuum_if_fragmented",
+        level: "vacuum".into(),
+        result: "ok",
+        duration_ms: outcome.duration_ms,
+        size_before: outcome.before.bytes,
+        size_after: outcome.after.bytes,
+        detail: outcome.to_json(),
+    }
+}
+
 /// Decides, and vacuums when over the threshold. Lock, transaction and access problems are errors; a
 /// rewrite that would not fit on disk is a `refused` decision.
 pub fn run(via: Via, threshold: Option<f64>, options: &MaintenanceOptions) -> Result<Outcome> {
@@ -162,7 +176,7 @@ pub fn run(via: Via, threshold: Option<f64>, options: &MaintenanceOptions) -> Re
                 outcome.reason = format!("{figure}, over the threshold of {threshold} %{note}");
                 outcome.duration_ms = elapsed_ms(started);
                 if options.log {
-                    log::record(target.db(), &log::Entry::of_vacuum(&outcome))?;
+                    maintenance_log::record(target.db(), &log_entry(&outcome))?;
                 }
             }
         }

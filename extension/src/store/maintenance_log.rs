@@ -4,12 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use super::vacuum::Outcome;
+use super::has_table;
 use crate::error::{Context as _, Error, Result};
-use crate::health::checks::{has_table, quote};
-use crate::health::options::Options;
-use crate::health::Check;
-use crate::info::{days_between, format_utc, now_utc, parse_utc};
+use crate::info::{now_utc, parse_utc};
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_maintenance_log";
@@ -39,20 +36,6 @@ pub struct Entry {
     pub size_before: i64,
     pub size_after: i64,
     pub detail: Json,
-}
-
-impl Entry {
-    pub fn of_vacuum(outcome: &Outcome) -> Entry {
-        Entry {
-            function: "vacuum_if_fragmented",
-            level: "vacuum".into(),
-            result: "ok",
-            duration_ms: outcome.duration_ms,
-            size_before: outcome.before.bytes,
-            size_after: outcome.after.bytes,
-            detail: outcome.to_json(),
-        }
-    }
 }
 
 /// Appends an entry on the maintenance connection (schema `main` is the maintained file there).
@@ -95,7 +78,7 @@ pub fn record(db: Db, entry: &Entry) -> Result<()> {
 }
 
 /// When each level last ran successfully: (level, finished_at).
-fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+pub fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
     if !has_table(db, q, TABLE)? {
         return Ok(Vec::new());
     }
@@ -113,41 +96,4 @@ fn last_runs(db: Db, q: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
             Ok((level, at))
         })
         .collect()
-}
-
-/// Levels that count for each age row: a full maintenance is also a standard one.
-const AGE_ROWS: &[(&str, &str, &[&str])] = &[
-    ("maintenance_age", "maintenance_age_days", &["standard", "full"]),
-    ("full_maintenance_age", "full_maintenance_age_days", &["full"]),
-];
-
-/// health_report's rows on maintenance age: days since the last standard-or-full and the last full run.
-pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
-    let runs = last_runs(db, &quote(&options.schema))?;
-    let now = Utc::now();
-    let days = |at: DateTime<Utc>| days_between(at, now);
-    let history: Vec<String> = ["light", "standard", "full", "vacuum"]
-        .iter()
-        .map(|level| match runs.iter().find(|(l, _)| l == level) {
-            Some((_, at)) => format!("{level} {} days ago", days(*at)),
-            None => format!("{level} never"),
-        })
-        .collect();
-    let history = history.join(", ");
-    Ok(AGE_ROWS
-        .iter()
-        .map(|&(name, threshold, levels)| {
-            let last = runs.iter().filter(|(l, _)| levels.contains(&l.as_str())).map(|(_, at)| *at).max();
-            let Some(at) = last else {
-                // Unknown, not late: vigil cannot see maintenance done by other means.
-                return Check::new(name, Value::Null, "days")
-                    .detail(format!("no {} maintenance recorded by vigil ({history})", levels.join(" or ")));
-            };
-            let age = days(at);
-            let mut check = Check::new(name, age, "days");
-            check.status = options.thresholds.status(threshold, age);
-            check.threshold = options.thresholds.describe(threshold);
-            check.detail(format!("last {} maintenance at {} ({history})", levels.join(" or "), format_utc(at)))
-        })
-        .collect())
 }

@@ -4,23 +4,30 @@
 //! backup into an error. Inside the caller's own transaction (and for in-memory databases) it is written
 //! there, in a savepoint. A read-only database gets no row.
 
-use std::path::Path;
-
-use chrono::Utc;
-
-use super::manifest::Manifest;
+use super::quote;
 use crate::error::{Error, Result};
-use crate::health::checks::{has_table, quote};
-use crate::health::options::Options;
-use crate::health::{Check, Status};
-use crate::info::{hours_between, parse_utc};
 use crate::sqlite::{open_flags, Db, OwnedDb, Value};
 
 pub const TABLE: &str = "vigil_backup_log";
 /// Rows kept; older ones are deleted as new ones arrive.
 const KEEP: i64 = 1000;
 
-pub fn record(caller: Db, schema: &str, manifest: &Manifest, artifact: &Path, busy_timeout_ms: i32) -> Result<()> {
+/// One backup, as recorded.
+pub struct Entry<'a> {
+    pub backup_id: &'a str,
+    pub created_at: &'a str,
+    /// Where the artifact is.
+    pub path: &'a str,
+    pub bytes: u64,
+    pub sha256: &'a str,
+    pub compression: &'a str,
+    /// The check asked for (quick, full, none) and its result.
+    pub verify: &'a str,
+    pub verification: &'a str,
+    pub duration_ms: f64,
+}
+
+pub fn record(caller: Db, schema: &str, entry: &Entry, busy_timeout_ms: i32) -> Result<()> {
     if caller.is_readonly(schema)? == Some(true) {
         return Err(Error::new("the database is open read-only"));
     }
@@ -28,24 +35,24 @@ pub fn record(caller: Db, schema: &str, manifest: &Manifest, artifact: &Path, bu
         Some(path) if caller.is_autocommit() => {
             let own = OwnedDb::open(&path, open_flags::READ_WRITE, caller.vfs_name(schema)?.as_deref())?;
             own.db().set_busy_timeout(busy_timeout_ms)?;
-            write(own.db(), "main", manifest, artifact)
+            write(own.db(), "main", entry)
         }
-        _ => write(caller, schema, manifest, artifact),
+        _ => write(caller, schema, entry),
     }
 }
 
-fn write(db: Db, schema: &str, manifest: &Manifest, artifact: &Path) -> Result<()> {
+fn write(db: Db, schema: &str, entry: &Entry) -> Result<()> {
     let q = quote(schema);
     let params = [
-        Value::from(manifest.id.as_str()),
-        Value::from(manifest.created_at.as_str()),
-        Value::from(artifact.to_string_lossy().as_ref()),
-        Value::Integer(manifest.bytes as i64),
-        Value::from(manifest.sha256.as_str()),
-        Value::from(manifest.compression.as_str()),
-        Value::from(manifest.verification.method.as_str()),
-        Value::from(manifest.verification.result.as_str()),
-        Value::Real(manifest.duration_ms),
+        Value::from(entry.backup_id),
+        Value::from(entry.created_at),
+        Value::from(entry.path),
+        Value::Integer(entry.bytes as i64),
+        Value::from(entry.sha256),
+        Value::from(entry.compression),
+        Value::from(entry.verify),
+        Value::from(entry.verification),
+        Value::Real(entry.duration_ms),
     ];
     db.in_savepoint("vigil_backup_log", || {
         db.exec(&format!(
@@ -88,7 +95,7 @@ pub struct Recorded {
 /// Newest first, only backups whose verification passed (`verify` quick or full), at most `limit`.
 pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
     let q = quote(schema);
-    if !has_table(db, &q, TABLE)? {
+    if !super::has_table(db, &q, TABLE)? {
         return Ok(Vec::new());
     }
     let rows = db.query(
@@ -106,28 +113,4 @@ pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
             verify: r[2].as_str().unwrap_or_default().to_string(),
         })
         .collect())
-}
-
-/// health_report's `last_backup`: hours since the newest verified backup whose file still exists. A
-/// database with no such backup is a warning: "looks healthy, isn't backing up" is the gap to catch.
-pub fn age_check(db: Db, options: &Options) -> Result<Check> {
-    const NAME: &str = "last_backup";
-    let recorded = verified(db, &options.schema, 100)?;
-    let found = recorded.iter().find(|r| Path::new(&r.path).exists());
-    let Some(newest) = found else {
-        let detail = match recorded.first() {
-            Some(r) => format!("the recorded backups are gone (the newest was {}); make one with backup_to", r.path),
-            None => "no verified backup recorded; make one: SELECT backup_to('/path/to/backups/')".to_string(),
-        };
-        // Thresholds switched off ("none,none") mean the user does not want backups watched here.
-        let watched = options.thresholds.levels("last_backup_hours") != (None, None);
-        let status = if watched { Status::Warning } else { Status::Info };
-        return Ok(Check::new(NAME, Value::Null, "hours").status(status).detail(detail));
-    };
-    let at = parse_utc(&newest.created_at).unwrap_or_default();
-    let hours = hours_between(at, Utc::now());
-    let mut check = Check::new(NAME, hours, "hours");
-    check.status = options.thresholds.status("last_backup_hours", hours);
-    check.threshold = options.thresholds.describe("last_backup_hours");
-    Ok(check.detail(format!("{} at {} ({} verified)", newest.path, newest.created_at, newest.verify)))
 }

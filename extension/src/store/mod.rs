@@ -1,0 +1,21 @@
+//! vigil's own tables in the databases it looks after: the backup log and the maintenance log. The
+//! capabilities (backup, maintenance) write them and health reads them; this module sits below all three so
+//! that health imports no capability and no capability's log imports health.
+
+pub mod backup_log;
+pub mod maintenance_log;
+
+use crate::error::Result;
+use crate::sqlite::{Db, Value};
+
+/// Double-quotes an identifier for SQL.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Whether the schema quoted as `q` has a table (or any object) called `name`.
+pub fn has_table(db: Db, q: &str, name: &str) -> Result<bool> {
+    let found =
+        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = ?1"), &[Value::from(name)])?;
+    Ok(found.as_i64() == Some(1))
+}
