@@ -210,6 +210,7 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
     }
     let dest = path_value(&args.dest, "DEST")?;
     let out = run(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
+    warn_unrecorded(&args.db, &out);
     if args.output.json {
         print_json(&out);
         return Ok(exit::OK);
@@ -232,6 +233,19 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
         println!("retention: kept {}, deleted {deleted}", text(&retention["kept"]));
     }
     Ok(exit::OK)
+}
+
+/// A backup the database's log could not record does not count for `vigil health`'s last_backup: say so on
+/// the terminal (stderr), also under --json.
+fn warn_unrecorded(db: &std::path::Path, out: &Json) {
+    if let Some(reason) = out["logged"].as_str() {
+        let reason = reason.strip_prefix("not recorded: ").unwrap_or(reason);
+        eprintln!(
+            "vigil backup: the backup was made but not recorded in {}'s vigil_backup_log ({reason}), so `vigil \
+             health` will not count it as its last_backup",
+            db.display()
+        );
+    }
 }
 
 pub fn backups(global: &Global, args: &BackupsArgs) -> Result<u8, Failure> {

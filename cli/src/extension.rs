@@ -42,6 +42,7 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     conn.busy_timeout(std::time::Duration::from_millis(global.busy_timeout.into()))
         .map_err(|e| Failure::unknown(e.to_string()))?;
     load(&conn, global)?;
+    crate::interrupt::watch(&conn);
     Ok(conn)
 }
 
@@ -50,6 +51,7 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
 pub fn open_memory(global: &Global) -> Result<Connection, Failure> {
     let conn = Connection::open_in_memory().map_err(|e| Failure::unknown(e.to_string()))?;
     load(&conn, global)?;
+    crate::interrupt::watch(&conn);
     Ok(conn)
 }
 

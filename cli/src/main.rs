@@ -4,6 +4,7 @@
 mod backup;
 mod extension;
 mod health;
+mod interrupt;
 mod maintain;
 mod output;
 mod sql;
@@ -24,6 +25,8 @@ pub mod exit {
     pub const RESTORED_UNCHECKED: u8 = 4;
     /// Bad command line (sysexits' EX_USAGE): never mistaken for a database state.
     pub const USAGE: u8 = 64;
+    /// Stopped by SIGINT (Ctrl-C) or SIGTERM before it finished (128 + SIGINT, the shells' convention).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Parser)]
@@ -84,6 +87,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    interrupt::install();
+    let interrupted = interrupted_note(&cli.command);
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
         Command::Vacuum(args) => maintain::vacuum(&cli.global, &args),
@@ -98,10 +103,33 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(failure) => {
-            eprintln!("vigil: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
+        Err(failure) => match interrupt::received() {
+            Some(signal) => {
+                eprintln!("vigil: interrupted by {signal}: {interrupted}");
+                if interrupted.ends_with("below)") {
+                    eprintln!("vigil: {}", failure.message);
+                }
+                ExitCode::from(exit::INTERRUPTED)
+            }
+            None => {
+                eprintln!("vigil: {}", failure.message);
+                ExitCode::from(failure.code)
+            }
+        },
+    }
+}
+
+/// What an interrupted command left, as the user should read it.
+fn interrupted_note(command: &Command) -> String {
+    match command {
+        Command::Backup(args) => format!(
+            "no backup was written, vigil removed its temporary files, and {} was not changed",
+            args.db.display()
+        ),
+        Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
+        Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
+        Command::Backups(_) | Command::Health(_) => "nothing was changed".into(),
+        _ => "the command stopped before it finished (see its own message below)".into(),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Progress of long operations, for whoever watches from another connection of the same process (the CLI
-//! draws its progress bars from `vigil_progress()` on a second connection while the work runs).
+//! draws its progress bars from `vigil_progress()` on a second connection while the work runs), and the
+//! point where they notice an interrupt: each report checks whether the caller's connection was interrupted
+//! (sqlite3_interrupt, SQLite 3.41+), so that vigil's copy, hash and compression loops stop with
+//! SQLITE_INTERRUPT and drop their temporary files.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
-use crate::error::Result;
-use crate::sqlite::{Db, Value};
+use crate::error::{Error, Result};
+use crate::sqlite::{Db, Value, SQLITE_INTERRUPT};
 
 struct Running {
     id: u64,
@@ -23,6 +26,8 @@ static NEXT_ID: Mutex<u64> = Mutex::new(0);
 /// A running operation; it disappears from `vigil_progress()` when dropped.
 pub struct Tracker {
     id: u64,
+    /// The connection the operation was called on, alive for the length of the call.
+    caller: Option<Db>,
 }
 
 impl Tracker {
@@ -34,7 +39,21 @@ impl Tracker {
         };
         let entry = Running { id, operation: operation.into(), done: 0, total, started: Instant::now() };
         RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
-        Tracker { id }
+        Tracker { id, caller: None }
+    }
+
+    /// Started by a function running on `caller`: interrupting that connection stops the operation.
+    pub fn for_caller(mut self, caller: Db) -> Tracker {
+        self.caller = Some(caller);
+        self
+    }
+
+    /// An error once the caller's connection was interrupted.
+    pub fn check(&self) -> Result<()> {
+        match self.caller {
+            Some(db) if db.is_interrupted() => Err(Error::with_code("interrupted", SQLITE_INTERRUPT)),
+            _ => Ok(()),
+        }
     }
 
     /// A new phase (copy, compress, verify): its name, and how many bytes it will handle.
@@ -46,11 +65,13 @@ impl Tracker {
         });
     }
 
-    pub fn advance(&self, done: u64, total: u64) {
+    /// Reports progress; an error once the caller was interrupted (see `check`).
+    pub fn advance(&self, done: u64, total: u64) -> Result<()> {
         self.update(|r| {
             r.done = done;
             r.total = total;
         });
+        self.check()
     }
 
     fn update(&self, change: impl FnOnce(&mut Running)) {

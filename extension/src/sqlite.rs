@@ -29,6 +29,8 @@ const SQLITE_ROW: c_int = 100;
 const SQLITE_DONE: c_int = 101;
 const SQLITE_BUSY: c_int = 5;
 const SQLITE_LOCKED: c_int = 6;
+/// The result code of an operation stopped by sqlite3_interrupt().
+pub const SQLITE_INTERRUPT: c_int = 9;
 const SQLITE_INTEGER: c_int = 1;
 const SQLITE_FLOAT: c_int = 2;
 const SQLITE_TEXT: c_int = 3;
@@ -338,6 +340,25 @@ impl Db {
     pub fn in_transaction(&self, schema: &str) -> Result<bool> {
         let schema = c_string(schema, "schema name")?;
         Ok(unsafe { call!(txn_state(self.0, schema.as_ptr())) } > 0)
+    }
+
+    /// Whether sqlite3_interrupt() was called on this connection during the running statement (Ctrl-C in a
+    /// host, the `vigil` CLI on SIGINT/SIGTERM), so that vigil's own loops stop too. sqlite3_is_interrupted
+    /// came with SQLite 3.41: older hosts always answer false.
+    pub fn is_interrupted(&self) -> bool {
+        type IsInterrupted = unsafe extern "C" fn(*mut sqlite3) -> c_int;
+        if host_version_number() < 3_041_000 {
+            return false;
+        }
+        // The vendored routine table ends with 3.39's db_name; 3.40 appended value_encoding, then 3.41
+        // is_interrupted: the second slot past its end, present in every 3.41+ host's table.
+        let slots = api() as *const sqlite3_api_routines as *const Option<IsInterrupted>;
+        let index = std::mem::size_of::<sqlite3_api_routines>() / std::mem::size_of::<Option<IsInterrupted>>() + 1;
+        // SAFETY: the host's table is at least that long (version checked above), slots are function pointers.
+        match unsafe { *slots.add(index) } {
+            Some(is_interrupted) => unsafe { is_interrupted(self.0) != 0 },
+            None => false,
+        }
     }
 
     /// False while the connection has an open transaction (BEGIN without COMMIT).

@@ -259,8 +259,9 @@ impl<T: Send + 'static> Sink<T> {
         }
     }
 
-    /// Waits for the consumer, reporting how many bytes it has taken.
-    pub fn finish(self, report: impl Fn(u64)) -> Result<T> {
+    /// Waits for the consumer, reporting how many bytes it has taken; an error from `report` (an interrupt)
+    /// stops the consumer and is returned once its thread has ended (and dropped its files).
+    pub fn finish(self, report: impl Fn(u64) -> Result<()>) -> Result<T> {
         match self.feed {
             Feed::Pipe(pipe) => pipe.finish(report),
             Feed::Follow(follower) => follower.finish(self.written, report),
@@ -328,11 +329,14 @@ impl<T: Send + 'static> Consumer<T> {
         }
     }
 
-    fn finish(mut self, report: impl Fn(u64)) -> Result<T> {
+    fn finish(mut self, report: impl Fn(u64) -> Result<()>) -> Result<T> {
         self.shared.done.store(true, Ordering::Release);
         self.unpark();
         while self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
-            report(self.shared.consumed.load(Ordering::Relaxed));
+            if let Err(stop) = report(self.shared.consumed.load(Ordering::Relaxed)) {
+                self.abandon();
+                return Err(stop);
+            }
             thread::sleep(Duration::from_millis(20));
         }
         self.join()
@@ -379,7 +383,7 @@ impl<T: Send + 'static> Pipe<T> {
         }
     }
 
-    fn finish(mut self, report: impl Fn(u64)) -> Result<T> {
+    fn finish(mut self, report: impl Fn(u64) -> Result<()>) -> Result<T> {
         self.full = None; // the end of the stream
         self.consumer.finish(report)
     }
@@ -456,7 +460,7 @@ impl<T: Send + 'static> Follower<T> {
         self.consumer.unpark();
     }
 
-    fn finish(self, total: u64, report: impl Fn(u64)) -> Result<T> {
+    fn finish(self, total: u64, report: impl Fn(u64) -> Result<()>) -> Result<T> {
         self.advance(total);
         self.consumer.finish(report)
     }

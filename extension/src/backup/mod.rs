@@ -157,7 +157,8 @@ fn make_from(
     let (dir, name) = (planned.dir.clone(), planned.name.clone());
     let final_path = planned.path();
 
-    let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0);
+    // Every progress report also checks for an interrupt of the caller: the loops stop, temporaries go.
+    let progress = Tracker::start(format!("backup {}: copy", final_path.display()), 0).for_caller(db);
     let streamed = streams(&origin, options);
     // Declared before the sink, so it is dropped (a private directory removed) after the sink's files.
     let scratch = match options.compression {
@@ -183,6 +184,7 @@ fn make_from(
     // The fsync and the check run while the consumer hashes (and compresses) behind: they overlap.
     let checked = copy.and_then(|copied| {
         sink.close_raw()?;
+        progress.check()?;
         progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
         let verification = match sink.raw_path() {
             Some(raw) => verify::check_database(raw, options.verify).map_err(|problem| {
@@ -195,6 +197,7 @@ fn make_from(
             })?,
             None => "skipped".to_string(), // streamed: only when not checked
         };
+        progress.check()?;
         Ok((copied, verification))
     });
     let (copied, verification) = match checked {
@@ -217,6 +220,7 @@ fn make_from(
         (None, None) => return Err(Error::new("the copy left no file")),
         (Some(compressed), raw) => {
             drop(raw);
+            progress.check()?;
             if options.verify != Verify::None {
                 check_decompresses(&compressed.temp.path, options.compression, &database_sha256)?;
             }
@@ -284,7 +288,8 @@ fn make_from(
 
 /// Writes the backup into the source database's backup log, which health_report's `last_backup` reads.
 fn record(db: Db, schema: &str, manifest: &Manifest, artifact: &Path, busy_timeout_ms: i32) -> Result<()> {
-    let path = artifact.to_string_lossy();
+    let path = absolute(artifact);
+    let path = path.to_string_lossy();
     let entry = backup_log::Entry {
         backup_id: &manifest.id,
         created_at: &manifest.created_at,
@@ -297,6 +302,16 @@ fn record(db: Db, schema: &str, manifest: &Manifest, artifact: &Path, busy_timeo
         duration_ms: manifest.duration_ms,
     };
     backup_log::record(db, schema, &entry, busy_timeout_ms)
+}
+
+/// `path` made absolute through its (existing) directory, so that it means the same file from any working
+/// directory; as given when that directory cannot be resolved.
+fn absolute(path: &Path) -> PathBuf {
+    let dir = std::fs::canonicalize(parent_of(path));
+    match (dir, path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
 }
 
 /// A backup of `schema` (whose file is `database`) taken before an operation that changes it, beside it and

@@ -76,7 +76,7 @@ impl Copied {
 }
 
 /// Bytes copied so far and in all, for progress reports.
-pub type Advance<'a> = &'a dyn Fn(u64, u64);
+pub type Advance<'a> = &'a dyn Fn(u64, u64) -> Result<()>;
 
 /// What a backup copies from: for a database file on the host's unix VFS, a read-only connection of vigil's
 /// own (the file is copied through it); for anything else none (SQLite's backup API copies from the caller's
@@ -281,7 +281,7 @@ fn copy_pages<T: Send + 'static>(
         for mapped in sink.take_returned() {
             database.unfetch(mapped);
         }
-        advance(end, pinned.bytes());
+        advance(end, pinned.bytes())?;
     }
     Ok(())
 }
@@ -419,7 +419,7 @@ fn copy_then_correct<T: Send + 'static>(db: Db, path: &str, sink: &mut Sink<T>, 
     sink.release();
     let writers_blocked_ms = if pinned.wal.is_none() { elapsed_ms(locked_since) } else { 0.0 };
     let corrected = corrected?;
-    advance(pinned.bytes(), pinned.bytes());
+    advance(pinned.bytes(), pinned.bytes())?;
     Ok(Copied::of_file(&pinned, writers_blocked_ms, Some(corrected)))
 }
 
@@ -458,7 +458,7 @@ fn precopy<T: Send + 'static>(database: &VfsFile, total: u64, sink: &mut Sink<T>
         database.read_at(&mut buffer, offset)?;
         sink.put(Chunk::Owned(buffer))?;
         offset += len as u64;
-        advance(offset, total);
+        advance(offset, total)?;
     }
     Ok(())
 }
@@ -541,7 +541,7 @@ fn copy_with_backup_api<T: Send + 'static>(
     };
     drop(dest);
     let bytes = sink.put_raw_file()?;
-    advance(bytes, bytes);
+    advance(bytes, bytes)?;
     Ok(Copied {
         method: Method::BackupApi,
         path: None,

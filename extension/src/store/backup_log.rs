@@ -1,8 +1,10 @@
 //! `vigil_backup_log`: a row in the source database for every backup, which health_report's `last_backup`
-//! check reads. Written through a connection of its own that commits at once: on the calling connection the
+//! check reads. Written through a read-write connection of its own that commits at once, also when the
+//! caller's connection is read-only (the `vigil` CLI backs up through one): on the calling connection the
 //! commit would wait for the end of the caller's statement, where a busy database would turn a finished
 //! backup into an error. Inside the caller's own transaction (and for in-memory databases) it is written
-//! there, in a savepoint. A read-only database gets no row.
+//! there, in a savepoint. A file that cannot be written (read-only file or medium) gets no row, and the
+//! error says why. Paths are stored absolute so that a check run from any directory finds the files.
 
 use super::quote;
 use crate::error::{Error, Result};
@@ -28,14 +30,18 @@ pub struct Entry<'a> {
 }
 
 pub fn record(caller: Db, schema: &str, entry: &Entry, busy_timeout_ms: i32) -> Result<()> {
-    if caller.is_readonly(schema)? == Some(true) {
-        return Err(Error::new("the database is open read-only"));
-    }
     match caller.filename(schema)? {
         Some(path) if caller.is_autocommit() => {
             let own = OwnedDb::open(&path, open_flags::READ_WRITE, caller.vfs_name(schema)?.as_deref())?;
+            // SQLite falls back to read-only when the file or its medium cannot be written.
+            if own.db().is_readonly("main")? == Some(true) {
+                return Err(Error::new(format!("{path} is read-only (the file or its medium)")));
+            }
             own.db().set_busy_timeout(busy_timeout_ms)?;
             write(own.db(), "main", entry)
+        }
+        _ if caller.is_readonly(schema)? == Some(true) => {
+            Err(Error::new("the database is open read-only inside a transaction"))
         }
         _ => write(caller, schema, entry),
     }

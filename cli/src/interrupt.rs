@@ -1,0 +1,71 @@
+//! SIGINT (Ctrl-C) and SIGTERM: the running SQL call is interrupted (sqlite3_interrupt), vigil's loops see it
+//! and stop, dropping their temporary files, and the command exits 130 saying "interrupted". A second signal
+//! exits at once.
+//!
+//! The signals are blocked in every thread and taken by one thread of their own with sigwait, so no code runs
+//! in a signal handler.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, InterruptHandle};
+
+use crate::exit;
+
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+static WATCHED: Mutex<Vec<InterruptHandle>> = Mutex::new(Vec::new());
+
+/// Takes over SIGINT and SIGTERM; call before any other thread starts (they inherit the blocked mask).
+pub fn install() {
+    // SAFETY: plain libc calls on a local, zero-initialised signal set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return; // the default action (terminate) stays in force
+        }
+        set
+    };
+    let waiter = std::thread::Builder::new().name("vigil-signals".into()).spawn(move || loop {
+        let mut signal = 0;
+        // SAFETY: waits for a signal of a set blocked in every thread.
+        if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+            continue;
+        }
+        if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
+            eprintln!("vigil: interrupted again: exiting at once (temporary files may be left)");
+            std::process::exit(exit::INTERRUPTED.into());
+        }
+        interrupt_all();
+    });
+    if waiter.is_err() {
+        // SAFETY: unblocks what was blocked above, so the signals terminate the process as before.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+fn interrupt_all() {
+    for handle in WATCHED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        handle.interrupt();
+    }
+}
+
+/// Interrupts this connection's SQL when a signal arrives (at once if one already has).
+pub fn watch(conn: &Connection) {
+    WATCHED.lock().unwrap_or_else(|e| e.into_inner()).push(conn.get_interrupt_handle());
+    if received().is_some() {
+        interrupt_all();
+    }
+}
+
+/// The signal received, by name.
+pub fn received() -> Option<&'static str> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        libc::SIGTERM => Some("SIGTERM"),
+        _ => Some("a signal"),
+    }
+}

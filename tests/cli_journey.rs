@@ -1,0 +1,149 @@
+//! The `vigil` binary as a user and cron meet it: backups that count from any directory, interrupts,
+//! the errors a user reads, and what the terminal shows.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vigil_tests::*;
+
+fn vigil_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(cli_binary()).current_dir(dir).args(args).env_remove("VIGIL_EXTENSION").output().unwrap()
+}
+
+fn vigil(args: &[&str]) -> Output {
+    vigil_in(Path::new("/"), args)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn both(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// Thresholds that depend on the machine (disk usage) are disabled so that the figures are the database's.
+const STEADY: &[&str] = &["--threshold", "disk_used_pct=none,none"];
+
+/// The status of `check` in the human report, whatever the column widths.
+fn status_of(out: &Output, check: &str) -> Option<String> {
+    text(&out.stdout).lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(check)).then(|| words.next().unwrap_or_default().to_string())
+    })
+}
+
+/// The cron recipe of docs/cli.md: a nightly `vigil backup` run from one directory with relative paths, and
+/// `vigil health --fast` run every minute from another: the backup counts (last_backup ok).
+#[test]
+fn a_cli_backup_counts_for_health_run_from_another_directory() {
+    let root = scratch();
+    let (x, y) = (root.path().join("x"), root.path().join("y"));
+    std::fs::create_dir_all(x.join("backups")).unwrap();
+    std::fs::create_dir_all(&y).unwrap();
+    create_db(&x.join("app.db"), "CREATE TABLE t(a); INSERT INTO t VALUES (1);");
+
+    let out = vigil_in(&x, &["backup", "app.db", "backups/", "--gzip"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(!text(&out.stderr).contains("not recorded"), "{}", both(&out));
+
+    let db = x.join("app.db");
+    let mut args = vec!["health", db.to_str().unwrap(), "--fast"];
+    args.extend_from_slice(STEADY);
+    let out = vigil_in(&y, &args);
+    assert_eq!(status_of(&out, "last_backup").as_deref(), Some("ok"), "{}", both(&out));
+    assert_eq!(code(&out), 0, "{}", both(&out));
+}
+
+/// A database on a read-only medium is backed up, and the terminal says the backup was not recorded.
+#[test]
+fn a_backup_that_cannot_be_recorded_says_so_on_the_terminal() {
+    let Some(volume) = Tmpfs::mount(4 << 20, "", "a_backup_that_cannot_be_recorded_says_so_on_the_terminal") else {
+        return;
+    };
+    let db = volume.path().join("ro.db");
+    create_db(&db, "CREATE TABLE t(a); INSERT INTO t VALUES (1);");
+    let remounted =
+        Command::new("mount").args(["-o", "remount,ro"]).arg(volume.path()).status().is_ok_and(|s| s.success());
+    assert!(remounted, "cannot remount the tmpfs read-only");
+    let backups = scratch();
+    for json in [false, true] {
+        let mut args = vec!["backup", db.to_str().unwrap(), backups.path().to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let out = vigil(&args);
+        assert_eq!(code(&out), 0, "the backup itself succeeds: {}", both(&out));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("not recorded") && stderr.contains("read-only") && stderr.contains("ro.db"),
+            "--json {json}: {}",
+            both(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// A database of `mib` MiB of random (incompressible) rows: gzip takes seconds on it.
+fn big_db(path: &Path, mib: usize) {
+    create_db(
+        path,
+        &format!(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {})
+             INSERT INTO t(b) SELECT randomblob(4000) FROM n;",
+            mib * 256
+        ),
+    );
+}
+
+/// Starts `vigil backup DB DIR --gzip` and waits until its temporary files exist in DIR.
+fn backup_under_way(db: &Path, dir: &Path) -> std::process::Child {
+    let child = Command::new(cli_binary())
+        .args(["backup", db.to_str().unwrap(), dir.to_str().unwrap(), "--gzip"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while names(dir).iter().all(|n| !n.contains(".vigil-tmp-")) {
+        assert!(started.elapsed().as_secs() < 60, "the backup never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    child
+}
+
+/// SIGINT and SIGTERM during a gzip backup of a 40 MiB database: exit 130, "interrupted" on stderr, no
+/// temporary nor final file left, the database untouched.
+#[test]
+fn an_interrupted_backup_stops_cleans_up_and_exits_130() {
+    let dir = scratch();
+    let db = dir.path().join("big.db");
+    big_db(&db, 40);
+    let before = sha256sum(&db);
+    for signal in ["INT", "TERM"] {
+        let backups = dir.path().join(format!("backups-{signal}"));
+        std::fs::create_dir(&backups).unwrap();
+        let child = backup_under_way(&db, &backups);
+        let killed = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
+        assert!(text(&out.stderr).contains(&format!("interrupted by SIG{signal}")), "{}", both(&out));
+        assert_eq!(names(&backups), Vec::<String>::new(), "SIG{signal}: nothing left in the backup directory");
+        assert_eq!(sha256sum(&db), before, "the database is untouched");
+    }
+}
