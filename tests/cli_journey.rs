@@ -147,3 +147,32 @@ fn an_interrupted_backup_stops_cleans_up_and_exits_130() {
         assert_eq!(sha256sum(&db), before, "the database is untouched");
     }
 }
+
+/// kill -9 leaves temporaries: `vigil backups` lists them, and the next backup (once they are over a minute
+/// old) removes them.
+#[test]
+fn temporaries_of_a_killed_backup_are_listed_then_removed() {
+    let dir = scratch();
+    let db = dir.path().join("big.db");
+    big_db(&db, 40);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let mut child = backup_under_way(&db, &backups);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left: Vec<String> = names(&backups).into_iter().filter(|n| n.contains(".vigil-tmp-")).collect();
+    assert!(!left.is_empty(), "kill -9 leaves the temporaries: {:?}", names(&backups));
+
+    let out = vigil(&["backups", backups.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(text(&out.stdout).contains("a temporary file of a vigil run"), "{}", both(&out));
+    for name in &left {
+        assert!(text(&out.stdout).contains(name.as_str()), "{name} listed: {}", both(&out));
+        let aged = Command::new("touch").args(["-d", "2 minutes ago"]).arg(backups.join(name)).status().unwrap();
+        assert!(aged.success());
+    }
+    let out = vigil(&["backup", db.to_str().unwrap(), backups.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let now: Vec<String> = names(&backups).into_iter().filter(|n| n.contains(".vigil-tmp-")).collect();
+    assert_eq!(now, Vec::<String>::new(), "the next run removed them");
+}

@@ -232,6 +232,7 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
         let deleted = retention["deleted"].as_array().map_or(0, Vec::len);
         println!("retention: kept {}, deleted {deleted}", text(&retention["kept"]));
     }
+    print_removed_temporaries(&out);
     Ok(exit::OK)
 }
 
@@ -398,6 +399,14 @@ pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
         print!("{}", columns(&["FILE", "ROWS", "SIZE"], &rows));
     }
     Ok(exit::OK)
+}
+
+/// The stale temporary files this run removed (left by a killed run), as the backup reports them.
+fn print_removed_temporaries(out: &Json) {
+    let removed = out["removed_temporaries"].as_array().cloned().unwrap_or_default();
+    for path in removed {
+        println!("removed a stale temporary file left by an interrupted run: {}", text(&path));
+    }
 }
 
 #[cfg(test)]
