@@ -176,3 +176,108 @@ fn temporaries_of_a_killed_backup_are_listed_then_removed() {
     let now: Vec<String> = names(&backups).into_iter().filter(|n| n.contains(".vigil-tmp-")).collect();
     assert_eq!(now, Vec::<String>::new(), "the next run removed them");
 }
+
+/// Item 17: errors name the file and the fix in CLI terms; locked and not-a-database exit 3 in backup and
+/// export as in health.
+#[test]
+fn cli_errors_name_the_file_and_the_fix_in_cli_terms() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let (db_arg, dir_arg) = (db.to_str().unwrap(), backups.to_str().unwrap());
+
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2);").unwrap();
+    let export_dir = dir.path().join("export");
+    for args in [
+        vec!["health", db_arg, "--busy-timeout", "50"],
+        vec!["backup", db_arg, dir_arg, "--busy-timeout", "50"],
+        vec!["export", db_arg, export_dir.to_str().unwrap(), "--format", "csv", "--busy-timeout", "50"],
+    ] {
+        let out = vigil(&args);
+        assert_eq!(code(&out), 3, "{args:?}: {}", both(&out));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(db_arg) && stderr.contains("database is locked"), "{args:?}: {stderr}");
+        assert!(stderr.contains("--busy-timeout"), "{args:?}: {stderr}");
+    }
+    lock.execute_batch("ROLLBACK").unwrap();
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database ".repeat(100)).unwrap();
+    for args in [
+        vec!["backup", junk.to_str().unwrap(), dir_arg],
+        vec!["export", junk.to_str().unwrap(), dir_arg, "--format", "sql"],
+    ] {
+        let out = vigil(&args);
+        assert_eq!(code(&out), 3, "{args:?}: {}", both(&out));
+        assert!(text(&out.stderr).contains("junk.db: file is not a database"), "{}", both(&out));
+    }
+
+    let out = vigil(&["health", dir_arg]);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    assert!(text(&out.stderr).contains("is a directory"), "{}", both(&out));
+
+    let missing = dir.path().join("gone.db.gz");
+    for command in ["verify", "restore"] {
+        let mut args = vec![command, missing.to_str().unwrap()];
+        if command == "restore" {
+            args.push(db_arg);
+        }
+        let out = vigil(&args);
+        assert_eq!(code(&out), 2, "{}", both(&out));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("gone.db.gz: no such file") && !stderr.contains("manifest"), "{stderr}");
+    }
+
+    let target = backups.join("x.db");
+    assert_eq!(code(&vigil(&["backup", db_arg, target.to_str().unwrap()])), 0);
+    let out = vigil(&["backup", db_arg, target.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--overwrite") && !stderr.contains("overwrite\":true"), "{stderr}");
+    assert!(!stderr.contains("backup_to"), "CLI terms, not SQL: {stderr}");
+
+    let fresh = dir.path().join("fresh.db");
+    create_db(&fresh, "CREATE TABLE t(x)");
+    let out = vigil(&["health", fresh.to_str().unwrap(), "--fast"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("vigil backup") && !stdout.contains("SELECT backup_to"), "{stdout}");
+}
+
+/// Item 18: no Rust debug formatting in errors, and a huge argument is echoed only in part.
+#[test]
+fn errors_show_sql_values_and_bounded_arguments() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x)");
+    let huge = "x".repeat(1 << 20);
+    let cases = [
+        "SELECT maintain(0)".to_string(),
+        "SELECT backup_to(x'00ff')".to_string(),
+        "SELECT export_to('e', 'xml')".to_string(),
+        "SELECT wal_checkpoint(1.5)".to_string(),
+        "SELECT * FROM health_report(x'01')".to_string(),
+        format!("SELECT maintain('{huge}')"),
+        format!("SELECT * FROM health_report('{huge}')"),
+        format!("SELECT backup_to('b/', '{{\"{huge}\":1}}')"),
+        format!("SELECT * FROM health_report('{{\"thresholds\":{{\"{huge}\":1}}}}')"),
+        format!("SELECT backup_verify('{huge}')"),
+        format!("SELECT * FROM backup_list('{huge}')"),
+        format!("SELECT vacuum_if_fragmented('{huge}')"),
+    ];
+    for sql in &cases {
+        for host in hosts() {
+            let error = host.query(&db, sql).unwrap_err();
+            let shown = &sql[..sql.len().min(60)];
+            assert!(error.len() < 2500, "{}: {shown}: a {}-byte error", host.name(), error.len());
+            for debug in ["Integer(", "Real(", "Blob(", "Some(", "Text(", "None"] {
+                assert!(!error.contains(debug), "{}: {shown}: {error}", host.name());
+            }
+        }
+    }
+    let long = "x".repeat(100_000); // a command-line argument is at most 128 KiB
+    let out = vigil(&["health", db.to_str().unwrap(), "--threshold", &long]);
+    assert_eq!(code(&out), 64);
+    assert!(out.stderr.len() < 2500, "{} bytes", out.stderr.len());
+}

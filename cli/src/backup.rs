@@ -169,11 +169,38 @@ fn failed_operation(failure: Failure) -> Failure {
 /// Runs one vigil function that returns JSON, with a progress bar; its failures are a failed operation
 /// (exit 2) unless they are bad usage.
 fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Json, Failure> {
+    run_with(global, conn, sql, params, |e| failed_operation(sql_failure(e)))
+}
+
+/// Like `run`, for a function reading the database it was opened on (backup, export): a database that could
+/// not be read (locked, not a database) leaves its state unknown (exit 3), as for `vigil health`.
+fn run_on_db(
+    global: &Global,
+    conn: Connection,
+    sql: &str,
+    params: Vec<rusqlite::types::Value>,
+) -> Result<Json, Failure> {
+    run_with(global, conn, sql, params, |e| {
+        if crate::sql::unreadable(&e) {
+            sql_failure(e)
+        } else {
+            failed_operation(sql_failure(e))
+        }
+    })
+}
+
+fn run_with(
+    global: &Global,
+    conn: Connection,
+    sql: &str,
+    params: Vec<rusqlite::types::Value>,
+    failure: impl FnOnce(rusqlite::Error) -> Failure,
+) -> Result<Json, Failure> {
     let outcome = with_progress(global, move || {
         let text: rusqlite::Result<String> = conn.query_row(sql, rusqlite::params_from_iter(params), |row| row.get(0));
         text
     });
-    let text = outcome.map_err(|e| failed_operation(sql_failure(e)))?;
+    let text = outcome.map_err(failure)?;
     serde_json::from_str(&text).map_err(|e| Failure::unknown(format!("the extension returned invalid JSON: {e}")))
 }
 
@@ -209,7 +236,7 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
         }
     }
     let dest = path_value(&args.dest, "DEST")?;
-    let out = run(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
+    let out = run_on_db(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
     warn_unrecorded(&args.db, &out);
     if args.output.json {
         print_json(&out);
@@ -327,7 +354,17 @@ fn print_steps(out: &Json) {
     print!("{}", columns(&["STEP", "RESULT", "TIME", "DETAIL"], &rows));
 }
 
+/// A backup named on the command line that is not there: said plainly, before the extension looks for its
+/// manifest.
+fn must_exist(backup: &std::path::Path) -> Result<(), Failure> {
+    match backup.exists() {
+        true => Ok(()),
+        false => Err(Failure { message: format!("{}: no such file", backup.display()), code: exit::CRITICAL }),
+    }
+}
+
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
+    must_exist(&args.backup)?;
     let conn = extension::open_memory(global)?;
     let options = json!({"verify": if args.quick { "quick" } else { "full" }, "bare": args.bare}).to_string();
     let out =
@@ -347,6 +384,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
 }
 
 pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
+    must_exist(&args.backup)?;
     let conn = extension::open_memory(global)?;
     let options = json!({"busy_timeout_ms": global.busy_timeout, "bare": args.bare}).to_string();
     let params = vec![path_value(&args.backup, "BACKUP")?, path_value(&args.db, "DB")?, options.into()];
@@ -389,7 +427,7 @@ pub fn export(global: &Global, args: &ExportArgs) -> Result<u8, Failure> {
     let conn = extension::open(global, &args.db, false)?;
     let options = json!({"overwrite": args.overwrite}).to_string();
     let params = vec![path_value(&args.dir, "DIR")?, name(args.format).into(), options.into()];
-    let out = run(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
+    let out = run_on_db(global, conn, "SELECT export_to(?1, ?2, ?3)", params)?;
     if args.output.json {
         print_json(&out);
     } else {

@@ -35,6 +35,12 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     if !db.exists() {
         return Err(Failure::unknown(format!("{}: no such file", db.display())));
     }
+    if db.is_dir() {
+        return Err(Failure::unknown(format!(
+            "{}: is a directory, not a database file; name the database file",
+            db.display()
+        )));
+    }
     let mode = if writable { OpenFlags::SQLITE_OPEN_READ_WRITE } else { OpenFlags::SQLITE_OPEN_READ_ONLY };
     let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(db, flags)

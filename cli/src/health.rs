@@ -62,8 +62,12 @@ fn options(args: &HealthArgs) -> Result<Json, Failure> {
 }
 
 fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {
-    let bad =
-        || Failure::usage(format!("--threshold {spec:?}: expected NAME=WARNING[,CRITICAL], e.g. freelist_pct=10,30"));
+    let bad = || {
+        Failure::usage(format!(
+            "--threshold {}: expected NAME=WARNING[,CRITICAL], e.g. freelist_pct=10,30",
+            crate::sql::quoted(spec)
+        ))
+    };
     let (name, levels) = spec.split_once('=').ok_or_else(bad)?;
     let mut parts = levels.split(',');
     let mut object = Map::new();

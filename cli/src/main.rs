@@ -89,6 +89,7 @@ fn main() -> ExitCode {
     };
     interrupt::install();
     let interrupted = interrupted_note(&cli.command);
+    let db = database_of(&cli.command);
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
         Command::Vacuum(args) => maintain::vacuum(&cli.global, &args),
@@ -112,10 +113,24 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::INTERRUPTED)
             }
             None => {
+                let failure = sql::explained(failure, db.as_deref(), cli.global.busy_timeout);
                 eprintln!("vigil: {}", failure.message);
                 ExitCode::from(failure.code)
             }
         },
+    }
+}
+
+/// The database file a command works on, named in its errors.
+fn database_of(command: &Command) -> Option<PathBuf> {
+    match command {
+        Command::Health(args) => Some(args.db.clone()),
+        Command::Vacuum(args) => Some(args.db.clone()),
+        Command::Maintain(args) => Some(args.db.clone()),
+        Command::Checkpoint(args) => Some(args.db.clone()),
+        Command::Backup(args) => Some(args.db.clone()),
+        Command::Export(args) => Some(args.db.clone()),
+        _ => None,
     }
 }
 

@@ -89,7 +89,7 @@ pub fn report(db: &Path, report: &Json) -> String {
                 state,
                 figure(&c["value"], c["unit"].as_str().unwrap_or("")),
                 text(&c["threshold"]),
-                text(&c["detail"]),
+                crate::sql::cli_terms(&text(&c["detail"]), Some(db)),
             ]
         })
         .collect();

@@ -49,3 +49,77 @@ pub fn query_rows(
         .map_err(sql_failure)?;
     rows.collect::<Result<_, _>>().map_err(sql_failure)
 }
+
+/// Errors that say the database could not be read at all (locked, not a database, cannot open): its state is
+/// unknown (exit 3), whatever the command.
+pub fn unreadable(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(error.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked | NotADatabase | CannotOpen))
+}
+
+/// The extension's functions, as its messages name them; a CLI user ran a command, not a function.
+const FUNCTIONS: &[&str] = &[
+    "backup_to",
+    "backup_verify",
+    "backup_restore",
+    "backup_list",
+    "export_to",
+    "health_report",
+    "health_json",
+    "health_snapshot",
+    "health_tables",
+    "maintain",
+    "vacuum_if_fragmented",
+    "wal_checkpoint",
+];
+
+/// Rewrites what the extension says in SQL terms into the CLI's: its hints name SQL calls and JSON options,
+/// a CLI user has commands and flags. `db` is the database the command works on, when it has one.
+pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
+    let db = db.map_or_else(|| "DB".to_string(), |p| p.display().to_string());
+    let mut text = text.to_string();
+    for function in FUNCTIONS {
+        if let Some(rest) = text.strip_prefix(&format!("{function}: ")) {
+            text = rest.to_string();
+        }
+    }
+    let replacements = [
+        (r#"'{"overwrite":true}'"#.to_string(), "--overwrite".to_string()),
+        (r#"'{"verify":"none"}'"#.to_string(), "--verify none".to_string()),
+        ("SELECT backup_to('/path/to/backups/')".to_string(), format!("vigil backup {db} /path/to/backups/")),
+        ("make one with backup_to".to_string(), format!("make one with `vigil backup {db} DIR/`")),
+        ("SELECT * FROM health_report('full')".to_string(), format!("vigil health {db} --full")),
+        ("SELECT maintain()".to_string(), format!("vigil maintain {db}")),
+    ];
+    for (sql, cli) in replacements {
+        text = text.replace(&sql, &cli);
+    }
+    text
+}
+
+/// A failure as the CLI reports it: in CLI terms, naming the database file, and for a lock the flag that
+/// waits longer.
+pub fn explained(failure: Failure, db: Option<&std::path::Path>, busy_timeout_ms: u32) -> Failure {
+    let message = cli_terms(&failure.message, db);
+    let file = db.map_or_else(String::new, |p| format!("{}: ", p.display()));
+    let message = if message.contains("database is locked") || message.contains("database is busy") {
+        format!(
+            "{file}{message}: another connection held its lock longer than the busy timeout ({busy_timeout_ms} \
+             ms); retry when it is done, or wait longer with --busy-timeout MS"
+        )
+    } else if message.contains("file is not a database") {
+        format!("{file}{message} (not an SQLite database, or encrypted): check the path")
+    } else {
+        message
+    };
+    Failure { message, ..failure }
+}
+
+/// User input echoed in a message: quoted, at most 80 characters.
+pub fn quoted(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= 80 {
+        return format!("'{text}'");
+    }
+    format!("'{}…' ({chars} characters)", text.chars().take(80).collect::<String>())
+}

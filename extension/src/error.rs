@@ -57,3 +57,61 @@ impl<T> Context<T> for Result<T> {
         self.map_err(|e| e.context(what))
     }
 }
+
+/// Longest piece of user input a message echoes (an argument, an option name, a mode).
+const ECHO_CHARS: usize = 80;
+/// Longest message vigil reports: a backstop for what is echoed in full (paths).
+const MESSAGE_CHARS: usize = 2000;
+
+/// User input as a message echoes it: at most ECHO_CHARS characters, then "…" and how long it was.
+pub fn cut(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= ECHO_CHARS {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(ECHO_CHARS).collect();
+    format!("{head}… ({chars} characters)")
+}
+
+/// User input in single quotes (SQL's way), cut to a bounded length.
+pub fn quoted(text: &str) -> String {
+    format!("'{}'", cut(text))
+}
+
+/// An SQL value as a message names it, in SQL terms: NULL, an integer, a real, text, a blob.
+pub fn describe(value: &crate::sqlite::Value) -> String {
+    use crate::sqlite::Value;
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => format!("the integer {i}"),
+        Value::Real(r) => format!("the real {r}"),
+        Value::Text(t) => format!("the text {}", quoted(t)),
+        Value::Blob(b) => format!("a blob of {} bytes", b.len()),
+    }
+}
+
+/// A message cut to MESSAGE_CHARS, so that no input makes an error megabytes long.
+pub fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MESSAGE_CHARS {
+        return message.into();
+    }
+    let head: String = message.chars().take(MESSAGE_CHARS).collect();
+    format!("{head}… (message cut; {} bytes in all)", message.len()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::Value;
+
+    #[test]
+    fn echoed_input_is_bounded_and_values_are_named_in_sql_terms() {
+        let long = "x".repeat(1_000_000);
+        assert!(quoted(&long).len() < 120 && quoted(&long).ends_with("(1000000 characters)'"));
+        assert_eq!(quoted("abc"), "'abc'");
+        assert!(bounded(&long).len() < 2100);
+        assert_eq!(describe(&Value::Integer(0)), "the integer 0");
+        assert_eq!(describe(&Value::Blob(vec![0, 255])), "a blob of 2 bytes");
+        assert_eq!(describe(&Value::Text("x".into())), "the text 'x'");
+    }
+}

@@ -234,7 +234,7 @@ impl Context {
     }
 
     pub fn set_error(&self, error: &Error) {
-        let message = error.to_string();
+        let message = crate::error::bounded(error.message());
         unsafe {
             call!(result_error(self.0, message.as_ptr().cast(), message.len() as c_int));
             if error.code() != 1 {
@@ -268,7 +268,7 @@ impl Db {
             return Err(self.error(rc));
         }
         if raw.is_null() {
-            return Err(Error::new(format!("no SQL statement in {sql:?}")));
+            return Err(Error::new(format!("no SQL statement in {}", crate::error::quoted(sql))));
         }
         Ok(Statement { raw, db: *self, _db: PhantomData })
     }

@@ -118,8 +118,9 @@ impl<T: TableFunction> VTabCursor for EagerCursor<T> {
             .collect();
         let db = Db::from_raw(self.db);
         let args = &self.args;
-        self.rows = guard::run(T::NAME, || T::rows(db, args))
-            .map_err(|e| sqlite_loadable::Error::new_message(guard::escape_percent(&e.to_string())))?;
+        self.rows = guard::run(T::NAME, || T::rows(db, args)).map_err(|e| {
+            sqlite_loadable::Error::new_message(guard::escape_percent(&crate::error::bounded(e.message())))
+        })?;
         self.position = 0;
         Ok(())
     }

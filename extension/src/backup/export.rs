@@ -35,7 +35,10 @@ impl Format {
             Some("sql") => Ok(Format::Sql),
             Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
-            other => Err(Error::new(format!("format must be 'sql', 'json' or 'csv', not {other:?}"))),
+            _ => {
+                let given = value.map_or_else(|| "nothing".to_string(), crate::error::describe);
+                Err(Error::new(format!("format must be 'sql', 'json' or 'csv', not {given}")))
+            }
         }
     }
 

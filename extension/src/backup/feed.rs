@@ -542,7 +542,7 @@ mod tests {
             feed_in_chunks(&mut sink, &data);
             assert!(sink.end_stream().is_empty());
             sink.close_raw().unwrap();
-            assert_eq!(sink.finish(|_| {}).unwrap(), expected, "follow {follow}");
+            assert_eq!(sink.finish(|_| Ok(())).unwrap(), expected, "follow {follow}");
             assert_eq!(std::fs::read(&path).unwrap(), data);
         }
         std::fs::remove_dir_all(dir).unwrap();

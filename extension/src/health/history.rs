@@ -108,10 +108,12 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
     let Some(row) = rows.into_iter().next() else {
         return Ok(None);
     };
-    let taken_at = row[0]
-        .as_str()
-        .and_then(parse_utc)
-        .ok_or_else(|| Error::new(format!("{TABLE} holds a taken_at that is not an RFC 3339 time: {:?}", row[0])))?;
+    let taken_at = row[0].as_str().and_then(parse_utc).ok_or_else(|| {
+        Error::new(format!(
+            "{TABLE} holds a taken_at that is not an RFC 3339 time: {}",
+            crate::error::describe(&row[0])
+        ))
+    })?;
     let objects = row[2].as_str().and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
     Ok(Some(Snapshot {
         taken_at,

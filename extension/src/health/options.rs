@@ -113,7 +113,8 @@ impl Options {
             Some(Value::Text(mode)) => options.apply_mode(mode.trim())?,
             Some(other) => {
                 return Err(Error::new(format!(
-                    "options must be text: a mode ('fast', 'quick', 'full') or a JSON object, not {other:?}"
+                    "options must be text: a mode ('fast', 'quick', 'full') or a JSON object, not {}",
+                    crate::error::describe(other)
                 )))
             }
         }
@@ -130,7 +131,8 @@ impl Options {
             }
             other => {
                 return Err(Error::new(format!(
-                    "unknown mode '{other}': use 'fast', 'quick', 'full' or a JSON object of options"
+                    "unknown mode {}: use 'fast', 'quick', 'full' or a JSON object of options",
+                    crate::error::quoted(other)
                 )))
             }
         }
@@ -188,13 +190,22 @@ pub(crate) fn object_arg(arg: Option<&Value>, example: &str, allowed: &[&str]) -
     let text = match arg {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Text(text)) => text,
-        Some(other) => return Err(Error::new(format!("options must be a JSON object as text, not {other:?}"))),
+        Some(other) => {
+            return Err(Error::new(format!(
+                "options must be a JSON object as text, not {}",
+                crate::error::describe(other)
+            )))
+        }
     };
     let json: Json = serde_json::from_str(text)
         .map_err(|e| Error::new(format!("options are not valid JSON ({e}); expected e.g. '{example}'")))?;
     let Json::Object(map) = json else { return Err(Error::new("options must be a JSON object")) };
     if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Error::new(format!("unknown option \"{key}\" (known: {})", allowed.join(", "))));
+        return Err(Error::new(format!(
+            "unknown option \"{}\" (known: {})",
+            crate::error::cut(key),
+            allowed.join(", ")
+        )));
     }
     Ok(Some(map))
 }
@@ -226,7 +237,11 @@ fn check_list(value: &Json) -> Result<Vec<String>> {
             if CHECK_NAMES.contains(&name) {
                 Ok(name.to_string())
             } else {
-                Err(Error::new(format!("unknown check {item} (known: {})", CHECK_NAMES.join(", "))))
+                Err(Error::new(format!(
+                    "unknown check {} (known: {})",
+                    crate::error::cut(&item.to_string()),
+                    CHECK_NAMES.join(", ")
+                )))
             }
         })
         .collect()

@@ -40,7 +40,7 @@ pub(crate) fn problems(db: Db, sql: &str) -> Result<Vec<String>> {
             Ok(true) => match stmt.column(0) {
                 Value::Text(text) if text == "ok" => {}
                 Value::Text(text) => found.push(text),
-                other => found.push(format!("{other:?}")),
+                other => found.push(crate::error::describe(&other)),
             },
             Ok(false) => return Ok(found),
             Err(e) => {

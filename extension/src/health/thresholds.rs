@@ -92,7 +92,7 @@ impl Thresholds {
         for (name, levels) in map {
             let spec = spec_of(name).ok_or_else(|| {
                 let known: Vec<_> = SPECS.iter().map(|s| s.name).collect();
-                Error::new(format!("unknown threshold \"{name}\" (known: {})", known.join(", ")))
+                Error::new(format!("unknown threshold \"{}\" (known: {})", crate::error::cut(name), known.join(", ")))
             })?;
             let slot = self.levels.iter_mut().find(|l| l.0 == spec.name).expect("every spec has a slot");
             let levels = levels.as_object().ok_or_else(|| {
@@ -150,8 +150,9 @@ impl Thresholds {
 fn parse_level(spec: &Spec, level: &str, value: &Json) -> Result<Option<f64>> {
     if level != "warning" && level != "critical" {
         return Err(Error::new(format!(
-            "threshold \"{}\" has unknown level \"{level}\" (use \"warning\" or \"critical\")",
-            spec.name
+            "threshold \"{}\" has unknown level \"{}\" (use \"warning\" or \"critical\")",
+            spec.name,
+            crate::error::cut(level)
         )));
     }
     if value.is_null() {

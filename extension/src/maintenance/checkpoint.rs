@@ -33,9 +33,15 @@ impl Mode {
                 "full" => Ok(Mode::Full),
                 "restart" => Ok(Mode::Restart),
                 "truncate" => Ok(Mode::Truncate),
-                _ => Err(Error::new(format!("unknown mode '{text}': use passive, full, restart or truncate"))),
+                _ => Err(Error::new(format!(
+                    "unknown mode {}: use passive, full, restart or truncate",
+                    crate::error::quoted(text)
+                ))),
             },
-            other => Err(Error::new(format!("mode must be text (passive, full, restart, truncate), not {other:?}"))),
+            other => Err(Error::new(format!(
+                "mode must be text (passive, full, restart, truncate), not {}",
+                crate::error::describe(other)
+            ))),
         }
     }
 

@@ -55,14 +55,21 @@ fn requested_level(value: &Value) -> Result<Option<Level>> {
     let text = match value {
         Value::Null => return Ok(None),
         Value::Text(text) => text.to_ascii_lowercase(),
-        other => return Err(Error::new(format!("level must be text (auto, light, standard, full), not {other:?}"))),
+        other => {
+            return Err(Error::new(format!(
+                "level must be text (auto, light, standard, full), not {}",
+                crate::error::describe(other)
+            )))
+        }
     };
     match text.as_str() {
         "auto" => Ok(None),
         "light" => Ok(Some(Level::Light)),
         "standard" => Ok(Some(Level::Standard)),
         "full" => Ok(Some(Level::Full)),
-        _ => Err(Error::new(format!("unknown level '{text}': use auto, light, standard or full"))),
+        _ => {
+            Err(Error::new(format!("unknown level {}: use auto, light, standard or full", crate::error::quoted(&text))))
+        }
     }
 }
 

@@ -116,9 +116,8 @@ pub fn percentage(value: &Value) -> Result<f64> {
     value.as_f64().filter(|p| (0.0..=100.0).contains(p)).ok_or_else(|| {
         let shown = match value {
             Value::Real(r) if r.is_nan() => "not a number".to_string(),
-            Value::Text(t) => format!("'{t}'"),
-            Value::Null => "NULL".to_string(),
-            other => other.as_f64().map_or_else(|| format!("{other:?}"), |f| f.to_string()),
+            Value::Text(t) => crate::error::quoted(t),
+            other => other.as_f64().map_or_else(|| crate::error::describe(other), |f| f.to_string()),
         };
         Error::new(format!("threshold must be a percentage from 0 to 100, not {shown}"))
     })
