@@ -281,3 +281,51 @@ fn errors_show_sql_values_and_bounded_arguments() {
     assert_eq!(code(&out), 64);
     assert!(out.stderr.len() < 2500, "{} bytes", out.stderr.len());
 }
+
+fn vigil_columns(columns: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(cli_binary());
+    command.args(args).env_remove("VIGIL_EXTENSION").env_remove("COLUMNS");
+    if let Some(columns) = columns {
+        command.env("COLUMNS", columns);
+    }
+    command.output().unwrap()
+}
+
+fn widest_line(out: &Output) -> usize {
+    text(&out.stdout).lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+/// Item 19: the health table fits $COLUMNS (else 120 columns when not a terminal): hashes shortened, long
+/// details wrapped below their row; --wide shows everything.
+#[test]
+fn the_health_table_fits_the_width_and_wide_shows_everything() {
+    let dir = scratch();
+    let db = dir.path().join("shop.db");
+    demo_db(&db);
+    let page = root_page(&db, "orders") + 40;
+    flip_bytes(&db, (page - 1) * 4096, 12);
+    let path = db.to_str().unwrap();
+    let health = ["health", path, "--full", "--threshold", "disk_used_pct=none,none"];
+    for (columns, limit) in [(Some("80"), 80), (Some("100"), 100), (None, 120)] {
+        let out = vigil_columns(columns, &health);
+        assert_eq!(code(&out), 2, "{}", both(&out));
+        assert!(widest_line(&out) <= limit, "COLUMNS={columns:?}: {}", both(&out));
+        assert!(text(&out.stdout).contains("integrity") && text(&out.stdout).contains("schema_signature"));
+        let maintain = vigil_columns(columns, &["maintain", path, "--level", "full"]);
+        assert!(widest_line(&maintain) <= limit, "maintain COLUMNS={columns:?}: {}", both(&maintain));
+    }
+    let hash = {
+        let out = vigil_columns(None, &["health", path, "--fast", "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let checks = report["checks"].as_array().unwrap().clone();
+        checks.iter().find(|c| c["check"] == "schema_signature").unwrap()["value"].as_str().unwrap().to_string()
+    };
+    assert_eq!(hash.len(), 64);
+    let narrow = vigil_columns(Some("80"), &health);
+    assert!(!text(&narrow.stdout).contains(&hash), "the hash is shortened");
+    let mut wide_args = health.to_vec();
+    wide_args.push("--wide");
+    let wide = vigil_columns(Some("80"), &wide_args);
+    assert!(text(&wide.stdout).contains(&hash), "--wide: {}", both(&wide));
+    assert!(widest_line(&wide) > 120, "--wide keeps every detail on its row");
+}

@@ -28,6 +28,9 @@ pub struct HealthArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Show every figure and detail in full, however wide (default: fit $COLUMNS or the terminal, else 120)
+    #[arg(long)]
+    pub wide: bool,
     /// Override a threshold: NAME=WARNING[,CRITICAL]; an empty level keeps the default, "none" disables it
     #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
     pub thresholds: Vec<String>,
@@ -105,7 +108,7 @@ pub fn run(global: &Global, args: &HealthArgs) -> Result<u8, Failure> {
         }
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        print!("{}", output::report(&args.db, &report));
+        print!("{}", output::report(&args.db, &report, output::Width::of_output(args.wide)));
         if let Some(tables) = &tables {
             print!("\n{}", output::tables(tables));
         }

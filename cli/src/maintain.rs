@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
-use crate::output::{columns, figure, name, print_json, text};
+use crate::output::{figure, fitted, name, print_json, text, Width};
 use crate::sql::query_json;
 use crate::{exit, extension, Failure, Global};
 
@@ -41,6 +41,9 @@ pub struct MaintainArgs {
     /// auto runs the level health_report recommends
     #[arg(long, value_enum, default_value_t = Level::Auto)]
     pub level: Level,
+    /// Show every detail in full, however long (default: fit $COLUMNS or the terminal, else 120)
+    #[arg(long)]
+    pub wide: bool,
     /// Vacuum threshold of the full level, in percent, for freelist_pct and fragmentation (default: health_report's warning levels, 20)
     #[arg(long, value_name = "PCT")]
     pub threshold: Option<f64>,
@@ -177,7 +180,8 @@ pub fn maintain(global: &Global, args: &MaintainArgs) -> Result<u8, Failure> {
                 ]
             })
             .collect();
-        print!("{}", columns(&["OPERATION", "RESULT", "TIME", "DETAIL"], &rows));
+        let width = Width::of_output(args.wide);
+        print!("{}", fitted(&["OPERATION", "RESULT", "TIME", "DETAIL"], &rows, width));
         println!(
             "\nmaintain {}: level {}, result {} in {} ms",
             args.db.display(),

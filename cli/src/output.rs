@@ -49,8 +49,48 @@ fn size(bytes: f64) -> String {
     }
 }
 
+/// How wide a table may be: unlimited with --wide, else $COLUMNS, else the terminal's width, else (output
+/// redirected) 120 columns.
+#[derive(Clone, Copy)]
+pub struct Width(Option<usize>);
+
+impl Width {
+    pub const UNLIMITED: Width = Width(None);
+
+    pub fn of_output(wide: bool) -> Width {
+        if wide {
+            return Width::UNLIMITED;
+        }
+        let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()).filter(|&c| c > 0);
+        Width(Some(columns.or_else(terminal_columns).unwrap_or(120).max(40)))
+    }
+}
+
+/// The width of the terminal on stdout, when stdout is one.
+fn terminal_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize the size of the one passed; it fails (returns -1) on a non-terminal.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+/// `text` cut to `max` characters, ending in "…" when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{head}…")
+}
+
 /// Lays out rows in columns; the last column is never padded.
 pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    fitted(header, rows, Width::UNLIMITED)
+}
+
+/// Lays out rows in columns within `width`: a last column (a detail) too long for what is left goes on the
+/// lines below its row, wrapped; the other columns are short by nature.
+pub fn fitted(header: &[&str], rows: &[Vec<String>], width: Width) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -70,13 +110,73 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
         out.trim_end().to_string() + "\n"
     };
     let mut out = line(header.to_vec());
+    let before_last: usize = widths[..widths.len() - 1].iter().map(|w| w + 2).sum();
     for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        let mut row = row.clone();
+        if let (Some(_), Some(last)) = (width.0, row.last_mut()) {
+            // Multi-line details (integrity_check's messages) become one line to wrap.
+            *last = last.split_whitespace().collect::<Vec<_>>().join(" ");
+        }
+        let last = row.last().map_or("", String::as_str);
+        match width.0 {
+            Some(total) if before_last + last.chars().count() > total => {
+                // A detail too long for its column goes below its row, wrapped, at most three lines.
+                let mut cells: Vec<&str> = row.iter().map(String::as_str).collect();
+                cells.pop();
+                cells.push("");
+                out.push_str(&line(cells));
+                for wrapped in wrap(last, total.saturating_sub(DETAIL_INDENT.len()).max(20), 3) {
+                    out.push_str(&format!("{DETAIL_INDENT}{wrapped}\n"));
+                }
+            }
+            _ => out.push_str(&line(row.iter().map(String::as_str).collect())),
+        }
     }
     out
 }
 
-pub fn report(db: &Path, report: &Json) -> String {
+const DETAIL_INDENT: &str = "    ";
+
+/// `text` in lines of at most `width` characters, broken at spaces where it can; at most `max_lines`, the
+/// last one cut with "…" when more remained.
+fn wrap(text: &str, width: usize, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in text.split(' ') {
+        let mut word = word.to_string();
+        while !word.is_empty() {
+            let used = current.chars().count();
+            let needed = word.chars().count() + usize::from(used > 0);
+            if used + needed <= width {
+                if used > 0 {
+                    current.push(' ');
+                }
+                current.push_str(&word);
+                word.clear();
+            } else if used > 0 {
+                lines.push(std::mem::take(&mut current));
+            } else {
+                // A word longer than a line is split.
+                let head: String = word.chars().take(width).collect();
+                word = word.chars().skip(width).collect();
+                lines.push(head);
+            }
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        if let Some(last) = lines.last_mut() {
+            *last = format!("{}…", last.chars().take(width.saturating_sub(1)).collect::<String>());
+        }
+    }
+    lines
+}
+
+/// The health report as a table within `width` (schema hashes shortened to 16 characters unless unlimited).
+pub fn report(db: &Path, report: &Json, width: Width) -> String {
     let status = report["status"].as_str().unwrap_or("unknown");
     let checks = report["checks"].as_array().cloned().unwrap_or_default();
     let rows: Vec<Vec<String>> = checks
@@ -84,10 +184,14 @@ pub fn report(db: &Path, report: &Json) -> String {
         .map(|c| {
             let state = c["status"].as_str().unwrap_or("");
             let state = if matches!(state, "warning" | "critical") { state.to_uppercase() } else { state.to_string() };
+            let mut value = figure(&c["value"], c["unit"].as_str().unwrap_or(""));
+            if width.0.is_some() && c["unit"] == "sha256" {
+                value = cut(&value, 16);
+            }
             vec![
                 text(&c["check"]),
                 state,
-                figure(&c["value"], c["unit"].as_str().unwrap_or("")),
+                value,
                 text(&c["threshold"]),
                 crate::sql::cli_terms(&text(&c["detail"]), Some(db)),
             ]
@@ -98,11 +202,37 @@ pub fn report(db: &Path, report: &Json) -> String {
         "vigil health {} ({})\n\n{}\nstatus: {} ({} warning, {} critical)\n",
         db.display(),
         text(&report["schema"]),
-        columns(&["CHECK", "STATUS", "VALUE", "THRESHOLD", "DETAIL"], &rows),
+        health_table(rows, width),
         status.to_uppercase(),
         count("warning"),
         count("critical"),
     )
+}
+
+/// The health table; where the threshold column leaves too little room (under 30 columns) for details,
+/// each row's threshold moves into its detail.
+fn health_table(rows: Vec<Vec<String>>, width: Width) -> String {
+    let widest =
+        |i: usize, header: &str| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(header.len());
+    let before_detail: usize =
+        [(0, "CHECK"), (1, "STATUS"), (2, "VALUE"), (3, "THRESHOLD")].iter().map(|&(i, h)| widest(i, h) + 2).sum();
+    if width.0.is_none_or(|total| before_detail + 30 <= total) {
+        return fitted(&["CHECK", "STATUS", "VALUE", "THRESHOLD", "DETAIL"], &rows, width);
+    }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|mut r| {
+            let detail = r.pop().unwrap_or_default();
+            let threshold = r.pop().unwrap_or_default();
+            r.push(match (threshold.is_empty(), detail.is_empty()) {
+                (true, _) => detail,
+                (false, true) => format!("({threshold})"),
+                (false, false) => format!("{detail} ({threshold})"),
+            });
+            r
+        })
+        .collect();
+    fitted(&["CHECK", "STATUS", "VALUE", "DETAIL (THRESHOLD)"], &rows, width)
 }
 
 pub fn tables(tables: &[Map<String, Json>]) -> String {
@@ -123,4 +253,21 @@ pub fn tables(tables: &[Map<String, Json>]) -> String {
         })
         .collect();
     columns(&["NAME", "TYPE", "TABLE", "ROWS", "PAGES", "SIZE", "UNUSED", "NON-SEQUENTIAL"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_too_long_for_the_width_wrap_below_their_row() {
+        let long = "word ".repeat(100);
+        let rows = vec![vec!["integrity".to_string(), "CRITICAL".to_string(), long.trim().to_string()]];
+        let table = fitted(&["CHECK", "STATUS", "DETAIL"], &rows, Width(Some(60)));
+        assert!(table.lines().all(|l| l.chars().count() <= 60), "{table}");
+        assert_eq!(table.lines().count(), 5, "header, row, three wrapped lines: {table}");
+        assert!(table.trim_end().ends_with('…'), "{table}");
+        let wide = fitted(&["CHECK", "STATUS", "DETAIL"], &rows, Width::UNLIMITED);
+        assert_eq!(wide.lines().count(), 2);
+    }
 }
