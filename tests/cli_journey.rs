@@ -329,3 +329,52 @@ fn the_health_table_fits_the_width_and_wide_shows_everything() {
     assert!(text(&wide.stdout).contains(&hash), "--wide: {}", both(&wide));
     assert!(widest_line(&wide) > 120, "--wide keeps every detail on its row");
 }
+
+/// Runs `vigil ARGS` with stderr on a pseudo-terminal (Python's pty module) and stdout into `stdout`;
+/// returns everything drawn on the terminal.
+fn on_terminal(stdout: &Path, args: &[&str]) -> (String, i32) {
+    const SCRIPT: &str = r#"
+import os, pty, subprocess, sys
+master, slave = pty.openpty()
+with open(sys.argv[1], "w") as out:
+    p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=out, stderr=slave)
+os.close(slave)
+data = b""
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.buffer.write(data)
+sys.exit(p.wait())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, stdout.to_str().unwrap(), cli_binary().to_str().unwrap()])
+        .args(args)
+        .env_remove("VIGIL_EXTENSION")
+        .output()
+        .unwrap();
+    (text(&out.stdout), out.status.code().unwrap())
+}
+
+/// Item 20: with stdout redirected and stderr a terminal, the progress is drawn on stderr with real figures
+/// for the copy and the compression, a spinner (not a bar at 0 of 0) for the check; stdout stays clean.
+#[test]
+fn progress_is_drawn_on_a_terminal_stderr_with_real_figures() {
+    let dir = scratch();
+    let db = dir.path().join("big.db");
+    big_db(&db, 40);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let stdout = dir.path().join("stdout.txt");
+    let args = ["backup", db.to_str().unwrap(), backups.to_str().unwrap(), "--gzip", "--verify", "full"];
+    let (terminal, status) = on_terminal(&stdout, &args);
+    assert_eq!(status, 0, "{terminal}");
+    let printed = std::fs::read_to_string(&stdout).unwrap();
+    assert!(printed.contains("sha256:") && !printed.contains('\x1b'), "stdout is the report only: {printed}");
+    assert!(terminal.contains(": gzip") && terminal.contains(" MiB/"), "progress in bytes: {terminal:?}");
+    assert!(!terminal.contains("/0 B"), "no bar of an unknown total: {terminal:?}");
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
@@ -128,9 +128,11 @@ pub enum Format {
 }
 
 /// A progress bar for work that takes over a second, fed by `vigil_progress()` from a second connection
-/// (the work holds the first); drawn on a terminal only.
+/// (the work holds the first); drawn on stderr when stderr is a terminal, whatever stdout is. A phase of
+/// unknown size (a check) shows a spinner with the elapsed time, not a bar at zero.
 fn with_progress<T: Send>(global: &Global, work: impl FnOnce() -> T + Send) -> T {
-    let watcher = extension::open_memory(global).ok();
+    use std::io::IsTerminal;
+    let watcher = extension::open_memory(global).ok().filter(|_| std::io::stderr().is_terminal());
     std::thread::scope(|scope| {
         let running = scope.spawn(work);
         let started = Instant::now();
@@ -140,21 +142,38 @@ fn with_progress<T: Send>(global: &Global, work: impl FnOnce() -> T + Send) -> T
             let Some(conn) = watcher.as_ref().filter(|_| started.elapsed() > Duration::from_secs(1)) else { continue };
             let Ok(list) = query_json(conn, "SELECT vigil_progress()", []) else { continue };
             let Some(now) = list.as_array().and_then(|l| l.last()) else { continue };
-            let bar = bar.get_or_insert_with(|| {
-                let bar = ProgressBar::new(0);
-                let template = "{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}";
-                bar.set_style(ProgressStyle::with_template(template).unwrap_or(ProgressStyle::default_bar()));
-                bar
-            });
-            bar.set_message(text(&now["operation"]));
-            bar.set_length(now["total_bytes"].as_u64().unwrap_or(0));
-            bar.set_position(now["done_bytes"].as_u64().unwrap_or(0));
+            match &bar {
+                Some(bar) => show(bar, now),
+                None => {
+                    // Styled before it is first drawn.
+                    let new = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+                    show(&new, now);
+                    new.set_draw_target(ProgressDrawTarget::stderr());
+                    bar = Some(new);
+                }
+            }
         }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
         running.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Draws one `vigil_progress()` entry: bytes done of a known total, else a spinner.
+fn show(bar: &ProgressBar, now: &Json) {
+    let total = now["total_bytes"].as_u64().unwrap_or(0);
+    let template = if total > 0 {
+        "{msg}\n[{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}"
+    } else {
+        "{msg}\n{spinner} {elapsed}"
+    };
+    // Figures first, then the style: a redraw in between never shows a bar of 0 B/0 B.
+    bar.set_length(total);
+    bar.set_position(now["done_bytes"].as_u64().unwrap_or(0));
+    bar.set_message(text(&now["operation"]));
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or(ProgressStyle::default_bar()));
+    bar.tick();
 }
 
 /// A backup, drill or restore that did not succeed is critical (exit 2); bad usage stays a usage error.
