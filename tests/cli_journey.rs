@@ -378,3 +378,33 @@ fn progress_is_drawn_on_a_terminal_stderr_with_real_figures() {
     assert!(terminal.contains(": gzip") && terminal.contains(" MiB/"), "progress in bytes: {terminal:?}");
     assert!(!terminal.contains("/0 B"), "no bar of an unknown total: {terminal:?}");
 }
+
+/// Item 23: `--keep-daily` alone keeps only the newest backup of each day, as its help says.
+#[test]
+fn keep_daily_alone_keeps_the_newest_of_the_day_as_its_help_says() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let out = vigil(&["backup", db.to_str().unwrap(), backups.to_str().unwrap(), "--keep-daily", "7", "--json"]);
+        assert_eq!(code(&out), 0, "{}", both(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        made.push(json["path"].as_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left: Vec<String> = names(&backups).into_iter().filter(|n| n.ends_with(".db")).collect();
+    let newest = Path::new(made.last().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(left, vec![newest], "only the newest of today is kept");
+    let help = text(&vigil(&["backup", "--help"]).stdout);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "Keep only the newest backup of each of the last N days (older ones of the same day are deleted)"
+        ),
+        "{help}"
+    );
+    assert!(!help.contains("Also keep"), "{help}");
+}

@@ -30,16 +30,18 @@ pub struct BackupArgs {
     /// Check the copy before it is published
     #[arg(long, value_enum, default_value_t = Verify::Quick)]
     pub verify: Verify,
-    /// Keep the last N backups of this database in the directory
+    /// Retention: keep the last N backups of this database in the directory. With any --keep… option, a
+    /// backup of this database that none of them keeps is deleted
     #[arg(long, value_name = "N")]
     pub keep: Option<i64>,
-    /// Also keep the newest backup of each of the last N days
+    /// Keep only the newest backup of each of the last N days (older ones of the same day are deleted), plus
+    /// what the other --keep… options keep
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<i64>,
-    /// Also keep the newest backup of each of the last N ISO weeks
+    /// Keep only the newest backup of each of the last N ISO weeks, plus what the other --keep… options keep
     #[arg(long, value_name = "N")]
     pub keep_weekly: Option<i64>,
-    /// Also keep the newest backup of each of the last N months
+    /// Keep only the newest backup of each of the last N months, plus what the other --keep… options keep
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<i64>,
     /// Replace DEST if it exists
