@@ -104,15 +104,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(failure) => match interrupt::received() {
-            Some(signal) => {
-                eprintln!("vigil: interrupted by {signal}: {interrupted}");
-                if interrupted.ends_with("below)") {
-                    eprintln!("vigil: {}", failure.message);
-                }
+        Err(failure) => match (interrupt::received(), interrupted) {
+            // Only a failure the interrupt caused: anything else keeps its own message and code.
+            (Some(signal), Some(left)) if failure.message.contains("interrupted") => {
+                eprintln!("vigil: interrupted by {signal}: {left}");
                 ExitCode::from(exit::INTERRUPTED)
             }
-            None => {
+            _ => {
                 let failure = sql::explained(failure, db.as_deref(), cli.global.busy_timeout);
                 eprintln!("vigil: {}", failure.message);
                 ExitCode::from(failure.code)
@@ -134,9 +132,10 @@ fn database_of(command: &Command) -> Option<PathBuf> {
     }
 }
 
-/// What an interrupted command left, as the user should read it.
-fn interrupted_note(command: &Command) -> String {
-    match command {
+/// What an interrupted command left, as the user should read it; None where an interrupted step is
+/// finished first and the command reports as usual (restore, maintain, checkpoint, vacuum).
+fn interrupted_note(command: &Command) -> Option<String> {
+    Some(match command {
         Command::Backup(args) => format!(
             "no backup was written, vigil removed its temporary files, and {} was not changed",
             args.db.display()
@@ -144,8 +143,8 @@ fn interrupted_note(command: &Command) -> String {
         Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
         Command::Backups(_) | Command::Health(_) => "nothing was changed".into(),
-        _ => "the command stopped before it finished (see its own message below)".into(),
-    }
+        _ => return None,
+    })
 }
 
 /// Why a command could not produce its result, and the exit code that says so.
