@@ -408,3 +408,50 @@ fn keep_daily_alone_keeps_the_newest_of_the_day_as_its_help_says() {
     );
     assert!(!help.contains("Also keep"), "{help}");
 }
+
+/// SIGINT while the copy is being checked (integrity_check, on a connection of vigil's own) is answered at
+/// once too: exit 130, nothing left. The phase is read from the progress drawn on a pseudo-terminal.
+#[test]
+fn an_interrupt_during_the_check_stops_the_backup() {
+    const SCRIPT: &str = r#"
+import os, pty, signal, subprocess, sys
+master, slave = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+data, sent = b"", False
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+    if not sent and b"full check" in data:
+        p.send_signal(signal.SIGINT)
+        sent = True
+sys.stdout.write("sent" if sent else "never saw the check")
+sys.exit(p.wait())
+"#;
+    let dir = scratch();
+    let db = dir.path().join("indexed.db");
+    // Many indexed rows: integrity_check checks every index entry, so the check lasts for seconds.
+    create_db(
+        &db,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500000)
+         INSERT INTO t(a, b) SELECT hex(randomblob(8)), hex(randomblob(8)) FROM n;
+         CREATE INDEX ta ON t(a); CREATE INDEX tb ON t(b);",
+    );
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, cli_binary().to_str().unwrap(), "backup", db.to_str().unwrap()])
+        .args([backups.to_str().unwrap(), "--verify", "full"])
+        .env_remove("VIGIL_EXTENSION")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "sent", "{}", both(&out));
+    assert_eq!(code(&out), 130, "{}", both(&out));
+    assert_eq!(names(&backups), Vec::<String>::new());
+}

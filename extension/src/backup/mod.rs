@@ -187,7 +187,7 @@ fn make_from(
         progress.check()?;
         progress.phase(format!("backup {}: {} check", final_path.display(), options.verify.as_str()), 0);
         let verification = match sink.raw_path() {
-            Some(raw) => verify::check_database(raw, options.verify).map_err(|problem| {
+            Some(raw) => check_copy(raw, options.verify, &progress)?.map_err(|problem| {
                 Error::new(format!(
                     "the copy failed its {} check, so no backup was written: {problem}. The source database is \
                      damaged: run SELECT * FROM health_report('full'); to keep a copy anyway, pass \
@@ -284,6 +284,28 @@ fn make_from(
         };
     }
     Ok(result)
+}
+
+/// The check of the copy, on a thread of its own so that an interrupt of the caller is answered at once
+/// (integrity_check runs on a connection of its own, which the interrupt does not reach). An abandoned check
+/// finishes reading the temporary file, already unlinked, in the background.
+fn check_copy(raw: &Path, level: Verify, progress: &Tracker) -> Result<std::result::Result<String, String>> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (sender, receiver) = channel();
+    let raw = raw.to_path_buf();
+    std::thread::Builder::new()
+        .name("vigil-check".into())
+        .spawn(move || sender.send(verify::check_database(&raw, level)))
+        .map_err(|e| Error::new(format!("cannot start the check of the copy: {e}")))?;
+    loop {
+        match receiver.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(checked) => return Ok(checked),
+            Err(RecvTimeoutError::Timeout) => progress.check()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::new("the check of the copy stopped unexpectedly"))
+            }
+        }
+    }
 }
 
 /// Writes the backup into the source database's backup log, which health_report's `last_backup` reads.
