@@ -173,6 +173,11 @@ fn temporaries_of_a_killed_backup_are_listed_then_removed() {
     }
     let out = vigil(&["backup", db.to_str().unwrap(), backups.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", both(&out));
+    for name in &left {
+        let line =
+            format!("removed a stale temporary file left by an interrupted run: {}", backups.join(name).display());
+        assert!(text(&out.stdout).contains(&line), "{line}: {}", both(&out));
+    }
     let now: Vec<String> = names(&backups).into_iter().filter(|n| n.contains(".vigil-tmp-")).collect();
     assert_eq!(now, Vec::<String>::new(), "the next run removed them");
 }
