@@ -311,14 +311,32 @@ impl Drop for Staging {
     }
 }
 
-/// Removes a crashed export's staging directory: the regular files in it, then the directory.
-fn remove_staging(path: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path())?;
+/// Removes a crashed export's staging directory, given open (see `open_staging`): the regular files in it,
+/// each looked at and unlinked relative to that open directory, never through a path someone could swap for a
+/// symlink meanwhile; then the directory itself (which fails harmlessly if the name no longer is one).
+fn remove_staging(staging: &File, path: &Path) -> std::io::Result<()> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fstatat, SFlag};
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    let mut listing = nix::dir::Dir::from_fd(staging.try_clone()?.into())?;
+    let names: Vec<std::ffi::CString> = listing
+        .iter()
+        .flatten()
+        .map(|entry| entry.file_name().to_owned())
+        .filter(|name| name.as_bytes() != b"." && name.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let stat = fstatat(staging, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG {
+            unlinkat(staging, name.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
         }
     }
     std::fs::remove_dir(path)
+}
+
+/// Opens a directory without following a symlink in its last component.
+fn open_staging(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(path)
 }
 
 /// The temporary name of a file named `name`.
@@ -351,10 +369,11 @@ pub fn sweep(dir: &Path) -> Vec<String> {
         if !(meta.is_file() || meta.is_dir()) || old.is_none_or(|age| age < STALE_AFTER) {
             continue;
         }
-        let opened = if meta.is_dir() { File::open(entry.path()) } else { open_regular_with(&entry.path(), false) };
+        let opened = if meta.is_dir() { open_staging(&entry.path()) } else { open_regular_with(&entry.path(), false) };
         let Ok(file) = opened else { continue };
-        if let Ok(_unheld) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            let gone = if meta.is_dir() { remove_staging(&entry.path()) } else { std::fs::remove_file(entry.path()) };
+        if let Ok(unheld) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let gone =
+                if meta.is_dir() { remove_staging(&unheld, &entry.path()) } else { std::fs::remove_file(entry.path()) };
             if gone.is_ok() {
                 removed.push(entry.path().to_string_lossy().into_owned());
             }
@@ -545,6 +564,35 @@ pub fn parent_of(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh directory under the system temp dir, removed by the caller.
+    fn scratch(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-dir-test-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Someone who can write in the backup directory swaps a stale staging directory for a symlink to a victim
+    /// directory between the sweep's look and its removal: only the staging directory's own regular files go.
+    #[test]
+    fn a_staging_directory_swapped_for_a_symlink_never_leads_the_sweep_elsewhere() {
+        let root = scratch("swap");
+        let (staging, moved, victim) = (root.join(".e.vigil-tmp-1-1"), root.join("moved"), root.join("victim"));
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(staging.join("t.csv"), "left by a crash").unwrap();
+        std::fs::write(victim.join("t.csv"), "precious").unwrap();
+        std::os::unix::fs::symlink(victim.join("t.csv"), staging.join("link.csv")).unwrap();
+        let opened = open_staging(&staging).unwrap();
+        std::fs::rename(&staging, &moved).unwrap();
+        std::os::unix::fs::symlink(&victim, &staging).unwrap();
+        let _ = remove_staging(&opened, &staging);
+        assert_eq!(std::fs::read_to_string(victim.join("t.csv")).unwrap(), "precious");
+        assert!(!moved.join("t.csv").exists(), "the staging directory's own file is removed");
+        assert!(open_staging(&staging).is_err(), "a symlink is never opened as a staging directory");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn only_vigils_own_temporary_names_are_swept() {
