@@ -197,3 +197,45 @@ fn sqlite3_exec(conn: &Connection, sql: &str) {
     unsafe { rusqlite::ffi::sqlite3_free(message.cast()) };
     assert_eq!(rc, 0, "sqlite3_exec: {text:?}");
 }
+
+/// An application statement calling backup_to that is left stepped but not reset (a Python cursor not read to
+/// its end) does not vouch for the CHECK constraint fired by the application's next INSERT (Debian's python3,
+/// whose SQLite 3.40 does not enforce DIRECTONLY for CHECK); nor does a common table expression named like
+/// the function (the 3.40 shell).
+#[test]
+fn neither_a_paused_statement_nor_a_table_named_like_the_function_vouches_for_the_schema() {
+    let dir = scratch();
+    let (good, evil) = (dir.path().join("good"), dir.path().join("evil"));
+    std::fs::create_dir(&good).unwrap();
+    std::fs::create_dir(&evil).unwrap();
+    let db = dir.path().join("planted.db");
+    plant(&db, "CREATE TABLE c(a CHECK ({call} IS NOT NULL))", &format!("backup_to('{}/')", evil.display()));
+    let script = r#"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.enable_load_extension(True)
+con.load_extension(sys.argv[2])
+paused = con.execute("SELECT backup_to(?) FROM (SELECT 1 UNION ALL SELECT 2)", (sys.argv[3] + "/",))
+try:
+    con.execute("INSERT INTO c(a) VALUES (1)")
+    print("inserted")
+except sqlite3.Error as e:
+    print(e)
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&db)
+        .arg(library().with_extension(""))
+        .arg(&good)
+        .output()
+        .expect("Debian's python3 (scripts/setup installs it)");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("backup_to: refused: other statements are still running"), "{printed}");
+    assert_eq!(listing(&good).len(), 2, "the application's own backup ran: {:?}", listing(&good));
+    assert!(listing(&evil).is_empty(), "the CHECK constraint wrote {:?}", listing(&evil));
+
+    let cte = "WITH backup_to(a) AS (SELECT 1) INSERT INTO c(a) SELECT a FROM backup_to";
+    let err = Shell.query(&db, cte).expect_err("a CTE named backup_to vouched for the CHECK");
+    assert!(err.contains(VIGIL_REFUSAL), "{err}");
+    assert!(listing(&evil).is_empty(), "the CHECK constraint wrote {:?}", listing(&evil));
+}

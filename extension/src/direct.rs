@@ -12,29 +12,63 @@ use crate::error::{Error, Result};
 use crate::guard;
 use crate::sqlite::Db;
 
-/// Refuses the call of the writing function `name` unless the application called it directly.
+/// Refuses the call of the writing function `name` unless the application called it directly: every statement
+/// running on the connection calls it by name. One running statement that does not could be where the call
+/// came from (a statement left stepped but not reset, whose rows were not all read, is running too: its text
+/// would otherwise vouch for a CHECK constraint fired by the application's next INSERT).
 pub fn require_direct_call(db: Db, name: &str) -> Result<()> {
-    let called_by_app = !guard::is_nested() && db.running_statements().iter().flatten().any(|sql| calls(sql, name));
-    if called_by_app {
-        return Ok(());
+    let running = db.running_statements();
+    let calling = running.iter().filter(|sql| sql.as_deref().is_some_and(|sql| calls(sql, name))).count();
+    if guard::is_nested() || calling == 0 {
+        return Err(Error::new(format!(
+            "refused: it was reached from the database's schema (a CHECK constraint, a trigger, a view, an index \
+             or a generated column), not called by your SQL; a writing function runs only when your statement \
+             calls it by name, e.g. SELECT {name}(…); remove the object that calls it (SELECT name, sql FROM \
+             sqlite_schema WHERE sql LIKE '%{name}%')"
+        )));
     }
-    Err(Error::new(format!(
-        "refused: it was reached from the database's schema (a CHECK constraint, a trigger, a view, an index or a \
-         generated column), not called by your SQL; a writing function runs only when your statement calls it by \
-         name, e.g. SELECT {name}(…); remove the object that calls it (SELECT name, sql FROM sqlite_schema WHERE sql \
-         LIKE '%{name}%')"
-    )))
+    if calling < running.len() {
+        return Err(Error::new(format!(
+            "refused: other statements are still running on this connection (a query whose rows were not all \
+             read, or that was not reset), so vigil cannot tell that your SQL called it rather than the \
+             database's schema through one of them; finish or reset them (in Python: read or close the cursor), \
+             then call {name} in a statement of its own"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `sql` calls the function `name`: its name (bare or quoted, any case) followed by `(`, outside
 /// string literals and comments, and not where SQL puts a table name (`INTO t(…)`, `ON t(…)`, `s.t(…)`).
+/// A name followed by `(…) AS` defines a common table expression (`WITH backup_to(a) AS (…)`): not a call.
 pub fn calls(sql: &str, name: &str) -> bool {
     let tokens = tokenize(sql);
     tokens.windows(2).enumerate().any(|(i, pair)| {
         let names_it = matches!(&pair[0], Token::Word(w) | Token::Quoted(w) if w.eq_ignore_ascii_case(name));
         let table_position = i > 0 && introduces_table_name(&tokens[i - 1]);
-        names_it && pair[1] == Token::Punct('(') && !table_position
+        names_it && pair[1] == Token::Punct('(') && !table_position && !defines_table(&tokens, i + 1)
     })
+}
+
+/// Whether the parenthesis at `open` closes before `AS (`, as a common table expression's column list does.
+fn defines_table(tokens: &[Token], open: usize) -> bool {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token {
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') if depth == 1 => {
+                let is = |at: usize, word: &str| matches!(tokens.get(at), Some(Token::Word(w)) if w.eq_ignore_ascii_case(word));
+                // `AS (`, `AS MATERIALIZED`, `AS NOT MATERIALIZED`; a call's alias is `AS name`.
+                let body = matches!(tokens.get(i + 2), Some(Token::Punct('(')))
+                    || is(i + 2, "MATERIALIZED")
+                    || is(i + 2, "NOT");
+                return is(i + 1, "AS") && body;
+            }
+            Token::Punct(')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Tokens after which a name followed by `(` is a table or index with a column list, not a function call.
@@ -146,6 +180,9 @@ mod tests {
             "SELECT [backup_to]('x'), `backup_to`('y')",
             "INSERT INTO log SELECT backup_to('d')",
             "SELECT 1 WHERE (SELECT backup_to('d')) IS NOT NULL",
+            "SELECT backup_to('x') AS r",
+            "SELECT backup_to(a) AS \"r\" FROM t",
+            "WITH w AS (SELECT backup_to('x') AS r) SELECT r FROM w",
         ] {
             assert!(calls(sql, "backup_to"), "{sql}");
         }
@@ -161,6 +198,8 @@ mod tests {
             "SELECT 1 -- backup_to('x')",
             "SELECT \"backup_to(\" FROM t",
             "SELECT * FROM \"backup_to('x')\"",
+            "WITH backup_to(a) AS (SELECT 1) INSERT INTO orders SELECT a, 'x' FROM backup_to",
+            "WITH x AS (SELECT 1), \"backup_to\"(a, b) AS MATERIALIZED (SELECT 1, 2) SELECT * FROM backup_to",
             "SELECT my_backup_to('x'), backup_to_x('y'), backup_to",
             "INSERT INTO backup_to(a) VALUES (1)",
             "INSERT INTO main.backup_to(a) VALUES (1)",
