@@ -946,3 +946,42 @@ fn a_restore_under_a_live_writer_loses_no_committed_write() {
         }
     }
 }
+
+/// A restore into a database another process keeps locked does not start: exit 2, the message names the file
+/// and the CLI flag that waits longer, and nothing changed (no safety backup either).
+#[test]
+fn a_restore_into_a_locked_database_names_the_file_and_the_flag() {
+    use std::io::BufRead;
+    let dir = scratch();
+    let db = dir.path().join("held.db");
+    sized_db(&db, 200, "delete");
+    let artifact = dir.path().join("good.db");
+    call(&Rusqlite, &db, &backup_sql(&artifact, "{}"));
+    let before = content_digest(&db);
+    let holder = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                  c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(60)\n";
+    let mut child =
+        Command::new("python3").args(["-c", holder]).arg(&db).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let out = Command::new(cli_binary())
+        .args(["restore", "good.db", "held.db", "--busy-timeout", "300"])
+        .current_dir(dir.path())
+        .env_remove("VIGIL_EXTENSION")
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("held.db") && stderr.contains("--busy-timeout"), "{stderr}");
+    assert!(!stderr.contains("busy_timeout_ms"), "SQL terms on the CLI: {stderr}");
+    assert_eq!(content_digest(&db), before, "the target is unchanged");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("before-restore"))
+        .collect();
+    assert!(left.is_empty(), "no safety backup of a restore that did not start: {left:?}");
+}

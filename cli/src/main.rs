@@ -64,7 +64,8 @@ enum Command {
     Backups(backup::BackupsArgs),
     /// Restore drill of a backup (hashes, decompression, integrity_check); exit 0 restorable, 2 not
     Verify(backup::VerifyArgs),
-    /// Restore a verified backup into a database, keeping what it replaces; exit 0 done, 2 refused or failed
+    /// Restore a verified backup into a database, keeping what it replaces; exit 0 done, 2 refused, 4 restored
+    /// but its check failed
     Restore(backup::RestoreArgs),
     /// Export a database as SQL (one dump), JSON or CSV (a file per table)
     Export(backup::ExportArgs),

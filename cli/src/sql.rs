@@ -90,6 +90,7 @@ pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
         ("make one with backup_to".to_string(), format!("make one with `vigil backup {db} DIR/`")),
         ("SELECT * FROM health_report('full')".to_string(), format!("vigil health {db} --full")),
         ("SELECT maintain()".to_string(), format!("vigil maintain {db}")),
+        ("raise busy_timeout_ms".to_string(), "wait longer with --busy-timeout MS".to_string()),
     ];
     for (sql, cli) in replacements {
         text = text.replace(&sql, &cli);

@@ -99,13 +99,14 @@ fn replace(live: Db, path: &Path, database: &Path, options: &BackupOptions) -> R
     let started = Instant::now();
     // Everything about the target is learned before the backup starts: from then on only the backup may use
     // the target's connection.
-    let origin = snapshot::Origin::open(live, "main", options.busy_timeout_ms)
-        .and_then(snapshot::Origin::held)
-        .map_err(|e| e.context("the restore did not start: cannot open the database to keep a copy of it"))?;
+    let origin =
+        snapshot::Origin::open(live, "main", options.busy_timeout_ms).and_then(snapshot::Origin::held).map_err(
+            |e| e.context(format!("the restore did not start: cannot open {} to keep a copy of it", path.display())),
+        )?;
     let source = verify::open_immutable(database)?;
     let source_db = source.db();
     let mut backup = Backup::new(&live, "main", &source_db, "main")?;
-    lock_target(&mut backup, options.busy_timeout_ms)?;
+    lock_target(&mut backup, path, options.busy_timeout_ms)?;
     let locked = Instant::now();
     let busy = options.busy_timeout_ms;
     let safety_backup = super::safety_backup_from(live, "main", origin, path, "restore", Verify::Quick, busy)
@@ -123,13 +124,19 @@ fn replace(live: Db, path: &Path, database: &Path, options: &BackupOptions) -> R
 
 /// Takes the target's write lock through the backup (a step that copies no page), waiting for other
 /// connections at most `busy_timeout_ms`.
-fn lock_target(backup: &mut Backup, busy_timeout_ms: i32) -> Result<()> {
+fn lock_target(backup: &mut Backup, path: &Path, busy_timeout_ms: i32) -> Result<()> {
     let deadline = Instant::now() + Duration::from_millis(busy_timeout_ms.max(0) as u64);
     loop {
         match backup.step(0)? {
             BackupProgress::Busy if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             BackupProgress::Busy => {
-                return Err(Error::with_code("the restore did not start: the target database stayed locked", 5))
+                let message = format!(
+                    "the restore did not start: another connection kept {} locked for the whole busy timeout ({} \
+                     ms); retry when it is idle, or raise busy_timeout_ms",
+                    path.display(),
+                    busy_timeout_ms
+                );
+                return Err(Error::with_code(message, 5));
             }
             BackupProgress::More { .. } | BackupProgress::Done => return Ok(()),
         }
