@@ -363,6 +363,11 @@ fn invalid_utf8_paths_are_refused_not_renamed() {
             let err = run(&db, &sql).expect_err(&sql);
             assert!(err.contains("not valid UTF-8"), "{host}: {sql}: {err}");
         }
+        // A NUL inside the text: the system would read the name only up to it.
+        let nul: String = format!("{}/n\0x/", dir.path().display()).bytes().map(|b| format!("{b:02x}")).collect();
+        let sql = format!("SELECT backup_to(CAST(X'{nul}' AS TEXT))");
+        let err = run(&db, &sql).expect_err(&sql);
+        assert!(err.contains("contains a NUL character"), "{host}: {sql}: {err}");
     }
     assert_eq!(names(dir.path()), ["app.db"], "nothing written under another name");
     let bad_dest = OsStr::from_bytes(&bad);

@@ -42,6 +42,10 @@ pub fn utf8_path<'a>(text: &'a str, what: &str) -> Result<&'a Path> {
              or directory to a UTF-8 name"
         )));
     }
+    if text.contains('\0') {
+        // The operating system would stop reading the name at the NUL: another file than the one named.
+        return Err(Error::new(format!("{what} contains a NUL character, which no file name can hold")));
+    }
     Ok(Path::new(text))
 }
 
