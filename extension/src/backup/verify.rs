@@ -58,6 +58,19 @@ impl Drill {
         self.steps.push(Step { name, ok, detail, duration_ms: elapsed_ms(started) });
         ok
     }
+
+    /// Records the decompress step; the drill keeps the decompressed file (removed with the drill). Its path
+    /// when the step passed.
+    fn decompressed(
+        &mut self,
+        temp: TempFile,
+        started: Instant,
+        outcome: std::result::Result<String, String>,
+    ) -> Option<PathBuf> {
+        let path = temp.path.clone();
+        self.scratch = Some(temp);
+        self.step("decompress", started, outcome).then_some(path)
+    }
 }
 
 /// A `file:` URI that opens `path` read-only and immutable: no locks, no journal, no -wal or -shm files, no
@@ -190,12 +203,10 @@ pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &
             compare("database bytes", &manifest.database_bytes.to_string(), &bytes.to_string())?;
             compare("database sha256", &manifest.database_sha256, &sha256)
         });
-        let path = temp.path.clone();
-        drill.scratch = Some(temp);
-        if !drill.step("decompress", started, outcome) {
-            return Ok(drill);
+        match drill.decompressed(temp, started, outcome) {
+            Some(path) => path,
+            None => return Ok(drill),
         }
-        path
     };
     let started = Instant::now();
     let expected = (manifest.source.page_size, manifest.source.page_count);
@@ -245,12 +256,10 @@ pub fn drill_bare(artifact: &Path, level: Verify, scratch_dir: &Path) -> Result<
             let (temp, outcome) = decompress(artifact, compression, |head| bare_limit(scratch_dir, head), scratch_dir)?;
             let outcome =
                 outcome.map(|(sha256, bytes)| format!("database bytes {bytes}, sha256 {sha256} (unverified)"));
-            let path = temp.path.clone();
-            drill.scratch = Some(temp);
-            if !drill.step("decompress", started, outcome) {
-                return Ok(drill);
+            match drill.decompressed(temp, started, outcome) {
+                Some(path) => path,
+                None => return Ok(drill),
             }
-            path
         }
     };
     let started = Instant::now();
