@@ -18,9 +18,9 @@ use super::dir::{self, exists, io_error, sync_file, Perms, Staging, MAX_NAME_BYT
 use super::options::BackupOptions;
 use super::path_arg;
 use crate::error::{Error, Result};
-use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{Db, Value};
+use crate::store::quote;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -286,7 +286,7 @@ fn dump(db: Db, q: &str, tables: &[Table], out: &mut dyn Write) -> Result<u64> {
             writeln!(out, "{head}{});", values.join(",")).map_err(write_err)
         })?;
     }
-    let has_sequence = crate::health::checks::has_table(db, q, "sqlite_sequence")?;
+    let has_sequence = crate::store::has_table(db, q, "sqlite_sequence")?;
     if has_sequence {
         writeln!(out, "DELETE FROM sqlite_sequence;").map_err(write_err)?;
         for row in db.query(&format!("SELECT name, seq FROM {q}.sqlite_sequence"), &[])? {

@@ -133,7 +133,7 @@ pub fn make(db: Db, dest: &str, options: &BackupOptions) -> Result<Json> {
 
 fn open_origin(db: Db, schema: &str, busy_timeout_ms: i32) -> Result<snapshot::Origin> {
     if db.is_readonly(schema)?.is_none() {
-        return Err(Error::new(format!("no database named {} is attached", crate::health::checks::quote(schema))));
+        return Err(Error::new(format!("no database named {} is attached", crate::store::quote(schema))));
     }
     snapshot::Origin::open(db, schema, busy_timeout_ms).map_err(|e| e.context("cannot open the database to copy it"))
 }

@@ -13,9 +13,9 @@ use super::buffer::{Buffer, READ_BLOCK};
 use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
 use crate::format::{DatabaseHeader, HEADER_BYTES};
-use crate::health::checks::quote;
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, VfsFile};
+use crate::store::quote;
 use crate::wal::{newest_frames, WalIndexHeader};
 
 const CHUNK: usize = 1 << 20;

@@ -17,13 +17,13 @@ use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
 use crate::backup::{self, options::Verify};
 use crate::error::{Error, Result};
-use crate::health::checks::{has_table, quote};
 use crate::health::history;
 use crate::health::scan::problems;
 use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, options::Options};
 use crate::sqlite::{host_version_number, Db, Value};
 use crate::store::maintenance_log::{self as log, Entry};
+use crate::store::{has_table, quote};
 
 pub const OPTION_KEYS: &[&str] =
     &["schema", "busy_timeout_ms", "log", "threshold", "metric", "analysis_limit", "wal_truncate_bytes"];

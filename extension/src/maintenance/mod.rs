@@ -14,8 +14,8 @@ pub mod vacuum;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::health::checks::quote;
 use crate::sqlite::{open_flags, Db, OwnedDb};
+use crate::store::quote;
 
 /// SQLITE_BUSY and SQLITE_LOCKED: another connection holds a lock we need.
 const BUSY: i32 = 5;
