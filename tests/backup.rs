@@ -985,3 +985,38 @@ fn a_restore_into_a_locked_database_names_the_file_and_the_flag() {
         .collect();
     assert!(left.is_empty(), "no safety backup of a restore that did not start: {left:?}");
 }
+
+/// A backup made while the application holds a short write transaction is still recorded: the log waits for
+/// the lock on the busy timeout (new-user review: it gave up at once, so a nightly backup could silently not
+/// count).
+#[test]
+fn a_backup_during_a_short_write_transaction_is_recorded() {
+    use std::io::BufRead;
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    sized_db(&db, 200, "wal");
+    let holder = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                  c.execute('BEGIN IMMEDIATE')\nc.execute('INSERT INTO w(at) VALUES (1)')\n\
+                  print('locked', flush=True)\ntime.sleep(1.5)\nc.execute('COMMIT')\n";
+    let mut child =
+        Command::new("python3").args(["-c", holder]).arg(&db).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let out = Command::new(cli_binary())
+        .args(["backup", "app.db", "b/", "--json"])
+        .current_dir(dir.path())
+        .env_remove("VIGIL_EXTENSION")
+        .output()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let made: Json = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(made["logged"], true, "{made}");
+    let logged: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM vigil_backup_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(logged, 1);
+}

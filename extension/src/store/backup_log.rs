@@ -38,7 +38,7 @@ pub fn record(caller: Db, schema: &str, entry: &Entry, busy_timeout_ms: i32) -> 
                 return Err(Error::new(format!("{path} is read-only (the file or its medium)")));
             }
             own.db().set_busy_timeout(busy_timeout_ms)?;
-            write(own.db(), "main", entry)
+            super::in_write_transaction(own.db(), || write(own.db(), "main", entry))
         }
         _ if caller.is_readonly(schema)? == Some(true) => {
             Err(Error::new("the database is open read-only inside a transaction"))

@@ -67,14 +67,7 @@ pub fn record(db: Db, entry: &Entry) -> Result<()> {
         )?;
         Ok(())
     };
-    db.exec("BEGIN IMMEDIATE").context("cannot record the run in vigil_maintenance_log")?;
-    match write() {
-        Ok(()) => db.exec("COMMIT"),
-        Err(e) => {
-            let _ = db.exec("ROLLBACK");
-            Err(e.context("cannot record the run in vigil_maintenance_log"))
-        }
-    }
+    super::in_write_transaction(db, write).context("cannot record the run in vigil_maintenance_log")
 }
 
 /// When each level last ran successfully: (level, finished_at).

@@ -19,3 +19,17 @@ pub fn has_table(db: Db, q: &str, name: &str) -> Result<bool> {
         db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = ?1"), &[Value::from(name)])?;
     Ok(found.as_i64() == Some(1))
 }
+
+/// Runs `work` in a write transaction taken at once (BEGIN IMMEDIATE) on a connection of vigil's own: taking the
+/// write lock first lets the busy timeout wait for another writer, where a deferred transaction that read
+/// first would fail at once with "database is locked" when it comes to write.
+pub fn in_write_transaction(db: Db, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    db.exec("BEGIN IMMEDIATE")?;
+    match work() {
+        Ok(()) => db.exec("COMMIT"),
+        Err(e) => {
+            let _ = db.exec("ROLLBACK");
+            Err(e)
+        }
+    }
+}
