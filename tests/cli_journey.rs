@@ -460,3 +460,42 @@ sys.exit(p.wait())
     assert_eq!(code(&out), 130, "{}", both(&out));
     assert_eq!(names(&backups), Vec::<String>::new());
 }
+
+/// A signal is never ignored in silence: SIGINT at moments spread over a whole zstd backup (copy, check,
+/// compression, read-back) either stops it (exit 130, "interrupted", nothing published) or, when it came too
+/// late to stop, the backup completes and says so (new-user review: a zstd backup finished and exited 0 without
+/// a word).
+#[test]
+fn a_signal_during_a_zstd_backup_stops_it_or_is_acknowledged() {
+    let dir = scratch();
+    let db = dir.path().join("big.db");
+    big_db(&db, 40);
+    let backup = |backups: &Path| {
+        std::fs::create_dir(backups).unwrap();
+        Command::new(cli_binary())
+            .args(["backup", db.to_str().unwrap(), backups.to_str().unwrap(), "--zstd"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let whole = backup(&dir.path().join("whole")).wait_with_output().unwrap();
+    assert_eq!(code(&whole), 0, "{}", both(&whole));
+    let duration = started.elapsed();
+    for step in 1..=16 {
+        let backups = dir.path().join(format!("b{step}"));
+        let child = backup(&backups);
+        std::thread::sleep(duration.mul_f64(0.045 * step as f64)); // until 72 %: the process must still run
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let out = child.wait_with_output().unwrap();
+        match code(&out) {
+            130 => {
+                assert!(text(&out.stderr).contains("interrupted by SIGINT"), "{}", both(&out));
+                assert_eq!(names(&backups), Vec::<String>::new(), "step {step}: nothing published");
+            }
+            0 => assert!(text(&out.stderr).contains("SIGINT came when"), "step {step}: silent: {}", both(&out)),
+            other => panic!("step {step}: exit {other}: {}", both(&out)),
+        }
+    }
+}

@@ -104,7 +104,12 @@ fn main() -> ExitCode {
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            if let Some(signal) = interrupt::received() {
+                eprintln!("vigil: {signal} came when the work could no longer stop: it was completed");
+            }
+            ExitCode::from(code)
+        }
         Err(failure) => match (interrupt::received(), interrupted) {
             // Only a failure the interrupt caused: anything else keeps its own message and code.
             (Some(signal), Some(left)) if failure.message.contains("interrupted") => {

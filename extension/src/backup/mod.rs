@@ -223,6 +223,7 @@ fn make_from(
             progress.check()?;
             if options.verify != Verify::None {
                 check_decompresses(&compressed.temp.path, options.compression, &database_sha256)?;
+                progress.check()?; // the last moment before publication: an interrupt until then stops it
             }
             (compressed.temp, compressed.sha256, compressed.bytes)
         }
