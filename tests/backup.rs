@@ -1016,9 +1016,7 @@ fn a_backup_during_a_short_write_transaction_is_recorded() {
     assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     let made: Json = serde_json::from_str(&stdout).unwrap();
     assert_eq!(made["logged"], true, "{made}");
-    let logged: i64 = Connection::open(&db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM vigil_backup_log", [], |r| r.get(0))
-        .unwrap();
+    let logged: i64 =
+        Connection::open(&db).unwrap().query_row("SELECT count(*) FROM vigil_backup_log", [], |r| r.get(0)).unwrap();
     assert_eq!(logged, 2);
 }

@@ -690,3 +690,19 @@ fn the_most_scattered_btree_is_named_by_its_table() {
         );
     }
 }
+
+/// After a full maintenance (which vacuums), the age rows list what ran and never say "vacuum never"
+/// (new-user review).
+#[test]
+fn the_maintenance_age_rows_list_only_what_ran() {
+    let dir = scratch();
+    let db = dir.path().join("demo.db");
+    demo_db(&db);
+    call(&Rusqlite, &db, "SELECT maintain('full')");
+    let rows =
+        Rusqlite.query(&db, "SELECT \"check\", detail FROM health_report() WHERE \"check\" LIKE '%age'").unwrap();
+    let checks = by_check(&rows);
+    let detail = checks["full_maintenance_age"]["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("(full 0 days ago)"), "{detail}");
+    assert!(!detail.contains("never"), "{detail}");
+}

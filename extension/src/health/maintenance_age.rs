@@ -20,14 +20,15 @@ pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
     let runs = last_runs(db, &quote(&options.schema))?;
     let now = Utc::now();
     let days = |at: DateTime<Utc>| days_between(at, now);
-    let history: Vec<String> = ["light", "standard", "full", "vacuum"]
-        .iter()
-        .map(|level| match runs.iter().find(|(l, _)| l == level) {
-            Some((_, at)) => format!("{level} {} days ago", days(*at)),
-            None => format!("{level} never"),
-        })
-        .collect();
-    let history = history.join(", ");
+    // What ran, by level; "vacuum" is a VACUUM run on its own (a full maintenance vacuums too).
+    let history: Vec<String> =
+        [("light", "light"), ("standard", "standard"), ("full", "full"), ("vacuum", "VACUUM alone")]
+            .iter()
+            .filter_map(|(level, label)| {
+                runs.iter().find(|(l, _)| l == level).map(|(_, at)| format!("{label} {} days ago", days(*at)))
+            })
+            .collect();
+    let history = if history.is_empty() { String::new() } else { format!(" ({})", history.join(", ")) };
     Ok(AGE_ROWS
         .iter()
         .map(|&(name, threshold, levels)| {
@@ -35,13 +36,13 @@ pub fn age_checks(db: Db, options: &Options) -> Result<Vec<Check>> {
             let Some(at) = last else {
                 // Unknown, not late: vigil cannot see maintenance done by other means.
                 return Check::new(name, Value::Null, "days")
-                    .detail(format!("no {} maintenance recorded by vigil ({history})", levels.join(" or ")));
+                    .detail(format!("no {} maintenance recorded by vigil{history}", levels.join(" or ")));
             };
             let age = days(at);
             let mut check = Check::new(name, age, "days");
             check.status = options.thresholds.status(threshold, age);
             check.threshold = options.thresholds.describe(threshold);
-            check.detail(format!("last {} maintenance at {} ({history})", levels.join(" or "), format_utc(at)))
+            check.detail(format!("last {} maintenance at {}{history}", levels.join(" or "), format_utc(at)))
         })
         .collect())
 }
