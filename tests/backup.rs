@@ -1020,3 +1020,30 @@ fn a_backup_during_a_short_write_transaction_is_recorded() {
         Connection::open(&db).unwrap().query_row("SELECT count(*) FROM vigil_backup_log", [], |r| r.get(0)).unwrap();
     assert_eq!(logged, 2);
 }
+
+/// `vigil verify DIR` (a directory instead of one backup) says so and names the command that lists backups
+/// (new-user review: it asked for a manifest or --bare).
+#[test]
+fn verifying_a_directory_says_it_is_one() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    for command in ["verify", "restore"] {
+        let mut args = vec![command, "backups"];
+        if command == "restore" {
+            args.push("x.db");
+        }
+        let out = Command::new(cli_binary())
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("VIGIL_EXTENSION")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("backups is a directory") && stderr.contains("vigil backups DIR"),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("--bare") && !stderr.contains("backup_list"), "{command}: {stderr}");
+    }
+    assert!(!dir.path().join("x.db").exists());
+}

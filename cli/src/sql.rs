@@ -91,6 +91,7 @@ pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
         ("SELECT * FROM health_report('full')".to_string(), format!("vigil health {db} --full")),
         ("SELECT maintain()".to_string(), format!("vigil maintain {db}")),
         ("raise busy_timeout_ms".to_string(), "wait longer with --busy-timeout MS".to_string()),
+        ("list them with backup_list".to_string(), "list them with `vigil backups DIR`".to_string()),
     ];
     for (sql, cli) in replacements {
         text = text.replace(&sql, &cli);

@@ -143,6 +143,12 @@ impl Backup {
         if !path.exists() {
             return Err(Error::new(format!("{}: no such file", path.display())));
         }
+        if path.is_dir() {
+            return Err(Error::new(format!(
+                "{} is a directory: name one backup file in it (list them with backup_list)",
+                path.display()
+            )));
+        }
         if !bare {
             return Err(Error::new(format!(
                 "{} has no vigil manifest ({} is missing), so nothing says what it must hold: to check it as a \
