@@ -258,6 +258,11 @@ fn manifest_beside(artifact: &Path) -> bool {
 pub struct Staging {
     dir: PathBuf,
     path: PathBuf,
+    /// The destination and the staging directory, open: files are created, renamed and removed relative to
+    /// them, so that someone who can write in the destination and swaps the staging directory's name for a
+    /// symlink never leads an export elsewhere.
+    dir_fd: File,
+    staging_fd: File,
     perms: Option<Perms>,
     names: Vec<String>,
     _held: Option<Flock<File>>,
@@ -271,19 +276,27 @@ impl Staging {
             .mode(0o700)
             .create(&path)
             .map_err(|e| io_error("cannot create a temporary directory in", dir, e))?;
-        let held = File::open(&path).ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
-        Ok(Staging { dir: dir.to_path_buf(), path, perms, names: Vec::new(), _held: held })
+        let opened = File::open(dir).and_then(|dir_fd| Ok((dir_fd, open_staging(&path)?)));
+        let (dir_fd, staging_fd) = match opened {
+            Ok(fds) => fds,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                return Err(io_error("cannot open the temporary directory", &path, e));
+            }
+        };
+        let held = staging_fd.try_clone().ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
+        Ok(Staging { dir: dir.to_path_buf(), path, dir_fd, staging_fd, perms, names: Vec::new(), _held: held })
     }
 
     /// A new file to be published as `dir/name`.
     pub fn file(&mut self, name: &str) -> Result<(File, PathBuf)> {
+        use nix::fcntl::{openat, OFlag};
+        use nix::sys::stat::Mode;
         let path = self.path.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io_error("cannot create", &path, e))?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let file = openat(&self.staging_fd, name, flags, Mode::from_bits_truncate(0o600))
+            .map(File::from)
+            .map_err(|e| io_error("cannot create", &path, std::io::Error::from(e)))?;
         self.names.push(name.to_string());
         if let Some(perms) = self.perms {
             perms.apply(&file, &path)?;
@@ -295,9 +308,9 @@ impl Staging {
     /// already renamed go back and nothing is published.
     pub fn publish(self, overwrite: bool) -> Result<()> {
         for (i, name) in self.names.iter().enumerate() {
-            if let Err(e) = rename(&self.path.join(name), &self.dir.join(name), overwrite) {
+            if let Err(e) = rename_at(&self.staging_fd, &self.dir_fd, name, &self.dir.join(name), overwrite) {
                 for done in &self.names[..i] {
-                    let _ = rename(&self.dir.join(done), &self.path.join(done), false);
+                    let _ = rename_at(&self.dir_fd, &self.staging_fd, done, &self.path.join(done), false);
                 }
                 return Err(e);
             }
@@ -309,7 +322,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         for name in &self.names {
-            let _ = std::fs::remove_file(self.path.join(name));
+            let _ = nix::unistd::unlinkat(&self.staging_fd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
         let _ = std::fs::remove_dir(&self.path);
     }
@@ -549,6 +562,25 @@ pub fn rename(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
     }
 }
 
+/// Renames `name` from one open directory to another (none replaced unless `overwrite`); `to` names the
+/// destination in messages.
+fn rename_at(from_dir: &File, to_dir: &File, name: &str, to: &Path, overwrite: bool) -> Result<()> {
+    let flags = if overwrite { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
+    match renameat2(from_dir, name, to_dir, name, flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => Err(exists(to)),
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
+            let taken = nix::sys::stat::fstatat(to_dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok();
+            if !overwrite && taken {
+                return Err(exists(to));
+            }
+            nix::fcntl::renameat(from_dir, name, to_dir, name)
+                .map_err(|e| io_error("cannot rename a temporary file to", to, std::io::Error::from(e)))
+        }
+        Err(errno) => Err(io_error("cannot rename a temporary file to", to, std::io::Error::from(errno))),
+    }
+}
+
 pub fn exists(path: &Path) -> Error {
     Error::new(format!(
         "{} already exists: vigil never overwrites a file unless asked; choose another name, a directory, or \
@@ -596,6 +628,32 @@ mod tests {
         assert!(!moved.join("t.csv").exists(), "the staging directory's own file is removed");
         assert!(open_staging(&staging).is_err(), "a symlink is never opened as a staging directory");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The staging directory's name swapped for a symlink to a victim directory after its creation: the export
+    /// still publishes its own files into the destination, and dropping an unpublished one removes only them.
+    #[test]
+    fn an_export_staging_directory_swapped_for_a_symlink_never_touches_the_victim() {
+        for publish in [true, false] {
+            let root = scratch(if publish { "publish" } else { "drop" });
+            let victim = root.join("victim");
+            std::fs::create_dir(&victim).unwrap();
+            std::fs::write(victim.join("t.csv"), "precious").unwrap();
+            let mut staging = Staging::create(&root, None).unwrap();
+            let (mut file, _) = staging.file("t.csv").unwrap();
+            std::io::Write::write_all(&mut file, b"exported").unwrap();
+            std::fs::rename(&staging.path, root.join("moved")).unwrap();
+            std::os::unix::fs::symlink(&victim, &staging.path).unwrap();
+            if publish {
+                staging.publish(false).unwrap();
+                assert_eq!(std::fs::read_to_string(root.join("t.csv")).unwrap(), "exported");
+            } else {
+                drop(staging);
+                assert!(!root.join("moved").join("t.csv").exists(), "its own file is removed");
+            }
+            assert_eq!(std::fs::read_to_string(victim.join("t.csv")).unwrap(), "precious");
+            std::fs::remove_dir_all(&root).unwrap();
+        }
     }
 
     #[test]
