@@ -885,12 +885,8 @@ fn a_restore_under_a_live_writer_loses_no_committed_write() {
             let restore_sql = "SELECT backup_restore('good.db', NULL, '{\"busy_timeout_ms\":30000}')";
             let out: Json = match how {
                 "cli" => {
-                    let run = Command::new(cli_binary())
-                        .args(["restore", "good.db", "live.db", "--json", "--busy-timeout", "30000"])
-                        .current_dir(dir.path())
-                        .env_remove("VIGIL_EXTENSION")
-                        .output()
-                        .unwrap();
+                    let run =
+                        vigil_in(dir.path(), &["restore", "good.db", "live.db", "--json", "--busy-timeout", "30000"]);
                     let stdout = String::from_utf8_lossy(&run.stdout);
                     let stderr = String::from_utf8_lossy(&run.stderr);
                     assert_eq!(run.status.code(), Some(0), "{mode}/{how}: {stdout} {stderr}");
@@ -951,26 +947,14 @@ fn a_restore_under_a_live_writer_loses_no_committed_write() {
 /// and the CLI flag that waits longer, and nothing changed (no safety backup either).
 #[test]
 fn a_restore_into_a_locked_database_names_the_file_and_the_flag() {
-    use std::io::BufRead;
     let dir = scratch();
     let db = dir.path().join("held.db");
     sized_db(&db, 200, "delete");
     let artifact = dir.path().join("good.db");
     call(&Rusqlite, &db, &backup_sql(&artifact, "{}"));
     let before = content_digest(&db);
-    let holder = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-                  c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(60)\n";
-    let mut child =
-        Command::new("python3").args(["-c", holder]).arg(&db).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
-    let out = Command::new(cli_binary())
-        .args(["restore", "good.db", "held.db", "--busy-timeout", "300"])
-        .current_dir(dir.path())
-        .env_remove("VIGIL_EXTENSION")
-        .output()
-        .unwrap();
+    let mut child = hold_lock(&db, "c.execute('BEGIN EXCLUSIVE')", 60.0);
+    let out = vigil_in(dir.path(), &["restore", "good.db", "held.db", "--busy-timeout", "300"]);
     child.kill().unwrap();
     child.wait().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -991,26 +975,13 @@ fn a_restore_into_a_locked_database_names_the_file_and_the_flag() {
 /// count).
 #[test]
 fn a_backup_during_a_short_write_transaction_is_recorded() {
-    use std::io::BufRead;
     let dir = scratch();
     let db = dir.path().join("app.db");
     sized_db(&db, 200, "wal");
     // A first backup creates the log table: the second one's log write starts by reading, then writes.
     call(&Rusqlite, &db, &backup_sql(&dir.path().join("first.db"), "{}"));
-    let holder = "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-                  c.execute('BEGIN IMMEDIATE')\nc.execute('INSERT INTO w(at) VALUES (1)')\n\
-                  print('locked', flush=True)\ntime.sleep(1.5)\nc.execute('COMMIT')\n";
-    let mut child =
-        Command::new("python3").args(["-c", holder]).arg(&db).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
-    let out = Command::new(cli_binary())
-        .args(["backup", "app.db", "b/", "--json"])
-        .current_dir(dir.path())
-        .env_remove("VIGIL_EXTENSION")
-        .output()
-        .unwrap();
+    let mut child = hold_lock(&db, "c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO w(at) VALUES (1)')", 1.5);
+    let out = vigil_in(dir.path(), &["backup", "app.db", "b/", "--json"]);
     assert!(child.wait().unwrap().success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
@@ -1032,12 +1003,7 @@ fn verifying_a_directory_says_it_is_one() {
         if command == "restore" {
             args.push("x.db");
         }
-        let out = Command::new(cli_binary())
-            .args(&args)
-            .current_dir(dir.path())
-            .env_remove("VIGIL_EXTENSION")
-            .output()
-            .unwrap();
+        let out = vigil_in(dir.path(), &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("backups is a directory") && stderr.contains("vigil backups DIR"),
@@ -1046,4 +1012,25 @@ fn verifying_a_directory_says_it_is_one() {
         assert!(!stderr.contains("--bare") && !stderr.contains("backup_list"), "{command}: {stderr}");
     }
     assert!(!dir.path().join("x.db").exists());
+}
+
+/// A python3 process on `db` that runs `statements` (on its connection `c`, autocommit), says when they ran, then
+/// holds what they took for `seconds` and commits; returned once the statements ran.
+fn hold_lock(db: &Path, statements: &str, seconds: f64) -> std::process::Child {
+    use std::io::BufRead;
+    let script = format!(
+        "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n{statements}\n\
+         print('locked', flush=True)\ntime.sleep({seconds})\nc.execute('COMMIT')\n"
+    );
+    let mut child =
+        Command::new("python3").args(["-c", &script]).arg(db).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    child
+}
+
+/// The `vigil` binary run in `dir` (so that relative paths are the user's), with its library found beside it.
+fn vigil_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(cli_binary()).args(args).current_dir(dir).env_remove("VIGIL_EXTENSION").output().unwrap()
 }
