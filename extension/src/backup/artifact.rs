@@ -6,8 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-// Temporary files, renames and directories belong to dir.rs; re-exported for the writers here.
-pub use super::dir::{exists, io_error, parent_of, sync_dir, sync_file, TempFile, TEMP_MARK};
+use super::dir::{io_error, sync_file};
 use crate::error::Result;
 
 /// How much written data may wait for writeback before the writer starts it, and how much may be in flight

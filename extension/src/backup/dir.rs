@@ -203,7 +203,7 @@ impl TempFile {
             .mode(0o600)
             .open(&path)
             .map_err(|e| io_error("cannot create a temporary file in", dir, e))?;
-        let held = File::open(&path).ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
+        let held = file.try_clone().ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
         let temp = TempFile { path, published: false, _held: held };
         if let Some(perms) = perms {
             perms.apply(&file, &temp.path)?;

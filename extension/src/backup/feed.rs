@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::artifact::{io_error, Output, TempFile};
+use super::artifact::Output;
 use super::buffer::{Buffer, READ_BLOCK as BLOCK};
+use super::dir::{io_error, TempFile};
 use crate::error::{Error, Result};
 use crate::sqlite::Mapped;
 

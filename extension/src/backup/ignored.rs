@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::artifact::io_error;
+use super::dir::io_error;
 use super::dir::is_temp_name;
 use super::manifest::{self, Manifest};
 use crate::error::Result;

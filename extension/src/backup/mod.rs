@@ -28,8 +28,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use self::artifact::{exists, io_error, parent_of, sync_dir, Output, TempFile};
+use self::artifact::Output;
 use self::digest::{hex, sha256_of, sha256_of_buffered, HashingReader, HashingWriter};
+use self::dir::{exists, io_error, parent_of, sync_dir, TempFile};
 use self::dir::{Destination, Perms};
 use self::feed::{Sink, Stream};
 use self::manifest::{Manifest, Source, Verification};
@@ -82,6 +83,8 @@ struct Planned {
     generated: Option<usize>,
     /// A file destination as the user wrote it (results show it so).
     given: Option<PathBuf>,
+    /// The source database's permission bits and owner, which every file of the backup gets.
+    perms: Option<Perms>,
 }
 
 impl Planned {
@@ -103,11 +106,11 @@ fn destination(dest: &str, source: Option<&str>, options: &BackupOptions, now: D
             };
             let stamped = format!("{stem}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
             let name = format!("{stamped}.db{}", options.compression.suffix());
-            Planned { dir, name, generated: Some(stamped.len()), given: None }
+            Planned { dir, name, generated: Some(stamped.len()), given: None, perms }
         }
         Destination::File(path) => {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            Planned { dir: parent_of(&path), name, generated: None, given: Some(path) }
+            Planned { dir: parent_of(&path), name, generated: None, given: Some(path), perms }
         }
     };
     let path = planned.path();
@@ -153,7 +156,7 @@ fn make_from(
     let source = origin.path().map(str::to_string);
     let planned = plan(source.as_deref(), now)?;
     let removed_temporaries = dir::sweep(&planned.dir);
-    let perms = source.as_deref().and_then(|s| Perms::of(Path::new(s)));
+    let perms = planned.perms;
     let (dir, name) = (planned.dir.clone(), planned.name.clone());
     let final_path = planned.path();
 
@@ -252,7 +255,7 @@ fn make_from(
         vigil_version: VERSION.into(),
         duration_ms: 0.0,
     };
-    let (manifest, final_path) = publish(artifact, manifest, &planned, options.overwrite, perms, started)?;
+    let (manifest, final_path) = publish(artifact, manifest, &planned, options.overwrite, started)?;
     let mut result = json!({
         "path": final_path.to_string_lossy(),
         "removed_temporaries": removed_temporaries,
@@ -372,10 +375,11 @@ pub fn safety_backup_from(
         log: false,
         ..BackupOptions::default()
     };
-    let made = make_from(db, origin, &options, |_, now| {
+    let made = make_from(db, origin, &options, |source, now| {
         let stamped = format!("{stem}-before-{operation}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
         let name = format!("{stamped}.db");
-        Ok(Planned { dir: parent_of(database), name, generated: Some(stamped.len()), given: None })
+        let perms = source.and_then(|s| Perms::of(Path::new(s)));
+        Ok(Planned { dir: parent_of(database), name, generated: Some(stamped.len()), given: None, perms })
     })?;
     Ok(json!({"path": made["path"], "sha256": made["sha256"]}))
 }
@@ -486,7 +490,6 @@ fn publish(
     mut manifest: Manifest,
     planned: &Planned,
     overwrite: bool,
-    perms: Option<Perms>,
     started: Instant,
 ) -> Result<(Manifest, PathBuf)> {
     manifest.duration_ms = elapsed_ms(started);
@@ -499,7 +502,7 @@ fn publish(
     };
     manifest.file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     manifest.id = backup_id(&manifest.database_sha256, &manifest.created_at, &path);
-    if let Err(e) = manifest::write(&manifest, &path, overwrite, perms) {
+    if let Err(e) = manifest::write(&manifest, &path, overwrite, planned.perms) {
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 
-use super::artifact::{io_error, parent_of, sync_dir, sync_file, TempFile};
+use super::dir::{io_error, parent_of, sync_dir, sync_file, TempFile};
 use super::options::{BackupOptions, Verify};
 use super::verify::{self, Step};
 use super::{path_arg, retention, snapshot};

@@ -13,9 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::artifact::{io_error, parent_of};
 use super::digest::hex;
 use super::dir::sweep;
+use super::dir::{io_error, parent_of};
 use crate::error::Result;
 use crate::health::checks::volume_of;
 

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
-use super::artifact::{io_error, sync_file, TempFile};
 use super::compress::decompressing;
 use super::digest::{sha256_file, HashingWriter};
+use super::dir::{io_error, sync_file, TempFile};
 use super::dir::{open_regular, regular_metadata, Perms};
 use super::manifest::{self, Manifest};
 use super::options::{Compression, Verify};
