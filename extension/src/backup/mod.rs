@@ -168,7 +168,7 @@ fn make_from(
         Compression::None => None,
         _ if streamed => None,
         _ => {
-            let need = source.as_deref().map_or(0, |s| scratch::database_size(Path::new(s)));
+            let need = source.as_deref().map_or(0, |s| crate::maintenance::file_bytes(s).max(0) as u64);
             Some(scratch::Scratch::for_intermediate(&dir, source.as_deref().map(Path::new), need)?)
         }
     };

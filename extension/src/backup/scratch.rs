@@ -110,11 +110,3 @@ fn remove_abandoned(parent: &Path, own: &Path) {
 fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok()
 }
-
-/// The bytes a copy of the database file at `source` can take: the file and its WAL.
-pub fn database_size(source: &Path) -> u64 {
-    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    let mut wal = source.as_os_str().to_owned();
-    wal.push("-wal");
-    size(source) + size(Path::new(&wal))
-}
