@@ -350,12 +350,8 @@ fn query_rows(conn: &Connection, dir: rusqlite::types::Value, options: &str) -> 
     Ok(rows.into_iter().map(Json::Object).collect())
 }
 
-/// The extension names the SQL option; on the command line it is a flag.
+/// The extension names the SQL option; in the listing, the command that takes it.
 const BARE_OPTION: &str = r#"'{"bare":true}'"#;
-
-fn bare_in_cli_terms(failure: Failure) -> Failure {
-    Failure { message: failure.message.replace(BARE_OPTION, "--bare"), ..failure }
-}
 
 fn print_bare(out: &Json) {
     if out["bare"] == true {
@@ -389,8 +385,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
     let options = json!({"verify": if args.quick { "quick" } else { "full" }, "bare": args.bare}).to_string();
     let out =
-        run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup, "BACKUP")?, options.into()])
-            .map_err(bare_in_cli_terms)?;
+        run(global, conn, "SELECT backup_verify(?1, ?2)", vec![path_value(&args.backup, "BACKUP")?, options.into()])?;
     if args.output.json {
         print_json(&out);
     } else {
@@ -409,7 +404,7 @@ pub fn restore(global: &Global, args: &RestoreArgs) -> Result<u8, Failure> {
     let conn = extension::open_memory(global)?;
     let options = json!({"busy_timeout_ms": global.busy_timeout, "bare": args.bare}).to_string();
     let params = vec![path_value(&args.backup, "BACKUP")?, path_value(&args.db, "DB")?, options.into()];
-    let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params).map_err(bare_in_cli_terms)?;
+    let out = run(global, conn, "SELECT backup_restore(?1, ?2, ?3)", params)?;
     if args.output.json {
         print_json(&out);
     } else {

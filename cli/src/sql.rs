@@ -86,6 +86,7 @@ pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
     let replacements = [
         (r#"'{"overwrite":true}'"#.to_string(), "--overwrite".to_string()),
         (r#"'{"verify":"none"}'"#.to_string(), "--verify none".to_string()),
+        (r#"'{"bare":true}'"#.to_string(), "--bare".to_string()),
         ("SELECT backup_to('/path/to/backups/')".to_string(), format!("vigil backup {db} /path/to/backups/")),
         ("make one with backup_to".to_string(), format!("make one with `vigil backup {db} DIR/`")),
         ("SELECT * FROM health_report('full')".to_string(), format!("vigil health {db} --full")),
