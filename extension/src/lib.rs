@@ -12,6 +12,7 @@ mod guard;
 pub mod health;
 mod info;
 pub mod maintenance;
+pub mod pit;
 pub mod progress;
 pub mod sqlite;
 pub mod store;
@@ -112,6 +113,16 @@ fn sql_objects() -> Vec<SqlObject> {
             access: Access::Writes,
             func: backup::restore::backup_restore,
         },
+        SqlObject::Scalar { name: "pit_enable", arities: &[0, 1, 2], access: Access::Writes, func: pit::pit_enable },
+        SqlObject::Scalar { name: "pit_disable", arities: &[0, 1], access: Access::Writes, func: pit::pit_disable },
+        SqlObject::Scalar { name: "pit_status", arities: &[0], access: Access::ReadOnly, func: pit::pit_status },
+        SqlObject::Scalar { name: "pit_tick", arities: &[0], access: Access::Writes, func: pit::pit_tick },
+        SqlObject::Scalar {
+            name: "pit_restore",
+            arities: &[1, 2, 3],
+            access: Access::Writes,
+            func: pit::restore::pit_restore,
+        },
         SqlObject::Scalar {
             name: "export_to",
             arities: &[2, 3],
@@ -155,7 +166,31 @@ fn define_scalar(
     define_scalar_function(db, name, arity, call, flags)
 }
 
+/// Overrides `sqlite_compileoption_used` on a connection so journal triggers record exact transaction ids
+/// (see `pit::txn`). Innocuous: triggers call it under trusted_schema=OFF. A refusal is not an error.
+pub(crate) fn define_txn_override(db: Db) {
+    let call = |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value], state: &pit::txn::TxnState| {
+        let context = Context::from_raw(ctx);
+        let args: Vec<Value> = raw_args.iter().map(|v| read_value(*v)).collect();
+        match guard::run(pit::txn::FUNCTION, || pit::txn::compileoption_used(context.db(), state, &args)) {
+            Ok(value) => context.set_result(&value),
+            Err(error) => context.set_error(&error),
+        }
+        Ok(())
+    };
+    let flags = FunctionFlags::UTF8 | FunctionFlags::INNOCUOUS;
+    let _ = sqlite_loadable::define_scalar_function_with_aux(
+        db.raw(),
+        pit::txn::FUNCTION,
+        1,
+        call,
+        flags,
+        pit::txn::TxnState::default(),
+    );
+}
+
 fn register(db: *mut sqlite3) -> sqlite_loadable::Result<()> {
+    define_txn_override(Db::from_raw(db));
     for object in sql_objects() {
         match object {
             SqlObject::Scalar { name, arities, access, func } => {

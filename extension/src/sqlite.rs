@@ -38,6 +38,8 @@ const SQLITE_BLOB: c_int = 4;
 const SQLITE_FCNTL_VFSNAME: c_int = 12;
 const SQLITE_FCNTL_FILE_POINTER: c_int = 7;
 const SQLITE_FCNTL_JOURNAL_POINTER: c_int = 28;
+const SQLITE_FCNTL_DATA_VERSION: c_int = 35;
+const SQLITE_DBCONFIG_ENABLE_TRIGGER: c_int = 1003;
 /// xRead past the end of the file: SQLite zero-fills the rest of the buffer.
 const SQLITE_IOERR_SHORT_READ: c_int = 522;
 
@@ -106,6 +108,15 @@ pub fn host_source_id() -> String {
 /// The host's compile-time options (without the SQLITE_ prefix), in the host's order.
 pub fn host_compile_options() -> Vec<String> {
     (0..).map_while(|i| unsafe { owned_text(call!(compileoption_get(i))) }).collect()
+}
+
+/// The host's own `sqlite_compileoption_used(name)`: vigil's override of that function hands every other
+/// name to it.
+pub fn compileoption_used(name: &str) -> bool {
+    match CString::new(name) {
+        Ok(name) => unsafe { call!(compileoption_used(name.as_ptr())) != 0 },
+        Err(_) => false,
+    }
 }
 
 /// An SQL value, as SQLite stores it.
@@ -251,6 +262,10 @@ pub struct Db(*mut sqlite3);
 impl Db {
     pub fn from_raw(raw: *mut sqlite3) -> Self {
         Db(raw)
+    }
+
+    pub fn raw(&self) -> *mut sqlite3 {
+        self.0
     }
 
     fn error(&self, rc: c_int) -> Error {
@@ -414,6 +429,35 @@ impl Db {
             if unsafe { call!(stmt_busy(stmt)) } != 0 {
                 texts.push(unsafe { owned_text(call!(sql(stmt))) });
             }
+        }
+    }
+
+    /// SQLITE_FCNTL_DATA_VERSION of a schema: changes whenever a transaction commits on the file (any
+    /// connection, this one included) and never inside a write transaction.
+    pub fn data_version(&self, schema: &str) -> Result<u32> {
+        let schema = c_string(schema, "schema name")?;
+        let mut version: u32 = 0;
+        let rc = unsafe {
+            call!(file_control(self.0, schema.as_ptr(), SQLITE_FCNTL_DATA_VERSION, (&mut version as *mut u32).cast()))
+        };
+        if rc == SQLITE_OK {
+            Ok(version)
+        } else {
+            Err(self.error(rc))
+        }
+    }
+
+    /// Turns trigger firing on or off for this connection (SQLITE_DBCONFIG_ENABLE_TRIGGER): vigil's own
+    /// connections apply restored rows without running the application's triggers again.
+    pub fn set_triggers_enabled(&self, enabled: bool) -> Result<()> {
+        let mut now: c_int = 0;
+        let rc = unsafe {
+            call!(db_config(self.0, SQLITE_DBCONFIG_ENABLE_TRIGGER, c_int::from(enabled), &mut now as *mut c_int))
+        };
+        if rc == SQLITE_OK && (now != 0) == enabled {
+            Ok(())
+        } else {
+            Err(Error::new("cannot switch triggers on this connection"))
         }
     }
 
@@ -615,6 +659,19 @@ impl Statement<'_> {
             SQLITE_DONE => Ok(false),
             rc => Err(self.db.error(rc)),
         }
+    }
+
+    /// Makes the statement ready to run again with new bindings.
+    pub fn reset(&mut self) {
+        unsafe { call!(reset(self.raw)) };
+    }
+
+    /// Binds `params`, runs the statement to its end and resets it: for statements run once per row.
+    pub fn run(&mut self, params: &[Value]) -> Result<()> {
+        self.bind_all(params)?;
+        let done = self.step().map(|_| ());
+        self.reset();
+        done
     }
 
     pub fn column_count(&self) -> usize {

@@ -95,7 +95,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
 /// same transaction: no commit of another connection can fall between the safety backup and the restore, so
 /// each one is in the safety backup or lands on the restored database. Returns the step and the safety
 /// backup's {path, sha256}.
-fn replace(live: Db, path: &Path, database: &Path, options: &BackupOptions) -> Result<(Step, Json)> {
+pub(crate) fn replace(live: Db, path: &Path, database: &Path, options: &BackupOptions) -> Result<(Step, Json)> {
     let started = Instant::now();
     // Everything about the target is learned before the backup starts: from then on only the backup may use
     // the target's connection.

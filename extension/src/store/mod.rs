@@ -4,6 +4,7 @@
 
 pub mod backup_log;
 pub mod maintenance_log;
+pub mod pit;
 
 use crate::error::Result;
 use crate::sqlite::{Db, Value};

@@ -1,0 +1,189 @@
+//! The capture: SQL triggers in the database file, so every writer journals its changes, also processes that
+//! never load vigil. Rules every trigger here keeps (see docs/api.md, "What the journal sees"):
+//! - only core functions allowed under `PRAGMA trusted_schema=OFF` on SQLite 3.35+ (`julianday`,
+//!   `sqlite_compileoption_used`, `nullif`): no JSON, no pragma functions, so no writer ever gets an error;
+//! - values copied into untyped slots, never compared or printed, so every storage class stays exact;
+//! - no `NEW.rowid` on a table that has none.
+//!
+//! REPLACE deletes rows without firing delete triggers unless recursive_triggers is on. The BEFORE triggers
+//! copy every row the new row's keys could collide with into `vigil_pit_pend`; the AFTER trigger journals as
+//! deleted those that are gone (or whose key the new row took). With recursive_triggers on, such a delete is
+//! journaled twice; readers drop the repeat.
+
+use super::shape::{KeyKind, Shape};
+use crate::store::pit::{LOG, PEND, TXN_EXPR};
+use crate::store::quote;
+
+/// Trigger name suffixes, in creation order.
+pub const SUFFIXES: [&str; 5] = ["bi", "ai", "bu", "au", "ad"];
+
+pub fn trigger_name(tbl: i64, suffix: &str) -> String {
+    format!("vigil_pit_{tbl}_{suffix}")
+}
+
+/// The CREATE TRIGGER statements journaling `shape` as table id `tbl`.
+pub fn triggers(shape: &Shape, tbl: i64) -> Vec<String> {
+    let t = quote(&shape.name);
+    let name = |s| quote(&trigger_name(tbl, s));
+    let now = "julianday('now')";
+    let (rid_old, rid_new) = match shape.key.has_rowid() {
+        true => ("OLD.rowid", "NEW.rowid"),
+        false => ("NULL", "NULL"),
+    };
+    let slots_o = slot_list(shape, "o");
+    let slots_n = slot_list(shape, "n");
+    let old = value_list(shape, "OLD");
+    let new = value_list(shape, "NEW");
+    let pend_values = value_list(shape, "p");
+    let changed = key_changed(shape);
+    // Journals as deleted the probed rows that are gone, or whose key the new row took, when `when` holds.
+    let flush = |when: &str| {
+        format!(
+            "INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_o}) SELECT {TXN_EXPR}, {now}, {tbl}, 3, p.rid{pend_values}
+             FROM {PEND} AS p WHERE p.tbl = {tbl} AND ({when})
+             AND ({} OR NOT EXISTS (SELECT 1 FROM {t} AS x WHERE {}));",
+            pend_is_new_key(shape),
+            pend_row_matches(shape, "x")
+        )
+    };
+    vec![
+        format!(
+            "CREATE TRIGGER main.{} BEFORE INSERT ON {t} BEGIN DELETE FROM {PEND} WHERE tbl = {tbl}; {} END",
+            name("bi"),
+            probe(shape, tbl, "NEW", None)
+        ),
+        format!(
+            "CREATE TRIGGER main.{} AFTER INSERT ON {t} BEGIN {}
+             INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_n}) VALUES({TXN_EXPR}, {now}, {tbl}, 1, {rid_new}{new}); END",
+            name("ai"),
+            flush("1")
+        ),
+        format!(
+            "CREATE TRIGGER main.{} BEFORE UPDATE ON {t} WHEN {changed} BEGIN DELETE FROM {PEND} WHERE tbl = {tbl}; {} END",
+            name("bu"),
+            probe(shape, tbl, "NEW", Some("OLD"))
+        ),
+        format!(
+            "CREATE TRIGGER main.{} AFTER UPDATE ON {t} BEGIN {}
+             INSERT INTO {LOG}(txn, at, tbl, op, rid, rid_new{slots_o}{slots_n})
+             VALUES({TXN_EXPR}, {now}, {tbl}, 2, {rid_old}, nullif({rid_new}, {rid_old}){old}{new}); END",
+            name("au"),
+            // Only after a probe of this row: an earlier INSERT OR IGNORE or upsert may have left stale rows.
+            flush(&changed)
+        ),
+        format!(
+            "CREATE TRIGGER main.{} AFTER DELETE ON {t} BEGIN
+             INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_o}) VALUES({TXN_EXPR}, {now}, {tbl}, 3, {rid_old}{old}); END",
+            name("ad")
+        ),
+    ]
+}
+
+/// `, o3, o5…` for the shape's slots.
+fn slot_list(shape: &Shape, prefix: &str) -> String {
+    shape.columns.iter().map(|c| format!(", {prefix}{}", c.slot)).collect()
+}
+
+/// `, OLD."a", OLD."b"…` (or `p.o3…` for the pending table's rows).
+fn value_list(shape: &Shape, row: &str) -> String {
+    match row {
+        "p" => shape.columns.iter().map(|c| format!(", p.o{}", c.slot)).collect(),
+        _ => shape.columns.iter().map(|c| format!(", {row}.{}", quote(&c.name))).collect(),
+    }
+}
+
+/// When an UPDATE may collide with another row: its rowid or a column of a UNIQUE constraint changed (compared
+/// exactly, so a case change under NOCASE counts).
+fn key_changed(shape: &Shape) -> String {
+    let mut terms: Vec<String> = Vec::new();
+    if shape.key.has_rowid() {
+        terms.push("NEW.rowid IS NOT OLD.rowid".into());
+    }
+    for unique in &shape.uniques {
+        for (column, _) in &unique.columns {
+            let c = quote(column);
+            let term = format!("NEW.{c} IS NOT OLD.{c} COLLATE BINARY");
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+    }
+    if terms.is_empty() {
+        "0".into()
+    } else {
+        terms.join(" OR ")
+    }
+}
+
+/// Copies into the pending table the rows whose key the `row` (NEW) would collide with; `except` names the
+/// row being updated, which cannot collide with itself.
+fn probe(shape: &Shape, tbl: i64, row: &str, except: Option<&str>) -> String {
+    let t = quote(&shape.name);
+    let mut terms: Vec<String> = Vec::new();
+    if shape.key.has_rowid() {
+        terms.push(format!("rowid = {row}.rowid"));
+    }
+    for unique in &shape.uniques {
+        terms.push(equal_columns(&unique.columns, "", &format!("{row}.")));
+    }
+    if terms.is_empty() {
+        return String::new();
+    }
+    let rid = if shape.key.has_rowid() { "rowid" } else { "NULL" };
+    let columns: String = shape.columns.iter().map(|c| format!(", {}", quote(&c.name))).collect();
+    let exclude = match (except, shape.key) {
+        (None, _) => String::new(),
+        (Some(old), KeyKind::PrimaryKey) => {
+            format!(" AND NOT ({})", equal_columns(&shape.primary_key(), "", &format!("{old}.")))
+        }
+        (Some(old), _) => format!(" AND rowid IS NOT {old}.rowid"),
+    };
+    format!(
+        "INSERT INTO {PEND}(tbl, rid{}) SELECT {tbl}, {rid}{columns} FROM {t} WHERE ({}){exclude};",
+        slot_list(shape, "o"),
+        terms.join(" OR ")
+    )
+}
+
+/// `(a = NEW."a" COLLATE "NOCASE" AND b = …)`: a match under the constraint's own collations.
+fn equal_columns(columns: &[(String, String)], left: &str, right: &str) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|(c, coll)| format!("{left}{q} = {right}{q} COLLATE {}", quote(coll), q = quote(c)))
+        .collect();
+    format!("({})", parts.join(" AND "))
+}
+
+/// A pending row is the one the new row replaced in place: it had the new row's key.
+fn pend_is_new_key(shape: &Shape) -> String {
+    match shape.key {
+        KeyKind::PrimaryKey => {
+            let parts: Vec<String> = shape
+                .primary_key()
+                .iter()
+                .map(|(c, coll)| format!("p.o{} = NEW.{} COLLATE {}", slot_of(shape, c), quote(c), quote(coll)))
+                .collect();
+            parts.join(" AND ")
+        }
+        _ => "p.rid = NEW.rowid".into(),
+    }
+}
+
+/// The table row `x` that has the pending row's key.
+fn pend_row_matches(shape: &Shape, x: &str) -> String {
+    match shape.key {
+        KeyKind::PrimaryKey => {
+            let parts: Vec<String> = shape
+                .primary_key()
+                .iter()
+                .map(|(c, coll)| format!("{x}.{} = p.o{} COLLATE {}", quote(c), slot_of(shape, c), quote(coll)))
+                .collect();
+            parts.join(" AND ")
+        }
+        _ => format!("{x}.rowid = p.rid"),
+    }
+}
+
+fn slot_of(shape: &Shape, column: &str) -> usize {
+    shape.columns.iter().find(|c| c.name == column).map(|c| c.slot).unwrap_or(0)
+}

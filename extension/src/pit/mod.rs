@@ -1,0 +1,135 @@
+//! pit_journal: every change from every connection journaled by triggers in the database file, and the
+//! database restored to any instant of the journal's window. See docs/api.md ("Point in time").
+
+pub mod capture;
+pub mod cut;
+pub mod restore;
+pub mod shape;
+pub mod tracking;
+pub mod txn;
+mod undo;
+pub mod window;
+
+use serde_json::{json, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::sqlite::{Db, Value};
+use crate::store::pit::{self as store, op, LOG, TABLES};
+
+/// The table argument of pit_enable/pit_disable: a table name or '*' (every table); none means '*'.
+fn which_tables(args: &[Value]) -> Result<String> {
+    match args.first() {
+        None | Some(Value::Null) => Ok("*".into()),
+        Some(Value::Text(name)) if !name.is_empty() => Ok(name.clone()),
+        Some(other) => Err(Error::new(format!(
+            "the first argument is a table name or '*' (every table), not {}",
+            crate::error::describe(other)
+        ))),
+    }
+}
+
+/// `pit_enable([table | '*' [, options]])`.
+pub fn pit_enable(db: Db, args: &[Value]) -> Result<Value> {
+    let which = which_tables(args).map_err(|e| e.context("bad arguments"))?;
+    crate::health::options::object_arg(args.get(1), "{}", &[]).map_err(|e| e.context("bad options"))?;
+    let mut result = tracking::enable(db, &which)?;
+    result["transactions"] = json!(txn_mode(db));
+    Ok(Value::Text(result.to_string()))
+}
+
+/// `pit_disable([table | '*'])`.
+pub fn pit_disable(db: Db, args: &[Value]) -> Result<Value> {
+    let which = which_tables(args).map_err(|e| e.context("bad arguments"))?;
+    Ok(Value::Text(tracking::disable(db, &which)?.to_string()))
+}
+
+/// What this connection records as transaction ids.
+fn txn_mode(db: Db) -> &'static str {
+    match db.query_value(&format!("SELECT {}", store::TXN_EXPR), &[]) {
+        Ok(Value::Integer(_)) => "exact on this connection (vigil is loaded); NULL for writers without vigil",
+        _ => "unknown on this connection: vigil could not take over sqlite_compileoption_used (loaded while a statement ran?)",
+    }
+}
+
+/// `pit_tick()`: a seal, an exact cut point, and a moment to notice schema changes.
+pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
+    if !args.is_empty() {
+        return Err(Error::new("pit_tick() takes no arguments").context("bad arguments"));
+    }
+    if !store::exists(db)? {
+        return Err(Error::new("this database has no journal: run SELECT pit_enable('*') first"));
+    }
+    if !db.is_autocommit() {
+        return Err(Error::new(
+            "pit_tick() seals between transactions: call it outside BEGIN … COMMIT, so that the seal is a \
+             transaction of its own",
+        ));
+    }
+    let noticed = tracking::sync(db)?;
+    let seq = store::append_event(db, op::TICK, None, "{}")?;
+    let at = db.query_value(&format!("SELECT at FROM main.{LOG} WHERE seq = ?1"), &[seq.into()])?;
+    Ok(Value::Text(
+        json!({"seq": seq, "at": at.as_f64().map(|a| cut::rfc3339(db, a)), "noticed": noticed.events}).to_string(),
+    ))
+}
+
+/// `pit_status()`.
+pub fn pit_status(db: Db, args: &[Value]) -> Result<Value> {
+    if !args.is_empty() {
+        return Err(Error::new("pit_status() takes no arguments").context("bad arguments"));
+    }
+    if !store::exists(db)? {
+        return Ok(Value::Text(
+            json!({"enabled": false, "hint": "SELECT pit_enable('*') starts the journal"}).to_string(),
+        ));
+    }
+    Ok(Value::Text(status(db)?.to_string()))
+}
+
+fn status(db: Db) -> Result<Json> {
+    let (start_seq, start_at) = window::start(db)?;
+    let counts = db.query(
+        &format!("SELECT count(*), count(txn), min(seq), max(seq), max(at), sum(op = {}) FROM main.{LOG}", op::SCHEMA),
+        &[],
+    )?;
+    let c = &counts[0];
+    let rows = c[0].as_i64().unwrap_or(0);
+    let bytes = db
+        .query_value(&format!("SELECT sum(pgsize) FROM main.dbstat WHERE name = '{LOG}'"), &[])
+        .ok()
+        .and_then(|v| v.as_i64());
+    let tables = tracking::active_epochs(db)?
+        .iter()
+        .map(|e| json!({"table": e.shape.name, "key": e.shape.key.as_str(), "since_seq": e.first_seq}))
+        .collect::<Vec<_>>();
+    let version = db.query_value("PRAGMA main.schema_version", &[])?;
+    let epochs = db.query_value(&format!("SELECT count(*) FROM main.{TABLES}"), &[])?;
+    Ok(json!({
+        "enabled": true,
+        "lineage": store::meta(db, "lineage")?.as_str(),
+        "tracking": store::meta(db, "tracking")?.as_str().unwrap_or("tables"),
+        "tables": tables,
+        "window": {
+            "earliest": cut::rfc3339(db, start_at), "earliest_seq": start_seq,
+            "latest": "now", "latest_seq": c[3].as_i64().unwrap_or(start_seq),
+            "last_change": c[4].as_f64().map(|a| cut::rfc3339(db, a)),
+        },
+        "journal": {
+            "rows": rows, "bytes": bytes,
+            "rows_without_exact_txn": rows - c[1].as_i64().unwrap_or(0),
+            "share_without_exact_txn": if rows > 0 { (rows - c[1].as_i64().unwrap_or(0)) as f64 / rows as f64 } else { 0.0 },
+        },
+        "schema_changes_seen": c[5].as_i64().unwrap_or(0),
+        "schema_epochs": epochs.as_i64(),
+        "schema_change_pending": store::meta(db, "schema_version")? != version,
+        "transactions": txn_mode(db),
+        "forks": store::meta(db, "forks")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+    }))
+}
+
+/// Registers vigil's `sqlite_compileoption_used` on a connection (see [`txn`]). A failure (SQLite refuses to
+/// replace a built-in while a statement runs) leaves the core function: ids are then NULL, as for any writer
+/// without vigil, which pit_status reports.
+pub fn install_txn_override(db: Db) {
+    crate::define_txn_override(db);
+}

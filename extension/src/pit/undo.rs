@@ -1,0 +1,281 @@
+//! Net undo: turns a database (a copy that carries its own journal) back into its state at a cut.
+//!
+//! Every key changed after the cut gets the image of its first change after the cut: an UPDATE or DELETE's
+//! old row (the row as it was at the cut), or "absent" for an INSERT (or the new key of a key-changing
+//! UPDATE). Applied set-wise (delete every affected key, then insert the images), never replayed row by row:
+//! the images together are a state that existed, so they cannot collide with each other or with the rows
+//! left alone, where a replay of `UPDATE t SET id = id + 1` could. The application's triggers stay off.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value as Json};
+
+use super::shape::{KeyKind, Shape};
+use super::tracking::{self, Epoch};
+use crate::error::{Error, Result};
+use crate::sqlite::{Db, Value};
+use crate::store::pit::{op, LOG, PEND};
+use crate::store::quote;
+
+/// A row's identity inside its table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Key {
+    Rowid(i64),
+    /// Primary-key values, encoded with their storage class.
+    Values(Vec<u8>),
+}
+
+/// A row image as the journal holds it: values by slot, under the epoch that wrote it.
+#[derive(Clone, Debug)]
+struct Image {
+    rowid: Option<i64>,
+    slots: HashMap<usize, Value>,
+}
+
+/// What the cut held for one key: the key's values (for the key condition) and its image, or `None` when the
+/// key did not exist at the cut.
+struct Entry {
+    key_values: Vec<Value>,
+    image: Option<Image>,
+}
+
+/// The state at the cut of every key changed after it.
+#[derive(Default)]
+struct Plan {
+    /// table name → key → state at the cut.
+    tables: HashMap<String, HashMap<Key, Entry>>,
+    changes: u64,
+}
+
+pub struct Applied {
+    pub rows_changed: u64,
+    pub journal_rows_undone: u64,
+    pub tables: Json,
+    pub checked_rows: u64,
+}
+
+/// Brings `db` (vigil's own connection to a copy) back to `cut`, in one transaction, and checks that every
+/// affected key now holds its image at the cut.
+pub fn apply(db: Db, cut: i64) -> Result<Applied> {
+    db.set_triggers_enabled(false)?;
+    db.exec("PRAGMA foreign_keys = OFF")?;
+    let epochs: HashMap<i64, Epoch> = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e)).collect();
+    let plan = plan(db, cut, &epochs)?;
+    db.exec("BEGIN IMMEDIATE")?;
+    let applied = (|| {
+        let current = current_shapes(db)?;
+        let mut rows_changed = 0;
+        let mut per_table = serde_json::Map::new();
+        for (name, keys) in &plan.tables {
+            let shape = current.get(name).ok_or_else(|| dropped_table_error(name))?;
+            let changed = apply_table(db, shape, keys)?;
+            rows_changed += changed;
+            per_table.insert(name.clone(), json!(changed));
+        }
+        db.query(&format!("DELETE FROM main.{LOG} WHERE seq > ?1"), &[cut.into()])?;
+        db.exec(&format!("DELETE FROM main.{PEND}"))?;
+        let mut checked = 0;
+        for (name, keys) in &plan.tables {
+            checked += check_table(db, &current[name], keys)?;
+        }
+        Ok(Applied {
+            rows_changed,
+            journal_rows_undone: plan.changes,
+            tables: Json::Object(per_table),
+            checked_rows: checked,
+        })
+    })();
+    match applied {
+        Ok(applied) => {
+            db.exec("COMMIT")?;
+            Ok(applied)
+        }
+        Err(e) => {
+            let _ = db.exec("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn dropped_table_error(name: &str) -> Error {
+    Error::new(format!(
+        "table {} was dropped after the instant and its rows are not in this database; restore from a backup \
+         taken before the drop (backup_restore), then restore to the instant from it",
+        crate::error::quoted(name)
+    ))
+}
+
+fn current_shapes(db: Db) -> Result<HashMap<String, Shape>> {
+    Ok(tracking::active_epochs(db)?.into_iter().map(|e| (e.shape.name.clone(), e.shape)).collect())
+}
+
+/// Reads the journal after the cut and keeps, per key, the first thing said about it.
+fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
+    let width = crate::store::pit::width(db)?;
+    let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
+    let mut stmt = db.prepare(&format!(
+        "SELECT tbl, op, rid, rid_new{slots} FROM main.{LOG} WHERE seq > ?1 AND op IN ({}, {}, {}) ORDER BY seq",
+        op::INSERT,
+        op::UPDATE,
+        op::DELETE
+    ))?;
+    stmt.bind(1, &cut.into())?;
+    let mut plan = Plan::default();
+    while stmt.step()? {
+        plan.changes += 1;
+        let tbl = stmt.column(0).as_i64().unwrap_or(0);
+        let Some(epoch) = epochs.get(&tbl) else { continue };
+        let operation = stmt.column(1).as_i64().unwrap_or(0);
+        let rid = stmt.column(2).as_i64();
+        let rid_new = stmt.column(3).as_i64().or(rid);
+        let image = |offset: usize, rowid: Option<i64>| Image {
+            rowid,
+            slots: epoch.shape.columns.iter().map(|c| (c.slot, stmt.column(4 + (c.slot - 1) * 2 + offset))).collect(),
+        };
+        let keys = plan.tables.entry(epoch.shape.name.clone()).or_default();
+        let old = (operation != op::INSERT).then(|| image(0, rid));
+        let new = (operation != op::DELETE).then(|| image(1, rid_new));
+        if let Some(old) = old {
+            let (key, key_values) = key_of(&epoch.shape, &old);
+            keys.entry(key).or_insert(Entry { key_values, image: Some(old) });
+        }
+        if let Some(new) = new {
+            let (key, key_values) = key_of(&epoch.shape, &new);
+            keys.entry(key).or_insert(Entry { key_values, image: None });
+        }
+    }
+    Ok(plan)
+}
+
+/// A row's key and the values its key condition binds.
+fn key_of(shape: &Shape, image: &Image) -> (Key, Vec<Value>) {
+    match shape.key {
+        KeyKind::PrimaryKey => {
+            let values: Vec<Value> =
+                shape.key_columns().iter().map(|c| image.slots.get(&c.slot).cloned().unwrap_or(Value::Null)).collect();
+            let mut bytes = Vec::new();
+            values.iter().for_each(|v| encode(v, &mut bytes));
+            (Key::Values(bytes), values)
+        }
+        _ => {
+            let rowid = image.rowid.unwrap_or(0);
+            (Key::Rowid(rowid), vec![Value::Integer(rowid)])
+        }
+    }
+}
+
+fn encode(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(0),
+        Value::Integer(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+        Value::Real(r) => {
+            out.push(2);
+            out.extend_from_slice(&r.to_bits().to_be_bytes());
+        }
+        Value::Text(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        Value::Blob(b) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// The key condition of a table: `rowid = ?1` or `"a" = ?1 AND "b" = ?2`.
+fn key_condition(shape: &Shape) -> String {
+    match shape.key {
+        KeyKind::PrimaryKey => shape
+            .key_columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        _ => "rowid = ?1".into(),
+    }
+}
+
+/// Deletes every affected key and inserts the images that existed at the cut. Returns the rows written.
+fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
+    let t = quote(&shape.name);
+    let mut delete = db.prepare(&format!("DELETE FROM main.{t} WHERE {}", key_condition(shape)))?;
+    let mut changed = 0;
+    for entry in keys.values() {
+        delete.run(&entry.key_values)?;
+        changed += u64::from(db.query_value("SELECT changes()", &[])?.as_i64().unwrap_or(0) > 0);
+    }
+    let mut names: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
+    if shape.key.has_rowid() {
+        names.insert(0, "rowid".into());
+    }
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    let mut insert = db.prepare(&format!("INSERT INTO main.{t}({}) VALUES({})", names.join(", "), marks.join(", ")))?;
+    for image in keys.values().filter_map(|e| e.image.as_ref()) {
+        insert.run(&row_params(shape, image))?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Bindings of an image in the current table's column order (rowid first for rowid tables): a column the
+/// image's epoch did not have yet gets NULL.
+fn row_params(shape: &Shape, image: &Image) -> Vec<Value> {
+    let mut params = Vec::new();
+    if shape.key.has_rowid() {
+        params.push(image.rowid.map_or(Value::Null, Value::Integer));
+    }
+    for column in &shape.columns {
+        params.push(image.slots.get(&column.slot).cloned().unwrap_or(Value::Null));
+    }
+    params
+}
+
+/// Reads every affected key back: present with exactly its image (values and storage classes), or absent.
+fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
+    let t = quote(&shape.name);
+    let names: String = shape.columns.iter().map(|c| format!(", {}", quote(&c.name))).collect();
+    let rowid = if shape.key.has_rowid() { "rowid" } else { "NULL" };
+    let mut read = db.prepare(&format!("SELECT {rowid}{names} FROM main.{t} WHERE {}", key_condition(shape)))?;
+    let mut checked = 0;
+    for entry in keys.values() {
+        read.bind_all(&entry.key_values)?;
+        let found = if read.step()? { Some(read.row()) } else { None };
+        read.reset();
+        let expected = entry.image.as_ref().map(|image| {
+            let mut expected = row_params(shape, image);
+            if !shape.key.has_rowid() {
+                expected.insert(0, Value::Null);
+            }
+            expected
+        });
+        let same = match (&found, &expected) {
+            (Some(row), Some(expected)) => same_values(row, expected),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(Error::new(format!(
+                "the restored copy does not hold the journaled row of {} at the cut; nothing was published",
+                crate::error::quoted(&shape.name)
+            )));
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+/// Exact equality: same storage class and same bytes (REAL compared bit for bit).
+fn same_values(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Value::Real(p), Value::Real(q)) => p.to_bits() == q.to_bits(),
+            _ => x == y,
+        })
+}

@@ -1,0 +1,78 @@
+//! The restorable window and the lineage. The journal reaches back to where it began (or was pruned to);
+//! an in-place restore starts a new lineage, and the instants between its cut and the moment it ran belong
+//! to the replaced history, which only its safety backup holds.
+
+use serde_json::{json, Value as Json};
+
+use super::cut::{rfc3339, Cut, Instant};
+use crate::error::{Error, Result};
+use crate::sqlite::{Db, Value};
+use crate::store::pit as store;
+
+/// The earliest restorable position: (seq, Julian day). Rows at or below `seq` are gone or never existed.
+pub fn start(db: Db) -> Result<(i64, f64)> {
+    let seq = store::meta(db, "horizon_seq")?.as_i64().unwrap_or(0);
+    let at = store::meta(db, "horizon_at")?.as_f64().or(store::meta(db, "created_at")?.as_f64()).unwrap_or(0.0);
+    Ok((seq, at))
+}
+
+fn forks(db: Db) -> Result<Vec<Json>> {
+    let text = store::meta(db, "forks")?;
+    Ok(text.as_str().and_then(|t| serde_json::from_str::<Vec<Json>>(t).ok()).unwrap_or_default())
+}
+
+/// Refuses an instant the journal cannot reach, naming the window and what to do.
+pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
+    let (start_seq, start_at) = start(db)?;
+    let window = || format!("the window is {} to now (pit_status() shows it)", rfc3339(db, start_at));
+    match instant {
+        Instant::Time { julian, text } => {
+            if *julian < start_at {
+                return Err(Error::new(format!(
+                    "{text} is before the journal's window: {}; an older state is only in a backup taken then \
+                     (backup_list)",
+                    window()
+                )));
+            }
+            let now = db.query_value("SELECT julianday('now')", &[])?.as_f64().unwrap_or(0.0);
+            if *julian > now + 1.0 / 86_400.0 {
+                return Err(Error::new(format!("{text} is in the future; {}", window())));
+            }
+            for fork in forks(db)? {
+                let (cut_at, restored_at) =
+                    (fork["cut_at"].as_f64().unwrap_or(0.0), fork["restored_at"].as_f64().unwrap_or(0.0));
+                if *julian > cut_at && *julian < restored_at {
+                    return Err(Error::new(format!(
+                        "{text} belongs to the history an in-place restore replaced at {}: that state is in the \
+                         restore's safety backup (its result named it); restore from there with backup_restore",
+                        rfc3339(db, restored_at)
+                    )));
+                }
+            }
+        }
+        Instant::Seq(seq) if *seq < start_seq => {
+            return Err(Error::new(format!(
+                "seq {seq} is before the journal's window, which starts after seq {start_seq}; {}",
+                window()
+            )));
+        }
+        Instant::Seq(_) => {}
+    }
+    if cut.seq < start_seq {
+        return Err(Error::new(format!("the cut at seq {} is before the journal's window; {}", cut.seq, window())));
+    }
+    Ok(())
+}
+
+/// Gives a restored copy a lineage of its own, remembering where it branched off. Returns {lineage, parent}.
+pub fn fork(db: Db, cut: &Cut) -> Result<Json> {
+    let parent = store::meta(db, "lineage")?;
+    let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
+    let now = db.query_value("SELECT julianday('now')", &[])?;
+    let mut all = forks(db)?;
+    all.push(json!({"parent": parent.as_str(), "lineage": lineage.as_str(), "cut_seq": cut.seq,
+                    "cut_at": cut.at, "restored_at": now.as_f64()}));
+    store::set_meta(db, "forks", Value::from(Json::Array(all).to_string()))?;
+    store::set_meta(db, "lineage", lineage.clone())?;
+    Ok(json!({"lineage": lineage.as_str(), "parent": parent.as_str(), "fork_seq": cut.seq}))
+}

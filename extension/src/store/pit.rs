@@ -1,0 +1,114 @@
+//! The point-in-time journal's tables, in the journaled database itself (so every writer's triggers reach
+//! them and every backup carries them):
+//!
+//! - `vigil_pit_meta(key, value)`: format, lineage, tracking mode, last schema version seen, horizon, forks.
+//! - `vigil_pit_tables`: one row per tracked table and schema epoch: its key kind, its columns and the image
+//!   slot of each, its CREATE statement, and the journal range it was current for.
+//! - `vigil_pit_log`: one row per change, in commit order (`seq`). Row images live in slot pairs `o<k>`/`n<k>`
+//!   declared without a type, so a value keeps its exact storage class and bytes (1 stays integer, 1.0 real,
+//!   BLOBs and ±Inf stay as they are) and no function runs in the writer's trigger.
+//! - `vigil_pit_pend`: rows a REPLACE is about to delete, probed by BEFORE triggers; scratch only.
+
+use crate::error::Result;
+use crate::sqlite::{Db, Value};
+
+pub const META: &str = "vigil_pit_meta";
+pub const TABLES: &str = "vigil_pit_tables";
+pub const LOG: &str = "vigil_pit_log";
+pub const PEND: &str = "vigil_pit_pend";
+
+/// The layout version written into `vigil_pit_meta`.
+pub const FORMAT: i64 = 1;
+
+/// Journal operations (`vigil_pit_log.op`).
+pub mod op {
+    pub const INSERT: i64 = 1;
+    pub const UPDATE: i64 = 2;
+    pub const DELETE: i64 = 3;
+    /// A schema change vigil noticed (table created, altered, dropped; a VACUUM).
+    pub const SCHEMA: i64 = 8;
+    /// A seal written by `pit_tick()`: every change before it committed before it.
+    pub const TICK: i64 = 9;
+}
+
+/// Whether a name is one of vigil's journal tables (never tracked, never restored).
+pub fn is_pit_table(name: &str) -> bool {
+    name.starts_with("vigil_pit_")
+}
+
+/// Whether the database has a journal.
+pub fn exists(db: Db) -> Result<bool> {
+    super::has_table(db, "main", LOG)
+}
+
+/// Creates the journal tables (once). The log starts without image slots; [`widen`] adds them.
+pub fn create(db: Db) -> Result<()> {
+    db.exec(&format!(
+        "CREATE TABLE IF NOT EXISTS main.{META}(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS main.{TABLES}(
+           tbl INTEGER PRIMARY KEY, name TEXT NOT NULL, epoch INTEGER NOT NULL, key_kind TEXT NOT NULL,
+           columns TEXT NOT NULL, rowid_alias TEXT, create_sql TEXT, first_seq INTEGER NOT NULL, last_seq INTEGER,
+           complete INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE IF NOT EXISTS main.{LOG}(
+           seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new);
+         CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);"
+    ))
+}
+
+/// The number of image slot pairs the log has.
+pub fn width(db: Db) -> Result<usize> {
+    let n =
+        db.query_value(&format!("SELECT count(*) FROM pragma_table_info('{LOG}') WHERE name GLOB 'o[0-9]*'"), &[])?;
+    Ok(n.as_i64().unwrap_or(0) as usize)
+}
+
+/// Makes room for images of `slots` columns: adding a column without a default only rewrites the schema.
+pub fn widen(db: Db, slots: usize) -> Result<()> {
+    for k in width(db)? + 1..=slots {
+        db.exec(&format!(
+            "ALTER TABLE main.{LOG} ADD COLUMN o{k}; ALTER TABLE main.{LOG} ADD COLUMN n{k};
+             ALTER TABLE main.{PEND} ADD COLUMN o{k};"
+        ))?;
+    }
+    Ok(())
+}
+
+pub fn meta(db: Db, key: &str) -> Result<Value> {
+    db.query_value(&format!("SELECT value FROM main.{META} WHERE key = ?1"), &[Value::from(key)])
+}
+
+pub fn set_meta(db: Db, key: &str, value: Value) -> Result<()> {
+    db.query(&format!("INSERT OR REPLACE INTO main.{META}(key, value) VALUES(?1, ?2)"), &[Value::from(key), value])?;
+    Ok(())
+}
+
+/// The seq the next journal row will get (AUTOINCREMENT never reuses one, also after pruning or a restore).
+pub fn next_seq(db: Db) -> Result<i64> {
+    let next = db.query_value(
+        &format!(
+            "SELECT max(coalesce((SELECT seq FROM main.sqlite_sequence WHERE name = '{LOG}'), 0),
+                        coalesce((SELECT max(seq) FROM main.{LOG}), 0)) + 1"
+        ),
+        &[],
+    )?;
+    Ok(next.as_i64().unwrap_or(1))
+}
+
+/// The last journal row's seq, 0 for an empty journal.
+pub fn last_seq(db: Db) -> Result<i64> {
+    Ok(db.query_value(&format!("SELECT coalesce(max(seq), 0) FROM main.{LOG}"), &[])?.as_i64().unwrap_or(0))
+}
+
+/// The txn expression every journal insert uses: NULL in a writer that never loaded vigil, the exact
+/// transaction id where vigil overrides `sqlite_compileoption_used` (see `pit::txn`).
+pub const TXN_EXPR: &str = "nullif(sqlite_compileoption_used('vigil-pit-txn'), 0)";
+
+/// Appends a row written by vigil itself (schema change, seal), with the time now; `detail` (JSON) goes in
+/// `rid_new`, which such rows do not otherwise use.
+pub fn append_event(db: Db, op: i64, tbl: Option<i64>, detail: &str) -> Result<i64> {
+    db.query(
+        &format!("INSERT INTO main.{LOG}(txn, at, tbl, op, rid_new) VALUES({TXN_EXPR}, julianday('now'), ?1, ?2, ?3)"),
+        &[Value::from(tbl), Value::Integer(op), Value::from(detail)],
+    )?;
+    Ok(db.query_value("SELECT last_insert_rowid()", &[])?.as_i64().unwrap_or(0))
+}
