@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod cut;
 pub mod restore;
+mod schema_back;
 pub mod shape;
 pub mod tracking;
 pub mod txn;

@@ -107,6 +107,7 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         "rows_changed": applied.rows_changed,
         "journal_rows_undone": applied.journal_rows_undone,
         "tables": applied.tables,
+        "schema": applied.schema_notes,
         "verified": {"quick_check": "ok", "rows_checked": applied.checked_rows,
                      "check": "every row changed after the cut read back equal to its journaled image"},
         "lineage": lineage,

@@ -16,14 +16,18 @@ pub struct Epoch {
     pub tbl: i64,
     pub shape: Shape,
     pub first_seq: i64,
+    /// Where the epoch ended (its table altered, dropped or no longer journaled); `None` while current.
+    pub last_seq: Option<i64>,
+    /// The table was empty when this epoch began: with the epochs before it, the journal holds all its rows.
+    pub complete: bool,
 }
 
 /// The epochs whose triggers are in place (one per tracked table).
 pub fn active_epochs(db: Db) -> Result<Vec<Epoch>> {
     let rows = db.query(
         &format!(
-            "SELECT tbl, name, key_kind, columns, create_sql, rowid_alias, first_seq FROM main.{TABLES}
-             WHERE last_seq IS NULL ORDER BY name"
+            "SELECT tbl, name, key_kind, columns, create_sql, rowid_alias, first_seq, last_seq, complete
+             FROM main.{TABLES} WHERE last_seq IS NULL ORDER BY name"
         ),
         &[],
     )?;
@@ -34,7 +38,8 @@ pub fn active_epochs(db: Db) -> Result<Vec<Epoch>> {
 pub fn all_epochs(db: Db) -> Result<Vec<Epoch>> {
     let rows = db.query(
         &format!(
-            "SELECT tbl, name, key_kind, columns, create_sql, rowid_alias, first_seq FROM main.{TABLES} ORDER BY tbl"
+            "SELECT tbl, name, key_kind, columns, create_sql, rowid_alias, first_seq, last_seq, complete
+             FROM main.{TABLES} ORDER BY tbl"
         ),
         &[],
     )?;
@@ -47,6 +52,8 @@ fn epoch_of_row(r: &Vec<Value>) -> Epoch {
         tbl: r[0].as_i64().unwrap_or(0),
         shape: Shape::from_stored(&text(1), &text(2), &text(3), &text(4), r[5].as_str().map(str::to_string)),
         first_seq: r[6].as_i64().unwrap_or(0),
+        last_seq: r[7].as_i64(),
+        complete: r[8].as_i64() == Some(1),
     }
 }
 
@@ -175,6 +182,11 @@ fn track(db: Db, name: &str) -> Result<Shape> {
     Ok(shape)
 }
 
+/// Journals again a table a restore created again.
+pub fn track_again(db: Db, name: &str) -> Result<()> {
+    db.in_savepoint("vigil_pit_track", || track(db, name).map(|_| ()))
+}
+
 fn last_epoch_shape(db: Db, name: &str) -> Result<Option<Shape>> {
     Ok(all_epochs(db)?.into_iter().filter(|e| e.shape.name == name).last().map(|e| e.shape))
 }
@@ -185,7 +197,7 @@ fn previous_epoch_number(db: Db, name: &str) -> Result<i64> {
     Ok(n.as_i64().unwrap_or(0))
 }
 
-fn triggers_present(db: Db, tbl: i64) -> Result<bool> {
+pub fn triggers_present(db: Db, tbl: i64) -> Result<bool> {
     let names: Vec<Value> = SUFFIXES.iter().map(|s| Value::from(capture::trigger_name(tbl, s))).collect();
     let n = db.query_value(
         "SELECT count(*) FROM main.sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3, ?4, ?5)",
@@ -202,7 +214,7 @@ fn install_triggers(db: Db, shape: &Shape, tbl: i64) -> Result<()> {
     Ok(())
 }
 
-fn drop_triggers(db: Db, tbl: i64) -> Result<()> {
+pub fn drop_triggers(db: Db, tbl: i64) -> Result<()> {
     for suffix in SUFFIXES {
         db.exec(&format!("DROP TRIGGER IF EXISTS main.{}", quote(&capture::trigger_name(tbl, suffix))))?;
     }
@@ -283,8 +295,9 @@ pub fn sync(db: Db) -> Result<Noticed> {
             let after = track(db, &name)?;
             if !before.same_layout(&after) || before.create_sql != after.create_sql {
                 noticed.events.push(json!({"event": "alter", "table": name}));
-            } else if after.key == shape::KeyKind::Rowid {
-                // A schema change that altered nothing here may be a VACUUM, which can renumber these rowids.
+            }
+            if after.key == shape::KeyKind::Rowid {
+                // Any schema version change may hide a VACUUM, which can renumber these rowids.
                 let detail = json!({"event": "rowids", "table": name});
                 store::append_event(db, op::SCHEMA, Some(epoch.tbl), &detail.to_string())?;
                 noticed.events.push(detail);

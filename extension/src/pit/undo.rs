@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value as Json};
 
-use super::shape::{KeyKind, Shape};
+use super::shape::{self, KeyKind, Shape};
 use super::tracking::{self, Epoch};
 use crate::error::{Error, Result};
 use crate::sqlite::{Db, Value};
@@ -19,7 +19,7 @@ use crate::store::quote;
 
 /// A row's identity inside its table.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-enum Key {
+pub(super) enum Key {
     Rowid(i64),
     /// Primary-key values, encoded with their storage class.
     Values(Vec<u8>),
@@ -27,16 +27,16 @@ enum Key {
 
 /// A row image as the journal holds it: values by slot, under the epoch that wrote it.
 #[derive(Clone, Debug)]
-struct Image {
-    rowid: Option<i64>,
-    slots: HashMap<usize, Value>,
+pub(super) struct Image {
+    pub rowid: Option<i64>,
+    pub slots: HashMap<usize, Value>,
 }
 
 /// What the cut held for one key: the key's values (for the key condition) and its image, or `None` when the
 /// key did not exist at the cut.
-struct Entry {
-    key_values: Vec<Value>,
-    image: Option<Image>,
+pub(super) struct Entry {
+    pub key_values: Vec<Value>,
+    pub image: Option<Image>,
 }
 
 /// The state at the cut of every key changed after it.
@@ -48,6 +48,9 @@ struct Plan {
 }
 
 pub struct Applied {
+    /// What the schema roll-back did or could not do.
+    pub schema_notes: Vec<Json>,
+    pub rebuilt: std::collections::HashSet<String>,
     pub rows_changed: u64,
     pub journal_rows_undone: u64,
     pub tables: Json,
@@ -63,10 +66,14 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
     let plan = plan(db, cut, &epochs)?;
     db.exec("BEGIN IMMEDIATE")?;
     let applied = (|| {
+        let schema = super::schema_back::roll_back(db, cut, &epochs)?;
         let current = current_shapes(db)?;
-        let mut rows_changed = 0;
+        let mut rows_changed = schema.rows_rebuilt;
         let mut per_table = serde_json::Map::new();
         for (name, keys) in &plan.tables {
+            if schema.rebuilt.contains(name) || schema.absent_at_cut.contains(name) {
+                continue;
+            }
             let shape = current.get(name).ok_or_else(|| dropped_table_error(name))?;
             let changed = apply_table(db, shape, keys)?;
             rows_changed += changed;
@@ -76,9 +83,13 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
         db.exec(&format!("DELETE FROM main.{PEND}"))?;
         let mut checked = 0;
         for (name, keys) in &plan.tables {
-            checked += check_table(db, &current[name], keys)?;
+            if let Some(shape) = current.get(name).filter(|_| !schema.rebuilt.contains(name)) {
+                checked += check_table(db, shape, keys)?;
+            }
         }
         Ok(Applied {
+            schema_notes: schema.notes,
+            rebuilt: schema.rebuilt,
             rows_changed,
             journal_rows_undone: plan.changes,
             tables: Json::Object(per_table),
@@ -88,6 +99,11 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
     match applied {
         Ok(applied) => {
             db.exec("COMMIT")?;
+            // Triggers follow the schema as restored (columns put back, tables created again).
+            tracking::sync(db)?;
+            for name in &applied.rebuilt {
+                tracking::track_again(db, name)?;
+            }
             Ok(applied)
         }
         Err(e) => {
@@ -97,7 +113,16 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
     }
 }
 
-fn dropped_table_error(name: &str) -> Error {
+fn renumbered_error(name: &str) -> Error {
+    Error::new(format!(
+        "table {} has no INTEGER PRIMARY KEY and the schema changed (possibly a VACUUM, which renumbers its \
+         rowids) after changes made since the instant: the journal cannot tell its rows apart across that; restore \
+         from a backup taken before the instant (backup_restore), or give the table an INTEGER PRIMARY KEY",
+        crate::error::quoted(name)
+    ))
+}
+
+pub(super) fn dropped_table_error(name: &str) -> Error {
     Error::new(format!(
         "table {} was dropped after the instant and its rows are not in this database; restore from a backup \
          taken before the drop (backup_restore), then restore to the instant from it",
@@ -105,50 +130,104 @@ fn dropped_table_error(name: &str) -> Error {
     ))
 }
 
+/// The shape of every table rows are restored into, read from the copy as the schema roll-back left it, with
+/// the slots of the table's last epoch (a column renamed back keeps its slot by position).
 fn current_shapes(db: Db) -> Result<HashMap<String, Shape>> {
-    Ok(tracking::active_epochs(db)?.into_iter().map(|e| (e.shape.name.clone(), e.shape)).collect())
+    let mut last: HashMap<String, Shape> = HashMap::new();
+    for epoch in tracking::all_epochs(db)? {
+        last.insert(epoch.shape.name.clone(), epoch.shape);
+    }
+    let mut shapes = HashMap::new();
+    for (name, previous) in last {
+        if shape::untrackable(db, &name)?.is_none() {
+            shapes.insert(name.clone(), shape::read(db, &name, Some(&previous))?);
+        }
+    }
+    Ok(shapes)
 }
 
-/// Reads the journal after the cut and keeps, per key, the first thing said about it.
-fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
+/// One journaled change, with its images under the epoch that wrote it.
+pub(super) struct Change<'e> {
+    pub epoch: &'e Epoch,
+    pub op: i64,
+    pub old: Option<Image>,
+    pub new: Option<Image>,
+    /// A schema event's JSON detail.
+    pub detail: Option<String>,
+}
+
+/// Runs `visit` over the journal rows of `filter` (a WHERE clause over seq with ?1), in commit order.
+pub(super) fn each_change<'e>(
+    db: Db,
+    filter: &str,
+    bound: i64,
+    epochs: &'e HashMap<i64, Epoch>,
+    mut visit: impl FnMut(Change<'e>) -> Result<()>,
+) -> Result<()> {
     let width = crate::store::pit::width(db)?;
     let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
     let mut stmt = db.prepare(&format!(
-        "SELECT tbl, op, rid, rid_new{slots} FROM main.{LOG} WHERE seq > ?1 AND op IN ({}, {}, {}) ORDER BY seq",
+        "SELECT tbl, op, rid, rid_new{slots} FROM main.{LOG} WHERE {filter} AND op IN ({}, {}, {}, {}) ORDER BY seq",
         op::INSERT,
         op::UPDATE,
-        op::DELETE
+        op::DELETE,
+        op::SCHEMA
     ))?;
-    stmt.bind(1, &cut.into())?;
-    let mut plan = Plan::default();
+    stmt.bind(1, &bound.into())?;
     while stmt.step()? {
-        plan.changes += 1;
         let tbl = stmt.column(0).as_i64().unwrap_or(0);
         let Some(epoch) = epochs.get(&tbl) else { continue };
         let operation = stmt.column(1).as_i64().unwrap_or(0);
+        if operation == op::SCHEMA {
+            let detail = stmt.column(3).as_str().map(str::to_string);
+            visit(Change { epoch, op: operation, old: None, new: None, detail })?;
+            continue;
+        }
         let rid = stmt.column(2).as_i64();
         let rid_new = stmt.column(3).as_i64().or(rid);
         let image = |offset: usize, rowid: Option<i64>| Image {
             rowid,
             slots: epoch.shape.columns.iter().map(|c| (c.slot, stmt.column(4 + (c.slot - 1) * 2 + offset))).collect(),
         };
-        let keys = plan.tables.entry(epoch.shape.name.clone()).or_default();
         let old = (operation != op::INSERT).then(|| image(0, rid));
         let new = (operation != op::DELETE).then(|| image(1, rid_new));
-        if let Some(old) = old {
-            let (key, key_values) = key_of(&epoch.shape, &old);
+        visit(Change { epoch, op: operation, old, new, detail: None })?;
+    }
+    Ok(())
+}
+
+/// Reads the journal after the cut and keeps, per key, the first thing said about it.
+fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
+    let mut plan = Plan::default();
+    // Tables with changes since the cut: a later possible renumbering of their rowids makes the keys ambiguous.
+    let mut changed_since_cut: std::collections::HashSet<String> = Default::default();
+    each_change(db, "seq > ?1", cut, epochs, |change| {
+        let name = &change.epoch.shape.name;
+        if change.op == op::SCHEMA {
+            let renumbered = change.detail.as_deref().is_some_and(|d| d.contains("\"event\":\"rowids\""));
+            if renumbered && changed_since_cut.contains(name) {
+                return Err(renumbered_error(name));
+            }
+            return Ok(());
+        }
+        plan.changes += 1;
+        changed_since_cut.insert(name.clone());
+        let keys = plan.tables.entry(name.clone()).or_default();
+        if let Some(old) = change.old {
+            let (key, key_values) = key_of(&change.epoch.shape, &old);
             keys.entry(key).or_insert(Entry { key_values, image: Some(old) });
         }
-        if let Some(new) = new {
-            let (key, key_values) = key_of(&epoch.shape, &new);
+        if let Some(new) = change.new {
+            let (key, key_values) = key_of(&change.epoch.shape, &new);
             keys.entry(key).or_insert(Entry { key_values, image: None });
         }
-    }
+        Ok(())
+    })?;
     Ok(plan)
 }
 
 /// A row's key and the values its key condition binds.
-fn key_of(shape: &Shape, image: &Image) -> (Key, Vec<Value>) {
+pub(super) fn key_of(shape: &Shape, image: &Image) -> (Key, Vec<Value>) {
     match shape.key {
         KeyKind::PrimaryKey => {
             let values: Vec<Value> =
@@ -203,7 +282,7 @@ fn key_condition(shape: &Shape) -> String {
 }
 
 /// Deletes every affected key and inserts the images that existed at the cut. Returns the rows written.
-fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
+pub(super) fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
     let t = quote(&shape.name);
     let mut delete = db.prepare(&format!("DELETE FROM main.{t} WHERE {}", key_condition(shape)))?;
     let mut changed = 0;
@@ -226,7 +305,7 @@ fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64>
 
 /// Bindings of an image in the current table's column order (rowid first for rowid tables): a column the
 /// image's epoch did not have yet gets NULL.
-fn row_params(shape: &Shape, image: &Image) -> Vec<Value> {
+pub(super) fn row_params(shape: &Shape, image: &Image) -> Vec<Value> {
     let mut params = Vec::new();
     if shape.key.has_rowid() {
         params.push(image.rowid.map_or(Value::Null, Value::Integer));
