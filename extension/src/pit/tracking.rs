@@ -140,7 +140,7 @@ fn track(db: Db, name: &str) -> Result<Shape> {
     let shape = shape::read(db, name, previous.as_ref())?;
     match &current {
         Some(epoch) if epoch.shape.same_layout(&shape) && epoch.shape.create_sql == shape.create_sql => {
-            if !triggers_present(db, epoch.tbl)? {
+            if !triggers_present(db, epoch.tbl)? || !triggers_newest(db, name, epoch.tbl)? {
                 install_triggers(db, &shape, epoch.tbl)?;
             }
             return Ok(shape);
@@ -204,6 +204,22 @@ pub fn triggers_present(db: Db, tbl: i64) -> Result<bool> {
         &names,
     )?;
     Ok(n.as_i64() == Some(SUFFIXES.len() as i64))
+}
+
+/// Whether vigil's triggers are the newest on the table. SQLite fires a table's triggers newest first: when an
+/// application trigger is newer and writes the same table, its nested change would be journaled before the
+/// change that caused it, and a restore across both would be wrong. Creating them again makes them newest.
+pub fn triggers_newest(db: Db, table: &str, tbl: i64) -> Result<bool> {
+    let order = db.query(
+        "SELECT (SELECT max(rowid) FROM main.sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1
+                 AND name NOT GLOB 'vigil_pit_*'),
+                (SELECT min(rowid) FROM main.sqlite_schema WHERE type = 'trigger' AND name GLOB ?2)",
+        &[table.into(), format!("vigil_pit_{tbl}_*").into()],
+    )?;
+    Ok(match (order[0][0].as_i64(), order[0][1].as_i64()) {
+        (Some(app), Some(pit)) => pit > app,
+        _ => true,
+    })
 }
 
 fn install_triggers(db: Db, shape: &Shape, tbl: i64) -> Result<()> {
