@@ -26,9 +26,10 @@ pub fn triggers(shape: &Shape, tbl: i64) -> Vec<String> {
     let t = quote(&shape.name);
     let name = |s| quote(&trigger_name(tbl, s));
     let now = "julianday('now')";
+    let r = shape.rowid_name;
     let (rid_old, rid_new) = match shape.key.has_rowid() {
-        true => ("OLD.rowid", "NEW.rowid"),
-        false => ("NULL", "NULL"),
+        true => (format!("OLD.{r}"), format!("NEW.{r}")),
+        false => ("NULL".to_string(), "NULL".to_string()),
     };
     let slots_o = slot_list(shape, "o");
     let slots_n = slot_list(shape, "n");
@@ -97,7 +98,7 @@ fn value_list(shape: &Shape, row: &str) -> String {
 fn key_changed(shape: &Shape) -> String {
     let mut terms: Vec<String> = Vec::new();
     if shape.key.has_rowid() {
-        terms.push("NEW.rowid IS NOT OLD.rowid".into());
+        terms.push(format!("NEW.{r} IS NOT OLD.{r}", r = shape.rowid_name));
     }
     for unique in &shape.uniques {
         for (column, _) in &unique.columns {
@@ -121,7 +122,7 @@ fn probe(shape: &Shape, tbl: i64, row: &str, except: Option<&str>) -> String {
     let t = quote(&shape.name);
     let mut terms: Vec<String> = Vec::new();
     if shape.key.has_rowid() {
-        terms.push(format!("rowid = {row}.rowid"));
+        terms.push(format!("{r} = {row}.{r}", r = shape.rowid_name));
     }
     for unique in &shape.uniques {
         terms.push(equal_columns(&unique.columns, "", &format!("{row}.")));
@@ -129,14 +130,14 @@ fn probe(shape: &Shape, tbl: i64, row: &str, except: Option<&str>) -> String {
     if terms.is_empty() {
         return String::new();
     }
-    let rid = if shape.key.has_rowid() { "rowid" } else { "NULL" };
+    let rid = if shape.key.has_rowid() { shape.rowid_name } else { "NULL" };
     let columns: String = shape.columns.iter().map(|c| format!(", {}", quote(&c.name))).collect();
     let exclude = match (except, shape.key) {
         (None, _) => String::new(),
         (Some(old), KeyKind::PrimaryKey) => {
             format!(" AND NOT ({})", equal_columns(&shape.primary_key(), "", &format!("{old}.")))
         }
-        (Some(old), _) => format!(" AND rowid IS NOT {old}.rowid"),
+        (Some(old), _) => format!(" AND {r} IS NOT {old}.{r}", r = shape.rowid_name),
     };
     format!(
         "INSERT INTO {PEND}(tbl, rid{}) SELECT {tbl}, {rid}{columns} FROM {t} WHERE ({}){exclude};",
@@ -165,7 +166,7 @@ fn pend_is_new_key(shape: &Shape) -> String {
                 .collect();
             parts.join(" AND ")
         }
-        _ => "p.rid = NEW.rowid".into(),
+        _ => format!("p.rid = NEW.{}", shape.rowid_name),
     }
 }
 
@@ -180,7 +181,7 @@ fn pend_row_matches(shape: &Shape, x: &str) -> String {
                 .collect();
             parts.join(" AND ")
         }
-        _ => format!("{x}.rowid = p.rid"),
+        _ => format!("{x}.{} = p.rid", shape.rowid_name),
     }
 }
 

@@ -68,6 +68,13 @@ pub struct Shape {
     /// UNIQUE indexes on expressions: a REPLACE deleting through one is seen only with recursive_triggers.
     pub expression_uniques: usize,
     pub create_sql: String,
+    /// The name that reaches the rowid (`rowid`, or `_rowid_`/`oid` when a column is called `rowid`).
+    pub rowid_name: &'static str,
+}
+
+/// The first of SQLite's names for the rowid that no column hides.
+fn rowid_name(columns: &[String]) -> Option<&'static str> {
+    ["rowid", "_rowid_", "oid"].into_iter().find(|alias| !columns.iter().any(|c| c.eq_ignore_ascii_case(alias)))
 }
 
 /// Why a table cannot be tracked, when it cannot.
@@ -116,7 +123,12 @@ pub fn read(db: Db, name: &str, previous: Option<&Shape>) -> Result<Shape> {
         .ok_or_else(|| Error::new(format!("no table {} in the main schema", crate::error::quoted(name))))?;
     // table_xinfo: hidden 2 and 3 are generated columns, which SQLite computes again on restore.
     let rows = db.query(&format!("SELECT cid, name, pk, hidden FROM main.pragma_table_xinfo({})", lit(name)), &[])?;
-    let without_rowid = is_without_rowid(db, &q)?;
+    let all_names: Vec<String> = rows.iter().filter_map(|r| r[1].as_str().map(str::to_string)).collect();
+    let reachable_rowid = rowid_name(&all_names);
+    let without_rowid = match reachable_rowid {
+        Some(alias) => db.prepare(&format!("SELECT {alias} FROM main.{q} LIMIT 0")).is_err(),
+        None => true,
+    };
     let pk_count = rows.iter().filter(|r| r[2].as_i64().unwrap_or(0) > 0).count();
     let pk_index = db
         .query_value(&format!("SELECT count(*) FROM main.pragma_index_list({}) WHERE origin = 'pk'", lit(name)), &[])?
@@ -138,14 +150,19 @@ pub fn read(db: Db, name: &str, previous: Option<&Shape>) -> Result<Shape> {
         .filter_map(|r| Some((r[0].as_i64()? as usize, r[1].as_str()?.to_string(), r[2].as_i64().unwrap_or(0))))
         .filter(|(_, n, _)| Some(n) != rowid_alias.as_ref())
         .collect();
+    let rowid_name = match reachable_rowid {
+        Some(alias) => alias,
+        None if !without_rowid || rows.iter().all(|r| r[2].as_i64().unwrap_or(0) == 0) => {
+            return Err(Error::new(format!(
+                "cannot journal {}: its columns named rowid, _rowid_ and oid hide the rowid",
+                crate::error::quoted(name)
+            )))
+        }
+        None => "rowid",
+    };
     let columns = assign_slots(&stored, previous);
     let (uniques, expression_uniques) = unique_constraints(db, name, key)?;
-    Ok(Shape { name: name.to_string(), key, columns, rowid_alias, uniques, expression_uniques, create_sql })
-}
-
-/// Whether a table has no rowid: selecting it fails.
-fn is_without_rowid(db: Db, q: &str) -> Result<bool> {
-    Ok(db.prepare(&format!("SELECT rowid FROM main.{q} LIMIT 0")).is_err())
+    Ok(Shape { name: name.to_string(), key, columns, rowid_alias, uniques, expression_uniques, create_sql, rowid_name })
 }
 
 /// A string literal for pragma table-valued functions.
@@ -234,6 +251,7 @@ impl Shape {
             uniques: Vec::new(),
             expression_uniques: 0,
             create_sql: create_sql.to_string(),
+            rowid_name: "rowid",
         }
     }
 

@@ -277,7 +277,7 @@ fn key_condition(shape: &Shape) -> String {
             .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
             .collect::<Vec<_>>()
             .join(" AND "),
-        _ => "rowid = ?1".into(),
+        _ => format!("{} = ?1", shape.rowid_name),
     }
 }
 
@@ -292,7 +292,7 @@ pub(super) fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> 
     }
     let mut names: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
     if shape.key.has_rowid() {
-        names.insert(0, "rowid".into());
+        names.insert(0, shape.rowid_name.into());
     }
     let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
     let mut insert = db.prepare(&format!("INSERT INTO main.{t}({}) VALUES({})", names.join(", "), marks.join(", ")))?;
@@ -320,7 +320,7 @@ pub(super) fn row_params(shape: &Shape, image: &Image) -> Vec<Value> {
 fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
     let t = quote(&shape.name);
     let names: String = shape.columns.iter().map(|c| format!(", {}", quote(&c.name))).collect();
-    let rowid = if shape.key.has_rowid() { "rowid" } else { "NULL" };
+    let rowid = if shape.key.has_rowid() { shape.rowid_name } else { "NULL" };
     let mut read = db.prepare(&format!("SELECT {rowid}{names} FROM main.{t} WHERE {}", key_condition(shape)))?;
     let mut checked = 0;
     for entry in keys.values() {
