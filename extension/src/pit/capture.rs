@@ -11,7 +11,7 @@
 //! journaled twice; readers drop the repeat.
 
 use super::shape::{KeyKind, Shape};
-use crate::store::pit::{LOG, PEND, TXN_EXPR};
+use crate::store::pit::{txn_expr, LOG, PEND};
 use crate::store::quote;
 
 /// Trigger name suffixes, in creation order.
@@ -21,8 +21,10 @@ pub fn trigger_name(tbl: i64, suffix: &str) -> String {
     format!("vigil_pit_{tbl}_{suffix}")
 }
 
-/// The CREATE TRIGGER statements journaling `shape` as table id `tbl`.
-pub fn triggers(shape: &Shape, tbl: i64) -> Vec<String> {
+/// The CREATE TRIGGER statements journaling `shape` as table id `tbl` of the journal `db_id`.
+pub fn triggers(shape: &Shape, tbl: i64, db_id: &str) -> Vec<String> {
+    #[allow(non_snake_case)]
+    let TXN_EXPR = txn_expr(db_id);
     let t = quote(&shape.name);
     let name = |s| quote(&trigger_name(tbl, s));
     let now = "julianday('now')";

@@ -46,7 +46,11 @@ pub fn pit_disable(db: Db, args: &[Value]) -> Result<Value> {
 
 /// What this connection records as transaction ids.
 fn txn_mode(db: Db) -> &'static str {
-    match db.query_value(&format!("SELECT {}", store::TXN_EXPR), &[]) {
+    let expr = match store::db_id(db) {
+        Ok(id) => store::txn_expr(&id),
+        Err(_) => return "unknown",
+    };
+    match db.query_value(&format!("SELECT {expr}"), &[]) {
         Ok(Value::Integer(_)) => "exact on this connection (vigil is loaded); NULL for writers without vigil",
         _ => "unknown on this connection: vigil could not take over sqlite_compileoption_used (loaded while a statement ran?)",
     }

@@ -71,6 +71,7 @@ fn ensure_journal(db: Db) -> Result<()> {
     let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
     store::set_meta(db, "format", Value::Integer(store::FORMAT))?;
     store::set_meta(db, "lineage", lineage)?;
+    store::set_meta(db, "db_id", db.query_value("SELECT lower(hex(randomblob(8)))", &[])?)?;
     store::set_meta(db, "created_at", db.query_value("SELECT julianday('now')", &[])?)?;
     Ok(())
 }
@@ -224,7 +225,7 @@ pub fn triggers_newest(db: Db, table: &str, tbl: i64) -> Result<bool> {
 
 fn install_triggers(db: Db, shape: &Shape, tbl: i64) -> Result<()> {
     drop_triggers(db, tbl)?;
-    for sql in capture::triggers(shape, tbl) {
+    for sql in capture::triggers(shape, tbl, &store::db_id(db)?) {
         db.exec(&sql).map_err(|e| e.context(format!("cannot journal {}", crate::error::quoted(&shape.name))))?;
     }
     Ok(())

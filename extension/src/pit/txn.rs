@@ -10,17 +10,21 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::sqlite::{self, Db, Value};
 
-pub const SENTINEL: &str = "vigil-pit-txn";
+use crate::store::pit::TXN_PREFIX;
 pub const FUNCTION: &str = "sqlite_compileoption_used";
 
-/// Per connection: the data version the current id belongs to, and the id.
+/// Per connection: the data version the current id belongs to, and the id (0: the main database is not the
+/// journal the trigger asked about).
 #[derive(Default)]
-pub struct TxnState(Mutex<Option<(u32, i64)>>);
+pub struct TxnState(Mutex<Option<(u32, String, i64)>>);
 
-/// `sqlite_compileoption_used(name)` on a vigil connection.
+/// `sqlite_compileoption_used(name)` on a vigil connection. Never an error for a journal trigger: whatever
+/// fails, the answer is 0 and the change is journaled with an unknown transaction, as a foreign writer's.
 pub fn compileoption_used(db: Db, state: &TxnState, args: &[Value]) -> Result<Value> {
     match args.first() {
-        Some(Value::Text(name)) if name == SENTINEL => Ok(Value::Integer(current_txn(db, state)?)),
+        Some(Value::Text(name)) if name.starts_with(TXN_PREFIX) => {
+            Ok(Value::Integer(current_txn(db, state, &name[TXN_PREFIX.len()..]).unwrap_or(0)))
+        }
         Some(Value::Text(name)) => Ok(Value::Integer(i64::from(sqlite::compileoption_used(name)))),
         Some(Value::Null) | None => Ok(Value::Null),
         Some(other) => {
@@ -35,18 +39,19 @@ pub fn compileoption_used(db: Db, state: &TxnState, args: &[Value]) -> Result<Va
     }
 }
 
-fn current_txn(db: Db, state: &TxnState) -> Result<i64> {
+fn current_txn(db: Db, state: &TxnState, db_id: &str) -> Result<i64> {
     let version = db.data_version("main")?;
     let mut current = state.0.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((seen, id)) = *current {
-        if seen == version {
-            return Ok(id);
+    if let Some((seen, journal, id)) = current.as_ref() {
+        if *seen == version && journal == db_id {
+            return Ok(*id);
         }
     }
     // The first journal row of this transaction is about to take the next seq: that seq names it. After a
     // rollback the same seq comes again (AUTOINCREMENT rolls back too), so a reused id still names one
     // committed transaction.
-    let id = crate::store::pit::next_seq(db)?;
-    *current = Some((version, id));
+    let ours = crate::store::pit::exists(db)? && crate::store::pit::db_id(db)? == db_id;
+    let id = if ours { crate::store::pit::next_seq(db)? } else { 0 };
+    *current = Some((version, db_id.to_string(), id));
     Ok(id)
 }

@@ -99,15 +99,28 @@ pub fn last_seq(db: Db) -> Result<i64> {
     Ok(db.query_value(&format!("SELECT coalesce(max(seq), 0) FROM main.{LOG}"), &[])?.as_i64().unwrap_or(0))
 }
 
-/// The txn expression every journal insert uses: NULL in a writer that never loaded vigil, the exact
-/// transaction id where vigil overrides `sqlite_compileoption_used` (see `pit::txn`).
-pub const TXN_EXPR: &str = "nullif(sqlite_compileoption_used('vigil-pit-txn'), 0)";
+/// The txn expression every journal insert uses: NULL in a writer that never loaded vigil (the core
+/// function answers 0 for an unknown option), the exact transaction id where vigil overrides
+/// `sqlite_compileoption_used` (see `pit::txn`). The database's id makes the override answer only for the
+/// journal it belongs to (an attached database has its own).
+pub fn txn_expr(db_id: &str) -> String {
+    format!("nullif(sqlite_compileoption_used('{TXN_PREFIX}{db_id}'), 0)")
+}
+
+pub const TXN_PREFIX: &str = "vigil-pit-txn:";
+
+/// The journal's identity, set once when the journal starts (hex: safe inside an SQL literal).
+pub fn db_id(db: Db) -> Result<String> {
+    let id = meta(db, "db_id")?;
+    Ok(id.as_str().filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit())).unwrap_or("0").to_string())
+}
 
 /// Appends a row written by vigil itself (schema change, seal), with the time now; `detail` (JSON) goes in
 /// `rid_new`, which such rows do not otherwise use.
 pub fn append_event(db: Db, op: i64, tbl: Option<i64>, detail: &str) -> Result<i64> {
+    let txn = txn_expr(&db_id(db)?);
     db.query(
-        &format!("INSERT INTO main.{LOG}(txn, at, tbl, op, rid_new) VALUES({TXN_EXPR}, julianday('now'), ?1, ?2, ?3)"),
+        &format!("INSERT INTO main.{LOG}(txn, at, tbl, op, rid_new) VALUES({txn}, julianday('now'), ?1, ?2, ?3)"),
         &[Value::from(tbl), Value::Integer(op), Value::from(detail)],
     )?;
     Ok(db.query_value("SELECT last_insert_rowid()", &[])?.as_i64().unwrap_or(0))
