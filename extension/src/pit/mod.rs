@@ -71,11 +71,8 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
         ));
     }
     let noticed = tracking::sync(db)?;
-    let seq = store::append_event(db, op::TICK, None, "{}")?;
-    let at = db.query_value(&format!("SELECT at FROM main.{LOG} WHERE seq = ?1"), &[seq.into()])?;
-    Ok(Value::Text(
-        json!({"seq": seq, "at": at.as_f64().map(|a| cut::rfc3339(db, a)), "noticed": noticed.events}).to_string(),
-    ))
+    let (seq, at) = store::append_event_at(db, op::TICK, None, "{}")?;
+    Ok(Value::Text(json!({"seq": seq, "at": cut::rfc3339(db, at), "noticed": noticed.events}).to_string()))
 }
 
 /// `pit_status()`.

@@ -10,9 +10,9 @@ use serde_json::{json, Value as Json};
 
 use super::tracking::{self, Epoch};
 use super::undo::{self, Entry, Key};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sqlite::Db;
-use crate::store::pit::op;
+use crate::store::pit::{op, LOG};
 use crate::store::quote;
 
 #[derive(Default)]
@@ -55,8 +55,11 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
     let mut back = SchemaBack::default();
     for (name, history) in histories(epochs, cut) {
         let exists = super::shape::untrackable(db, &name)?.is_none();
+        if history.at_cut.is_some() {
+            refuse_gap(db, cut, &history)?;
+        }
         match (history.at_cut, history.active) {
-            (Some(then), Some(now)) if then.tbl != now.tbl => columns_back(db, then, now, &mut back)?,
+            (Some(then), Some(now)) if then.tbl != now.tbl => columns_back(db, cut, then, &history, &mut back)?,
             (Some(_), _) => {}
             (None, _) if exists => {
                 let since = history.all.iter().map(|e| e.first_seq).filter(|s| *s > cut).min();
@@ -77,32 +80,87 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
     Ok(back)
 }
 
-/// Drops the columns added after the cut and gives renamed columns their names at the cut.
-fn columns_back(db: Db, then: &Epoch, now: &Epoch, back: &mut SchemaBack) -> Result<()> {
+/// A table no longer journaled (pit_disable) and journaled again later may have changed in between, unseen:
+/// no restore to before the gap can be exact for it.
+fn refuse_gap(db: Db, cut: i64, history: &History) -> Result<()> {
+    for epoch in history.all.iter().filter(|e| e.first_seq > cut) {
+        let event =
+            db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[epoch.first_seq.into()])?;
+        if event.as_str().is_some_and(|e| e.contains("\"event\":\"retrack\"")) {
+            return Err(Error::new(format!(
+                "table {} was not journaled for a while before seq {} (pit_disable, then pit_enable): its changes \
+                 then are unknown, so no restore to an instant before that can be exact; restore to a later instant, \
+                 or from a backup (backup_restore)",
+                crate::error::quoted(&epoch.shape.name),
+                epoch.first_seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last moment before `seq` at which vigil saw the schema (a seal or a schema event): a change noticed at
+/// `seq` by a writer without vigil happened after it.
+fn last_schema_sighting(db: Db, seq: i64) -> Result<i64> {
+    let seen = db.query_value(
+        // Rows of the noticing transaction itself (one sync writes an event per table) are not earlier sightings.
+        &format!(
+            "SELECT max(seq) FROM main.{LOG} WHERE seq < ?1 AND op IN ({}, {})
+             AND txn IS NOT (SELECT txn FROM main.{LOG} WHERE seq = ?1)",
+            op::TICK,
+            op::SCHEMA
+        ),
+        &[seq.into()],
+    )?;
+    Ok(seen.as_i64().unwrap_or(0))
+}
+
+/// The first epoch after `then` in which `changed` holds (the epoch that noticed a change).
+fn noticed_in<'e>(history: &History<'e>, then: &Epoch, changed: impl Fn(&Epoch) -> bool) -> Option<&'e Epoch> {
+    history.all.iter().copied().find(|e| e.first_seq > then.first_seq && changed(e))
+}
+
+/// Drops the columns added after the cut and gives renamed columns their names at the cut. A change whose
+/// moment is not known to be after the cut (made by a writer without vigil, noticed later) is left alone.
+fn columns_back(db: Db, cut: i64, then: &Epoch, history: &History, back: &mut SchemaBack) -> Result<()> {
+    let now = history.active.unwrap_or(then);
     let t = quote(&now.shape.name);
     tracking::drop_triggers(db, now.tbl)?;
     for column in &now.shape.columns {
-        match then.shape.columns.iter().find(|c| c.slot == column.slot) {
+        let before = then.shape.columns.iter().find(|c| c.slot == column.slot);
+        if before.is_some_and(|b| b.name == column.name) {
+            continue;
+        }
+        let slot_changed = |e: &Epoch| match e.shape.columns.iter().find(|c| c.slot == column.slot) {
+            Some(c) => before.map_or(true, |b| b.name != c.name),
+            None => false,
+        };
+        let noticed = noticed_in(history, then, slot_changed).map_or(now.first_seq, |e| e.first_seq);
+        let since = last_schema_sighting(db, noticed)?;
+        if since <= cut {
+            back.notes.push(json!({"table": now.shape.name, "column": column.name, "note": format!(
+                "changed at an unknown moment between seq {since} and {noticed}, around the cut (a writer without \
+                 vigil; pit_tick narrows this): left as it is now")}));
+            continue;
+        }
+        match before {
             None => {
                 let sql = format!("ALTER TABLE main.{t} DROP COLUMN {}", quote(&column.name));
-                if let Err(e) = db.exec(&sql) {
-                    back.notes.push(json!({"table": now.shape.name, "column": column.name,
-                        "note": format!("added after the cut and kept: {}", e.message())}));
-                } else {
-                    back.notes.push(
-                        json!({"table": now.shape.name, "column": column.name, "note": "added after the cut: dropped"}),
-                    );
-                }
+                let note = match db.exec(&sql) {
+                    Ok(()) => "added after the cut: dropped".to_string(),
+                    Err(e) => format!("added after the cut and kept: {}", e.message()),
+                };
+                back.notes.push(json!({"table": now.shape.name, "column": column.name, "note": note}));
             }
-            Some(old) if old.name != column.name => {
+            Some(old) => {
                 db.exec(&format!(
                     "ALTER TABLE main.{t} RENAME COLUMN {} TO {}",
                     quote(&column.name),
                     quote(&old.name)
                 ))?;
-                back.notes.push(json!({"table": now.shape.name, "column": old.name, "note": format!("renamed {} after the cut: renamed back", column.name)}));
+                back.notes.push(json!({"table": now.shape.name, "column": old.name,
+                    "note": format!("renamed {} after the cut: renamed back", column.name)}));
             }
-            Some(_) => {}
         }
     }
     Ok(())

@@ -118,10 +118,20 @@ pub fn db_id(db: Db) -> Result<String> {
 /// Appends a row written by vigil itself (schema change, seal), with the time now; `detail` (JSON) goes in
 /// `rid_new`, which such rows do not otherwise use.
 pub fn append_event(db: Db, op: i64, tbl: Option<i64>, detail: &str) -> Result<i64> {
+    Ok(append_event_at(db, op, tbl, detail)?.0)
+}
+
+/// [`append_event`], also returning the row's time: read by RETURNING in the same statement, so nothing is
+/// read after the commit (a second read could wait on, and fail for, another writer's lock).
+pub fn append_event_at(db: Db, op: i64, tbl: Option<i64>, detail: &str) -> Result<(i64, f64)> {
     let txn = txn_expr(&db_id(db)?);
-    db.query(
-        &format!("INSERT INTO main.{LOG}(txn, at, tbl, op, rid_new) VALUES({txn}, julianday('now'), ?1, ?2, ?3)"),
+    let rows = db.query(
+        &format!(
+            "INSERT INTO main.{LOG}(txn, at, tbl, op, rid_new) VALUES({txn}, julianday('now'), ?1, ?2, ?3)
+             RETURNING seq, at"
+        ),
         &[Value::from(tbl), Value::Integer(op), Value::from(detail)],
     )?;
-    Ok(db.query_value("SELECT last_insert_rowid()", &[])?.as_i64().unwrap_or(0))
+    let row = rows.first().ok_or_else(|| crate::error::Error::new("the journal row was not written"))?;
+    Ok((row[0].as_i64().unwrap_or(0), row[1].as_f64().unwrap_or(0.0)))
 }
