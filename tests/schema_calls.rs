@@ -19,6 +19,10 @@ const WRITING_CALLS: &[(&str, &str)] = &[
     ("backup_verify", "backup_verify('{dir}/out/none.db')"),
     ("backup_restore", "backup_restore('{dir}/out/none.db', '{dir}/out/restored.db')"),
     ("export_to", "export_to('{dir}/out', 'csv')"),
+    ("pit_enable", "pit_enable('*')"),
+    ("pit_disable", "pit_disable('*')"),
+    ("pit_tick", "pit_tick()"),
+    ("pit_restore", "pit_restore('{\"seq\":0}', '{dir}/out/restored.db')"),
 ];
 
 /// Schema objects that call `{call}`, and the application statement that makes each one run.
