@@ -986,3 +986,60 @@ fn a_table_disabled_under_star_stays_disabled_after_a_schema_change() {
         .collect();
     assert_eq!(tracked, ["keep", "later"], "t was disabled");
 }
+
+/// An application trigger created after pit_enable that updates the row being updated fires before vigil's
+/// (SQLite runs the newest trigger first): the nested change is journaled before the outer one.
+#[test]
+#[ignore = "core bug, reported: pit's triggers are not kept the newest; a restore then writes back a half-updated row"]
+fn an_application_trigger_created_after_pit_enable_does_not_corrupt_restores() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b); INSERT INTO t VALUES (1, 'a0', 'b0');");
+    json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
+    foreign(&db, "CREATE TRIGGER app AFTER UPDATE OF a ON t BEGIN UPDATE t SET b = 'b1' WHERE id = NEW.id; END;")
+        .unwrap();
+    json_call(&vigil(&db), "SELECT pit_tick()").unwrap();
+    let before = snapshot(&db);
+    foreign(&db, "UPDATE t SET a = 'a1';").unwrap();
+    let target = dir.path().join("before.db");
+    restore_into(&db, &seq(before.0), &target).unwrap();
+    assert_eq!(tables(&target), before.1);
+}
+
+/// Rows written before vigil noticed a foreign ADD COLUMN … DEFAULT have journal images without the column;
+/// restored, they must read the column's default, as SQLite did at that instant.
+#[test]
+#[ignore = "core bug, reported: an image from before vigil noticed an ADD COLUMN is restored with NULL, not the column's DEFAULT"]
+fn a_column_added_with_a_default_reads_its_default_in_restored_rows() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, a); INSERT INTO t VALUES (1, 'one');");
+    json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
+    foreign(&db, "ALTER TABLE t ADD COLUMN b DEFAULT 'd';").unwrap();
+    let added = snapshot(&db);
+    foreign(&db, "UPDATE t SET a = 'ONE';").unwrap();
+    json_call(&vigil(&db), "SELECT pit_tick()").unwrap();
+    let target = dir.path().join("added.db");
+    restore_into(&db, &seq(added.0), &target).unwrap();
+    assert_eq!(tables(&target), added.1);
+}
+
+/// A VACUUM renumbers the rowids of a table without INTEGER PRIMARY KEY; pit_enable warns that a restore cannot
+/// reach back across it, so such a restore must be refused, never a silent mix of old and new rowids.
+#[test]
+#[ignore = "core bug, reported: a restore across a VACUUM of a rowid-keyed table is not refused and duplicates rows"]
+fn a_restore_across_a_vacuum_of_a_rowid_keyed_table_is_refused_or_exact() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE n(v); INSERT INTO n VALUES ('a'), ('b'), ('c'), ('d');");
+    json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
+    let before = snapshot(&db);
+    foreign(&db, "DELETE FROM n WHERE v IN ('a', 'b'); UPDATE n SET v = 'C' WHERE v = 'c'; VACUUM;").unwrap();
+    json_call(&vigil(&db), "SELECT pit_tick()").unwrap();
+    foreign(&db, "UPDATE n SET v = v || '!';").unwrap();
+    let target = dir.path().join("before.db");
+    match restore_into(&db, &seq(before.0), &target) {
+        Ok(result) => assert_eq!(tables(&target), before.1, "{result}"),
+        Err(e) => assert!(e.contains("VACUUM") || e.contains("rowid"), "{e}"),
+    }
+}
