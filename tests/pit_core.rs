@@ -1077,3 +1077,23 @@ fn a_restore_across_a_journaling_gap_is_refused_or_exact() {
         Err(e) => assert!(e.contains("not journaled") || e.contains("disable"), "{e}"),
     }
 }
+
+/// vigil's own tables (health history, backup and maintenance logs) are never journaled: a restore must not
+/// forget a backup taken after the instant.
+#[test]
+fn vigils_own_tables_are_never_journaled() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, a)");
+    let conn = vigil(&db);
+    conn.query_row("SELECT health_snapshot()", [], |_| Ok(())).unwrap();
+    let enabled = json_call(&conn, "SELECT pit_enable('*')").unwrap();
+    assert_eq!(enabled["tracked"], serde_json::json!(["t"]), "{enabled}");
+    let err = json_call(&conn, "SELECT pit_enable('vigil_health_history')").unwrap_err();
+    assert!(err.contains("internal table"), "{err}");
+    let cut = json_call(&conn, "SELECT pit_tick()").unwrap()["seq"].as_i64().unwrap();
+    json_call(&conn, &format!("SELECT backup_to('{}/')", dir.path().join("b").display())).unwrap();
+    json_call(&conn, &format!("SELECT pit_restore({})", seq(cut))).unwrap();
+    let logged = plain_i64(&db, "SELECT count(*) FROM vigil_backup_log WHERE path LIKE '%/b/%'");
+    assert_eq!(logged, 1, "the backup taken after the instant stays recorded");
+}
