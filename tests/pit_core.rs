@@ -892,6 +892,17 @@ fn instants_outside_the_window_inside_a_transaction_and_time_against_seq() {
     assert_eq!(by_time["cut"]["seq"], by_seq["cut"]["seq"], "{by_time} {by_seq}");
     assert_eq!(by_time["consistency"], "transaction", "{by_time}");
     assert_eq!(tables(&dir.path().join("time.db")), after_a.1);
+    // The same time written with an offset.
+    let offset: String = Connection::open_in_memory()
+        .unwrap()
+        .query_row(
+            "SELECT strftime('%Y-%m-%dT%H:%M:%f', ?1, '+1 hour') || '+01:00'",
+            [tick["at"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let by_offset = restore_into(&db, &format!("'{offset}'"), &dir.path().join("offset.db")).unwrap();
+    assert_eq!(by_offset["cut"]["seq"], by_seq["cut"]["seq"], "{offset}: {by_offset}");
     assert_eq!(tables(&dir.path().join("seq.db")), after_a.1);
 
     // Between the two statements of the foreign transaction: a statement-level cut, said so; strict goes back to
@@ -916,17 +927,27 @@ fn instants_outside_the_window_inside_a_transaction_and_time_against_seq() {
 // The journal's own promises
 // ---------------------------------------------------------------------------------------------------------
 
-/// A writer that never loads vigil, on SQLite 3.40 with trusted_schema off, writes every kind of change without
-/// an error from the journal, and a restore to each state reproduces it (values and storage classes).
+/// A writer that never loads vigil, on SQLite 3.40 with trusted_schema off and recursive_triggers off or on,
+/// writes every kind of change without an error from the journal, and a restore to each state reproduces it
+/// (values and storage classes).
 #[test]
 fn a_foreign_writer_with_trusted_schema_off_is_journaled_exactly() {
+    for recursive in ["OFF", "ON"] {
+        foreign_writer_steps_restore_exactly(recursive);
+    }
+}
+
+fn foreign_writer_steps_restore_exactly(recursive_triggers: &str) {
     let dir = scratch();
     let db = dir.path().join("app.db");
     create_db(
         &db,
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v, name TEXT COLLATE NOCASE UNIQUE, g AS (v || '!'));
          CREATE TABLE k(a, b, v, PRIMARY KEY (a, b)) WITHOUT ROWID;
-         CREATE TABLE nokey(v);",
+         CREATE TABLE nokey(v);
+         CREATE TABLE parent(id INTEGER PRIMARY KEY);
+         CREATE TABLE child(id INTEGER PRIMARY KEY, pid REFERENCES parent(id) ON DELETE CASCADE);
+         CREATE TABLE r(id INTEGER PRIMARY KEY, u UNIQUE ON CONFLICT REPLACE);",
     );
     let enabled = json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
     assert!(enabled["warnings"].to_string().contains("nokey"), "{enabled}");
@@ -939,13 +960,19 @@ fn a_foreign_writer_with_trusted_schema_off_is_journaled_exactly() {
         "INSERT OR REPLACE INTO t(id, v, name) VALUES (4, 0.1 + 0.2, 'DEF')",
         "INSERT INTO t(id, v, name) VALUES (1, 'upsert', 'zzz') ON CONFLICT(id) DO UPDATE SET v = excluded.v",
         "UPDATE t SET id = 10 WHERE id = 1",
+        "UPDATE OR REPLACE t SET name = 'ghi' WHERE id = 4",
         "INSERT INTO k VALUES (1, 'a', 1), (1, 'b', 2); UPDATE k SET b = 'c' WHERE b = 'a'",
         "INSERT INTO nokey VALUES (1), (2); DELETE FROM nokey WHERE v = 1",
+        "INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (1, 1), (2, 1), (3, 2)",
+        "DELETE FROM parent WHERE id = 1",
+        "INSERT INTO r VALUES (1, 'a'), (2, 'b'); INSERT INTO r VALUES (3, 'a')",
         "DELETE FROM t WHERE id = 10",
     ];
     let mut states = Vec::new();
     for step in steps {
-        let script = format!("PRAGMA trusted_schema = OFF; PRAGMA recursive_triggers = OFF; {step};");
+        let script = format!(
+            "PRAGMA trusted_schema = OFF; PRAGMA recursive_triggers = {recursive_triggers}; PRAGMA foreign_keys = ON; {step};"
+        );
         let out = Command::new(PYTHON)
             .args(["-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.executescript(sys.argv[2])"])
             .arg(&db)
@@ -955,10 +982,12 @@ fn a_foreign_writer_with_trusted_schema_off_is_journaled_exactly() {
         assert!(out.status.success(), "{step}: {}", String::from_utf8_lossy(&out.stderr));
         states.push(snapshot(&db));
     }
+    assert_eq!(states[12].1["child"].len(), 1, "the cascade ran");
     for (i, (cut, state)) in states.iter().enumerate() {
         let target = dir.path().join(format!("s{i}.db"));
         let result = restore_into(&db, &seq(*cut), &target).unwrap();
-        assert_eq!(&tables(&target), state, "after step {i} ({}): {result}", steps[i]);
+        let what = format!("recursive_triggers {recursive_triggers}, after step {i} ({})", steps[i]);
+        assert_eq!(&tables(&target), state, "{what}: {result}");
     }
 }
 
