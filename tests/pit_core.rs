@@ -594,14 +594,15 @@ fn a_writer_killed_mid_transaction_leaves_the_journal_in_step_with_the_data() {
     }
 }
 
-/// Restores in place, through vigil loaded into python3, printing the result.
+/// Restores in place (or into argv[4]), through vigil loaded into python3, printing the result.
 const RESTORER: &str = r#"
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
 con.enable_load_extension(True)
 con.load_extension(sys.argv[2])
 print("ready", flush=True)
-print(con.execute("SELECT pit_restore(?)", ('{"seq": %s}' % sys.argv[3],)).fetchone()[0], flush=True)
+target = sys.argv[4] if len(sys.argv) > 4 else None
+print(con.execute("SELECT pit_restore(?, ?)", ('{"seq": %s}' % sys.argv[3], target)).fetchone()[0], flush=True)
 "#;
 
 /// vigil's temporary files in `dir` (`.<name>.vigil-tmp-…`), and SQLite's files beside them (`-journal`,
@@ -681,6 +682,33 @@ fn kill_in_place_restores(journal_mode: &str, trials: usize) -> Vec<PathBuf> {
 fn an_in_place_restore_killed_at_any_moment_leaves_the_old_or_the_restored_database() {
     for mode in ["delete", "wal"] {
         kill_in_place_restores(mode, 4);
+    }
+}
+
+/// A restore into a new file killed at any moment publishes nothing or the whole restored database.
+#[test]
+fn a_restore_into_a_new_file_killed_at_any_moment_publishes_all_or_nothing() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    let cut = restorable(&db, "wal");
+    let old = tables(&db);
+    let full = restore_into(&db, &seq(cut), &dir.path().join("reference.db")).unwrap();
+    let restored = tables(&dir.path().join("reference.db"));
+    let longest = full["duration_ms"].as_f64().unwrap() as u64 * 2 + 200;
+    for trial in 0..4 {
+        let target = dir.path().join(format!("new{trial}.db"));
+        let (lib, cut) = (library(), cut.to_string());
+        let args = [db.to_str().unwrap(), lib.to_str().unwrap(), &cut, target.to_str().unwrap()];
+        let mut restorer = spawn_python(RESTORER, &args);
+        wait_ready(&mut restorer);
+        pause(random_below(longest));
+        restorer.kill().unwrap();
+        restorer.wait().unwrap();
+        if target.exists() {
+            assert!(integrity_ok(&target), "trial {trial}");
+            assert_eq!(tables(&target), restored, "trial {trial}: a published restore is whole");
+        }
+        assert_eq!(tables(&db), old, "trial {trial}: the live database is untouched");
     }
 }
 
