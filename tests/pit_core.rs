@@ -29,7 +29,9 @@ fn vigil(db: &Path) -> Connection {
 
 /// Reads one integer without vigil (as any process would).
 fn plain_i64(db: &Path, sql: &str) -> i64 {
-    Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    let conn = Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn max_seq(db: &Path) -> i64 {
@@ -580,7 +582,12 @@ fn a_writer_killed_mid_transaction_leaves_the_journal_in_step_with_the_data() {
         json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
         let mut writer = spawn_python(BUSY_WRITER, &[db.to_str().unwrap(), &trial.to_string()]);
         wait_ready(&mut writer);
-        pause(150 + random_below(400));
+        // Some work first (the machine may be loaded), then a kill at a random moment.
+        let started = std::time::Instant::now();
+        while max_seq(&db) <= 20 && started.elapsed() < Duration::from_secs(30) {
+            pause(20);
+        }
+        pause(random_below(400));
         writer.kill().unwrap();
         writer.wait().unwrap();
 

@@ -396,7 +396,45 @@ pub fn sweep(dir: &Path) -> Vec<String> {
             }
         }
     }
+    removed.extend(sweep_sidecars(dir));
     removed
+}
+
+/// SQLite's files beside a temporary database vigil opened (a restore's working copy): its rollback journal,
+/// WAL and shared-memory file.
+const SIDECARS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// Removes the SQLite sidecar files of vigil temporary files that are gone (a run killed while SQLite had
+/// them open; vigil closes its connection to a temporary database before it renames or removes it, so a
+/// sidecar without its database is always an orphan). Left there, a journal would be rolled back into a
+/// later temporary file that happened to get the same name.
+fn sweep_sidecars(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(base) = SIDECARS.iter().find_map(|s| name.strip_suffix(s)).filter(|b| is_temp_name(b)) else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        if meta.is_file() && dir.join(base).symlink_metadata().is_err() && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path().to_string_lossy().into_owned());
+        }
+    }
+    removed
+}
+
+/// Removes SQLite files left beside a temporary file vigil has just created (its name is new to this run, so
+/// anything there is stale) before SQLite opens it: a journal of the same name would be rolled back into it.
+pub fn clear_sidecars(temp: &Path) {
+    for suffix in SIDECARS {
+        let mut name = temp.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Opens a file for reading only when it is a regular file: FIFOs and devices are opened without blocking
@@ -692,5 +730,38 @@ mod tests {
     fn numbered_names() {
         assert_eq!(numbered("a-T1Z.db.gz", 5, 1), "a-T1Z.db.gz");
         assert_eq!(numbered("a-T1Z.db.gz", 5, 2), "a-T1Z-2.db.gz");
+    }
+}
+
+#[cfg(test)]
+mod sidecar_tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_sqlite_files_of_a_temporary_database_are_swept() {
+        let path = std::env::temp_dir().join(format!("vigil-sidecar-test-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        struct Dir(PathBuf);
+        impl Dir {
+            fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Dir(path);
+        for name in
+            [".a.db.vigil-tmp-999-0-wal", ".a.db.vigil-tmp-998-0-journal", ".a.db.vigil-tmp-997-0-shm", "a.db-wal"]
+        {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::write(dir.path().join(".a.db.vigil-tmp-997-0"), b"").unwrap();
+        let removed = sweep(dir.path());
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(dir.path().join("a.db-wal").exists(), "not vigil's");
+        assert!(dir.path().join(".a.db.vigil-tmp-997-0-shm").exists(), "its database is still there");
     }
 }

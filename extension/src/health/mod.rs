@@ -39,12 +39,7 @@ impl Status {
     }
 }
 
-/// vigil's own tables start with this prefix; they are not the user's schema.
-pub const OWN_PREFIX: &str = "vigil_";
-
-pub fn is_vigil_object(name: &str) -> bool {
-    name.starts_with(OWN_PREFIX)
-}
+pub use crate::store::is_vigil_object;
 
 /// One row of the report.
 #[derive(Clone, Debug, PartialEq)]

@@ -32,7 +32,9 @@ fn which_tables(args: &[Value]) -> Result<String> {
 /// `pit_enable([table | '*' [, options]])`.
 pub fn pit_enable(db: Db, args: &[Value]) -> Result<Value> {
     let which = which_tables(args).map_err(|e| e.context("bad arguments"))?;
-    crate::health::options::object_arg(args.get(1), "{}", &[]).map_err(|e| e.context("bad options"))?;
+    if args.get(1).is_some_and(|o| !matches!(o, Value::Null) && o.as_str().map(str::trim) != Some("{}")) {
+        return Err(Error::new("pit_enable takes no options in this version: pass NULL or '{}'").context("bad options"));
+    }
     let mut result = tracking::enable(db, &which)?;
     result["transactions"] = json!(txn_mode(db));
     Ok(Value::Text(result.to_string()))
@@ -70,8 +72,18 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
              transaction of its own",
         ));
     }
-    let noticed = tracking::sync(db)?;
-    let (seq, at) = store::append_event_at(db, op::TICK, None, "{}")?;
+    // One write transaction: no other writer's schema change can fall between what sync saw and the seal,
+    // so the seal is an exact sighting of the schema (restores rely on it to date foreign schema changes).
+    db.exec("BEGIN IMMEDIATE")?;
+    let sealed =
+        tracking::sync(db).and_then(|noticed| Ok((noticed, store::append_event_at(db, op::TICK, None, "{}")?)));
+    let (noticed, (seq, at)) = match sealed.and_then(|done| db.exec("COMMIT").map(|_| done)) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = db.exec("ROLLBACK");
+            return Err(e);
+        }
+    };
     Ok(Value::Text(json!({"seq": seq, "at": cut::rfc3339(db, at), "noticed": noticed.events}).to_string()))
 }
 

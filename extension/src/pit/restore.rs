@@ -62,23 +62,21 @@ pub fn pit_restore(db: Db, args: &[Value]) -> Result<Value> {
 
 fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) -> Result<Json> {
     let started = Clock::now();
+    if let Some(t) = target {
+        refuse_existing(t)?;
+    }
     let live = Target::open(db, "main", options.busy_timeout_ms)?;
     super::install_txn_override(live.db());
     tracking::sync(live.db())?;
     let live_path = PathBuf::from(&live.path);
-    let destination = match target {
-        Some(t) => {
-            refuse_existing(t)?;
-            t.to_path_buf()
-        }
-        None => live_path.clone(),
-    };
+    let destination = target.map_or_else(|| live_path.clone(), Path::to_path_buf);
     let dir = parent_of(&destination);
     if !dir.is_dir() {
         return Err(Error::new(format!("directory {} does not exist; create it first", dir.display())));
     }
     let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (temp, file) = TempFile::create(&dir, &name, dir::Perms::of(&live_path))?;
+    dir::clear_sidecars(&temp.path);
     copy_live(live.db(), &temp.path)?;
     let (cut, applied, lineage) = bring_back(&temp.path, instant, options.strict)?;
     sync_file(&file, &temp.path)?;
@@ -93,6 +91,8 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
             let backup_options = BackupOptions { busy_timeout_ms: options.busy_timeout_ms, ..BackupOptions::default() };
             let (step, safety) = crate::backup::restore::replace(live.db(), &live_path, &temp.path, &backup_options)
                 .map_err(|e| live.explain(e))?;
+            // The replaced history ends now, and its last state is the safety backup: later refusals say where.
+            super::window::fork_published(live.db(), safety["path"].as_str())?;
             (step.to_json(), safety)
         }
     };
@@ -109,6 +109,7 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         "tables": applied.tables,
         "schema": applied.schema_notes,
         "verified": {"quick_check": "ok", "rows_checked": applied.checked_rows,
+                     "content_sha256": applied.content_sha256,
                      "check": "every row changed after the cut read back equal to its journaled image"},
         "lineage": lineage,
         "safety_backup": safety_backup,

@@ -61,12 +61,7 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
         match (history.at_cut, history.active) {
             (Some(then), Some(now)) if then.tbl != now.tbl => columns_back(db, cut, then, &history, &mut back)?,
             (Some(_), _) => {}
-            (None, _) if exists => {
-                let since = history.all.iter().map(|e| e.first_seq).filter(|s| *s > cut).min();
-                back.absent_at_cut.insert(name.clone());
-                back.notes.push(json!({"table": name, "note": format!(
-                    "journaled only since seq {}, after the cut: left as it is now", since.unwrap_or(0))}));
-            }
+            (None, _) if exists => not_there_at_cut(db, cut, &name, &history, &mut back)?,
             (None, _) => {
                 back.absent_at_cut.insert(name.clone());
             }
@@ -78,6 +73,31 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
         }
     }
     Ok(back)
+}
+
+/// A table the journal did not follow at the cut. When the journal holds all its rows (it was empty when
+/// first seen) its rows are undone like any other, leaving it empty, and it is dropped when the journal saw
+/// it created after the cut. Otherwise its rows at the cut are unknown: it is left as it is, and said so.
+/// A cut at seq S is the last state before row S + 1, so only a sighting after S dates a change after it.
+fn not_there_at_cut(db: Db, cut: i64, name: &str, history: &History, back: &mut SchemaBack) -> Result<()> {
+    let Some(first) = history.all.first() else { return Ok(()) };
+    if !first.complete {
+        back.absent_at_cut.insert(name.to_string());
+        back.notes.push(json!({"table": name, "note": format!(
+            "journaled only since seq {}, after the cut: left as it is now", first.first_seq)}));
+        return Ok(());
+    }
+    let event = db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[first.first_seq.into()])?;
+    let created = event.as_str().is_some_and(|e| e.contains("\"event\":\"created\""));
+    if created && last_schema_sighting(db, first.first_seq)? > cut {
+        db.exec(&format!("DROP TABLE main.{}", quote(name)))?;
+        back.absent_at_cut.insert(name.to_string());
+        back.notes.push(json!({"table": name, "note": "created after the cut: dropped"}));
+    } else {
+        back.notes.push(json!({"table": name, "note": format!(
+            "first seen empty at seq {}, around the cut: kept, without the rows written since", first.first_seq)}));
+    }
+    Ok(())
 }
 
 /// A table no longer journaled (pit_disable) and journaled again later may have changed in between, unseen:

@@ -79,7 +79,7 @@ fn rowid_name(columns: &[String]) -> Option<&'static str> {
 
 /// Why a table cannot be tracked, when it cannot.
 pub fn untrackable(db: Db, name: &str) -> Result<Option<&'static str>> {
-    if crate::health::is_vigil_object(name) || name.starts_with("sqlite_") {
+    if crate::store::is_vigil_object(name) || name.starts_with("sqlite_") {
         return Ok(Some("internal table"));
     }
     let sql =

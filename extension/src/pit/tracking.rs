@@ -62,6 +62,16 @@ fn tracks_all(db: Db) -> Result<bool> {
     Ok(store::meta(db, "tracking")?.as_str() == Some("*"))
 }
 
+/// Tables pit_disable named while every table is journaled: new tables are still picked up, these are not.
+fn excluded(db: Db) -> Result<Vec<String>> {
+    let text = store::meta(db, "excluded")?;
+    Ok(text.as_str().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default())
+}
+
+fn set_excluded(db: Db, names: &[String]) -> Result<()> {
+    store::set_meta(db, "excluded", Value::from(serde_json::to_string(names).unwrap_or_default()))
+}
+
 /// Starts a journal in the database (tables, identity) when it has none.
 fn ensure_journal(db: Db) -> Result<()> {
     if store::exists(db)? {
@@ -88,18 +98,21 @@ pub fn enable(db: Db, which: &str) -> Result<Json> {
         let (names, skipped) = match which {
             "*" => {
                 store::set_meta(db, "tracking", Value::from("*"))?;
+                set_excluded(db, &[])?;
                 (shape::trackable_tables(db)?, skipped_tables(db)?)
             }
             name => {
                 if let Some(reason) = shape::untrackable(db, name)? {
                     return Err(Error::new(format!("cannot journal {}: {reason}", crate::error::quoted(name))));
                 }
+                let rest: Vec<String> = excluded(db)?.into_iter().filter(|n| n != name).collect();
+                set_excluded(db, &rest)?;
                 (vec![name.to_string()], Vec::new())
             }
         };
         let mut warnings = Vec::new();
         for name in &names {
-            let shape = track(db, name)?;
+            let shape = track(db, name, false)?;
             warnings.extend(shape_warnings(&shape));
         }
         remember_schema_version(db)?;
@@ -135,7 +148,8 @@ fn shape_warnings(shape: &Shape) -> Vec<Json> {
 }
 
 /// Journals `name` from now on: a new epoch when it is not tracked yet or its layout changed. Returns its shape.
-fn track(db: Db, name: &str) -> Result<Shape> {
+/// `discovered`: a table sync found under '*', created since vigil last looked at the schema.
+fn track(db: Db, name: &str, discovered: bool) -> Result<Shape> {
     let current = active_epochs(db)?.into_iter().find(|e| e.shape.name == name);
     let previous = last_epoch_shape(db, name)?;
     let shape = shape::read(db, name, previous.as_ref())?;
@@ -151,12 +165,11 @@ fn track(db: Db, name: &str) -> Result<Shape> {
     }
     let empty = db.query_value(&format!("SELECT NOT EXISTS (SELECT 1 FROM main.{})", quote(name)), &[])?;
     let epoch = previous_epoch_number(db, name)? + 1;
-    let event = if current.is_some() {
-        "alter"
-    } else if epoch == 1 {
-        "track"
-    } else {
-        "retrack"
+    let event = match (current.is_some(), epoch, discovered) {
+        (true, _, _) => "alter",
+        (false, 1, true) => "created",
+        (false, 1, false) => "track",
+        _ => "retrack",
     };
     let seq = store::append_event(db, op::SCHEMA, None, &json!({"event": event, "table": name}).to_string())?;
     db.query(
@@ -185,7 +198,7 @@ fn track(db: Db, name: &str) -> Result<Shape> {
 
 /// Journals again a table a restore created again.
 pub fn track_again(db: Db, name: &str) -> Result<()> {
-    db.in_savepoint("vigil_pit_track", || track(db, name).map(|_| ()))
+    db.in_savepoint("vigil_pit_track", || track(db, name, false).map(|_| ()))
 }
 
 fn last_epoch_shape(db: Db, name: &str) -> Result<Option<Shape>> {
@@ -264,6 +277,10 @@ pub fn disable(db: Db, which: &str) -> Result<Json> {
         }
         if which == "*" {
             store::set_meta(db, "tracking", Value::from("tables"))?;
+        } else if tracks_all(db)? {
+            let mut names = excluded(db)?;
+            names.push(which.to_string());
+            set_excluded(db, &names)?;
         }
         for epoch in &stopping {
             store::append_event(db, op::SCHEMA, Some(epoch.tbl), &json!({"event": "disable"}).to_string())?;
@@ -309,7 +326,7 @@ pub fn sync(db: Db) -> Result<Noticed> {
                 continue;
             }
             let before = epoch.shape.clone();
-            let after = track(db, &name)?;
+            let after = track(db, &name, false)?;
             if !before.same_layout(&after) || before.create_sql != after.create_sql {
                 noticed.events.push(json!({"event": "alter", "table": name}));
             }
@@ -321,10 +338,11 @@ pub fn sync(db: Db) -> Result<Noticed> {
             }
         }
         if tracks_all(db)? {
-            let tracked: Vec<String> = active_epochs(db)?.into_iter().map(|e| e.shape.name).collect();
+            let mut skip: Vec<String> = active_epochs(db)?.into_iter().map(|e| e.shape.name).collect();
+            skip.extend(excluded(db)?);
             for name in shape::trackable_tables(db)? {
-                if !tracked.contains(&name) {
-                    track(db, &name)?;
+                if !skip.contains(&name) {
+                    track(db, &name, true)?;
                     noticed.events.push(json!({"event": "track", "table": name}));
                 }
             }

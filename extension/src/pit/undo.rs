@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
 
 use super::shape::{self, KeyKind, Shape};
 use super::tracking::{self, Epoch};
@@ -18,7 +19,7 @@ use crate::store::pit::{op, LOG, PEND};
 use crate::store::quote;
 
 /// A row's identity inside its table.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Key {
     Rowid(i64),
     /// Primary-key values, encoded with their storage class.
@@ -55,6 +56,8 @@ pub struct Applied {
     pub journal_rows_undone: u64,
     pub tables: Json,
     pub checked_rows: u64,
+    /// SHA-256 of every affected key's row as read back from the restored copy, in table and key order.
+    pub content_sha256: String,
 }
 
 /// Brings `db` (vigil's own connection to a copy) back to `cut`, in one transaction, and checks that every
@@ -82,9 +85,13 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
         db.query(&format!("DELETE FROM main.{LOG} WHERE seq > ?1"), &[cut.into()])?;
         db.exec(&format!("DELETE FROM main.{PEND}"))?;
         let mut checked = 0;
-        for (name, keys) in &plan.tables {
-            if let Some(shape) = current.get(name).filter(|_| !schema.rebuilt.contains(name)) {
-                checked += check_table(db, shape, keys)?;
+        let mut digest = Sha256::new();
+        let mut names: Vec<&String> = plan.tables.keys().collect();
+        names.sort();
+        for name in names {
+            let skipped = schema.rebuilt.contains(name) || schema.absent_at_cut.contains(name);
+            if let Some(shape) = current.get(name).filter(|_| !skipped) {
+                checked += check_table(db, shape, &plan.tables[name], &mut digest)?;
             }
         }
         Ok(Applied {
@@ -94,6 +101,7 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
             journal_rows_undone: plan.changes,
             tables: Json::Object(per_table),
             checked_rows: checked,
+            content_sha256: crate::backup::digest::hex(&digest.finalize()),
         })
     })();
     match applied {
@@ -281,61 +289,75 @@ fn key_condition(shape: &Shape) -> String {
     }
 }
 
-/// Deletes every affected key and inserts the images that existed at the cut. Returns the rows written.
+/// Deletes every affected key and inserts the images that existed at the cut. Returns the keys whose row
+/// changed (deleted, written, or both).
 pub(super) fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
     let t = quote(&shape.name);
     let mut delete = db.prepare(&format!("DELETE FROM main.{t} WHERE {}", key_condition(shape)))?;
+    let mut inserts: HashMap<Vec<bool>, crate::sqlite::Statement> = HashMap::new();
     let mut changed = 0;
+    // Every delete before any insert: an image may take a UNIQUE value that a row deleted later still holds.
     for entry in keys.values() {
         delete.run(&entry.key_values)?;
-        changed += u64::from(db.query_value("SELECT changes()", &[])?.as_i64().unwrap_or(0) > 0);
+        let deleted = db.query_value("SELECT changes()", &[])?.as_i64().unwrap_or(0) > 0;
+        changed += u64::from(deleted || entry.image.is_some());
     }
-    let mut names: Vec<String> = shape.columns.iter().map(|c| quote(&c.name)).collect();
-    if shape.key.has_rowid() {
-        names.insert(0, shape.rowid_name.into());
-    }
-    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-    let mut insert = db.prepare(&format!("INSERT INTO main.{t}({}) VALUES({})", names.join(", "), marks.join(", ")))?;
     for image in keys.values().filter_map(|e| e.image.as_ref()) {
-        insert.run(&row_params(shape, image))?;
-        changed += 1;
+        let present = present_columns(shape, image);
+        if !inserts.contains_key(&present) {
+            inserts.insert(present.clone(), db.prepare(&insert_sql(shape, &present))?);
+        }
+        inserts.get_mut(&present).expect("prepared above").run(&row_params(shape, image))?;
     }
     Ok(changed)
 }
 
-/// Bindings of an image in the current table's column order (rowid first for rowid tables): a column the
-/// image's epoch did not have yet gets NULL.
+/// Which of the table's columns an image holds: a column its epoch did not have yet gets its DEFAULT, as
+/// every row untouched by the restore reads it.
+fn present_columns(shape: &Shape, image: &Image) -> Vec<bool> {
+    shape.columns.iter().map(|c| image.slots.contains_key(&c.slot)).collect()
+}
+
+fn insert_sql(shape: &Shape, present: &[bool]) -> String {
+    let mut names: Vec<String> =
+        shape.columns.iter().zip(present).filter(|(_, p)| **p).map(|(c, _)| quote(&c.name)).collect();
+    if shape.key.has_rowid() {
+        names.insert(0, shape.rowid_name.into());
+    }
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    if names.is_empty() {
+        return format!("INSERT INTO main.{} DEFAULT VALUES", quote(&shape.name));
+    }
+    format!("INSERT INTO main.{}({}) VALUES({})", quote(&shape.name), names.join(", "), marks.join(", "))
+}
+
+/// The values an image binds, in the order of [`insert_sql`]: rowid first for rowid tables, then the
+/// columns the image holds.
 pub(super) fn row_params(shape: &Shape, image: &Image) -> Vec<Value> {
     let mut params = Vec::new();
     if shape.key.has_rowid() {
         params.push(image.rowid.map_or(Value::Null, Value::Integer));
     }
-    for column in &shape.columns {
-        params.push(image.slots.get(&column.slot).cloned().unwrap_or(Value::Null));
-    }
+    params.extend(shape.columns.iter().filter_map(|c| image.slots.get(&c.slot).cloned()));
     params
 }
 
 /// Reads every affected key back: present with exactly its image (values and storage classes), or absent.
-fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64> {
+/// Feeds what it read, in key order, to `digest`: the content hash the result reports.
+fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>, digest: &mut Sha256) -> Result<u64> {
     let t = quote(&shape.name);
     let names: String = shape.columns.iter().map(|c| format!(", {}", quote(&c.name))).collect();
     let rowid = if shape.key.has_rowid() { shape.rowid_name } else { "NULL" };
     let mut read = db.prepare(&format!("SELECT {rowid}{names} FROM main.{t} WHERE {}", key_condition(shape)))?;
+    let mut ordered: Vec<(&Key, &Entry)> = keys.iter().collect();
+    ordered.sort_by(|a, b| a.0.cmp(b.0));
     let mut checked = 0;
-    for entry in keys.values() {
+    for (_, entry) in ordered {
         read.bind_all(&entry.key_values)?;
         let found = if read.step()? { Some(read.row()) } else { None };
         read.reset();
-        let expected = entry.image.as_ref().map(|image| {
-            let mut expected = row_params(shape, image);
-            if !shape.key.has_rowid() {
-                expected.insert(0, Value::Null);
-            }
-            expected
-        });
-        let same = match (&found, &expected) {
-            (Some(row), Some(expected)) => same_values(row, expected),
+        let same = match (&found, &entry.image) {
+            (Some(row), Some(image)) => same_values(&held_values(shape, row, image), &row_params(shape, image)),
             (None, None) => true,
             _ => false,
         };
@@ -345,9 +367,24 @@ fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> Result<u64>
                 crate::error::quoted(&shape.name)
             )));
         }
+        let mut bytes = Vec::new();
+        shape.name.as_bytes().iter().for_each(|b| bytes.push(*b));
+        found.iter().flatten().for_each(|v| encode(v, &mut bytes));
+        digest.update(&bytes);
         checked += 1;
     }
     Ok(checked)
+}
+
+/// A row read back (rowid or NULL first, then every column), cut to what [`row_params`] binds for `image`.
+fn held_values(shape: &Shape, row: &[Value], image: &Image) -> Vec<Value> {
+    let mut values = Vec::new();
+    if shape.key.has_rowid() {
+        values.push(row[0].clone());
+    }
+    let held = shape.columns.iter().zip(&row[1..]).filter(|(c, _)| image.slots.contains_key(&c.slot));
+    values.extend(held.map(|(_, v)| v.clone()));
+    values
 }
 
 /// Exact equality: same storage class and same bytes (REAL compared bit for bit).

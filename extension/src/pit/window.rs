@@ -42,9 +42,10 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
                 let (cut_at, restored_at) =
                     (fork["cut_at"].as_f64().unwrap_or(0.0), fork["restored_at"].as_f64().unwrap_or(0.0));
                 if *julian > cut_at && *julian < restored_at {
+                    let kept = fork["safety_backup"].as_str().unwrap_or("(named in the restore's result)");
                     return Err(Error::new(format!(
-                        "{text} belongs to the history an in-place restore replaced at {}: that state is in the \
-                         restore's safety backup (its result named it); restore from there with backup_restore",
+                        "{text} belongs to the history an in-place restore replaced at {}: its last state is in the \
+                         safety backup {kept}; restore from there with backup_restore",
                         rfc3339(db, restored_at)
                     )));
                 }
@@ -75,4 +76,16 @@ pub fn fork(db: Db, cut: &Cut) -> Result<Json> {
     store::set_meta(db, "forks", Value::from(Json::Array(all).to_string()))?;
     store::set_meta(db, "lineage", lineage.clone())?;
     Ok(json!({"lineage": lineage.as_str(), "parent": parent.as_str(), "fork_seq": cut.seq}))
+}
+
+/// Completes the fork an in-place restore recorded: the moment the restored state was published (the
+/// replaced history ran until then) and the safety backup that holds its last state.
+pub fn fork_published(db: Db, safety_backup: Option<&str>) -> Result<()> {
+    let mut all = forks(db)?;
+    let now = db.query_value("SELECT julianday('now')", &[])?;
+    if let Some(last) = all.last_mut() {
+        last["restored_at"] = json!(now.as_f64());
+        last["safety_backup"] = json!(safety_backup);
+    }
+    store::set_meta(db, "forks", Value::from(Json::Array(all).to_string()))
 }

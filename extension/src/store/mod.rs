@@ -9,6 +9,13 @@ pub mod pit;
 use crate::error::Result;
 use crate::sqlite::{Db, Value};
 
+/// vigil's own tables start with this prefix; they are not the user's schema.
+pub const OWN_PREFIX: &str = "vigil_";
+
+pub fn is_vigil_object(name: &str) -> bool {
+    name.starts_with(OWN_PREFIX)
+}
+
 /// Double-quotes an identifier for SQL.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
