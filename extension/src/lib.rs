@@ -123,6 +123,7 @@ fn sql_objects() -> Vec<SqlObject> {
             access: Access::Writes,
             func: pit::restore::pit_restore,
         },
+        SqlObject::Scalar { name: "pit_prune", arities: &[0, 1], access: Access::Writes, func: pit::prune::pit_prune },
         SqlObject::Scalar {
             name: "export_to",
             arities: &[2, 3],

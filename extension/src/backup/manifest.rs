@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::dir::{self, io_error, parent_of, sync_file, Perms, TempFile};
 use super::options::Compression;
 use crate::error::{Error, Result};
+pub use crate::store::pit::Position;
 
 pub const FORMAT: &str = "vigil-backup/1";
 pub const SUFFIX: &str = ".vigil.json";
@@ -57,6 +58,10 @@ pub struct Manifest {
     pub sqlite_version: String,
     pub vigil_version: String,
     pub duration_ms: f64,
+    /// The journal position the copy holds, when the database has a point-in-time journal: the backup is then
+    /// a checkpoint (pit_prune may drop journal rows it holds). Absent from older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pit: Option<Position>,
 }
 
 impl Manifest {

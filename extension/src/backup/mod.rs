@@ -200,10 +200,15 @@ fn make_from(
             })?,
             None => "skipped".to_string(), // streamed: only when not checked
         };
+        // The copy is one committed state: its own journal says which (a streamed copy has no file to ask).
+        let pit = match sink.raw_path() {
+            Some(raw) => verify::journal_position(raw)?,
+            None => None,
+        };
         progress.check()?;
-        Ok((copied, verification))
+        Ok((copied, verification, pit))
     });
-    let (copied, verification) = match checked {
+    let (copied, verification, pit) = match checked {
         Ok(checked) => checked,
         Err(error) => {
             sink.abandon();
@@ -254,6 +259,7 @@ fn make_from(
         sqlite_version: sqlite::host_version(),
         vigil_version: VERSION.into(),
         duration_ms: 0.0,
+        pit,
     };
     let (manifest, final_path) = publish(artifact, manifest, &planned, options.overwrite, started)?;
     let mut result = json!({
@@ -279,7 +285,9 @@ fn make_from(
         "duration_ms": manifest.duration_ms,
     });
     if !options.retention.is_off() {
-        result["retention"] = retention::apply(&dir, &manifest, &options.retention)?;
+        // The live journal's position, read again before each deletion (a pit_prune may move its horizon).
+        let live = || crate::store::pit::position(db, schema).ok().flatten().or_else(|| manifest.pit.clone());
+        result["retention"] = retention::apply(&dir, &manifest, &options.retention, &live)?;
     }
     if options.log {
         result["logged"] = match record(db, schema, &manifest, &final_path, options.busy_timeout_ms) {
@@ -563,6 +571,7 @@ impl TableFunction for BackupList {
         "sha256",
         "sha256_status",
         "source",
+        "pit",
     ];
     const ARGS: &'static [&'static str] = &["dir", "options"];
 
@@ -620,5 +629,6 @@ fn list_row(m: Manifest, artifact: &Path, hash: bool, now: DateTime<Utc>) -> Vec
         Value::from(m.sha256.as_str()),
         Value::from(status.as_str()),
         Value::from(m.source.path.as_deref()),
+        m.pit.as_ref().map_or(Value::Null, |p| Value::from(serde_json::to_string(p).unwrap_or_default())),
     ]
 }

@@ -2,7 +2,8 @@
 //! each of the last D days, W ISO weeks, M months), and deleting the rest. Only backups with a vigil
 //! manifest are candidates; the newest verified one is always kept, and so is any backup a drill or restore
 //! is reading (it holds a shared lock on the manifest). Manifests that name anything but a plain file in
-//! their own directory are ignored and reported, never followed (dir.rs).
+//! their own directory are ignored and reported, never followed (dir.rs). Nor is the checkpoint a journaled
+//! database's point-in-time window starts at (see [`window_anchor`]).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -13,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value as Json};
 
 use super::dir::{open_regular_with, remove_own, sync_dir};
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Manifest, Position};
 use super::options::Retention;
 use crate::error::Result;
 use crate::info::parse_utc;
@@ -51,9 +52,24 @@ pub fn keep(backups: &[&Manifest], policy: &Retention) -> BTreeSet<usize> {
     kept
 }
 
-/// Applies `policy` to the backups in `dir` of the same source as `made`; returns what it kept, deleted and
-/// ignored.
-pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
+/// The backup (index into `backups`, newest first) that the live journal's window starts at: the newest
+/// checkpoint of the live lineage whose cut is the live horizon. pit_prune moved the horizon to that cut and
+/// dropped the journal rows below it, so instants before the window are restorable only from it.
+pub fn window_anchor(backups: &[&Manifest], live: &Position) -> Option<usize> {
+    if live.horizon_seq == 0 {
+        return None; // never pruned: the live journal reaches back to its start by itself
+    }
+    backups.iter().position(|m| {
+        m.pit.as_ref().is_some_and(|pit| pit.lineage == live.lineage && pit.cut_seq == live.horizon_seq)
+    })
+}
+
+/// The live database's journal position, when it has a journal.
+pub type Live<'a> = &'a dyn Fn() -> Option<Position>;
+
+/// Applies `policy` to the backups in `dir` of the same source as `made`, keeping the checkpoint the live
+/// journal's window needs (`live`); returns what it kept, deleted and ignored.
+pub fn apply(dir: &Path, made: &Manifest, policy: &Retention, live: Live) -> Result<Json> {
     let mut listing = manifest::list(dir)?;
     let (regular, other): (Vec<_>, Vec<_>) = listing.backups.into_iter().partition(|(_, a)| regular_or_gone(a).is_ok());
     listing.ignored.extend(other.into_iter().map(|(_, a)| manifest::Ignored {
@@ -67,23 +83,39 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention) -> Result<Json> {
         .collect();
     backups.reverse();
     let manifests: Vec<&Manifest> = backups.iter().map(|(m, _)| m).collect();
-    let kept = keep(&manifests, policy);
-    let (mut deleted, mut in_use) = (Vec::new(), Vec::new());
-    for (i, (_, artifact)) in backups.iter().enumerate() {
+    let mut kept = keep(&manifests, policy);
+    let anchor = live().and_then(|position| window_anchor(&manifests, &position));
+    kept.extend(anchor);
+    let (mut deleted, mut in_use, mut window) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (m, artifact)) in backups.iter().enumerate() {
         if kept.contains(&i) {
             continue;
         }
         let shown = artifact.to_string_lossy().into_owned();
-        match delete(artifact) {
-            Ok(true) => deleted.push(shown),
-            Ok(false) => in_use.push(shown),
+        // Asked again under the lock: a pit_prune that holds this checkpoint until it has moved the horizon
+        // to it has released it by then.
+        let anchors = || live().is_some_and(|position| window_anchor(&[m], &position).is_some());
+        match delete(artifact, anchors) {
+            Ok(Deleted::Yes) => deleted.push(shown),
+            Ok(Deleted::InUse) => in_use.push(shown),
+            Ok(Deleted::WindowNeedsIt) => window.push(shown),
             Err(e) => in_use.push(format!("{shown} ({e})")),
         }
     }
+    window.extend(anchor.map(|i| backups[i].1.to_string_lossy().into_owned()));
     if !deleted.is_empty() {
         sync_dir(dir)?;
     }
-    Ok(json!({"kept": kept.len(), "deleted": deleted, "in_use": in_use, "ignored": ignored}))
+    Ok(json!({"kept": kept.len(), "deleted": deleted, "in_use": in_use, "ignored": ignored,
+              "kept_for_pit_window": window}))
+}
+
+enum Deleted {
+    Yes,
+    /// A drill, restore or pit_prune holds its manifest.
+    InUse,
+    /// The live journal's window starts at this checkpoint.
+    WindowNeedsIt,
 }
 
 /// An artifact retention may count and delete: a regular file, or gone (its manifest is then deleted).
@@ -94,11 +126,15 @@ fn regular_or_gone(artifact: &Path) -> std::result::Result<(), String> {
     }
 }
 
-/// Deletes an artifact and then its manifest, unless someone holds a lock on the manifest (`false`).
-fn delete(artifact: &Path) -> std::io::Result<bool> {
+/// Deletes an artifact and then its manifest, unless someone holds a lock on the manifest or, asked under
+/// the lock, the live journal's window `anchors` on it.
+fn delete(artifact: &Path, anchors: impl Fn() -> bool) -> std::io::Result<Deleted> {
     let manifest_path = manifest::path_for(artifact);
     let file = open_regular_with(&manifest_path, false)?;
-    let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return Ok(false) };
+    let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return Ok(Deleted::InUse) };
+    if anchors() {
+        return Ok(Deleted::WindowNeedsIt);
+    }
     match remove_own(artifact) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -106,7 +142,7 @@ fn delete(artifact: &Path) -> std::io::Result<bool> {
     }
     remove_own(&manifest_path)?;
     drop(lock);
-    Ok(true)
+    Ok(Deleted::Yes)
 }
 
 /// A shared lock on a backup's manifest while it is being read: retention leaves it alone.
@@ -147,6 +183,7 @@ mod tests {
             sqlite_version: String::new(),
             vigil_version: String::new(),
             duration_ms: 0.0,
+            pit: None,
         }
     }
 
@@ -168,6 +205,42 @@ mod tests {
         assert_eq!(monthly.len(), 2, "January and February 2026");
         let weekly = keep(&refs, &Retention { weekly: Some(2), ..Default::default() });
         assert_eq!(weekly.len(), 2);
+    }
+
+    fn checkpoint(created_at: &str, lineage: &str, cut_seq: i64) -> Manifest {
+        let mut m = backup(created_at, true);
+        m.pit = Some(Position {
+            lineage: lineage.into(),
+            cut_seq,
+            cut_at: None,
+            horizon_seq: 0,
+            horizon_at: None,
+        });
+        m
+    }
+
+    fn live(lineage: &str, horizon_seq: i64) -> Position {
+        Position { lineage: lineage.into(), cut_seq: 900, cut_at: None, horizon_seq, horizon_at: None }
+    }
+
+    #[test]
+    fn the_window_anchor_is_the_newest_checkpoint_of_the_lineage_cut_at_the_horizon() {
+        // Newest first.
+        let list = [
+            checkpoint("2026-03-05T00:00:00.000Z", "a", 500),
+            backup("2026-03-04T00:00:00.000Z", true),
+            checkpoint("2026-03-03T00:00:00.000Z", "b", 300),
+            checkpoint("2026-03-02T00:00:00.000Z", "a", 300),
+            checkpoint("2026-03-01T00:00:00.000Z", "a", 300),
+            checkpoint("2026-02-28T00:00:00.000Z", "a", 100),
+        ];
+        let refs: Vec<&Manifest> = list.iter().collect();
+        assert_eq!(window_anchor(&refs, &live("a", 300)), Some(3), "same cut, other lineage: not it");
+        assert_eq!(window_anchor(&refs, &live("a", 100)), Some(5));
+        assert_eq!(window_anchor(&refs, &live("b", 300)), Some(2));
+        assert_eq!(window_anchor(&refs, &live("a", 0)), None, "never pruned: no checkpoint needed");
+        assert_eq!(window_anchor(&refs, &live("a", 200)), None, "no checkpoint at the horizon");
+        assert_eq!(window_anchor(&refs, &live("c", 300)), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::compress::decompressing;
 use super::digest::{sha256_file, HashingWriter};
 use super::dir::{io_error, sync_file, TempFile};
 use super::dir::{open_regular, regular_metadata, Perms};
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Manifest, Position};
 use super::options::{Compression, Verify};
 use crate::error::{Error, Result};
 use crate::format::{DatabaseHeader, HEADER_BYTES};
@@ -89,6 +89,29 @@ pub fn immutable_uri(path: &Path) -> String {
 
 pub fn open_immutable(path: &Path) -> Result<OwnedDb> {
     OwnedDb::open(&immutable_uri(path), open_flags::READ_ONLY | open_flags::URI, None)
+}
+
+/// The journal position a database file holds (see `store::pit::position`), `None` without a journal.
+pub fn journal_position(path: &Path) -> Result<Option<Position>> {
+    let db = open_immutable(path)?;
+    crate::store::pit::position(db.db(), "main").map_err(|e| e.context("cannot read the copy's journal position"))
+}
+
+/// Checks that the database's journal is where the manifest says (a checkpoint's `pit`).
+fn check_position(database: &Path, expected: &Position) -> std::result::Result<String, String> {
+    let found = journal_position(database).map_err(|e| e.to_string())?;
+    match found {
+        Some(found) if &found == expected => Ok(format!(
+            "journal of lineage {} holds seq {} to {} (as the manifest says)",
+            found.lineage, found.horizon_seq, found.cut_seq
+        )),
+        Some(found) => Err(format!(
+            "the file's journal is at {}, the manifest says {}",
+            serde_json::to_string(&found).unwrap_or_default(),
+            serde_json::to_string(expected).unwrap_or_default()
+        )),
+        None => Err("the manifest records a journal position, but the file has no journal (vigil_pit_log)".into()),
+    }
 }
 
 /// Runs quick_check or integrity_check on a database file: "ok", or the problems found.
@@ -223,7 +246,14 @@ pub fn drill(artifact: &Path, manifest: &Manifest, level: Verify, scratch_dir: &
         return Ok(drill);
     }
     drill.page_count = Some(expected.1);
-    finish(drill, database, level)
+    let mut drill = finish(drill, database, level)?;
+    if let (Some(expected), Some(database)) = (&manifest.pit, drill.database.clone()) {
+        let started = Instant::now();
+        if !drill.step("pit", started, check_position(&database, expected)) {
+            drill.database = None;
+        }
+    }
+    Ok(drill)
 }
 
 /// Runs `level`'s integrity check; the drill's database is set when every step passed.

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod cut;
+pub mod prune;
 pub mod restore;
 mod schema_back;
 pub mod shape;

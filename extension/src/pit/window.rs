@@ -21,6 +21,19 @@ fn forks(db: Db) -> Result<Vec<Json>> {
     Ok(text.as_str().and_then(|t| serde_json::from_str::<Vec<Json>>(t).ok()).unwrap_or_default())
 }
 
+/// Where the states before the window are: the checkpoint pit_prune started the window at, when it did.
+fn before_window(db: Db) -> Result<String> {
+    let checkpoint = store::meta(db, "horizon_checkpoint")?;
+    Ok(match checkpoint.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()) {
+        Some(c) => format!(
+            "pit_prune started the window at the checkpoint {} (backup {}, journal seq {}), which holds the \
+             journal before it: restore that backup into a new file (backup_restore) and call pit_restore there",
+            c["path"], c["id"], c["cut_seq"]
+        ),
+        None => "an older state is only in a backup taken then (backup_list)".into(),
+    })
+}
+
 /// Refuses an instant the journal cannot reach, naming the window and what to do.
 pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
     let (start_seq, start_at) = start(db)?;
@@ -29,9 +42,9 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
         Instant::Time { julian, text } => {
             if *julian < start_at {
                 return Err(Error::new(format!(
-                    "{text} is before the journal's window: {}; an older state is only in a backup taken then \
-                     (backup_list)",
-                    window()
+                    "{text} is before the journal's window: {}; {}",
+                    window(),
+                    before_window(db)?
                 )));
             }
             let now = db.query_value("SELECT julianday('now')", &[])?.as_f64().unwrap_or(0.0);
@@ -53,14 +66,20 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
         }
         Instant::Seq(seq) if *seq < start_seq => {
             return Err(Error::new(format!(
-                "seq {seq} is before the journal's window, which starts after seq {start_seq}; {}",
-                window()
+                "seq {seq} is before the journal's window, which starts after seq {start_seq}; {}; {}",
+                window(),
+                before_window(db)?
             )));
         }
         Instant::Seq(_) => {}
     }
     if cut.seq < start_seq {
-        return Err(Error::new(format!("the cut at seq {} is before the journal's window; {}", cut.seq, window())));
+        return Err(Error::new(format!(
+            "the cut at seq {} is before the journal's window; {}; {}",
+            cut.seq,
+            window(),
+            before_window(db)?
+        )));
     }
     Ok(())
 }

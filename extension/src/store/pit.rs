@@ -135,3 +135,48 @@ pub fn append_event_at(db: Db, op: i64, tbl: Option<i64>, detail: &str) -> Resul
     let row = rows.first().ok_or_else(|| crate::error::Error::new("the journal row was not written"))?;
     Ok((row[0].as_i64().unwrap_or(0), row[1].as_f64().unwrap_or(0.0)))
 }
+
+/// Where a database's journal stands: the journal position of the committed state a file holds. A backup
+/// of a journaled database records it in its manifest (`pit`), which makes the backup a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct Position {
+    /// The history the journal belongs to (an in-place restore starts a new one).
+    pub lineage: String,
+    /// The last journal row the state holds (its `max(seq)`), and that row's time (RFC 3339 UTC).
+    pub cut_seq: i64,
+    pub cut_at: Option<String>,
+    /// The start of the state's own restorable window.
+    pub horizon_seq: i64,
+    pub horizon_at: Option<String>,
+}
+
+/// The journal position of `schema`'s committed state, `None` when it has no journal. Needs no vigil function,
+/// so it reads any copy (opened read-only or immutable) as well as the live file.
+pub fn position(db: Db, schema: &str) -> Result<Option<Position>> {
+    let s = super::quote(schema);
+    if !super::has_table(db, &s, LOG)? {
+        return Ok(None);
+    }
+    let meta = |key: &str| format!("(SELECT value FROM {s}.{META} WHERE key = '{key}')");
+    let rows = db.query(
+        &format!(
+            "SELECT {lineage}, last.seq, strftime('%Y-%m-%dT%H:%M:%fZ', last.at),
+                    coalesce({horizon_seq}, 0), strftime('%Y-%m-%dT%H:%M:%fZ', coalesce({horizon_at}, {created_at}))
+             FROM (SELECT coalesce(max(seq), 0) AS seq, (SELECT at FROM {s}.{LOG} ORDER BY seq DESC LIMIT 1) AS at
+                   FROM {s}.{LOG}) AS last",
+            lineage = meta("lineage"),
+            horizon_seq = meta("horizon_seq"),
+            horizon_at = meta("horizon_at"),
+            created_at = meta("created_at"),
+        ),
+        &[],
+    )?;
+    let r = &rows[0];
+    Ok(Some(Position {
+        lineage: r[0].as_str().unwrap_or_default().to_string(),
+        cut_seq: r[1].as_i64().unwrap_or(0),
+        cut_at: r[2].as_str().map(str::to_string),
+        horizon_seq: r[3].as_i64().unwrap_or(0),
+        horizon_at: r[4].as_str().map(str::to_string),
+    }))
+}
