@@ -59,9 +59,9 @@ pub fn window_anchor(backups: &[&Manifest], live: &Position) -> Option<usize> {
     if live.horizon_seq == 0 {
         return None; // never pruned: the live journal reaches back to its start by itself
     }
-    backups.iter().position(|m| {
-        m.pit.as_ref().is_some_and(|pit| pit.lineage == live.lineage && pit.cut_seq == live.horizon_seq)
-    })
+    backups
+        .iter()
+        .position(|m| m.pit.as_ref().is_some_and(|pit| pit.lineage == live.lineage && pit.cut_seq == live.horizon_seq))
 }
 
 /// The live database's journal position, when it has a journal.
@@ -209,13 +209,7 @@ mod tests {
 
     fn checkpoint(created_at: &str, lineage: &str, cut_seq: i64) -> Manifest {
         let mut m = backup(created_at, true);
-        m.pit = Some(Position {
-            lineage: lineage.into(),
-            cut_seq,
-            cut_at: None,
-            horizon_seq: 0,
-            horizon_at: None,
-        });
+        m.pit = Some(Position { lineage: lineage.into(), cut_seq, cut_at: None, horizon_seq: 0, horizon_at: None });
         m
     }
 
