@@ -290,6 +290,37 @@ fn a_checkpoint_of_another_lineage_is_not_used() {
 }
 
 #[test]
+fn rows_a_restore_needs_to_rebuild_a_dropped_table_are_kept() {
+    let dir = scratch();
+    let (db, checkpoints, conn) = journaled_db(dir.path());
+    // Created after pit_enable('*'): the journal holds its whole life, so a restore can rebuild it after a drop.
+    conn.execute_batch("CREATE TABLE z(id INTEGER PRIMARY KEY, w)").unwrap();
+    json_of(&conn, "SELECT pit_tick()"); // vigil notices the new table at its next call
+    conn.execute_batch("INSERT INTO z(w) VALUES ('a'), ('b')").unwrap();
+    let (_, cut) = checkpoint(&conn, &checkpoints);
+    conn.execute_batch("UPDATE z SET w = w || '!'").unwrap();
+    let before_drop = instant(&conn);
+    let expected: Vec<Row> = rows(&conn, "SELECT id, w FROM z ORDER BY id").unwrap();
+    conn.execute_batch("DROP TABLE z").unwrap();
+    write_round(&conn, 1);
+    let result = prune(&conn, keep_nothing(&checkpoints));
+    assert_eq!(result["pruned_rows"], 0, "{result}");
+    let why = result["considered"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("table 'z' was dropped"), "{result}");
+    let target = dir.path().join("before-drop.db");
+    json_of(&conn, &format!("SELECT pit_restore('{before_drop}', '{}')", target.display()));
+    assert_eq!(rows(&Connection::open(&target).unwrap(), "SELECT id, w FROM z ORDER BY id").unwrap(), expected);
+
+    // A checkpoint after the drop may carry the window's start.
+    let (_, after) = checkpoint(&conn, &checkpoints);
+    write_round(&conn, 2);
+    let result = prune(&conn, keep_nothing(&checkpoints));
+    assert_eq!(result["horizon"]["seq"], after, "{result}");
+    assert!(after > cut);
+    drop(db);
+}
+
+#[test]
 fn a_checkpoint_whose_manifest_is_locked_for_deletion_is_not_used() {
     let dir = scratch();
     let (_db, checkpoints, conn) = journaled_db(dir.path());

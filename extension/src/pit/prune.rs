@@ -271,6 +271,9 @@ fn unusable(db: Db, live: &Live, m: &Manifest, pit: &manifest::Position) -> Resu
             pit.cut_seq
         )));
     }
+    if let Some(reason) = rebuild_needs_rows_below(db, pit.cut_seq)? {
+        return Ok(Some(reason));
+    }
     if julian >= live.keep_after {
         return Ok(Some(format!(
             "its cut ({}) is within the keep period: rows after {} stay",
@@ -279,6 +282,32 @@ fn unusable(db: Db, live: &Live, m: &Manifest, pit: &manifest::Position) -> Resu
         )));
     }
     Ok(None)
+}
+
+/// A table dropped (no longer journaled) after `cut` whose journal reaches back to its birth: a restore
+/// before its drop rebuilds it from every row since then (pit_restore's schema_back), so those rows stay.
+fn rebuild_needs_rows_below(db: Db, cut: i64) -> Result<Option<String>> {
+    let rows = db.query(
+        &format!(
+            "SELECT name, dropped FROM (
+               SELECT name, min(epoch) AS epoch, max(last_seq) AS dropped, count(last_seq) = count(*) AS gone
+               FROM main.{TABLES} GROUP BY name) AS life
+             WHERE gone AND dropped >= ?1 AND EXISTS (SELECT 1 FROM main.{TABLES} AS birth
+               WHERE birth.name = life.name AND birth.epoch = life.epoch AND complete = 1 AND first_seq < ?1)
+             LIMIT 1"
+        ),
+        &[cut.into()],
+    )?;
+    Ok(rows.first().map(|r| {
+        format!(
+            "table {} was dropped at seq {} after the cut (seq {cut}), and a restore before that \
+             rebuilds it from the journal rows since its creation, below the cut; a checkpoint taken after seq {} \
+             can be used",
+            crate::error::quoted(r[0].as_str().unwrap_or_default()),
+            r[1].as_i64().unwrap_or(0),
+            r[1].as_i64().unwrap_or(0)
+        )
+    }))
 }
 
 /// Drops the journal rows below the checkpoint's cut and starts the window there, in one transaction (a crash
@@ -301,7 +330,8 @@ fn move_horizon(db: Db, m: &Manifest, artifact: &Path, dry_run: bool) -> Result<
         store::set_meta(db, "horizon_seq", Value::Integer(cut))?;
         store::set_meta(db, "horizon_at", at)?;
         store::set_meta(db, "horizon_checkpoint", Value::from(checkpoint_json(m, artifact).to_string()))?;
-        // Tables whose history began below the cut can no longer be rebuilt from the journal alone.
+        // Tables whose history began below the cut can no longer be rebuilt from the journal alone (a
+        // restore across a later DROP TABLE of one says to restore from a backup taken before the drop).
         db.query(&format!("UPDATE main.{TABLES} SET complete = 0 WHERE first_seq < ?1"), &[cut.into()])?;
         Ok(())
     })?;
