@@ -139,6 +139,8 @@ fn status(db: Db) -> Result<Json> {
         "schema_change_pending": store::meta(db, "schema_version")? != version,
         "transactions": txn_mode(db),
         "forks": store::meta(db, "forks")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+        // The checkpoint pit_prune started the window at (backup retention keeps it): older instants are there.
+        "window_checkpoint": store::meta(db, "horizon_checkpoint")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
     }))
 }
 

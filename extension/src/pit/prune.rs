@@ -152,7 +152,7 @@ fn prune(db: Db, options: &Options) -> Result<Json> {
     for (m, artifact) in eligible {
         // Held until the horizon has moved: retention cannot delete it in between (it skips held manifests).
         let Some(hold) = retention::hold(artifact) else {
-            considered.push(rejected(artifact, "its manifest is locked by a retention run deleting it"));
+            considered.push(rejected(artifact, "its manifest is gone or locked by a retention run deleting it"));
             continue;
         };
         let drill = verify::drill(artifact, m, Verify::None, dir)?;
@@ -163,13 +163,15 @@ fn prune(db: Db, options: &Options) -> Result<Json> {
         result["considered"] = Json::Array(considered);
         let pruned = move_horizon(db, m, artifact, options.dry_run)?;
         drop(hold);
-        result["pruned_rows"] = json!(pruned);
         result["checkpoint"] = checkpoint_json(m, artifact);
-        result["horizon"] = if options.dry_run { result["window"]["before"].clone() } else { window(db)? };
-        result["window"]["after"] = result["horizon"].clone();
         if options.dry_run {
+            result["would_prune_rows"] = json!(pruned);
             result["would_move_horizon_to"] = json!({"seq": m.pit.as_ref().map(|p| p.cut_seq)});
+        } else {
+            result["pruned_rows"] = json!(pruned);
         }
+        result["horizon"] = window(db)?;
+        result["window"]["after"] = result["horizon"].clone();
         return Ok(result);
     }
     result["considered"] = Json::Array(considered);
