@@ -387,6 +387,49 @@ fn backup_retention_never_deletes_the_checkpoint_the_window_starts_at() {
     assert!(Path::new(&new_anchor).exists(), "{third}");
 }
 
+#[test]
+fn backup_retention_racing_pit_prune_never_deletes_the_checkpoint_of_the_window() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = scratch();
+    let (db, checkpoints, conn) = journaled_db(dir.path());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let backups = {
+        let (db, checkpoints, stop) = (db.clone(), checkpoints.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = open(&db);
+            let mut made = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let sql = format!("SELECT backup_to('{}', '{{\"log\": false, \"keep\": 1}}')", checkpoints.display());
+                json_of(&conn, &sql);
+                made += 1;
+            }
+            made
+        })
+    };
+    let mut moved = 0;
+    for round in 1..=15 {
+        write_round(&conn, round);
+        let result = prune(&conn, keep_nothing(&checkpoints));
+        moved += i32::from(result["pruned_rows"].as_i64().unwrap() > 0);
+        let status = json_of(&conn, "SELECT pit_status()");
+        if let Some(path) = status["window_checkpoint"]["path"].as_str() {
+            assert!(Path::new(path).exists(), "round {round}: the window starts at {path}, deleted: {result}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let made = backups.join().unwrap();
+    assert!(made > 1 && moved > 1, "{made} backups, {moved} prunes that moved the window");
+    // One more backup after the last prune: keep 1 would delete every other backup.
+    write_round(&conn, 16);
+    json_of(&conn, &format!("SELECT backup_to('{}', '{{\"log\": false, \"keep\": 1}}')", checkpoints.display()));
+    // The window's checkpoint is there, and is the state at the window's start.
+    let status = json_of(&conn, "SELECT pit_status()");
+    let (path, seq) = (status["window_checkpoint"]["path"].as_str().unwrap(), status["window"]["earliest_seq"].clone());
+    let target = dir.path().join("start.db");
+    json_of(&conn, &format!("SELECT pit_restore('{{\"seq\": {seq}}}', '{}')", target.display()));
+    assert_eq!(app_digest(&target), app_digest(Path::new(path)));
+}
+
 /// python3 (Debian's, SQLite 3.40) loading vigil and calling pit_prune; prints "start" just before the call.
 fn spawn_pruner(db: &Path, options: &Json) -> std::process::Child {
     let script = "import sqlite3, sys\n\

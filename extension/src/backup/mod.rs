@@ -33,7 +33,7 @@ use self::digest::{hex, sha256_of, sha256_of_buffered, HashingReader, HashingWri
 use self::dir::{exists, io_error, parent_of, sync_dir, TempFile};
 use self::dir::{Destination, Perms};
 use self::feed::{Sink, Stream};
-use self::manifest::{Manifest, Source, Verification};
+use self::manifest::{Manifest, Position, Source, Verification};
 use self::options::{BackupOptions, Compression, Verify};
 use crate::error::{Error, Result};
 use crate::info::{format_utc, hours_between, parse_utc, VERSION};
@@ -286,7 +286,7 @@ fn make_from(
     });
     if !options.retention.is_off() {
         // The live journal's position, read again before each deletion (a pit_prune may move its horizon).
-        let live = || crate::store::pit::position(db, schema).ok().flatten().or_else(|| manifest.pit.clone());
+        let live = || live_position(source.as_deref(), options.busy_timeout_ms);
         result["retention"] = retention::apply(&dir, &manifest, &options.retention, &live)?;
     }
     if options.log {
@@ -318,6 +318,18 @@ fn check_copy(raw: &Path, level: Verify, progress: &Tracker) -> Result<std::resu
             }
         }
     }
+}
+
+/// The source database's journal position as committed now, read on a connection of its own (the caller's
+/// may be inside a transaction that still sees an older one): `None` without a journal.
+fn live_position(source: Option<&str>, busy_timeout_ms: i32) -> std::result::Result<Option<Position>, String> {
+    let Some(path) = source else { return Ok(None) };
+    let read = || {
+        let connection = sqlite::OwnedDb::open(path, sqlite::open_flags::READ_ONLY, None)?;
+        connection.db().set_busy_timeout(busy_timeout_ms)?;
+        crate::store::pit::position(connection.db(), "main")
+    };
+    read().map_err(|e| e.to_string())
 }
 
 /// Writes the backup into the source database's backup log, which health_report's `last_backup` reads.

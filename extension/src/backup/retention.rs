@@ -64,8 +64,19 @@ pub fn window_anchor(backups: &[&Manifest], live: &Position) -> Option<usize> {
         .position(|m| m.pit.as_ref().is_some_and(|pit| pit.lineage == live.lineage && pit.cut_seq == live.horizon_seq))
 }
 
-/// The live database's journal position, when it has a journal.
-pub type Live<'a> = &'a dyn Fn() -> Option<Position>;
+/// The live database's journal position: `None` without a journal, an error when it could not be read.
+pub type LivePosition = std::result::Result<Option<Position>, String>;
+pub type Live<'a> = &'a dyn Fn() -> LivePosition;
+
+/// Whether deleting `backup` could cost the live window its start: it is the window's checkpoint, or it is a
+/// checkpoint and the live position is unknown (kept, to be safe).
+pub fn window_needs(backup: &Manifest, live: &LivePosition) -> bool {
+    match live {
+        Ok(Some(position)) => window_anchor(&[backup], position).is_some(),
+        Ok(None) => false,
+        Err(_) => backup.pit.is_some(),
+    }
+}
 
 /// Applies `policy` to the backups in `dir` of the same source as `made`, keeping the checkpoint the live
 /// journal's window needs (`live`); returns what it kept, deleted and ignored.
@@ -84,7 +95,7 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention, live: Live) -> Res
     backups.reverse();
     let manifests: Vec<&Manifest> = backups.iter().map(|(m, _)| m).collect();
     let mut kept = keep(&manifests, policy);
-    let anchor = live().and_then(|position| window_anchor(&manifests, &position));
+    let anchor = live().ok().flatten().and_then(|position| window_anchor(&manifests, &position));
     kept.extend(anchor);
     let (mut deleted, mut in_use, mut window) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (m, artifact)) in backups.iter().enumerate() {
@@ -94,7 +105,7 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention, live: Live) -> Res
         let shown = artifact.to_string_lossy().into_owned();
         // Asked again under the lock: a pit_prune that holds this checkpoint until it has moved the horizon
         // to it has released it by then.
-        let anchors = || live().is_some_and(|position| window_anchor(&[m], &position).is_some());
+        let anchors = || window_needs(m, &live());
         match delete(artifact, anchors) {
             Ok(Deleted::Yes) => deleted.push(shown),
             Ok(Deleted::InUse) => in_use.push(shown),
@@ -235,6 +246,18 @@ mod tests {
         assert_eq!(window_anchor(&refs, &live("a", 0)), None, "never pruned: no checkpoint needed");
         assert_eq!(window_anchor(&refs, &live("a", 200)), None, "no checkpoint at the horizon");
         assert_eq!(window_anchor(&refs, &live("c", 300)), None);
+    }
+
+    #[test]
+    fn a_checkpoint_is_kept_when_the_live_position_is_unknown() {
+        let (point, plain) =
+            (checkpoint("2026-03-05T00:00:00.000Z", "a", 500), backup("2026-03-04T00:00:00.000Z", true));
+        let unknown: LivePosition = Err("database is locked".into());
+        assert!(window_needs(&point, &unknown));
+        assert!(!window_needs(&plain, &unknown));
+        assert!(window_needs(&point, &Ok(Some(live("a", 500)))));
+        assert!(!window_needs(&point, &Ok(Some(live("a", 400)))));
+        assert!(!window_needs(&point, &Ok(None)));
     }
 
     #[test]
