@@ -297,6 +297,32 @@ fn a_checkpoint_of_another_lineage_is_not_used() {
 }
 
 #[test]
+fn a_checkpoint_of_a_history_that_backup_restore_replaced_is_not_used() {
+    let dir = scratch();
+    let (db, checkpoints, conn) = journaled_db(dir.path());
+    write_round(&conn, 1);
+    let old_state = dir.path().join("old.db");
+    json_of(&conn, &format!("SELECT backup_to('{}', '{{\"log\": false}}')", old_state.display()));
+    write_round(&conn, 2);
+    write_round(&conn, 3);
+    let (replaced, cut) = checkpoint(&conn, &checkpoints);
+    // Back to the old state in place: the journal goes back with it, and new changes take the same seqs.
+    json_of(&conn, &format!("SELECT backup_restore('{}')", old_state.display()));
+    drop(conn);
+    let conn = open(&db);
+    for round in 4..=7 {
+        write_round(&conn, round);
+    }
+    assert!(scalar(&conn, "SELECT max(seq) FROM vigil_pit_log") >= cut, "the new history reached the old cut");
+    let result = prune(&conn, keep_nothing(&checkpoints));
+    assert_eq!(result["pruned_rows"], 0, "{result}");
+    let considered = &result["considered"][0];
+    assert_eq!(considered["path"], replaced.to_string_lossy().as_ref(), "{result}");
+    let why = considered["reason"].as_str().unwrap();
+    assert!(why.contains("another lineage") || why.contains("is not the one it recorded"), "{result}");
+}
+
+#[test]
 fn rows_a_restore_needs_to_rebuild_a_dropped_table_are_kept() {
     let dir = scratch();
     let (db, checkpoints, conn) = journaled_db(dir.path());
