@@ -156,8 +156,11 @@ fn delete(artifact: &Path, anchors: impl Fn() -> bool) -> std::io::Result<Delete
     Ok(Deleted::Yes)
 }
 
+/// A shared lock on a backup's manifest, released when dropped.
+pub type Hold = Flock<File>;
+
 /// A shared lock on a backup's manifest while it is being read: retention leaves it alone.
-pub fn hold(artifact: &Path) -> Option<Flock<File>> {
+pub fn hold(artifact: &Path) -> Option<Hold> {
     let file = super::dir::open_regular(&manifest::path_for(artifact)).ok()?;
     Flock::lock(file, FlockArg::LockSharedNonblock).ok()
 }

@@ -122,16 +122,20 @@ struct Live {
     keep_after: f64,
 }
 
+impl Live {
+    fn read(db: Db, options: &Options) -> Result<Live> {
+        let keep_days = options.keep_seconds / 86_400.0;
+        Ok(Live {
+            lineage: store::meta(db, "lineage")?.as_str().unwrap_or_default().to_string(),
+            horizon_seq: super::window::start(db)?.0,
+            last_seq: store::last_seq(db)?,
+            keep_after: db.query_value("SELECT julianday('now') - ?1", &[keep_days.into()])?.as_f64().unwrap_or(0.0),
+        })
+    }
+}
+
 fn prune(db: Db, options: &Options) -> Result<Json> {
-    let live = Live {
-        lineage: store::meta(db, "lineage")?.as_str().unwrap_or_default().to_string(),
-        horizon_seq: super::window::start(db)?.0,
-        last_seq: store::last_seq(db)?,
-        keep_after: db
-            .query_value("SELECT julianday('now') - ?1", &[(options.keep_seconds / 86_400.0).into()])?
-            .as_f64()
-            .unwrap_or(0.0),
-    };
+    let live = Live::read(db, options)?;
     let mut result = json!({
         "pruned_rows": 0,
         "dry_run": options.dry_run,
@@ -149,38 +153,48 @@ fn prune(db: Db, options: &Options) -> Result<Json> {
     }
     let listing = manifest::list(dir)?;
     let (eligible, mut considered) = eligible(db, &live, &listing.backups)?;
+    let chosen = first_checked(eligible, dir, &mut considered)?;
+    result["considered"] = Json::Array(considered);
+    let Some((m, artifact, hold)) = chosen else {
+        let reason = if listing.backups.iter().any(|(m, _)| m.pit.is_some()) {
+            "no checkpoint in the directory can be used (see \"considered\")"
+        } else {
+            "no checkpoint in the directory: none of its backups is of a journaled database"
+        };
+        return nothing(db, result, reason, &dir.display().to_string());
+    };
+    let pruned = move_horizon(db, m, artifact, options.dry_run)?;
+    drop(hold);
+    result["checkpoint"] = checkpoint_json(m, artifact);
+    if options.dry_run {
+        result["would_prune_rows"] = json!(pruned);
+        result["would_move_horizon_to"] = json!({"seq": m.pit.as_ref().map(|p| p.cut_seq)});
+    } else {
+        result["pruned_rows"] = json!(pruned);
+    }
+    result["horizon"] = window(db)?;
+    result["window"]["after"] = result["horizon"].clone();
+    Ok(result)
+}
+
+/// The first eligible checkpoint that passes its check now, with its manifest held: until the horizon has
+/// moved, retention cannot delete it (it skips held manifests). Those that fail go to `considered`.
+fn first_checked<'a>(
+    eligible: Vec<Found<'a>>,
+    dir: &Path,
+    considered: &mut Vec<Json>,
+) -> Result<Option<(&'a Manifest, &'a PathBuf, retention::Hold)>> {
     for (m, artifact) in eligible {
-        // Held until the horizon has moved: retention cannot delete it in between (it skips held manifests).
         let Some(hold) = retention::hold(artifact) else {
             considered.push(rejected(artifact, "its manifest is gone or locked by a retention run deleting it"));
             continue;
         };
-        let drill = verify::drill(artifact, m, Verify::None, dir)?;
-        if let Some(problem) = drill.problem() {
-            considered.push(rejected(artifact, &format!("failed its check: {problem}")));
-            continue;
+        match verify::drill(artifact, m, Verify::None, dir)?.problem() {
+            Some(problem) => considered.push(rejected(artifact, &format!("failed its check: {problem}"))),
+            None => return Ok(Some((m, artifact, hold))),
         }
-        result["considered"] = Json::Array(considered);
-        let pruned = move_horizon(db, m, artifact, options.dry_run)?;
-        drop(hold);
-        result["checkpoint"] = checkpoint_json(m, artifact);
-        if options.dry_run {
-            result["would_prune_rows"] = json!(pruned);
-            result["would_move_horizon_to"] = json!({"seq": m.pit.as_ref().map(|p| p.cut_seq)});
-        } else {
-            result["pruned_rows"] = json!(pruned);
-        }
-        result["horizon"] = window(db)?;
-        result["window"]["after"] = result["horizon"].clone();
-        return Ok(result);
     }
-    result["considered"] = Json::Array(considered);
-    let reason = if listing.backups.iter().any(|(m, _)| m.pit.is_some()) {
-        "no checkpoint in the directory can be used (see \"considered\")"
-    } else {
-        "no checkpoint in the directory: none of its backups is of a journaled database"
-    };
-    nothing(db, result, reason, &dir.display().to_string())
+    Ok(None)
 }
 
 /// The result when nothing can be pruned: why, and what to do.
@@ -318,9 +332,14 @@ fn move_horizon(db: Db, m: &Manifest, artifact: &Path, dry_run: bool) -> Result<
     let cut = m.pit.as_ref().map_or(0, |p| p.cut_seq);
     let mut pruned = 0;
     crate::store::in_write_transaction(db, || {
-        // Read again under the write lock: another pit_prune may have moved the horizon meanwhile.
+        // Read again under the write lock: another pit_prune may have moved the horizon meanwhile, or a writer
+        // dropped a table the rows below the cut may be needed to rebuild.
         if super::window::start(db)?.0 >= cut {
             return Ok(());
+        }
+        super::tracking::sync(db)?;
+        if let Some(reason) = rebuild_needs_rows_below(db, cut)? {
+            return Err(Error::new(format!("the schema changed while pit_prune ran: {reason}; nothing was pruned")));
         }
         let below = format!("FROM main.{LOG} WHERE seq < ?1");
         pruned = db.query_value(&format!("SELECT count(*) {below}"), &[cut.into()])?.as_i64().unwrap_or(0);
