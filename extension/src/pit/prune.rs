@@ -146,7 +146,7 @@ fn prune(db: Db, options: &Options) -> Result<Json> {
         "considered": [],
     });
     let Some(dir) = &options.dir else {
-        return nothing(db, result, "no checkpoint directory given (option \"dir\")", "the backup directory");
+        return nothing(db, result, "no checkpoint directory given (option \"dir\")", None);
     };
     if !dir.is_dir() {
         return Err(Error::new(format!("{} is not a directory (option \"dir\")", dir.display())));
@@ -161,7 +161,7 @@ fn prune(db: Db, options: &Options) -> Result<Json> {
         } else {
             "no checkpoint in the directory: none of its backups is of a journaled database"
         };
-        return nothing(db, result, reason, &dir.display().to_string());
+        return nothing(db, result, reason, Some(dir));
     };
     let pruned = move_horizon(db, m, artifact, options.dry_run)?;
     drop(hold);
@@ -198,11 +198,13 @@ fn first_checked<'a>(
 }
 
 /// The result when nothing can be pruned: why, and what to do.
-fn nothing(db: Db, mut result: Json, reason: &str, dir: &str) -> Result<Json> {
+fn nothing(db: Db, mut result: Json, reason: &str, dir: Option<&Path>) -> Result<Json> {
+    let dir = dir.map_or("/path/to/backups".into(), |d| d.display().to_string().replace('\'', "''"));
     result["reason"] = json!(reason);
     result["hint"] = json!(format!(
-        "journal rows go only below the cut of a verified checkpoint of this database: take one with SELECT \
-         backup_to('{dir}') and call pit_prune('{{\"dir\": \"{dir}\"}}') once it is older than keep"
+        "journal rows go only below the cut of a verified checkpoint of this database (any backup_to backup of \
+         it): take one with SELECT backup_to('{dir}') and call pit_prune('{{\"dir\": \"{dir}\"}}') once it \
+         is older than keep"
     ));
     result["horizon"] = window(db)?;
     result["window"]["after"] = result["horizon"].clone();
