@@ -499,8 +499,16 @@ fn table_summary(db: &Path) -> (i64, i64, i64, String) {
 
 #[test]
 fn kill_9_in_the_middle_of_pit_prune_leaves_a_consistent_file() {
+    for mode in ["delete", "wal"] {
+        kill_during_prune(mode);
+    }
+}
+
+/// Kills a pit_prune at several moments of its run, on a database in journal mode `mode`.
+fn kill_during_prune(mode: &str) {
     let dir = scratch();
     let (db, checkpoints, conn) = journaled_db(dir.path());
+    conn.pragma_update(None, "journal_mode", mode).unwrap();
     conn.execute_batch(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
          INSERT INTO t(v) SELECT printf('row %d of a journal big enough to take a while', i) FROM n;
@@ -526,7 +534,7 @@ fn kill_9_in_the_middle_of_pit_prune_leaves_a_consistent_file() {
 
     let mut interrupted = 0;
     for tenth in [1, 3, 5, 7, 8, 9] {
-        for suffix in ["", "-journal"] {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
         std::fs::copy(&pristine, &db).unwrap();
@@ -542,9 +550,10 @@ fn kill_9_in_the_middle_of_pit_prune_leaves_a_consistent_file() {
         let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
         let finished = rest.starts_with("done");
         interrupted += u32::from(!finished);
-        let hot = Path::new(&format!("{}-journal", db.display())).exists();
+        let left = |suffix: &str| std::fs::metadata(format!("{}{suffix}", db.display())).map_or(0, |m| m.len());
+        let (journal, wal) = (left("-journal"), left("-wal"));
         let (horizon, min, max, count) = journal_facts(&db);
-        eprintln!("killed at {tenth}/10 of {full:?}: finished {finished}, hot journal {hot}, horizon {horizon}");
+        eprintln!("{mode}: killed at {tenth}/10 of {full:?}: finished {finished}, left -journal {journal} and -wal {wal} bytes, horizon {horizon}");
         if horizon == 0 {
             assert!(!finished, "a finished prune moved the horizon");
             assert_eq!((min, max, count), (first, last, rows), "no row gone without the horizon moving");
