@@ -96,7 +96,7 @@ pub fn apply(dir: &Path, made: &Manifest, policy: &Retention, live: Live) -> Res
     let manifests: Vec<&Manifest> = backups.iter().map(|(m, _)| m).collect();
     let mut kept = keep(&manifests, policy);
     let anchor = live().ok().flatten().and_then(|position| window_anchor(&manifests, &position));
-    kept.extend(anchor);
+    let anchor = anchor.filter(|i| kept.insert(*i)); // only when the policy alone would delete it
     let (mut deleted, mut in_use, mut window) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (m, artifact)) in backups.iter().enumerate() {
         if kept.contains(&i) {
