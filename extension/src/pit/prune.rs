@@ -247,12 +247,8 @@ fn eligible<'a>(db: Db, live: &Live, backups: &'a [(Manifest, PathBuf)]) -> Resu
 
 /// Why a checkpoint cannot carry the window's start, `None` when it can.
 fn unusable(db: Db, live: &Live, m: &Manifest, pit: &manifest::Position) -> Result<Option<String>> {
-    if pit.lineage != live.lineage {
-        return Ok(Some(format!(
-            "another lineage ({}; this database's is {}): taken before an in-place restore forked the history, \
-             or of another database",
-            pit.lineage, live.lineage
-        )));
+    if let Some(reason) = other_history(db, live, pit)? {
+        return Ok(Some(reason));
     }
     if !m.is_verified() {
         return Ok(Some(format!("not verified when taken (verification: {})", m.verification.result)));
@@ -269,34 +265,44 @@ fn unusable(db: Db, live: &Live, m: &Manifest, pit: &manifest::Position) -> Resu
             pit.horizon_seq, live.horizon_seq
         )));
     }
+    if let Some(reason) = rebuild_needs_rows_below(db, pit.cut_seq)? {
+        return Ok(Some(reason));
+    }
+    let at = db.query_value(&format!("SELECT at FROM main.{LOG} WHERE seq = ?1"), &[pit.cut_seq.into()])?;
+    if at.as_f64().unwrap_or(f64::MAX) >= live.keep_after {
+        return Ok(Some(format!(
+            "its cut ({}) is within the keep period: rows after {} stay",
+            pit.cut_at.as_deref().unwrap_or("?"),
+            rfc3339(db, live.keep_after)
+        )));
+    }
+    Ok(None)
+}
+
+/// Why a checkpoint is not a state of this journal's history: another lineage (an in-place restore forked
+/// it), or its recorded last row is not this journal's row of that seq (a copy of the database that went its
+/// own way, or a history an in-place backup_restore replaced, whose seqs were given again).
+fn other_history(db: Db, live: &Live, pit: &manifest::Position) -> Result<Option<String>> {
+    if pit.lineage != live.lineage {
+        return Ok(Some(format!(
+            "another lineage ({}; this database's is {}): taken before an in-place restore forked the history, \
+             or of another database",
+            pit.lineage, live.lineage
+        )));
+    }
     if pit.cut_seq > live.last_seq {
         return Ok(Some(format!(
             "its cut (seq {}) is past the journal's end (seq {}): not this database's history",
             pit.cut_seq, live.last_seq
         )));
     }
-    let row = db.query(
-        &format!("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', at), at FROM main.{LOG} WHERE seq = ?1"),
-        &[pit.cut_seq.into()],
-    )?;
-    let (cut_at, julian) = match row.first() {
-        Some(r) => (r[0].as_str().map(str::to_string), r[1].as_f64().unwrap_or(f64::MAX)),
-        None => (None, f64::MAX),
-    };
-    if cut_at != pit.cut_at {
+    let sql = format!("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', at) FROM main.{LOG} WHERE seq = ?1");
+    let cut_at = db.query_value(&sql, &[pit.cut_seq.into()])?;
+    if cut_at.as_str() != pit.cut_at.as_deref() {
         return Ok(Some(format!(
-            "the journal's row seq {} is not the one it recorded (a copy of this database that went its own way)",
+            "the journal's row seq {} is not the one it recorded: another history (a copy of this database that \
+             went its own way, or one an in-place backup_restore replaced)",
             pit.cut_seq
-        )));
-    }
-    if let Some(reason) = rebuild_needs_rows_below(db, pit.cut_seq)? {
-        return Ok(Some(reason));
-    }
-    if julian >= live.keep_after {
-        return Ok(Some(format!(
-            "its cut ({}) is within the keep period: rows after {} stay",
-            pit.cut_at.as_deref().unwrap_or("?"),
-            rfc3339(db, live.keep_after)
         )));
     }
     Ok(None)
