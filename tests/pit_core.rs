@@ -483,7 +483,6 @@ fn an_in_place_restore_beside_a_foreign_writer_loses_nothing_and_starts_a_new_li
 
 /// The refusal of an instant of the replaced history names the file that holds it.
 #[test]
-#[ignore = "core bug, reported: the refusal says 'the restore's safety backup (its result named it)' without its path"]
 fn the_refusal_of_a_replaced_instant_names_the_safety_backup_file() {
     let dir = scratch();
     let db = dir.path().join("app.db");
@@ -720,7 +719,6 @@ fn a_restore_into_a_new_file_killed_at_any_moment_publishes_all_or_nothing() {
 }
 
 #[test]
-#[ignore = "core bug, reported: a killed restore leaves the temporary copy's -journal (or -wal/-shm), which no sweep removes"]
 fn a_killed_restore_leaves_no_sqlite_files_beside_its_temporary_copy() {
     for mode in ["delete", "wal"] {
         let left = kill_in_place_restores(mode, 4);
@@ -1047,7 +1045,6 @@ fn python_writers_never_load_vigil_and_the_journal_holds_their_rows() {
 /// pit_disable(table) under pit_enable('*') stops that table for good: a later schema change noticed by
 /// pit_tick does not journal it again.
 #[test]
-#[ignore = "core bug, reported: sync under '*' journals again a table pit_disable(table) stopped"]
 fn a_table_disabled_under_star_stays_disabled_after_a_schema_change() {
     let dir = scratch();
     let db = dir.path().join("app.db");
@@ -1090,7 +1087,6 @@ fn an_application_trigger_created_after_pit_enable_does_not_corrupt_restores() {
 /// A restore to an instant after a foreign ADD COLUMN … DEFAULT that vigil had not noticed yet: the rows it
 /// writes back come from images without the column, and must read the column's DEFAULT, as every row did then.
 #[test]
-#[ignore = "core bug, reported: a row restored from an image without an added column gets NULL, not the column's DEFAULT"]
 fn a_column_added_with_a_default_reads_it_in_rows_restored_from_older_images() {
     let dir = scratch();
     let db = dir.path().join("app.db");
@@ -1169,7 +1165,6 @@ fn vigils_own_tables_are_never_journaled() {
 /// A restore to an instant before a table existed (created by any writer and journaled from its birth under
 /// '*') succeeds, and the table holds none of its later rows.
 #[test]
-#[ignore = "core bug, reported: the check after the undo fails ('does not hold the journaled row of 'u'') for a table created after the cut"]
 fn a_restore_to_before_a_table_was_created_succeeds() {
     let dir = scratch();
     let db = dir.path().join("app.db");

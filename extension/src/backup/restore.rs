@@ -54,15 +54,22 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
             drill.problem().unwrap_or_default()
         )));
     };
+    // A journaled database replaced in place starts a new point-in-time lineage (its journal now ends
+    // where the backup's did); failing to record it is reported like a failed check.
+    let mut lineage_problem = None;
     let (step, safety_backup) = match target {
         None => {
             let live = Target::open(db, &options.schema, options.busy_timeout_ms)?;
-            replace(live.db(), &target_path, &database, options).map_err(|e| live.explain(e))?
+            let done = replace(live.db(), &target_path, &database, options).map_err(|e| live.explain(e))?;
+            lineage_problem = fork_lineage(live.db(), &done.1);
+            done
         }
         Some(_) if target_path.exists() => {
             let open = OwnedDb::open(&target_path.to_string_lossy(), open_flags::READ_WRITE, None)?;
             open.db().set_busy_timeout(options.busy_timeout_ms)?;
-            replace(open.db(), &target_path, &database, options)?
+            let done = replace(open.db(), &target_path, &database, options)?;
+            lineage_problem = fork_lineage(open.db(), &done.1);
+            done
         }
         Some(_) => (into_new_file(&database, &target_path)?, Json::Null),
     };
@@ -72,7 +79,7 @@ fn restore(db: Db, path: &Path, target: Option<&Path>, options: &BackupOptions) 
     let new_file = safety_backup.is_null();
     let checked =
         verify_restored(&target_path, drill.page_count.unwrap_or_default(), new_file, options.busy_timeout_ms);
-    let problem = checked.as_ref().err().cloned();
+    let problem = checked.as_ref().err().cloned().or(lineage_problem);
     let detail = checked.unwrap_or_else(|e| e);
     steps.push(Step { name: "check", ok: problem.is_none(), detail, duration_ms: elapsed_ms(check) }.to_json());
     Ok(json!({
@@ -120,6 +127,12 @@ pub(crate) fn replace(live: Db, path: &Path, database: &Path, options: &BackupOp
     done.map_err(|e| e.context(format!("the target is unchanged; its current state is also in {kept}")))?;
     let detail = format!("backup API, one transaction; other writers waited {:.0} ms", elapsed_ms(locked));
     Ok((Step { name: "restore", ok: true, detail, duration_ms: elapsed_ms(started) }, safety_backup))
+}
+
+fn fork_lineage(db: Db, safety_backup: &Json) -> Option<String> {
+    crate::store::pit::fork_after_backup_restore(db, safety_backup["path"].as_str())
+        .err()
+        .map(|e| format!("the point-in-time journal could not start a new lineage: {e}"))
 }
 
 /// Takes the target's write lock through the backup (a step that copies no page), waiting for other

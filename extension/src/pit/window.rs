@@ -2,11 +2,11 @@
 //! an in-place restore starts a new lineage, and the instants between its cut and the moment it ran belong
 //! to the replaced history, which only its safety backup holds.
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::cut::{rfc3339, Cut, Instant};
 use crate::error::{Error, Result};
-use crate::sqlite::{Db, Value};
+use crate::sqlite::Db;
 use crate::store::pit as store;
 
 /// The earliest restorable position: (seq, Julian day). Rows at or below `seq` are gone or never existed.
@@ -14,11 +14,6 @@ pub fn start(db: Db) -> Result<(i64, f64)> {
     let seq = store::meta(db, "horizon_seq")?.as_i64().unwrap_or(0);
     let at = store::meta(db, "horizon_at")?.as_f64().or(store::meta(db, "created_at")?.as_f64()).unwrap_or(0.0);
     Ok((seq, at))
-}
-
-fn forks(db: Db) -> Result<Vec<Json>> {
-    let text = store::meta(db, "forks")?;
-    Ok(text.as_str().and_then(|t| serde_json::from_str::<Vec<Json>>(t).ok()).unwrap_or_default())
 }
 
 /// Where the states before the window are: the checkpoint pit_prune started the window at, when it did.
@@ -51,7 +46,7 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
             if *julian > now + 1.0 / 86_400.0 {
                 return Err(Error::new(format!("{text} is in the future; {}", window())));
             }
-            for fork in forks(db)? {
+            for fork in store::forks(db)? {
                 let (cut_at, restored_at) =
                     (fork["cut_at"].as_f64().unwrap_or(0.0), fork["restored_at"].as_f64().unwrap_or(0.0));
                 if *julian > cut_at && *julian < restored_at {
@@ -86,25 +81,7 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
 
 /// Gives a restored copy a lineage of its own, remembering where it branched off. Returns {lineage, parent}.
 pub fn fork(db: Db, cut: &Cut) -> Result<Json> {
-    let parent = store::meta(db, "lineage")?;
-    let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
-    let now = db.query_value("SELECT julianday('now')", &[])?;
-    let mut all = forks(db)?;
-    all.push(json!({"parent": parent.as_str(), "lineage": lineage.as_str(), "cut_seq": cut.seq,
-                    "cut_at": cut.at, "restored_at": now.as_f64()}));
-    store::set_meta(db, "forks", Value::from(Json::Array(all).to_string()))?;
-    store::set_meta(db, "lineage", lineage.clone())?;
-    Ok(json!({"lineage": lineage.as_str(), "parent": parent.as_str(), "fork_seq": cut.seq}))
+    store::record_fork(db, cut.seq, cut.at)
 }
 
-/// Completes the fork an in-place restore recorded: the moment the restored state was published (the
-/// replaced history ran until then) and the safety backup that holds its last state.
-pub fn fork_published(db: Db, safety_backup: Option<&str>) -> Result<()> {
-    let mut all = forks(db)?;
-    let now = db.query_value("SELECT julianday('now')", &[])?;
-    if let Some(last) = all.last_mut() {
-        last["restored_at"] = json!(now.as_f64());
-        last["safety_backup"] = json!(safety_backup);
-    }
-    store::set_meta(db, "forks", Value::from(Json::Array(all).to_string()))
-}
+pub use store::fork_published;

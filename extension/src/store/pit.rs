@@ -180,3 +180,49 @@ pub fn position(db: Db, schema: &str) -> Result<Option<Position>> {
         horizon_at: r[4].as_str().map(str::to_string),
     }))
 }
+
+/// The in-place restores this database went through, oldest first: {parent, lineage, cut_seq, cut_at,
+/// restored_at, safety_backup}.
+pub fn forks(db: Db) -> Result<Vec<serde_json::Value>> {
+    let text = meta(db, "forks")?;
+    Ok(text.as_str().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default())
+}
+
+/// Starts a new lineage: the database's history branches off after `cut_seq` (a restore). Seqs after the cut
+/// may be used again by the new history; the lineage tells the two apart, as a timeline does in PostgreSQL.
+pub fn record_fork(db: Db, cut_seq: i64, cut_at: Option<f64>) -> Result<serde_json::Value> {
+    let parent = meta(db, "lineage")?;
+    let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
+    let now = db.query_value("SELECT julianday('now')", &[])?;
+    let mut all = forks(db)?;
+    all.push(serde_json::json!({"parent": parent.as_str(), "lineage": lineage.as_str(), "cut_seq": cut_seq,
+                                "cut_at": cut_at, "restored_at": now.as_f64()}));
+    set_meta(db, "forks", Value::from(serde_json::Value::Array(all).to_string()))?;
+    set_meta(db, "lineage", lineage.clone())?;
+    Ok(serde_json::json!({"lineage": lineage.as_str(), "parent": parent.as_str(), "fork_seq": cut_seq}))
+}
+
+/// Completes the fork an in-place restore recorded: the moment the restored state was published (the
+/// replaced history ran until then) and the safety backup that holds its last state.
+pub fn fork_published(db: Db, safety_backup: Option<&str>) -> Result<()> {
+    let mut all = forks(db)?;
+    let now = db.query_value("SELECT julianday('now')", &[])?;
+    if let Some(last) = all.last_mut() {
+        last["restored_at"] = serde_json::json!(now.as_f64());
+        last["safety_backup"] = serde_json::json!(safety_backup);
+    }
+    set_meta(db, "forks", Value::from(serde_json::Value::Array(all).to_string()))
+}
+
+/// After `backup_restore` replaced a journaled database in place: the journal now ends where the backup's
+/// did, so the history from there on is a new lineage, and instants between that cut and now belong to the
+/// replaced one (its last state is the safety backup).
+pub fn fork_after_backup_restore(db: Db, safety_backup: Option<&str>) -> Result<()> {
+    if !exists(db)? {
+        return Ok(());
+    }
+    let last = db.query(&format!("SELECT seq, at FROM main.{LOG} ORDER BY seq DESC LIMIT 1"), &[])?;
+    let (cut_seq, cut_at) = last.first().map_or((0, None), |r| (r[0].as_i64().unwrap_or(0), r[1].as_f64()));
+    record_fork(db, cut_seq, cut_at)?;
+    fork_published(db, safety_backup)
+}
