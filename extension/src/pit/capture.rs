@@ -11,7 +11,7 @@
 //! journaled twice; readers drop the repeat.
 
 use super::shape::{KeyKind, Shape};
-use crate::store::pit::{txn_expr, LOG, PEND};
+use crate::store::pit::{txn_expr, LOG, MASKED_SLOTS, PEND};
 use crate::store::quote;
 
 /// Trigger name suffixes, in creation order.
@@ -39,6 +39,7 @@ pub fn triggers(shape: &Shape, tbl: i64, db_id: &str) -> Vec<String> {
     let new = value_list(shape, "NEW");
     let pend_values = value_list(shape, "p");
     let changed = key_changed(shape);
+    let (mask, new_changed) = changed_columns(shape);
     // Journals as deleted the probed rows that are gone, or whose key the new row took, when `when` holds.
     let flush = |when: &str| {
         format!(
@@ -68,8 +69,8 @@ pub fn triggers(shape: &Shape, tbl: i64, db_id: &str) -> Vec<String> {
         ),
         format!(
             "CREATE TRIGGER main.{} AFTER UPDATE ON {t} BEGIN {}
-             INSERT INTO {LOG}(txn, at, tbl, op, rid, rid_new{slots_o}{slots_n})
-             VALUES({TXN_EXPR}, {now}, {tbl}, 2, {rid_old}, nullif({rid_new}, {rid_old}){old}{new}); END",
+             INSERT INTO {LOG}(txn, at, tbl, op, rid, rid_new, nmask{slots_o}{slots_n})
+             VALUES({TXN_EXPR}, {now}, {tbl}, 2, {rid_old}, nullif({rid_new}, {rid_old}), {mask}{old}{new_changed}); END",
             name("au"),
             // Only after a probe of this row: an earlier INSERT OR IGNORE or upsert may have left stale rows.
             flush(&changed)
@@ -93,6 +94,31 @@ fn value_list(shape: &Shape, row: &str) -> String {
         "p" => shape.columns.iter().map(|c| format!(", p.o{}", c.slot)).collect(),
         _ => shape.columns.iter().map(|c| format!(", {row}.{}", quote(&c.name))).collect(),
     }
+}
+
+/// An UPDATE's new image: only the columns whose value changed, and the mask saying which (see
+/// `store::pit::MASKED_SLOTS`); wider tables journal the whole new row and a NULL mask.
+fn changed_columns(shape: &Shape) -> (String, String) {
+    if shape.max_slot() > MASKED_SLOTS {
+        return ("NULL".into(), value_list(shape, "NEW"));
+    }
+    let differs = |c: &str| {
+        let c = quote(c);
+        // Exact: IS under BINARY compares bytes and numbers, typeof tells 1 from 1.0, and a real zero is always
+        // kept (IS cannot tell 0.0 from -0.0).
+        format!(
+            "(NEW.{c} IS NOT OLD.{c} COLLATE BINARY OR typeof(NEW.{c}) <> typeof(OLD.{c}) \
+             OR (typeof(NEW.{c}) = 'real' AND NEW.{c} = 0))"
+        )
+    };
+    let mask: Vec<String> = shape.columns.iter().map(|c| format!("({} << {})", differs(&c.name), c.slot - 1)).collect();
+    let values: String = shape
+        .columns
+        .iter()
+        .map(|c| format!(", CASE WHEN {} THEN NEW.{} END", differs(&c.name), quote(&c.name)))
+        .collect();
+    let mask = if mask.is_empty() { "0".to_string() } else { mask.join(" | ") };
+    (mask, values)
 }
 
 /// When an UPDATE may collide with another row: its rowid or a column of a UNIQUE constraint changed (compared

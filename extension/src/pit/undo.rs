@@ -175,7 +175,7 @@ pub(super) fn each_change<'e>(
     let width = crate::store::pit::width(db)?;
     let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
     let mut stmt = db.prepare(&format!(
-        "SELECT tbl, op, rid, rid_new{slots} FROM main.{LOG} WHERE {filter} AND op IN ({}, {}, {}, {}) ORDER BY seq",
+        "SELECT tbl, op, rid, rid_new, nmask{slots} FROM main.{LOG} WHERE {filter} AND op IN ({}, {}, {}, {}) ORDER BY seq",
         op::INSERT,
         op::UPDATE,
         op::DELETE,
@@ -193,12 +193,28 @@ pub(super) fn each_change<'e>(
         }
         let rid = stmt.column(2).as_i64();
         let rid_new = stmt.column(3).as_i64().or(rid);
+        let mask = stmt.column(4).as_i64().filter(|_| operation == op::UPDATE);
+        let value = |slot: usize, offset: usize| stmt.column(5 + (slot - 1) * 2 + offset);
         let image = |offset: usize, rowid: Option<i64>| Image {
             rowid,
-            slots: epoch.shape.columns.iter().map(|c| (c.slot, stmt.column(4 + (c.slot - 1) * 2 + offset))).collect(),
+            slots: epoch.shape.columns.iter().map(|c| (c.slot, value(c.slot, offset))).collect(),
         };
         let old = (operation != op::INSERT).then(|| image(0, rid));
-        let new = (operation != op::DELETE).then(|| image(1, rid_new));
+        let new = (operation != op::DELETE).then(|| match (mask, &old) {
+            // An UPDATE's new image holds the changed columns; the others are as in the old image.
+            (Some(mask), Some(old)) => Image {
+                rowid: rid_new,
+                slots: old
+                    .slots
+                    .iter()
+                    .map(|(slot, was)| {
+                        let changed = mask >> (slot - 1) & 1 == 1;
+                        (*slot, if changed { value(*slot, 1) } else { was.clone() })
+                    })
+                    .collect(),
+            },
+            _ => image(1, rid_new),
+        });
         visit(Change { epoch, op: operation, old, new, detail: None })?;
     }
     Ok(())

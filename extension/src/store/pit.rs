@@ -20,6 +20,11 @@ pub const PEND: &str = "vigil_pit_pend";
 /// The layout version written into `vigil_pit_meta`.
 pub const FORMAT: i64 = 1;
 
+/// An UPDATE's new image holds only the columns whose value changed (exactly: storage class, bytes, the sign
+/// of a zero); `nmask` has bit `slot - 1` set for each. Tables with more slots than this journal full new
+/// images (`nmask` NULL).
+pub const MASKED_SLOTS: usize = 62;
+
 /// Journal operations (`vigil_pit_log.op`).
 pub mod op {
     pub const INSERT: i64 = 1;
@@ -50,7 +55,7 @@ pub fn create(db: Db) -> Result<()> {
            columns TEXT NOT NULL, rowid_alias TEXT, create_sql TEXT, first_seq INTEGER NOT NULL, last_seq INTEGER,
            complete INTEGER NOT NULL DEFAULT 0);
          CREATE TABLE IF NOT EXISTS main.{LOG}(
-           seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new);
+           seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new, nmask);
          CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);"
     ))
 }
