@@ -23,6 +23,7 @@ const WRITING_CALLS: &[(&str, &str)] = &[
     ("pit_disable", "pit_disable('*')"),
     ("pit_tick", "pit_tick()"),
     ("pit_restore", "pit_restore('{\"seq\":0}', '{dir}/out/restored.db')"),
+    ("pit_prune", "pit_prune('{\"dir\":\"{dir}/out\"}')"),
 ];
 
 /// Schema objects that call `{call}`, and the application statement that makes each one run.

@@ -86,6 +86,7 @@ pub fn describe(value: &crate::sqlite::Value) -> String {
         Value::Integer(i) => format!("the integer {i}"),
         Value::Real(r) => format!("the real {r}"),
         Value::Text(t) => format!("the text {}", quoted(t)),
+        Value::RawText(t) => format!("a text of {} bytes that is not UTF-8", t.len()),
         Value::Blob(b) => format!("a blob of {} bytes", b.len()),
     }
 }

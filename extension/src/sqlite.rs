@@ -126,6 +126,8 @@ pub enum Value {
     Integer(i64),
     Real(f64),
     Text(String),
+    /// TEXT that is not valid UTF-8 (SQLite stores what it is given): kept byte for byte.
+    RawText(Vec<u8>),
     Blob(Vec<u8>),
 }
 
@@ -190,7 +192,7 @@ pub fn read_value(raw: *mut sqlite3_value) -> Value {
             SQLITE_TEXT => {
                 let text = call!(value_text(raw));
                 let len = call!(value_bytes(raw)) as usize;
-                Value::Text(lossy(text.cast(), len))
+                text_value(text.cast(), len)
             }
             SQLITE_BLOB => {
                 let data = call!(value_blob(raw));
@@ -211,8 +213,13 @@ fn bytes<'a>(data: *const u8, len: usize) -> &'a [u8] {
     }
 }
 
-fn lossy(data: *const u8, len: usize) -> String {
-    String::from_utf8_lossy(bytes(data, len)).into_owned()
+/// TEXT as a String when it is valid UTF-8, else its exact bytes.
+fn text_value(data: *const u8, len: usize) -> Value {
+    let raw = bytes(data, len);
+    match std::str::from_utf8(raw) {
+        Ok(text) => Value::Text(text.to_owned()),
+        Err(_) => Value::RawText(raw.to_vec()),
+    }
 }
 
 /// The context of a running SQL function call: where its result goes.
@@ -236,6 +243,9 @@ impl Context {
                 Value::Real(r) => call!(result_double(self.0, *r)),
                 Value::Text(s) => {
                     call!(result_text64(self.0, s.as_ptr().cast(), s.len() as u64, transient(), 1))
+                }
+                Value::RawText(t) => {
+                    call!(result_text64(self.0, t.as_ptr().cast(), t.len() as u64, transient(), 1))
                 }
                 Value::Blob(b) => {
                     call!(result_blob64(self.0, b.as_ptr().cast(), b.len() as u64, transient()))
@@ -286,6 +296,35 @@ impl Db {
             return Err(Error::new(format!("no SQL statement in {}", crate::error::quoted(sql))));
         }
         Ok(Statement { raw, db: *self, _db: PhantomData })
+    }
+
+    /// Whether `sql` is exactly one statement (nothing but whitespace or comments after it).
+    pub fn is_single_statement(&self, sql: &str) -> Result<bool> {
+        let mut raw = ptr::null_mut();
+        let mut tail: *const c_char = ptr::null();
+        let rc = unsafe { call!(prepare_v2(self.0, sql.as_ptr().cast(), sql.len() as c_int, &mut raw, &mut tail)) };
+        if rc != SQLITE_OK {
+            return Err(self.error(rc));
+        }
+        if raw.is_null() {
+            return Ok(false);
+        }
+        let _stmt = Statement { raw, db: *self, _db: PhantomData };
+        let used = (tail as usize).saturating_sub(sql.as_ptr() as usize).min(sql.len());
+        let rest = &sql.as_bytes()[used..];
+        if rest.iter().all(u8::is_ascii_whitespace) {
+            return Ok(true);
+        }
+        // Only a comment may follow: preparing it yields no statement.
+        let rest = std::str::from_utf8(rest).unwrap_or("x");
+        let mut next = ptr::null_mut();
+        let rc =
+            unsafe { call!(prepare_v2(self.0, rest.as_ptr().cast(), rest.len() as c_int, &mut next, ptr::null_mut())) };
+        if !next.is_null() {
+            unsafe { call!(finalize(next)) };
+            return Ok(false);
+        }
+        Ok(rc == SQLITE_OK)
     }
 
     /// Runs one or more statements that return nothing of interest.
@@ -632,6 +671,9 @@ impl Statement<'_> {
                 Value::Text(s) => {
                     call!(bind_text64(self.raw, i, s.as_ptr().cast(), s.len() as u64, transient(), 1))
                 }
+                Value::RawText(t) => {
+                    call!(bind_text64(self.raw, i, t.as_ptr().cast(), t.len() as u64, transient(), 1))
+                }
                 Value::Blob(b) => {
                     call!(bind_blob64(self.raw, i, b.as_ptr().cast(), b.len() as u64, transient()))
                 }
@@ -690,7 +732,7 @@ impl Statement<'_> {
                 SQLITE_FLOAT => Value::Real(call!(column_double(raw, i))),
                 SQLITE_TEXT => {
                     let text = call!(column_text(raw, i));
-                    Value::Text(lossy(text, call!(column_bytes(raw, i)) as usize))
+                    text_value(text, call!(column_bytes(raw, i)) as usize)
                 }
                 SQLITE_BLOB => {
                     let data = call!(column_blob(raw, i));

@@ -268,6 +268,7 @@ fn sql_literal(value: &Value) -> String {
         Value::Real(r) if r.is_infinite() => if *r > 0.0 { "1e999" } else { "-1e999" }.into(),
         Value::Real(r) => format!("{r:?}"),
         Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        Value::RawText(t) => format!("CAST(X'{}' AS TEXT)", super::digest::hex(t)),
         Value::Blob(b) => format!("X'{}'", super::digest::hex(b)),
     }
 }
@@ -322,6 +323,8 @@ fn json_value(value: &Value) -> Json {
         Value::Real(r) if r.is_finite() => json!(r),
         Value::Real(r) => json!(if *r > 0.0 { "Infinity" } else { "-Infinity" }),
         Value::Text(t) => json!(t),
+        // JSON text is UTF-8: bytes that are not become U+FFFD.
+        Value::RawText(t) => json!(String::from_utf8_lossy(t)),
         Value::Blob(b) => json!({"$blob": super::digest::hex(b)}),
     }
 }
@@ -349,6 +352,7 @@ fn csv_field(value: &Value) -> String {
         Value::Null => return String::new(),
         Value::Text(t) if t.is_empty() => return "\"\"".into(),
         Value::Blob(b) => super::digest::hex(b),
+        Value::RawText(t) => String::from_utf8_lossy(t).into_owned(),
         Value::Real(r) if r.is_infinite() => if *r > 0.0 { "Infinity" } else { "-Infinity" }.into(),
         Value::Real(r) => format!("{r:?}"),
         Value::Integer(i) => i.to_string(),

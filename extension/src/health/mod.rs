@@ -94,6 +94,7 @@ fn value_json(value: &Value) -> Json {
         Value::Integer(i) => json!(i),
         Value::Real(r) => json!(r),
         Value::Text(t) => json!(t),
+        Value::RawText(t) => json!(String::from_utf8_lossy(t)),
     }
 }
 

@@ -55,7 +55,7 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
     let mut back = SchemaBack::default();
     for (name, history) in histories(epochs, cut) {
         let exists = super::shape::untrackable(db, &name)?.is_none();
-        if history.at_cut.is_some() {
+        if history.all.first().is_some_and(|e| e.first_seq <= cut) {
             refuse_gap(db, cut, &history)?;
         }
         match (history.at_cut, history.active) {
@@ -89,7 +89,7 @@ fn not_there_at_cut(db: Db, cut: i64, name: &str, history: &History, back: &mut 
     }
     let event = db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[first.first_seq.into()])?;
     let created = event.as_str().is_some_and(|e| e.contains("\"event\":\"created\""));
-    if created && last_schema_sighting(db, first.first_seq)? > cut {
+    if created && sighted_after(db, last_schema_sighting(db, first.first_seq)?, cut)? {
         db.exec(&format!("DROP TABLE main.{}", quote(name)))?;
         back.absent_at_cut.insert(name.to_string());
         back.notes.push(json!({"table": name, "note": "created after the cut: dropped"}));
@@ -135,6 +135,17 @@ fn last_schema_sighting(db: Db, seq: i64) -> Result<i64> {
     Ok(seen.as_i64().unwrap_or(0))
 }
 
+/// Whether a schema sighting at seq `since` dates what changed after it as after the cut. A seal (pit_tick)
+/// is a transaction of its own taken at the cut it marks, so one at the cut itself counts; any other row at
+/// the cut does not (a cut is the last state before the next row, and the change may come before that).
+fn sighted_after(db: Db, since: i64, cut: i64) -> Result<bool> {
+    if since != cut {
+        return Ok(since > cut);
+    }
+    let kind = db.query_value(&format!("SELECT op FROM main.{LOG} WHERE seq = ?1"), &[since.into()])?;
+    Ok(kind.as_i64() == Some(op::TICK))
+}
+
 /// The first epoch after `then` in which `changed` holds (the epoch that noticed a change).
 fn noticed_in<'e>(history: &History<'e>, then: &Epoch, changed: impl Fn(&Epoch) -> bool) -> Option<&'e Epoch> {
     history.all.iter().copied().find(|e| e.first_seq > then.first_seq && changed(e))
@@ -157,7 +168,7 @@ fn columns_back(db: Db, cut: i64, then: &Epoch, history: &History, back: &mut Sc
         };
         let noticed = noticed_in(history, then, slot_changed).map_or(now.first_seq, |e| e.first_seq);
         let since = last_schema_sighting(db, noticed)?;
-        if since <= cut {
+        if !sighted_after(db, since, cut)? {
             back.notes.push(json!({"table": now.shape.name, "column": column.name, "note": format!(
                 "changed at an unknown moment between seq {since} and {noticed}, around the cut (a writer without \
                  vigil; pit_tick narrows this): left as it is now")}));
@@ -186,6 +197,26 @@ fn columns_back(db: Db, cut: i64, then: &Epoch, history: &History, back: &mut Sc
     Ok(())
 }
 
+/// Runs a CREATE TABLE statement the journal kept: exactly one statement, a CREATE TABLE of that name (the
+/// journal's tables are in the database file, so their text is as hostile as any file's).
+fn create_table_again(db: Db, name: &str, sql: &str) -> Result<()> {
+    let refused = || {
+        Error::new(format!(
+            "the journal's CREATE statement for {} is not a single CREATE TABLE of it: nothing was restored",
+            crate::error::quoted(name)
+        ))
+    };
+    let head: String = sql.trim_start().chars().take(12).collect::<String>().to_ascii_uppercase();
+    if !head.starts_with("CREATE TABLE") || !db.is_single_statement(sql)? {
+        return Err(refused());
+    }
+    db.exec(sql)?;
+    if super::shape::untrackable(db, name)?.is_some() {
+        return Err(refused());
+    }
+    Ok(())
+}
+
 /// Creates a table dropped after the cut again, with its rows at the cut replayed from the journal, when the
 /// journal holds its whole life; otherwise the restore stops with the reason.
 fn rebuild(
@@ -201,7 +232,7 @@ fn rebuild(
     if !followed_from_birth {
         return Err(undo::dropped_table_error(name));
     }
-    db.exec(&then.shape.create_sql)?;
+    create_table_again(db, name, &then.shape.create_sql)?;
     let ids: HashSet<i64> = history.all.iter().map(|e| e.tbl).collect();
     let mut rows: HashMap<Key, Entry> = HashMap::new();
     undo::each_change(db, "seq <= ?1", cut, epochs, |change| {

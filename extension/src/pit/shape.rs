@@ -54,6 +54,8 @@ pub struct Unique {
     pub columns: Vec<(String, String)>,
     /// The PRIMARY KEY of a WITHOUT ROWID table: the row's key.
     pub primary: bool,
+    /// A partial index (`WHERE …`): an UPDATE of any column may bring a row into it.
+    pub partial: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +73,9 @@ pub struct Shape {
     /// The name that reaches the rowid (`rowid`, or `_rowid_`/`oid` when a column is called `rowid`).
     pub rowid_name: &'static str,
 }
+
+/// More image slots than any table can have (SQLite allows at most 32767 columns; vigil journals up to this).
+pub const MAX_SLOT: usize = 32767;
 
 /// The first of SQLite's names for the rowid that no column hides.
 fn rowid_name(columns: &[String]) -> Option<&'static str> {
@@ -194,8 +199,10 @@ fn assign_slots(stored: &[(usize, String, i64)], previous: Option<&Shape>) -> Ve
 
 /// UNIQUE indexes (and the PRIMARY KEY of tables not keyed by the rowid alias), with their collations.
 fn unique_constraints(db: Db, name: &str, key: KeyKind) -> Result<(Vec<Unique>, usize)> {
-    let indexes =
-        db.query(&format!("SELECT name, origin FROM main.pragma_index_list({}) WHERE \"unique\" = 1", lit(name)), &[])?;
+    let indexes = db.query(
+        &format!("SELECT name, origin, partial FROM main.pragma_index_list({}) WHERE \"unique\" = 1", lit(name)),
+        &[],
+    )?;
     let mut uniques = Vec::new();
     let mut expressions = 0;
     for index in &indexes {
@@ -216,7 +223,7 @@ fn unique_constraints(db: Db, name: &str, key: KeyKind) -> Result<(Vec<Unique>, 
             .iter()
             .filter_map(|p| Some((p[1].as_str()?.to_string(), p[2].as_str().unwrap_or("BINARY").to_string())))
             .collect();
-        uniques.push(Unique { columns, primary });
+        uniques.push(Unique { columns, primary, partial: index[2].as_i64() == Some(1) });
     }
     Ok((uniques, expressions))
 }
@@ -229,20 +236,24 @@ impl Shape {
     /// The shape stored for an epoch (columns and key only; enough to read and apply images).
     pub fn from_stored(name: &str, key: &str, columns: &str, create_sql: &str, rowid_alias: Option<String>) -> Shape {
         let parsed: Json = serde_json::from_str(columns).unwrap_or(Json::Null);
-        let columns = parsed
+        let columns: Vec<Column> = parsed
             .as_array()
             .map(|cs| {
                 cs.iter()
                     .filter_map(|c| {
                         Some(Column {
                             name: c["name"].as_str()?.to_string(),
-                            slot: c["slot"].as_u64()? as usize,
+                            // The journal is in the file and may have been tampered with: a slot outside the
+                            // log's range would read another column.
+                            slot: c["slot"].as_u64().filter(|s| (1..=MAX_SLOT as u64).contains(s))? as usize,
                             pk: c["pk"].as_i64().unwrap_or(0),
                         })
                     })
                     .collect()
             })
             .unwrap_or_default();
+        let mut names: Vec<String> = columns.iter().map(|c: &Column| c.name.clone()).collect();
+        names.extend(rowid_alias.clone());
         Shape {
             name: name.to_string(),
             key: KeyKind::parse(key),
@@ -251,7 +262,7 @@ impl Shape {
             uniques: Vec::new(),
             expression_uniques: 0,
             create_sql: create_sql.to_string(),
-            rowid_name: "rowid",
+            rowid_name: rowid_name(&names).unwrap_or("rowid"),
         }
     }
 

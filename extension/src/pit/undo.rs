@@ -156,6 +156,7 @@ fn current_shapes(db: Db) -> Result<HashMap<String, Shape>> {
 
 /// One journaled change, with its images under the epoch that wrote it.
 pub(super) struct Change<'e> {
+    pub seq: i64,
     pub epoch: &'e Epoch,
     pub op: i64,
     pub old: Option<Image>,
@@ -175,7 +176,7 @@ pub(super) fn each_change<'e>(
     let width = crate::store::pit::width(db)?;
     let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
     let mut stmt = db.prepare(&format!(
-        "SELECT tbl, op, rid, rid_new, nmask{slots} FROM main.{LOG} WHERE {filter} AND op IN ({}, {}, {}, {}) ORDER BY seq",
+        "SELECT tbl, op, rid, rid_new, nmask, seq{slots} FROM main.{LOG} WHERE {filter} AND op IN ({}, {}, {}, {}) ORDER BY seq",
         op::INSERT,
         op::UPDATE,
         op::DELETE,
@@ -186,15 +187,16 @@ pub(super) fn each_change<'e>(
         let tbl = stmt.column(0).as_i64().unwrap_or(0);
         let Some(epoch) = epochs.get(&tbl) else { continue };
         let operation = stmt.column(1).as_i64().unwrap_or(0);
+        let seq = stmt.column(5).as_i64().unwrap_or(0);
         if operation == op::SCHEMA {
             let detail = stmt.column(3).as_str().map(str::to_string);
-            visit(Change { epoch, op: operation, old: None, new: None, detail })?;
+            visit(Change { seq, epoch, op: operation, old: None, new: None, detail })?;
             continue;
         }
         let rid = stmt.column(2).as_i64();
         let rid_new = stmt.column(3).as_i64().or(rid);
         let mask = stmt.column(4).as_i64().filter(|_| operation == op::UPDATE);
-        let value = |slot: usize, offset: usize| stmt.column(5 + (slot - 1) * 2 + offset);
+        let value = |slot: usize, offset: usize| stmt.column(6 + (slot - 1) * 2 + offset);
         let image = |offset: usize, rowid: Option<i64>| Image {
             rowid,
             slots: epoch.shape.columns.iter().map(|c| (c.slot, value(c.slot, offset))).collect(),
@@ -215,7 +217,7 @@ pub(super) fn each_change<'e>(
             },
             _ => image(1, rid_new),
         });
-        visit(Change { epoch, op: operation, old, new, detail: None })?;
+        visit(Change { seq, epoch, op: operation, old, new, detail: None })?;
     }
     Ok(())
 }
@@ -225,6 +227,7 @@ fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
     let mut plan = Plan::default();
     // Tables with changes since the cut: a later possible renumbering of their rowids makes the keys ambiguous.
     let mut changed_since_cut: std::collections::HashSet<String> = Default::default();
+    let mut chain = Chain::default();
     each_change(db, "seq > ?1", cut, epochs, |change| {
         let name = &change.epoch.shape.name;
         if change.op == op::SCHEMA {
@@ -236,6 +239,7 @@ fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
         }
         plan.changes += 1;
         changed_since_cut.insert(name.clone());
+        chain.follow(&change)?;
         let keys = plan.tables.entry(name.clone()).or_default();
         if let Some(old) = change.old {
             let (key, key_values) = key_of(&change.epoch.shape, &old);
@@ -248,6 +252,55 @@ fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
         Ok(())
     })?;
     Ok(plan)
+}
+
+/// Checks that the journal tells one story per key: each change's old image is the row the previous change
+/// left. It breaks when an application trigger newer than vigil's ran before vigil put its own back in front
+/// (the nested change journaled before its cause), or when the journal was altered; a restore across such a
+/// place could not be exact, so it is refused.
+#[derive(Default)]
+struct Chain {
+    /// (table, key) → the row after the last change seen (`None`: deleted).
+    rows: HashMap<(String, Key), Option<Image>>,
+}
+
+impl Chain {
+    fn follow(&mut self, change: &Change) -> Result<()> {
+        let name = &change.epoch.shape.name;
+        let shape = &change.epoch.shape;
+        if let Some(old) = &change.old {
+            let key = (name.clone(), key_of(shape, old).0);
+            match self.rows.get(&key) {
+                // A REPLACE under recursive_triggers journals its delete twice: the repeat says nothing new.
+                Some(None) if change.op == op::DELETE => return Ok(()),
+                Some(None) => return Err(out_of_order(name, change.seq)),
+                Some(Some(row)) if !same_image(row, old) => return Err(out_of_order(name, change.seq)),
+                _ => {}
+            }
+            self.rows.insert(key, None);
+        }
+        if let Some(new) = &change.new {
+            self.rows.insert((name.clone(), key_of(shape, new).0), Some(new.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Equal rowid and equal values in every slot both images hold (an epoch may have added a column).
+fn same_image(a: &Image, b: &Image) -> bool {
+    a.rowid == b.rowid
+        && a.slots.iter().all(|(slot, value)| {
+            b.slots.get(slot).is_none_or(|other| same_values(std::slice::from_ref(value), std::slice::from_ref(other)))
+        })
+}
+
+fn out_of_order(name: &str, seq: i64) -> Error {
+    Error::new(format!(
+        "the journal of {} does not follow from one change to the next at seq {seq} (an application trigger \
+         created after pit_enable ran before vigil's next call put its own triggers back in front, or the journal \
+         was altered): a restore to before seq {seq} cannot be exact; restore to a later instant, or from a backup",
+        crate::error::quoted(name)
+    ))
 }
 
 /// A row's key and the values its key condition binds.
@@ -282,6 +335,11 @@ fn encode(value: &Value, out: &mut Vec<u8>) {
             out.push(3);
             out.extend_from_slice(&(t.len() as u64).to_be_bytes());
             out.extend_from_slice(t.as_bytes());
+        }
+        Value::RawText(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t);
         }
         Value::Blob(b) => {
             out.push(4);
@@ -375,7 +433,12 @@ fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>, digest: &mut S
         let same = match (&found, &entry.image) {
             (Some(row), Some(image)) => same_values(&held_values(shape, row, image), &row_params(shape, image)),
             (None, None) => true,
-            _ => false,
+            // A key that did not exist at the cut may still match another row under its collation ('a' and
+            // 'A' under NOCASE): what matters is that no row has exactly this key.
+            (Some(row), None) => {
+                shape.key == KeyKind::PrimaryKey && !same_values(&key_of_row(shape, row), &entry.key_values)
+            }
+            (None, Some(_)) => false,
         };
         if !same {
             return Err(Error::new(format!(
@@ -390,6 +453,12 @@ fn check_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>, digest: &mut S
         checked += 1;
     }
     Ok(checked)
+}
+
+/// The primary-key values of a row read back (NULL first, then every column) of a WITHOUT ROWID table.
+fn key_of_row(shape: &Shape, row: &[Value]) -> Vec<Value> {
+    let position = |name: &str| shape.columns.iter().position(|c| c.name == name).map(|i| i + 1);
+    shape.key_columns().iter().filter_map(|c| position(&c.name).map(|i| row[i].clone())).collect()
 }
 
 /// A row read back (rowid or NULL first, then every column), cut to what [`row_params`] binds for `image`.

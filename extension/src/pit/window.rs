@@ -66,7 +66,23 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
                 before_window(db)?
             )));
         }
-        Instant::Seq(_) => {}
+        Instant::Seq(seq) => {
+            for fork in store::forks(db)? {
+                let cut_seq = fork["cut_seq"].as_i64().unwrap_or(i64::MAX);
+                let present = db.query_value(
+                    &format!("SELECT count(*) FROM main.{} WHERE seq = ?1", store::LOG),
+                    &[(*seq).into()],
+                )?;
+                if *seq > cut_seq && present.as_i64() == Some(0) {
+                    let kept = fork["safety_backup"].as_str().unwrap_or("(named in the restore's result)");
+                    return Err(Error::new(format!(
+                        "seq {seq} is not in this database's history: an in-place restore replaced the history after \
+                         seq {cut_seq}, and its last state is in the safety backup {kept}; restore from there with \
+                         backup_restore"
+                    )));
+                }
+            }
+        }
     }
     if cut.seq < start_seq {
         return Err(Error::new(format!(
