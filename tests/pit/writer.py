@@ -41,7 +41,7 @@ CREATE TABLE child(id INTEGER PRIMARY KEY,
 CREATE TABLE audit(id INTEGER PRIMARY KEY, what TEXT, val);
 CREATE TABLE t_part(id INTEGER PRIMARY KEY, email TEXT, active INTEGER, code TEXT, v);
 CREATE UNIQUE INDEX t_part_active_email ON t_part(email) WHERE active = 1;
-CREATE UNIQUE INDEX t_part_lower_code ON t_part(lower(code));
+CREATE UNIQUE INDEX t_part_code ON t_part(code COLLATE NOCASE);
 CREATE TABLE t_ocr(id INTEGER PRIMARY KEY, tag TEXT UNIQUE ON CONFLICT REPLACE, v);
 -- Application triggers that write: another table, and the same row (an update nested in an update).
 CREATE TRIGGER app_child_count AFTER INSERT ON child BEGIN
