@@ -6,6 +6,7 @@ Modes (run with Debian's /usr/bin/python3; LD_LIBRARY_PATH may put another libsq
   writer.py DB SEED COUNT OPTIONS OUT  run COUNT random units of work; OPTIONS is a comma list such as
                                        recursive_triggers=on,trusted_schema=off; writes JSON lines to OUT
   writer.py --hash DB [DB ...]         print the canonical content hash of each database (one JSON line each)
+  writer.py --diff EXPECTED ACTUAL     print the rows that differ between two databases
 
 OUT holds a header line, then one record per quiet gap after a unit of work:
   {"seq": max(seq) of vigil_pit_log or null, "hash": ..., "tables": {name: hash}, "t0": ms, "t1": ms}
@@ -167,6 +168,36 @@ def snapshot(conn):
     finally:
         conn.execute("COMMIT")
     return {"seq": seq, "hash": digest, "tables": tables, "rows": rows}
+
+
+def rows_by_key(conn, name):
+    """{rowid or primary key: [(storage class, value)…]} of one table, values exact (REAL as IEEE bits)."""
+    columns = [c for c in conn.execute(f"PRAGMA table_xinfo({quote_name(name)})").fetchall() if c[6] in (0, 2, 3)]
+    keys = sorted((c for c in columns if c[5] > 0), key=lambda c: c[5])
+    without_rowid = conn.execute("SELECT wr FROM pragma_table_list WHERE name = ? AND schema = 'main'",
+                                 (name,)).fetchone()[0]
+    key_sql = ", ".join(quote_name(as_text(c[1])) for c in keys) if without_rowid else "_rowid_"
+    selected = ", ".join(f"typeof({quote_name(as_text(c[1]))}), {quote_name(as_text(c[1]))}" for c in columns)
+    rows = {}
+    for row in conn.execute(f"SELECT {key_sql}, {selected} FROM {quote_name(name)}"):
+        width = len(row) - 2 * len(columns)
+        values = [(as_text(row[i]), row[i + 1]) for i in range(width, len(row), 2)]
+        rows[repr(row[:width])] = [(k, struct.pack(">d", v).hex() if k == "real" else v) for k, v in values]
+    return rows
+
+
+def diff_mode(expected_path, actual_path):
+    """Prints, table by table, the rows that differ between two databases (at most 10 per table)."""
+    expected, actual = (sqlite3.connect(f"file:{p}?mode=ro", uri=True) for p in (expected_path, actual_path))
+    for conn in (expected, actual):
+        conn.text_factory = bytes
+    for name in sorted(set(user_tables(expected)) | set(user_tables(actual))):
+        want, got = (rows_by_key(c, name) if name in user_tables(c) else {} for c in (expected, actual))
+        shown = 0
+        for key in sorted(set(want) | set(got)):
+            if want.get(key) != got.get(key) and shown < 10:
+                print(f"{name} key {key}: expected {want.get(key)}, restored {got.get(key)}")
+                shown += 1
 
 
 def hash_mode(paths):
@@ -469,7 +500,9 @@ def parse_options(text):
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[0] == "--hash":
+    if len(argv) == 3 and argv[0] == "--diff":
+        diff_mode(argv[1], argv[2])
+    elif len(argv) >= 2 and argv[0] == "--hash":
         hash_mode(argv[1:])
     elif len(argv) == 3 and argv[0] == "--setup":
         setup_mode(argv[1], int(argv[2]))
