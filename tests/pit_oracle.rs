@@ -775,3 +775,52 @@ fn the_writer_runs_without_vigil_and_hashes_files_as_it_records() {
         assert!(distinct.len() > 20, "the workload changes the content: {} states", distinct.len());
     }
 }
+
+// ------------------------------------------------------------------ cases the oracle found, one by one
+
+/// `sql` on a new database, journaled; then `writes` from a connection without vigil; then a restore into a
+/// new file to the position before the writes must hold the content from before them.
+fn assert_restores_before(sql: &str, writes: &str) {
+    let dir = scratch();
+    let db = dir.path().join("case.db");
+    create_db(&db, sql);
+    let vigil = Rusqlite::open(&db);
+    let _: String = vigil.query_row("SELECT pit_enable('*')", [], |r| r.get(0)).unwrap();
+    let (before_seq, before) = (position(&vigil), content(&db));
+    let copy = dir.path().join("before.db");
+    std::fs::copy(&db, &copy).unwrap(); // no transaction is open: the file is the committed state
+    Connection::open(&db).unwrap().execute_batch(writes).unwrap();
+    assert_ne!(content(&db), before, "the writes change the content");
+    let file = dir.path().join("restored.db");
+    let instant = format!("{{\"seq\":{before_seq}}}");
+    let result: String = vigil
+        .query_row("SELECT pit_restore(?1, ?2)", [instant.as_str(), file.to_str().unwrap()], |r| r.get(0))
+        .unwrap();
+    let diff = run_ok(writer(Library::Debian).arg("--diff").arg(&copy).arg(&file));
+    assert_eq!(content(&file), before, "after {writes}\n{diff}{result}");
+}
+
+/// TEXT that is not valid UTF-8 (SQLite stores any bytes; `CAST(x'…' AS TEXT)`, `upper()` or `||` of a BLOB
+/// make it) comes back byte for byte, as a value and as a key, also beside a key it would equal if decoded
+/// with replacement characters.
+#[test]
+fn text_that_is_not_utf8_is_restored_byte_for_byte() {
+    assert_restores_before(
+        "CREATE TABLE t(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+         INSERT INTO t VALUES (CAST(x'41ff' AS TEXT), CAST(x'00ff' AS TEXT)), (CAST(x'41efbfbd' AS TEXT), 'valid');",
+        "UPDATE t SET v = 'changed'; DELETE FROM t WHERE k = CAST(x'41ff' AS TEXT);",
+    );
+}
+
+/// An UPDATE OR REPLACE that makes a row enter a partial UNIQUE index (a column of the index's WHERE clause
+/// changes, not an indexed column) deletes the row it now collides with; with recursive_triggers off only the
+/// BEFORE UPDATE probe can see that.
+#[test]
+fn a_row_entering_a_partial_unique_index_by_update_or_replace_is_journaled() {
+    assert_restores_before(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, email TEXT, active INTEGER);
+         CREATE UNIQUE INDEX t_active_email ON t(email) WHERE active = 1;
+         INSERT INTO t VALUES (1, 'a', 1), (2, 'a', 0);",
+        "UPDATE OR REPLACE t SET active = 1 WHERE id = 2;",
+    );
+}
