@@ -824,3 +824,35 @@ fn a_row_entering_a_partial_unique_index_by_update_or_replace_is_journaled() {
         "UPDATE OR REPLACE t SET active = 1 WHERE id = 2;",
     );
 }
+
+/// An application trigger that updates the row its table's UPDATE just changed, created after pit_enable by
+/// a writer without vigil. Triggers fire newest first, so until vigil's own triggers are made the newest again
+/// the nested change is journaled before the outer one. Every pit function (here pit_tick) must restore that
+/// order before the next write, so the restore below is exact.
+#[test]
+fn an_application_trigger_created_after_pit_enable_is_journaled_in_order_after_a_pit_call() {
+    let dir = scratch();
+    let db = dir.path().join("case.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v, n INTEGER); INSERT INTO t VALUES (1, 'orig', 0);");
+    let vigil = Rusqlite::open(&db);
+    let _: String = vigil.query_row("SELECT pit_enable('*')", [], |r| r.get(0)).unwrap();
+    let plain = Connection::open(&db).unwrap();
+    plain
+        .execute_batch(
+            "CREATE TRIGGER app_touch AFTER UPDATE OF v ON t BEGIN UPDATE t SET n = n + 1 WHERE id = NEW.id; END;",
+        )
+        .unwrap();
+    let tick: String = vigil.query_row("SELECT pit_tick()", [], |r| r.get(0)).unwrap();
+    let (before_seq, before) = (position(&vigil), content(&db));
+    plain.execute_batch("UPDATE t SET v = 'new' WHERE id = 1;").unwrap();
+    let file = dir.path().join("restored.db");
+    let instant = format!("{{\"seq\":{before_seq}}}");
+    let result: String = vigil
+        .query_row("SELECT pit_restore(?1, ?2)", [instant.as_str(), file.to_str().unwrap()], |r| r.get(0))
+        .unwrap();
+    let restored = Connection::open(&file).unwrap();
+    let row: (String, i64) =
+        restored.query_row("SELECT v, n FROM t WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(row, ("orig".to_string(), 0), "pit_tick: {tick}\nrestore: {result}");
+    assert_eq!(content(&file), before);
+}
