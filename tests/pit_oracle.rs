@@ -362,6 +362,8 @@ fn hashes(library: Library, files: &[PathBuf]) -> BTreeMap<PathBuf, Record> {
 struct Report {
     restores: usize,
     differences: Vec<String>,
+    /// How many restores reported each `consistency`.
+    consistency: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -410,7 +412,10 @@ fn check_restores(db: &Path, dir: &Path, run: &Run, records: &[Record], report: 
                 report.differ(format!("restore to {} cut at {}", target.describe(), r["cut"]))
             }
             Ok(r) if !file.exists() => report.differ(format!("restore to {} made no file: {r}", target.describe())),
-            Ok(_) => restored.push((target, file.clone())),
+            Ok(r) => {
+                *report.consistency.entry(r["consistency"].to_string()).or_default() += 1;
+                restored.push((target, file.clone()))
+            }
         }
     }
     let files: Vec<PathBuf> = restored.iter().map(|(_, f)| f.clone()).collect();
@@ -454,13 +459,14 @@ fn oracle(run: Run, mutate: impl FnOnce(&Path)) -> Report {
     check_positions(&recording.records, &mut report);
     check_restores(&db, dir.path(), &run, &recording.records, &mut report);
     eprintln!(
-        "{}: {} units ({}), {} statements, errors expected of the workload {}; {} restores, {} differences",
+        "{}: {} units ({}), {} statements, errors expected of the workload {}; {} restores (consistency {:?}), {} differences",
         run.describe(),
         run.units,
         recording.summary["units"],
         recording.summary["statements"],
         recording.summary["expected_errors"],
         report.restores,
+        report.consistency,
         report.differences.len()
     );
     report
