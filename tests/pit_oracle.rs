@@ -125,6 +125,8 @@ struct Run {
     time_restores: usize,
     /// Whether a difference is explained row by row (a replay of the workload; slow).
     explain: bool,
+    /// The database in WAL mode (else a rollback journal).
+    wal: bool,
 }
 
 impl Run {
@@ -135,7 +137,13 @@ impl Run {
 
     fn describe(&self) -> String {
         let host = if self.restore_in_shell { "sqlite3 shell" } else { "rusqlite" };
-        format!("seed {} on SQLite {} ({}), restores in the {host}", self.seed, self.library.version(), self.options())
+        let mode = if self.wal { "WAL" } else { "rollback journal" };
+        format!(
+            "seed {} on SQLite {} ({}, {mode}), restores in the {host}",
+            self.seed,
+            self.library.version(),
+            self.options()
+        )
     }
 }
 
@@ -180,7 +188,8 @@ fn record_of(line: &Json) -> Record {
 
 /// Creates the writer's schema and first rows with the writer itself (vigil not loaded).
 fn set_up(db: &Path, run: &Run) {
-    run_ok(writer(run.library).arg("--setup").arg(db).arg(run.seed.to_string()));
+    let mode = if run.wal { "wal" } else { "delete" };
+    run_ok(writer(run.library).arg("--setup").arg(db).arg(run.seed.to_string()).arg(mode));
 }
 
 /// The tables the writer creates.
@@ -502,14 +511,18 @@ const BASE: Run = Run {
     seq_restores: 30,
     time_restores: 15,
     explain: true,
+    wal: false,
 };
 
 /// One run per combination of writer library, trusted_schema and recursive_triggers, each with its own seed;
-/// vigil restores in the 3.40 shell for half of them and in rusqlite's bundled SQLite for the other half.
+/// vigil restores in the 3.40 shell for half of them and in rusqlite's bundled SQLite for the other half, and
+/// half the databases are in WAL mode (both splits balanced against each setting).
 fn matrix(library: Library, trusted_schema: bool, recursive_triggers: bool) {
-    let index = 4 * (library == Library::Bundled) as u64 + 2 * !trusted_schema as u64 + recursive_triggers as u64;
-    let restore_in_shell = (index + (library == Library::Bundled) as u64) % 2 == 0;
-    assert_exact(Run { seed: index + 1, library, trusted_schema, recursive_triggers, restore_in_shell, ..BASE });
+    let bits = [library == Library::Bundled, !trusted_schema, recursive_triggers];
+    let index = bits.iter().fold(0, |n, &b| 2 * n + b as u64);
+    let restore_in_shell = bits[0] == bits[2];
+    let wal = bits.iter().filter(|&&b| b).count() % 2 == 1;
+    assert_exact(Run { seed: index + 1, library, trusted_schema, recursive_triggers, restore_in_shell, wal, ..BASE });
 }
 
 #[test]

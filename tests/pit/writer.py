@@ -2,7 +2,8 @@
 """The pit_journal oracle's writer: a process that never loads vigil.
 
 Modes (run with Debian's /usr/bin/python3; LD_LIBRARY_PATH may put another libsqlite3.so.0 in front):
-  writer.py --setup DB SEED            create the schema and some rows (before the test calls pit_enable)
+  writer.py --setup DB SEED [MODE]     create the schema and some rows (before the test calls pit_enable), in
+                                       journal_mode MODE (default delete)
   writer.py DB SEED COUNT OPTIONS OUT  run COUNT random units of work; OPTIONS is a comma list such as
                                        recursive_triggers=on,trusted_schema=off; writes JSON lines to OUT
   writer.py --hash DB [DB ...]         print the canonical content hash of each database (one JSON line each)
@@ -211,9 +212,10 @@ def hash_mode(paths):
 
 # ---------------------------------------------------------------- setup
 
-def setup_mode(path, seed):
+def setup_mode(path, seed, journal_mode):
     rng = random.Random(seed)
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA journal_mode = {journal_mode}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.executescript(SCHEMA)
     conn.execute("BEGIN")
@@ -443,6 +445,13 @@ class Writer:
             self.statements_in_txn(1, 5)
             self.end("ROLLBACK")
             return "rollback"
+        if roll < 0.5:
+            # A SAVEPOINT outside BEGIN starts the transaction; its RELEASE commits it.
+            self.conn.execute("SAVEPOINT outer_txn")
+            self.statements_in_txn(1, 4)
+            self.savepoints()
+            self.end("RELEASE outer_txn")
+            return "savepoint transaction"
         self.conn.execute(self.rng.choice(["BEGIN", "BEGIN IMMEDIATE"]))
         self.statements_in_txn(1, 5)
         if roll < 0.65:
@@ -504,8 +513,8 @@ def main(argv):
         diff_mode(argv[1], argv[2])
     elif len(argv) >= 2 and argv[0] == "--hash":
         hash_mode(argv[1:])
-    elif len(argv) == 3 and argv[0] == "--setup":
-        setup_mode(argv[1], int(argv[2]))
+    elif len(argv) in (3, 4) and argv[0] == "--setup":
+        setup_mode(argv[1], int(argv[2]), argv[3] if len(argv) == 4 else "delete")
     elif len(argv) == 5:
         run_mode(argv[0], int(argv[1]), int(argv[2]), parse_options(argv[3]), argv[4])
     else:
