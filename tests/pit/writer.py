@@ -324,6 +324,11 @@ def nokey_statement(r):
         ("DELETE FROM t_nokey WHERE x = ?", (x,)),
         ("DELETE FROM t_nokey WHERE rowid = (SELECT max(rowid) FROM t_nokey)", ()),
         ("INSERT INTO t_nokey(x, y) SELECT a, v FROM t_wr WHERE a = ?", (x % 4,)),
+        ("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 250) "
+         "INSERT INTO t_nokey(x, y) SELECT 7, CASE i % 3 WHEN 0 THEN i WHEN 1 THEN i * 0.5 ELSE x'00' || i END FROM c",
+         ()),
+        ("UPDATE t_nokey SET y = typeof(y) WHERE x = 7 AND rowid % 2 = ?", (rid % 2,)),
+        ("DELETE FROM t_nokey WHERE x = 7 AND rowid % 3 <> ?", (rid % 3,)),
     ])
 
 
