@@ -5,7 +5,8 @@ Modes (run with Debian's /usr/bin/python3; LD_LIBRARY_PATH may put another libsq
   writer.py --setup DB SEED [MODE]     create the schema and some rows (before the test calls pit_enable), in
                                        journal_mode MODE (default delete)
   writer.py DB SEED COUNT OPTIONS OUT  run COUNT random units of work; OPTIONS is a comma list such as
-                                       recursive_triggers=on,trusted_schema=off; writes JSON lines to OUT
+                                       recursive_triggers=on,trusted_schema=off,avoid=non-utf8-text (AVOIDABLE
+                                       below); writes JSON lines to OUT
   writer.py --hash DB [DB ...]         print the canonical content hash of each database (one JSON line each)
   writer.py --diff EXPECTED ACTUAL     print the rows that differ between two databases
 
@@ -68,6 +69,20 @@ BLOB_KEYS = [b"\x00", b"\x00\xff", b"\xff", b"", b"k"]
 EXPECTED_ERRORS = re.compile(
     r"^(UNIQUE constraint failed: (?!vigil)|FOREIGN KEY constraint failed$|NOT NULL constraint failed: (?!vigil)"
     r"|datatype mismatch$)")
+
+
+# Cases of the workload that reach a core fault already reported: the test may leave them out (option
+# avoid=name+name) so that everything else stays checked until the fault is fixed.
+AVOIDABLE = {
+    "non-utf8-text": "TEXT that is not valid UTF-8 (upper(), lower() or || of a BLOB make it)",
+    "partial-index-entry": "UPDATE OR REPLACE that makes a row enter a partial UNIQUE index",
+}
+AVOID = set()
+
+
+def blob_guard(column):
+    """A condition keeping BLOBs out of `column` while text that is not UTF-8 is avoided."""
+    return f" AND typeof({column}) <> 'blob'" if "non-utf8-text" in AVOID else ""
 
 
 def now_ms():
@@ -264,8 +279,8 @@ def ipk_statement(r):
         ("UPDATE t_ipk SET v = ? WHERE id = ?", (v, i)),
         ("UPDATE t_ipk SET id = ? WHERE id = ?", (j, i)),
         ("UPDATE OR REPLACE t_ipk SET id = ? WHERE id = ?", (j, i)),
-        ("UPDATE t_ipk SET name = upper(name) WHERE id % 3 = ?", (i % 3,)),
-        ("UPDATE t_ipk SET name = lower(name) WHERE id = ?", (i,)),
+        ("UPDATE t_ipk SET name = upper(name) WHERE id % 3 = ?" + blob_guard("name"), (i % 3,)),
+        ("UPDATE t_ipk SET name = lower(name) WHERE id = ?" + blob_guard("name"), (i,)),
         ("UPDATE t_ipk SET v = CAST(v AS REAL) WHERE typeof(v) = 'integer' AND id % 2 = ?", (i % 2,)),
         ("UPDATE t_ipk SET v = 1 WHERE v = 1.0", ()),
         ("UPDATE t_ipk SET v = NULL WHERE id % 4 = ?", (i % 4,)),
@@ -295,7 +310,7 @@ def text_statement(r):
         ("UPDATE t_text SET n = ? WHERE rowid % 3 = ?", (n, r.randint(0, 2))),
         ("DELETE FROM t_text WHERE k = ?", (key,)),
         ("INSERT OR IGNORE INTO t_text(k, v, n) SELECT coalesce(name, 'nul') || ?, v, id FROM t_ipk "
-         "WHERE id % 4 = ?", (r.choice(["", "-", "+"]), r.randint(0, 3))),
+         "WHERE id % 4 = ?" + blob_guard("name"), (r.choice(["", "-", "+"]), r.randint(0, 3))),
     ])
 
 
@@ -367,6 +382,7 @@ def family_statement(r):
 
 
 def partial_statement(r):
+    entering = "v = 1" if "partial-index-entry" in AVOID else "active = 1"
     i, e, act, code, v = r.randint(1, 15), f"e{r.randint(0, 4)}", r.choice([0, 1, 1, None]), r.choice(
         ["c1", "C1", "c2", "C2", "c3", None]), value(r)
     return r.choice([
@@ -375,7 +391,7 @@ def partial_statement(r):
         ("INSERT OR REPLACE INTO t_part(email, active, code, v) VALUES (?, ?, ?, ?)", (e, act, code, v)),
         ("INSERT INTO t_part(email, active, v) VALUES (?, 1, ?) ON CONFLICT(email) WHERE active = 1 "
          "DO UPDATE SET v = excluded.v", (e, v)),
-        ("UPDATE OR REPLACE t_part SET active = 1 WHERE id = ?", (i,)),
+        (f"UPDATE OR REPLACE t_part SET {entering} WHERE id = ?", (i,)),
         ("UPDATE t_part SET active = 0 WHERE id % 2 = ?", (i % 2,)),
         ("UPDATE OR REPLACE t_part SET code = ? WHERE id = ?", (code, i)),
         ("UPDATE OR REPLACE t_part SET email = ? WHERE id = ?", (e, i)),
@@ -481,6 +497,7 @@ class Writer:
 
 
 def run_mode(path, seed, count, options, out_path):
+    AVOID.update(filter(None, options["avoid"].split("+")))
     writer = Writer(path, seed, options)
     kinds = {}
     with open(out_path, "w") as out:
@@ -504,12 +521,17 @@ def run_mode(path, seed, count, options, out_path):
 
 
 def parse_options(text):
-    options = {"recursive_triggers": "off", "trusted_schema": "on"}
+    options = {"recursive_triggers": "off", "trusted_schema": "on", "avoid": ""}
     for item in filter(None, text.split(",")):
         name, _, setting = item.partition("=")
-        if name not in options or setting not in ("on", "off"):
-            sys.exit(f"bad option {item!r}: expected recursive_triggers=on|off,trusted_schema=on|off")
-        options[name] = setting
+        avoided = set(filter(None, setting.split("+")))
+        if name == "avoid" and avoided <= AVOIDABLE.keys():
+            options[name] = setting
+        elif name in options and setting in ("on", "off"):
+            options[name] = setting
+        else:
+            sys.exit(f"bad option {item!r}: expected recursive_triggers=on|off, trusted_schema=on|off, "
+                     f"avoid=case+case ({', '.join(AVOIDABLE)})")
     return options
 
 
