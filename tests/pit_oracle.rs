@@ -615,7 +615,7 @@ fn drop_triggers(db: &Path, suffix: &str) {
 /// more checks than the intact capture (which fails none once the capture is right).
 #[test]
 fn mutations_of_the_capture_are_caught() {
-    let run = seeded(Run { seed: 11, units: 120, seq_restores: 25, time_restores: 10, explain: false, ..BASE });
+    let run = seeded(Run { seed: 11, units: 100, seq_restores: 20, time_restores: 8, explain: false, ..BASE });
     let intact = oracle(run, |_| ()).differences.len();
     eprintln!("intact capture: {intact} checks failed");
     for suffix in ["bi", "bu"] {
