@@ -532,8 +532,8 @@ const BASE: Run = Run {
     recursive_triggers: false,
     trusted_schema: true,
     restore_in_shell: false,
-    seq_restores: 30,
-    time_restores: 15,
+    seq_restores: 25,
+    time_restores: 12,
     explain: true,
     wal: false,
 };
