@@ -137,7 +137,7 @@ struct Run {
 /// Cases of the workload that reach core faults already reported, each shown by its own ignored test below:
 /// the oracle runs leave them out so that everything else stays checked. When a fault is fixed, remove its
 /// name here and the `ignore` of its test. PIT_ORACLE_ALL_CASES=1 puts them all back.
-const AVOIDED: &[&str] = &["non-utf8-text", "partial-index-entry"];
+const AVOIDED: &[&str] = &[];
 
 impl Run {
     fn options(&self) -> String {
@@ -754,7 +754,6 @@ fn assert_restores_before(sql: &str, writes: &str) {
 /// make it) comes back byte for byte, as a value and as a key, also beside a key it would equal if decoded
 /// with replacement characters.
 #[test]
-#[ignore = "core bug, reported: pit_restore decodes TEXT as UTF-8 with replacement (values changed, keys merged)"]
 fn text_that_is_not_utf8_is_restored_byte_for_byte() {
     assert_restores_before(
         "CREATE TABLE t(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
@@ -767,7 +766,6 @@ fn text_that_is_not_utf8_is_restored_byte_for_byte() {
 /// changes, not an indexed column) deletes the row it now collides with; with recursive_triggers off only the
 /// BEFORE UPDATE probe can see that.
 #[test]
-#[ignore = "core bug, reported: the BEFORE UPDATE probe's WHEN ignores the columns of a partial index's WHERE"]
 fn a_row_entering_a_partial_unique_index_by_update_or_replace_is_journaled() {
     assert_restores_before(
         "CREATE TABLE t(id INTEGER PRIMARY KEY, email TEXT, active INTEGER);
@@ -784,7 +782,6 @@ fn a_row_entering_a_partial_unique_index_by_update_or_replace_is_journaled() {
 /// the row as it was (each change's OLD image is the previous change's NEW image: the order can be told), or
 /// refuse; never the intermediate row.
 #[test]
-#[ignore = "core bug, reported: restores the intermediate row, verified, when an application trigger is newer"]
 fn a_nested_update_by_an_application_trigger_newer_than_vigils_restores_right() {
     let dir = scratch();
     let db = dir.path().join("case.db");
