@@ -1182,3 +1182,37 @@ fn a_restore_to_before_a_table_was_created_succeeds() {
     assert!(restored.remove("u").unwrap_or_default().is_empty(), "{result}");
     assert_eq!(restored, before, "{result}");
 }
+
+/// A REPLACE whose delete fires a statement on the same table (a foreign-key SET NULL action, an application
+/// BEFORE trigger writing the table) keeps its probed rows: the nested statement's probe replaces only copies
+/// of the rows it collides with itself. Both restored exactly, recursive_triggers off (found by the attacker
+/// review: the nested probe used to clear the outer statement's copies, and the deleted row was lost).
+#[test]
+fn a_replace_with_a_statement_nested_in_it_journals_the_row_it_deletes() {
+    let cases = [
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, pid INTEGER UNIQUE REFERENCES t(id) ON DELETE SET NULL, v);
+             INSERT INTO t VALUES (1, NULL, 'root'), (2, 1, 'child');",
+            "PRAGMA foreign_keys = ON; INSERT OR REPLACE INTO t VALUES (1, NULL, 'newroot');",
+        ),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, e UNIQUE, v);
+             CREATE TRIGGER app_bi BEFORE INSERT ON t WHEN NEW.v = 'x' BEGIN
+               INSERT OR REPLACE INTO t VALUES (100, 'side', 'side');
+             END;
+             INSERT INTO t VALUES (1, 'a', 'o');",
+            "INSERT OR REPLACE INTO t VALUES (2, 'a', 'x');",
+        ),
+    ];
+    for (schema, write) in cases {
+        let dir = scratch();
+        let db = dir.path().join("app.db");
+        create_db(&db, schema);
+        json_call(&vigil(&db), "SELECT pit_enable('*')").unwrap();
+        let before = snapshot(&db);
+        foreign(&db, write).unwrap();
+        let target = dir.path().join("before.db");
+        let result = restore_into(&db, &seq(before.0), &target).unwrap();
+        assert_eq!(tables(&target), before.1, "{write}: {result}");
+    }
+}

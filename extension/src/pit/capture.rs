@@ -7,8 +7,10 @@
 //!
 //! REPLACE deletes rows without firing delete triggers unless recursive_triggers is on. The BEFORE triggers
 //! copy every row the new row's keys could collide with into `vigil_pit_pend`; the AFTER trigger journals as
-//! deleted those that are gone (or whose key the new row took). With recursive_triggers on, such a delete is
-//! journaled twice; readers drop the repeat.
+//! deleted those that are gone (or whose key the new row took) and forgets them. A probe replaces only older
+//! copies of the same rows, so a statement nested inside another (a foreign-key action, an application
+//! trigger) never drops the outer statement's copies; the DELETE trigger forgets copies of the row it
+//! journals, so a copy never outlives its row, and under recursive_triggers a REPLACE's delete is journaled once.
 
 use super::shape::{KeyKind, Shape};
 use crate::store::pit::{txn_expr, LOG, MASKED_SLOTS, PEND};
@@ -40,47 +42,86 @@ pub fn triggers(shape: &Shape, tbl: i64, db_id: &str) -> Vec<String> {
     let pend_values = value_list(shape, "p");
     let changed = key_changed(shape);
     let (mask, new_changed) = changed_columns(shape);
-    // Journals as deleted the probed rows that are gone, or whose key the new row took, when `when` holds.
-    let flush = |when: &str| {
+    // The probed rows that are gone, or whose key the new row took, when `when` holds: journaled as deleted,
+    // then forgotten.
+    // An UPDATE takes another row's key only when its own key moved (a copy of the row itself may be left
+    // from an earlier probe, and it is not gone).
+    let moved = key_moved(shape);
+    let gone = |pend: &str, when: &str, update: bool| {
+        let took_key = pend_is_new_key(shape, pend);
+        let took_key = if update { format!("(({took_key}) AND ({moved}))") } else { took_key };
+        format!(
+            "{pend}.tbl = {tbl} AND ({when}) AND ({took_key} OR NOT EXISTS (SELECT 1 FROM {t} AS x WHERE {}))",
+            pend_row_matches(shape, "x", pend)
+        )
+    };
+    let flush = |when: &str, update: bool| {
         format!(
             "INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_o}) SELECT {TXN_EXPR}, {now}, {tbl}, 3, p.rid{pend_values}
-             FROM {PEND} AS p WHERE p.tbl = {tbl} AND ({when})
-             AND ({} OR NOT EXISTS (SELECT 1 FROM {t} AS x WHERE {}));",
-            pend_is_new_key(shape),
-            pend_row_matches(shape, "x")
+             FROM {PEND} AS p WHERE {}; DELETE FROM {PEND} WHERE {};",
+            gone("p", when, update),
+            gone(PEND, when, update)
         )
     };
     vec![
-        format!(
-            "CREATE TRIGGER main.{} BEFORE INSERT ON {t} BEGIN DELETE FROM {PEND} WHERE tbl = {tbl}; {} END",
-            name("bi"),
-            probe(shape, tbl, "NEW", None)
-        ),
+        format!("CREATE TRIGGER main.{} BEFORE INSERT ON {t} BEGIN {} END", name("bi"), probe(shape, tbl, "NEW", None)),
         format!(
             "CREATE TRIGGER main.{} AFTER INSERT ON {t} BEGIN {}
              INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_n}) VALUES({TXN_EXPR}, {now}, {tbl}, 1, {rid_new}{new}); END",
             name("ai"),
-            flush("1")
+            flush("1", false)
         ),
         format!(
-            "CREATE TRIGGER main.{} BEFORE UPDATE ON {t} WHEN {changed} BEGIN DELETE FROM {PEND} WHERE tbl = {tbl}; {} END",
+            "CREATE TRIGGER main.{} BEFORE UPDATE ON {t} WHEN {changed} BEGIN {} END",
             name("bu"),
             probe(shape, tbl, "NEW", Some("OLD"))
         ),
         format!(
-            "CREATE TRIGGER main.{} AFTER UPDATE ON {t} BEGIN {}
+            "CREATE TRIGGER main.{} AFTER UPDATE ON {t} BEGIN {} {}
              INSERT INTO {LOG}(txn, at, tbl, op, rid, rid_new, nmask{slots_o}{slots_n})
              VALUES({TXN_EXPR}, {now}, {tbl}, 2, {rid_old}, nullif({rid_new}, {rid_old}), {mask}{old}{new_changed}); END",
             name("au"),
-            // Only after a probe of this row: an earlier INSERT OR IGNORE or upsert may have left stale rows.
-            flush(&changed)
+            // A copy of this row left by an earlier INSERT OR IGNORE or upsert goes first: the row moved, so the
+            // flush would take the copy for a deleted row. The flush runs only after a probe of this row.
+            forget(shape, tbl, &format!("({changed}) AND ({moved})")),
+            flush(&changed, true)
         ),
         format!(
-            "CREATE TRIGGER main.{} AFTER DELETE ON {t} BEGIN
+            "CREATE TRIGGER main.{} AFTER DELETE ON {t} BEGIN {}
              INSERT INTO {LOG}(txn, at, tbl, op, rid{slots_o}) VALUES({TXN_EXPR}, {now}, {tbl}, 3, {rid_old}{old}); END",
-            name("ad")
+            name("ad"),
+            forget(shape, tbl, "1")
         ),
     ]
+}
+
+/// Forgets probed copies of the OLD row, when `when` holds: a copy left by an INSERT OR IGNORE or an upsert
+/// must not outlive its row (or its key), or a later flush would journal it as deleted. Under
+/// recursive_triggers a REPLACE's delete fires this too, so its probed copy is not journaled a second time.
+fn forget(shape: &Shape, tbl: i64, when: &str) -> String {
+    let same_key = match shape.key {
+        KeyKind::PrimaryKey => shape
+            .primary_key()
+            .iter()
+            .map(|(c, coll)| format!("{PEND}.o{} = OLD.{} COLLATE {}", slot_of(shape, c), quote(c), quote(coll)))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        _ => format!("{PEND}.rid = OLD.{}", shape.rowid_name),
+    };
+    format!("DELETE FROM {PEND} WHERE {PEND}.tbl = {tbl} AND ({when}) AND {same_key};")
+}
+
+/// Whether an UPDATE moved the row to another key.
+fn key_moved(shape: &Shape) -> String {
+    match shape.key {
+        KeyKind::PrimaryKey => shape
+            .primary_key()
+            .iter()
+            .map(|(c, _)| format!("NEW.{q} IS NOT OLD.{q} COLLATE BINARY", q = quote(c)))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+        _ => format!("NEW.{r} IS NOT OLD.{r}", r = shape.rowid_name),
+    }
 }
 
 /// `, o3, o5…` for the shape's slots.
@@ -172,10 +213,25 @@ fn probe(shape: &Shape, tbl: i64, row: &str, except: Option<&str>) -> String {
         }
         (Some(old), _) => format!(" AND {r} IS NOT {old}.{r}", r = shape.rowid_name),
     };
+    let conflicts = format!("({}){exclude}", terms.join(" OR "));
+    // Copies of the same rows left by an earlier probe go first; copies of other rows may belong to a
+    // statement still running around this one (a foreign-key action, an application trigger), so they stay.
+    let stale = match shape.key {
+        KeyKind::PrimaryKey => format!(
+            "EXISTS (SELECT 1 FROM {t} WHERE {conflicts} AND {})",
+            shape
+                .primary_key()
+                .iter()
+                .map(|(c, coll)| format!("{} = {PEND}.o{} COLLATE {}", quote(c), slot_of(shape, c), quote(coll)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        ),
+        _ => format!("{PEND}.rid IN (SELECT {r} FROM {t} WHERE {conflicts})", r = shape.rowid_name),
+    };
     format!(
-        "INSERT INTO {PEND}(tbl, rid{}) SELECT {tbl}, {rid}{columns} FROM {t} WHERE ({}){exclude};",
+        "DELETE FROM {PEND} WHERE {PEND}.tbl = {tbl} AND {stale};
+         INSERT INTO {PEND}(tbl, rid{}) SELECT {tbl}, {rid}{columns} FROM {t} WHERE {conflicts};",
         slot_list(shape, "o"),
-        terms.join(" OR ")
     )
 }
 
@@ -188,33 +244,34 @@ fn equal_columns(columns: &[(String, String)], left: &str, right: &str) -> Strin
     format!("({})", parts.join(" AND "))
 }
 
-/// A pending row is the one the new row replaced in place: it had the new row's key.
-fn pend_is_new_key(shape: &Shape) -> String {
+/// A pending row (`pend`: its table name or alias) is the one the new row replaced in place: it had the new
+/// row's key.
+fn pend_is_new_key(shape: &Shape, pend: &str) -> String {
     match shape.key {
         KeyKind::PrimaryKey => {
             let parts: Vec<String> = shape
                 .primary_key()
                 .iter()
-                .map(|(c, coll)| format!("p.o{} = NEW.{} COLLATE {}", slot_of(shape, c), quote(c), quote(coll)))
+                .map(|(c, coll)| format!("{pend}.o{} = NEW.{} COLLATE {}", slot_of(shape, c), quote(c), quote(coll)))
                 .collect();
             parts.join(" AND ")
         }
-        _ => format!("p.rid = NEW.{}", shape.rowid_name),
+        _ => format!("{pend}.rid = NEW.{}", shape.rowid_name),
     }
 }
 
 /// The table row `x` that has the pending row's key.
-fn pend_row_matches(shape: &Shape, x: &str) -> String {
+fn pend_row_matches(shape: &Shape, x: &str, pend: &str) -> String {
     match shape.key {
         KeyKind::PrimaryKey => {
             let parts: Vec<String> = shape
                 .primary_key()
                 .iter()
-                .map(|(c, coll)| format!("{x}.{} = p.o{} COLLATE {}", quote(c), slot_of(shape, c), quote(coll)))
+                .map(|(c, coll)| format!("{x}.{} = {pend}.o{} COLLATE {}", quote(c), slot_of(shape, c), quote(coll)))
                 .collect();
             parts.join(" AND ")
         }
-        _ => format!("{x}.{} = p.rid", shape.rowid_name),
+        _ => format!("{x}.{} = {pend}.rid", shape.rowid_name),
     }
 }
 

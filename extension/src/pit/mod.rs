@@ -76,8 +76,11 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
     // One write transaction: no other writer's schema change can fall between what sync saw and the seal,
     // so the seal is an exact sighting of the schema (restores rely on it to date foreign schema changes).
     db.exec("BEGIN IMMEDIATE")?;
-    let sealed =
-        tracking::sync(db).and_then(|noticed| Ok((noticed, store::append_event_at(db, op::TICK, None, "{}")?)));
+    // Probe copies still there belong to no running statement (writers take turns, and this is one): stale.
+    let sealed = db
+        .exec(&format!("DELETE FROM main.{}", store::PEND))
+        .and_then(|_| tracking::sync(db))
+        .and_then(|noticed| Ok((noticed, store::append_event_at(db, op::TICK, None, "{}")?)));
     let (noticed, (seq, at)) = match sealed.and_then(|done| db.exec("COMMIT").map(|_| done)) {
         Ok(done) => done,
         Err(e) => {

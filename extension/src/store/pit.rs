@@ -56,7 +56,8 @@ pub fn create(db: Db) -> Result<()> {
            complete INTEGER NOT NULL DEFAULT 0);
          CREATE TABLE IF NOT EXISTS main.{LOG}(
            seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new, nmask);
-         CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);"
+         CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);
+         CREATE INDEX IF NOT EXISTS main.vigil_pit_pend_key ON {PEND}(tbl, rid);"
     ))
 }
 
