@@ -155,7 +155,10 @@ fn track(db: Db, name: &str, discovered: bool) -> Result<Shape> {
     let shape = shape::read(db, name, previous.as_ref())?;
     match &current {
         Some(epoch) if epoch.shape.same_layout(&shape) && epoch.shape.create_sql == shape.create_sql => {
-            if !triggers_present(db, epoch.tbl)? || !triggers_newest(db, name, epoch.tbl)? {
+            let stale = !triggers_present(db, epoch.tbl)?
+                || !triggers_newest(db, name, epoch.tbl)?
+                || store::meta(db, &triggers_key(epoch.tbl))? != Value::from(triggers_digest(db, &shape, epoch.tbl)?);
+            if stale {
                 install_triggers(db, &shape, epoch.tbl)?;
             }
             return Ok(shape);
@@ -241,7 +244,22 @@ fn install_triggers(db: Db, shape: &Shape, tbl: i64) -> Result<()> {
     for sql in capture::triggers(shape, tbl, &store::db_id(db)?) {
         db.exec(&sql).map_err(|e| e.context(format!("cannot journal {}", crate::error::quoted(&shape.name))))?;
     }
-    Ok(())
+    store::set_meta(db, &triggers_key(tbl), Value::from(triggers_digest(db, shape, tbl)?))
+}
+
+/// The triggers an epoch has in place are remembered by a digest of their SQL: a new UNIQUE index (the
+/// probes must know it) or a new capture rule makes them differ, and they are created again.
+fn triggers_key(tbl: i64) -> String {
+    format!("triggers_{tbl}")
+}
+
+fn triggers_digest(db: Db, shape: &Shape, tbl: i64) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for sql in capture::triggers(shape, tbl, &store::db_id(db)?) {
+        digest.update(sql.as_bytes());
+    }
+    Ok(crate::backup::digest::hex(&digest.finalize()))
 }
 
 pub fn drop_triggers(db: Db, tbl: i64) -> Result<()> {
