@@ -65,6 +65,7 @@ pub fn vigil_debug(db: Db, _args: &[Value]) -> Result<Value> {
         "dbstat": crate::health::has_dbstat(db),
         "compile_options": options,
         "functions": crate::registered_names(),
+        "pit_journal_last_scan": crate::pit::journal::last_scan(db),
     });
     Ok(Value::Text(report.to_string()))
 }

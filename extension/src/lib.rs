@@ -117,6 +117,7 @@ fn sql_objects() -> Vec<SqlObject> {
         SqlObject::Scalar { name: "pit_disable", arities: &[0, 1], access: Access::Writes, func: pit::pit_disable },
         SqlObject::Scalar { name: "pit_status", arities: &[0], access: Access::ReadOnly, func: pit::pit_status },
         SqlObject::Scalar { name: "pit_tick", arities: &[0], access: Access::Writes, func: pit::pit_tick },
+        SqlObject::Table { name: "pit_journal", define: vtab::define_stream::<pit::journal::PitJournal> },
         SqlObject::Scalar {
             name: "pit_restore",
             arities: &[1, 2, 3],

@@ -14,7 +14,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use sqlite3ext_sys::{
-    sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_file, sqlite3_stmt, sqlite3_value,
+    sqlite3, sqlite3_api_routines, sqlite3_backup, sqlite3_context, sqlite3_file, sqlite3_index_info, sqlite3_module,
+    sqlite3_stmt, sqlite3_value,
 };
 
 use crate::error::{Error, Result};
@@ -286,6 +287,16 @@ impl Db {
     }
 
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
+        Ok(Statement { raw: self.prepare_raw(sql)?, db: *self, _db: PhantomData })
+    }
+
+    /// A statement not tied to a borrow of this handle, for a virtual-table cursor: SQLite closes every
+    /// cursor (which finalizes its statement) before it closes the connection.
+    pub fn prepare_for_cursor(&self, sql: &str) -> Result<Statement<'static>> {
+        Ok(Statement { raw: self.prepare_raw(sql)?, db: *self, _db: PhantomData })
+    }
+
+    fn prepare_raw(&self, sql: &str) -> Result<*mut sqlite3_stmt> {
         let mut raw = ptr::null_mut();
         let rc =
             unsafe { call!(prepare_v2(self.0, sql.as_ptr().cast(), sql.len() as c_int, &mut raw, ptr::null_mut())) };
@@ -295,7 +306,7 @@ impl Db {
         if raw.is_null() {
             return Err(Error::new(format!("no SQL statement in {}", crate::error::quoted(sql))));
         }
-        Ok(Statement { raw, db: *self, _db: PhantomData })
+        Ok(raw)
     }
 
     /// Whether `sql` is exactly one statement (nothing but whitespace or comments after it).
@@ -811,16 +822,49 @@ impl Drop for Backup<'_> {
 
 /// Hands an entry-point error message to SQLite, which frees it with sqlite3_free.
 pub fn set_init_error(err: *mut *mut c_char, message: &str) {
-    if err.is_null() || API.load(Ordering::Acquire).is_null() {
+    give_string(err, message);
+}
+
+/// Stores in `slot` a copy of `text` allocated by SQLite, which frees it (error messages, idxStr); a string
+/// already there is freed first.
+pub fn give_string(slot: *mut *mut c_char, text: &str) {
+    if slot.is_null() || API.load(Ordering::Acquire).is_null() {
         return;
     }
     unsafe {
-        let buffer = call!(malloc(message.len() as c_int + 1)).cast::<u8>();
+        let buffer = call!(malloc(text.len() as c_int + 1)).cast::<u8>();
         if buffer.is_null() {
             return;
         }
-        ptr::copy_nonoverlapping(message.as_ptr(), buffer, message.len());
-        *buffer.add(message.len()) = 0;
-        *err = buffer.cast();
+        ptr::copy_nonoverlapping(text.as_ptr(), buffer, text.len());
+        *buffer.add(text.len()) = 0;
+        if !(*slot).is_null() {
+            call!(free((*slot).cast()));
+        }
+        *slot = buffer.cast();
     }
+}
+
+/// Registers a virtual-table module that lives as long as the process (a constant).
+pub fn create_module(db: Db, name: &str, module: &'static sqlite3_module) -> Result<()> {
+    let name = c_string(name, "module name")?;
+    let rc = unsafe { call!(create_module_v2(db.0, name.as_ptr(), module, ptr::null_mut(), None)) };
+    match rc {
+        SQLITE_OK => Ok(()),
+        rc => Err(db.error(rc)),
+    }
+}
+
+/// Declares a virtual table's columns from inside xConnect.
+pub fn declare_vtab(db: Db, schema: &str) -> Result<()> {
+    let schema = c_string(schema, "virtual table schema")?;
+    match unsafe { call!(declare_vtab(db.0, schema.as_ptr())) } {
+        SQLITE_OK => Ok(()),
+        rc => Err(db.error(rc)),
+    }
+}
+
+/// The collation a constraint compares with, inside xBestIndex (`BINARY` when SQLite names none).
+pub fn vtab_collation(info: *mut sqlite3_index_info, constraint: c_int) -> String {
+    owned_text(unsafe { call!(vtab_collation(info, constraint)) }).unwrap_or_else(|| "BINARY".into())
 }

@@ -316,7 +316,7 @@ fn dump(db: Db, q: &str, tables: &[Table], out: &mut dyn Write) -> Result<u64> {
 
 /// JSON: an array of objects, one per row, keys in column order. BLOBs are `{"$blob": "<hex>"}`, infinite
 /// reals the strings "Infinity"/"-Infinity" (JSON has no such numbers).
-fn json_value(value: &Value) -> Json {
+pub(crate) fn json_value(value: &Value) -> Json {
     match value {
         Value::Null => Json::Null,
         Value::Integer(i) => json!(i),

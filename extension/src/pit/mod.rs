@@ -3,6 +3,8 @@
 
 pub mod capture;
 pub mod cut;
+pub mod journal;
+pub mod marks;
 pub mod prune;
 pub mod restore;
 mod schema_back;
@@ -88,7 +90,12 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
             return Err(e);
         }
     };
-    Ok(Value::Text(json!({"seq": seq, "at": cut::rfc3339(db, at), "noticed": noticed.events}).to_string()))
+    let mut sealed = json!({"seq": seq, "at": cut::rfc3339(db, at), "noticed": noticed.events});
+    // Extends pit_journal's time summary (marks.rs) in a transaction of its own: its failure leaves the seal.
+    if let Err(e) = marks::update(db) {
+        sealed["marks_error"] = json!(e.message());
+    }
+    Ok(Value::Text(sealed.to_string()))
 }
 
 /// `pit_status()`.

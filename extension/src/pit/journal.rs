@@ -1,0 +1,567 @@
+//! `pit_journal`: the journal as a table, one row per journal row, read lazily in seq order.
+//!
+//! Images come out as JSON objects by column name of the epoch that wrote them, with export_to's value
+//! conventions (BLOB as `{"$blob": "hex"}`, ±Inf as strings). Pushed down: `seq` ranges (the log's key),
+//! `txn =` (a transaction's rows start at its id and follow each other), `"table" =` (the table's epochs,
+//! compared under the query's collation) and `at` ranges through the time marks (see [`super::marks`]).
+//! SQLite checks every constraint again on what comes back, so a pushdown may return more rows, never fewer.
+//!
+//! Duplicate deletes are dropped: with recursive_triggers on, a REPLACE journals the row it deletes twice
+//! (its delete trigger, then the REPLACE probe's flush). A delete of a key that the same statement already
+//! deleted, with no insert or update since, is that repeat: a row cannot be deleted twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{json, Value as Json};
+
+use super::marks::{self, AtBound, AT_FORMAT};
+use super::shape::{KeyKind, Shape};
+use super::tracking;
+use crate::backup::export::json_value;
+use crate::error::{Error, Result};
+use crate::sqlite::{Db, Statement, Value};
+use crate::store::pit::{self as store, op, LOG, TABLES};
+use crate::store::quote;
+use crate::vtab::{Constraint, Op, Plan, Scan, StreamTable};
+
+pub struct PitJournal;
+
+/// Output columns, in order; `at` is text so that it compares as the RFC 3339 text users write.
+const COLUMNS: &[&str] = &[
+    "seq INTEGER",
+    "txn INTEGER",
+    "at TEXT",
+    "\"table\" TEXT",
+    "op TEXT",
+    "key TEXT",
+    "old TEXT",
+    "new TEXT",
+    "txn_exact INTEGER",
+    "detail TEXT",
+];
+
+mod col {
+    pub const SEQ: i32 = 0;
+    pub const TXN: i32 = 1;
+    pub const AT: i32 = 2;
+    pub const TABLE: i32 = 3;
+}
+
+/// Columns of the scan statement before the image slots.
+const FIRST_SLOT: usize = 8;
+
+/// Deletes remembered per statement for the repeat rule; beyond this a repeat is shown rather than memory
+/// spent (a repeat is shown, a real delete is never dropped).
+const DEDUP_LIMIT: usize = 100_000;
+
+impl StreamTable for PitJournal {
+    const NAME: &'static str = "pit_journal";
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+    type Scan = JournalScan;
+
+    fn plan(constraints: &[Constraint], order_by: &[(i32, bool)]) -> Plan {
+        plan(constraints, order_by)
+    }
+
+    fn scan(db: Db, plan: &str, values: &[Value]) -> Result<JournalScan> {
+        JournalScan::start(db, plan, values)
+    }
+
+    fn disconnect(db: Db) {
+        last_scans().remove(&(db.raw() as usize));
+    }
+}
+
+fn op_text(op: Op) -> Option<&'static str> {
+    match op {
+        Op::Eq => Some("="),
+        Op::Gt => Some(">"),
+        Op::Ge => Some(">="),
+        Op::Lt => Some("<"),
+        Op::Le => Some("<="),
+        Op::Other => None,
+    }
+}
+
+/// The plan text is a JSON array of `[column, op]` (`[column, op, collation]` for "table"), in argument order.
+fn plan(constraints: &[Constraint], order_by: &[(i32, bool)]) -> Plan {
+    let mut plan = Plan::default();
+    let mut terms: Vec<Json> = Vec::new();
+    let mut rows = 1_000_000.0_f64;
+    for (n, c) in constraints.iter().enumerate() {
+        let Some(op) = op_text(c.op).filter(|_| c.usable) else { continue };
+        let term = match c.column {
+            -1 | col::SEQ => {
+                plan.unique |= c.op == Op::Eq;
+                rows = if c.op == Op::Eq { 1.0 } else { rows / 4.0 };
+                json!(["seq", op])
+            }
+            col::TXN if c.op == Op::Eq => {
+                rows = rows.min(20.0);
+                json!(["txn", op])
+            }
+            // Only BINARY: the time marks order `at` as bytes.
+            col::AT if c.collation.eq_ignore_ascii_case("BINARY") => {
+                rows /= 8.0;
+                json!(["at", op])
+            }
+            col::TABLE if c.op == Op::Eq => {
+                rows /= 3.0;
+                json!(["table", op, c.collation])
+            }
+            _ => continue,
+        };
+        plan.uses.push(n);
+        terms.push(term);
+    }
+    plan.text = Json::Array(terms).to_string();
+    plan.rows = rows.max(1.0) as i64;
+    plan.cost = rows.max(1.0);
+    plan.ordered = matches!(order_by, [(-1 | col::SEQ, false)]);
+    plan
+}
+
+/// What the constraints allow, before reading.
+struct Filters {
+    from: i64,
+    to: i64,
+    txn: Option<i64>,
+    tbls: Option<Vec<i64>>,
+    at: Vec<AtBound>,
+    /// No row can match (a NULL compared, a range that closed).
+    none: bool,
+}
+
+impl Filters {
+    fn new() -> Filters {
+        Filters { from: i64::MIN, to: i64::MAX, txn: None, tbls: None, at: Vec::new(), none: false }
+    }
+
+    fn at_least(&mut self, seq: i64) {
+        self.from = self.from.max(seq);
+    }
+
+    fn at_most(&mut self, seq: i64) {
+        self.to = self.to.min(seq);
+    }
+
+    /// `seq <op> value`. Text and BLOB values are left to SQLite (which may convert them): no bound.
+    fn seq(&mut self, op: &str, value: &Value) {
+        match value {
+            Value::Null => self.none = true,
+            Value::Integer(i) => match op {
+                "=" => {
+                    self.at_least(*i);
+                    self.at_most(*i)
+                }
+                ">" => match i.checked_add(1) {
+                    Some(next) => self.at_least(next),
+                    None => self.none = true,
+                },
+                ">=" => self.at_least(*i),
+                "<" => match i.checked_sub(1) {
+                    Some(previous) => self.at_most(previous),
+                    None => self.none = true,
+                },
+                _ => self.at_most(*i),
+            },
+            // Saturating conversions: a bound beyond the i64 range keeps every seq on its side.
+            Value::Real(r) => match op {
+                "=" if r.fract() != 0.0 => self.none = true,
+                "=" => {
+                    self.at_least(*r as i64);
+                    self.at_most(*r as i64)
+                }
+                ">" => self.at_least((r.floor() as i64).saturating_add(1)),
+                ">=" => self.at_least(r.ceil() as i64),
+                "<" => self.at_most((r.ceil() as i64).saturating_sub(1)),
+                _ => self.at_most(r.floor() as i64),
+            },
+            Value::Text(_) | Value::RawText(_) | Value::Blob(_) => {}
+        }
+    }
+
+    /// `txn = value`: the transaction's rows start at its id (the seq of its first row).
+    fn txn(&mut self, value: &Value) {
+        match value {
+            Value::Integer(i) => {
+                self.txn = Some(*i);
+                self.at_least(*i);
+            }
+            Value::Real(r) if r.fract() == 0.0 => self.txn(&Value::Integer(*r as i64)),
+            Value::Null | Value::Real(_) => self.none = true,
+            Value::Text(_) | Value::RawText(_) | Value::Blob(_) => {}
+        }
+    }
+
+    /// `at <op> value`: only text is pushed down (a number compares as text under SQLite's rules).
+    fn at(&mut self, op: &'static str, value: &Value) {
+        match value {
+            Value::Null => self.none = true,
+            Value::Text(text) => self.at.push(AtBound { op, text: text.clone() }),
+            _ => {}
+        }
+    }
+
+    /// `"table" = value` under `collation`: the epochs of that name; rows of an epoch follow its first seq.
+    fn table(&mut self, db: Db, value: &Value, collation: &str) -> Result<()> {
+        if value.is_null() {
+            self.none = true;
+            return Ok(());
+        }
+        let rows = db.query(
+            &format!("SELECT tbl, first_seq FROM main.{TABLES} WHERE name = ?1 COLLATE {}", quote(collation)),
+            &[value.clone()],
+        )?;
+        let ids: Vec<i64> = rows.iter().filter_map(|r| r[0].as_i64()).collect();
+        match rows.iter().filter_map(|r| r[1].as_i64()).min() {
+            Some(first) => self.at_least(first),
+            None => self.none = true,
+        }
+        self.tbls = Some(ids);
+        Ok(())
+    }
+}
+
+fn op_of(text: &str) -> Option<&'static str> {
+    ["=", ">", ">=", "<", "<="].into_iter().find(|o| *o == text)
+}
+
+fn filters(db: Db, plan: &str, values: &[Value]) -> Result<Filters> {
+    let terms: Vec<Vec<String>> =
+        serde_json::from_str(plan).map_err(|_| Error::new(format!("bad plan {}", crate::error::quoted(plan))))?;
+    let mut f = Filters::new();
+    for (term, value) in terms.iter().zip(values) {
+        let op = term.get(1).and_then(|o| op_of(o)).unwrap_or("=");
+        match term.first().map(String::as_str) {
+            Some("seq") => f.seq(op, value),
+            Some("txn") => f.txn(value),
+            Some("at") => f.at(op, value),
+            Some("table") => f.table(db, value, term.get(2).map_or("BINARY", String::as_str))?,
+            _ => {}
+        }
+    }
+    if !f.none && !f.at.is_empty() {
+        let (from, to) = marks::seq_range(db, &f.at)?;
+        f.at_least(from);
+        f.at_most(to);
+    }
+    f.none |= f.from > f.to;
+    Ok(f)
+}
+
+/// What the last pit_journal scan of each connection read, for vigil_debug(): evidence that a pushdown
+/// reads a part of the journal only.
+fn last_scans() -> std::sync::MutexGuard<'static, HashMap<usize, Json>> {
+    static SCANS: OnceLock<Mutex<HashMap<usize, Json>>> = OnceLock::new();
+    SCANS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The last pit_journal scan on this connection: its plan, seq range and the journal rows it read.
+pub fn last_scan(db: Db) -> Json {
+    last_scans().get(&(db.raw() as usize)).cloned().unwrap_or(Json::Null)
+}
+
+/// The repeat-delete rule, per statement (rows of equal `at` and `txn`).
+#[derive(Default)]
+struct Dedup {
+    group: Option<(Value, Value)>,
+    deleted: HashSet<(i64, String)>,
+}
+
+impl Dedup {
+    /// Whether to show the row; remembers deletes, forgets them at any insert or update.
+    fn keep(&mut self, group: (Value, Value), tbl: i64, operation: i64, key: &str) -> bool {
+        if self.group.as_ref() != Some(&group) {
+            self.group = Some(group);
+            self.deleted.clear();
+        }
+        match operation {
+            op::DELETE if self.deleted.contains(&(tbl, key.to_string())) => false,
+            op::DELETE => {
+                if self.deleted.len() < DEDUP_LIMIT {
+                    self.deleted.insert((tbl, key.to_string()));
+                }
+                true
+            }
+            op::INSERT | op::UPDATE => {
+                self.deleted.clear();
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+pub struct JournalScan {
+    db: Db,
+    stmt: Option<Statement<'static>>,
+    epochs: HashMap<i64, Shape>,
+    txn: Option<i64>,
+    dedup: Dedup,
+    row: Vec<Value>,
+    done: bool,
+    started: bool,
+    rows_read: u64,
+    stats: Json,
+}
+
+impl JournalScan {
+    fn start(db: Db, plan: &str, values: &[Value]) -> Result<JournalScan> {
+        let mut scan = JournalScan {
+            db,
+            stmt: None,
+            epochs: HashMap::new(),
+            txn: None,
+            dedup: Dedup::default(),
+            row: Vec::new(),
+            done: true,
+            started: false,
+            rows_read: 0,
+            stats: json!({"plan": plan}),
+        };
+        if !store::exists(db)? || !crate::store::has_table(db, "main", TABLES)? {
+            scan.publish();
+            return Ok(scan);
+        }
+        let f = filters(db, plan, values)?;
+        scan.stats["from"] = json!(f.from);
+        scan.stats["to"] = json!(f.to);
+        if f.none {
+            scan.publish();
+            return Ok(scan);
+        }
+        scan.epochs = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e.shape)).collect();
+        scan.txn = f.txn;
+        scan.stmt = Some(statement(db, &f)?);
+        scan.done = false;
+        scan.next()?;
+        Ok(scan)
+    }
+
+    fn publish(&mut self) {
+        self.stats["rows_read"] = json!(self.rows_read);
+        last_scans().insert(self.db.raw() as usize, self.stats.clone());
+    }
+
+    /// Reads up to the next row to show.
+    fn advance(&mut self) -> Result<()> {
+        loop {
+            let Some(stmt) = self.stmt.as_mut() else { return self.finish() };
+            if !stmt.step()? {
+                return self.finish();
+            }
+            self.rows_read += 1;
+            let txn = stmt.column(1);
+            if self.txn.is_some() && txn.as_i64() != self.txn {
+                // Rows of one transaction follow each other: the first row of another one ends it.
+                return self.finish();
+            }
+            let rendered = render(stmt, &self.epochs);
+            if !self.started && rendered.operation == op::DELETE {
+                self.remember_earlier_deletes(&rendered)?;
+            }
+            self.started = true;
+            let group = (rendered.at.clone(), rendered.txn.clone());
+            if self.dedup.keep(group, rendered.tbl, rendered.operation, &rendered.dedup_key) {
+                self.row = rendered.columns;
+                return Ok(());
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.done = true;
+        self.stmt = None;
+        self.publish();
+        Ok(())
+    }
+
+    /// A scan that starts inside a statement learns the deletes that statement made before its first row.
+    fn remember_earlier_deletes(&mut self, first: &Rendered) -> Result<()> {
+        let width = store::width(self.db)?;
+        let mut stmt = self.db.prepare(&format!(
+            "SELECT {} FROM main.{LOG} WHERE seq < ?1 ORDER BY seq DESC LIMIT {DEDUP_LIMIT}",
+            select_list(width)
+        ))?;
+        stmt.bind(1, &Value::Integer(first.seq))?;
+        let group = (first.at.clone(), first.txn.clone());
+        let mut earlier = Vec::new();
+        while stmt.step()? {
+            if (stmt.column(2), stmt.column(1)) != group || stmt.column(5).as_i64() != Some(op::DELETE) {
+                break;
+            }
+            let row = render(&stmt, &self.epochs);
+            earlier.push((row.tbl, row.dedup_key));
+        }
+        for (tbl, key) in earlier.into_iter().rev() {
+            self.dedup.keep(group.clone(), tbl, op::DELETE, &key);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JournalScan {
+    fn drop(&mut self) {
+        if !self.done {
+            self.publish();
+        }
+    }
+}
+
+impl Scan for JournalScan {
+    fn eof(&self) -> bool {
+        self.done
+    }
+
+    fn next(&mut self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.advance()
+    }
+
+    fn column(&self, i: usize) -> Value {
+        self.row.get(i).cloned().unwrap_or(Value::Null)
+    }
+
+    fn rowid(&self) -> i64 {
+        self.row.first().and_then(Value::as_i64).unwrap_or(0)
+    }
+}
+
+/// `seq, txn, at, at as text, tbl, op, rid, rid_new, o1, n1, …`.
+fn select_list(width: usize) -> String {
+    let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
+    format!("seq, txn, at, strftime('{AT_FORMAT}', at), tbl, op, rid, rid_new{slots}")
+}
+
+/// The scan over the seq range, with the table and time filters evaluated by SQLite as it reads.
+fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
+    let width = store::width(db)?;
+    let mut sql = format!("SELECT {} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2", select_list(width));
+    if let Some(ids) = &f.tbls {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        sql.push_str(&format!(" AND tbl IN ({})", list.join(", ")));
+    }
+    for (i, bound) in f.at.iter().enumerate() {
+        sql.push_str(&format!(" AND strftime('{AT_FORMAT}', at) {} ?{}", bound.op, i + 3));
+    }
+    sql.push_str(" ORDER BY seq");
+    let mut stmt = db.prepare_for_cursor(&sql)?;
+    stmt.bind(1, &Value::Integer(f.from))?;
+    stmt.bind(2, &Value::Integer(f.to))?;
+    for (i, bound) in f.at.iter().enumerate() {
+        stmt.bind(i + 3, &Value::from(bound.text.as_str()))?;
+    }
+    Ok(stmt)
+}
+
+/// One journal row as shown, and what the repeat rule needs of it.
+struct Rendered {
+    seq: i64,
+    at: Value,
+    txn: Value,
+    tbl: i64,
+    operation: i64,
+    dedup_key: String,
+    columns: Vec<Value>,
+}
+
+fn op_name(operation: i64) -> String {
+    match operation {
+        op::INSERT => "insert".into(),
+        op::UPDATE => "update".into(),
+        op::DELETE => "delete".into(),
+        op::SCHEMA => "schema".into(),
+        op::TICK => "tick".into(),
+        other => format!("op {other}"),
+    }
+}
+
+fn render(stmt: &Statement, epochs: &HashMap<i64, Shape>) -> Rendered {
+    let seq = stmt.column(0).as_i64().unwrap_or(0);
+    let txn = stmt.column(1);
+    let tbl = stmt.column(4).as_i64();
+    let operation = stmt.column(5).as_i64().unwrap_or(0);
+    let rid = stmt.column(6).as_i64();
+    let rid_new = stmt.column(7).as_i64();
+    let shape = tbl.and_then(|t| epochs.get(&t));
+    let is_change = matches!(operation, op::INSERT | op::UPDATE | op::DELETE);
+    let (key, old, new) = match shape.filter(|_| is_change) {
+        Some(shape) => {
+            let old = (operation != op::INSERT).then(|| image(stmt, shape, false, rid));
+            let new = (operation != op::DELETE).then(|| image(stmt, shape, true, rid_new.or(rid)));
+            (Some(key(stmt, shape, operation, rid, rid_new)), old, new)
+        }
+        None => (None, None, None),
+    };
+    let detail = if is_change { Value::Null } else { stmt.column(7) };
+    let columns = vec![
+        Value::Integer(seq),
+        txn.clone(),
+        stmt.column(3),
+        Value::from(shape.map(|s| s.name.clone())),
+        Value::from(op_name(operation)),
+        Value::from(key.clone()),
+        Value::from(old),
+        Value::from(new),
+        Value::Integer(i64::from(!txn.is_null())),
+        detail,
+    ];
+    Rendered {
+        seq,
+        at: stmt.column(2),
+        txn,
+        tbl: tbl.unwrap_or(0),
+        operation,
+        dedup_key: key.unwrap_or_default(),
+        columns,
+    }
+}
+
+fn slot_value(stmt: &Statement, slot: usize, new: bool) -> Value {
+    let i = FIRST_SLOT + (slot - 1) * 2 + usize::from(new);
+    if slot == 0 || i >= stmt.column_count() {
+        return Value::Null;
+    }
+    stmt.column(i)
+}
+
+/// `"name":value` pairs as a JSON object, in the given order (serde_json's maps would sort them).
+fn object(members: Vec<(String, Value)>) -> String {
+    let parts: Vec<String> = members.iter().map(|(k, v)| format!("{}:{}", json!(k), json_value(v))).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// A row image; a table whose INTEGER PRIMARY KEY is the rowid gets that column from the rowid.
+fn image(stmt: &Statement, shape: &Shape, new: bool, rowid: Option<i64>) -> String {
+    let mut members = Vec::new();
+    if let Some(alias) = &shape.rowid_alias {
+        members.push((alias.clone(), Value::from(rowid)));
+    }
+    for column in &shape.columns {
+        members.push((column.name.clone(), slot_value(stmt, column.slot, new)));
+    }
+    object(members)
+}
+
+/// `{"rowid": n}` (`"new_rowid"` too when an update moved the row), or the PRIMARY KEY columns of a WITHOUT
+/// ROWID table, from the image that has them.
+fn key(stmt: &Statement, shape: &Shape, operation: i64, rid: Option<i64>, rid_new: Option<i64>) -> String {
+    match shape.key {
+        KeyKind::PrimaryKey => {
+            let new = operation == op::INSERT;
+            let members = shape.key_columns().iter().map(|c| (c.name.clone(), slot_value(stmt, c.slot, new))).collect();
+            object(members)
+        }
+        KeyKind::IntegerPk | KeyKind::Rowid => {
+            let mut members = vec![("rowid".to_string(), Value::from(rid))];
+            if let Some(moved) = rid_new.filter(|_| operation == op::UPDATE) {
+                members.push(("new_rowid".to_string(), Value::Integer(moved)));
+            }
+            object(members)
+        }
+    }
+}
