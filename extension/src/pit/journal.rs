@@ -296,12 +296,11 @@ impl Dedup {
 
 pub struct JournalScan {
     db: Db,
+    /// Positioned on the current row while the scan runs; columns are rendered from it on demand.
     stmt: Option<Statement<'static>>,
     epochs: HashMap<i64, Shape>,
     txn: Option<i64>,
     dedup: Dedup,
-    row: Vec<Value>,
-    done: bool,
     started: bool,
     rows_read: u64,
     stats: Json,
@@ -315,8 +314,6 @@ impl JournalScan {
             epochs: HashMap::new(),
             txn: None,
             dedup: Dedup::default(),
-            row: Vec::new(),
-            done: true,
             started: false,
             rows_read: 0,
             stats: json!({"plan": plan}),
@@ -335,8 +332,7 @@ impl JournalScan {
         scan.epochs = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e.shape)).collect();
         scan.txn = f.txn;
         scan.stmt = Some(statement(db, &f)?);
-        scan.done = false;
-        scan.next()?;
+        scan.advance()?;
         Ok(scan)
     }
 
@@ -345,10 +341,10 @@ impl JournalScan {
         last_scans().insert(self.db.raw() as usize, self.stats.clone());
     }
 
-    /// Reads up to the next row to show.
+    /// Steps to the next row to show.
     fn advance(&mut self) -> Result<()> {
         loop {
-            let Some(stmt) = self.stmt.as_mut() else { return self.finish() };
+            let Some(stmt) = self.stmt.as_mut() else { return Ok(()) };
             if !stmt.step()? {
                 return self.finish();
             }
@@ -358,45 +354,41 @@ impl JournalScan {
                 // Rows of one transaction follow each other: the first row of another one ends it.
                 return self.finish();
             }
-            let rendered = render(stmt, &self.epochs);
-            if !self.started && rendered.operation == op::DELETE {
-                self.remember_earlier_deletes(&rendered)?;
+            let row = Facts::of(stmt, &self.epochs);
+            if !self.started && row.operation == op::DELETE {
+                self.remember_earlier_deletes(&row)?;
             }
             self.started = true;
-            let group = (rendered.at.clone(), rendered.txn.clone());
-            if self.dedup.keep(group, rendered.tbl, rendered.operation, &rendered.dedup_key) {
-                self.row = rendered.columns;
+            if self.dedup.keep(row.group(), row.tbl, row.operation, &row.key) {
                 return Ok(());
             }
         }
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.done = true;
         self.stmt = None;
         self.publish();
         Ok(())
     }
 
     /// A scan that starts inside a statement learns the deletes that statement made before its first row.
-    fn remember_earlier_deletes(&mut self, first: &Rendered) -> Result<()> {
+    fn remember_earlier_deletes(&mut self, first: &Facts) -> Result<()> {
         let width = store::width(self.db)?;
         let mut stmt = self.db.prepare(&format!(
             "SELECT {} FROM main.{LOG} WHERE seq < ?1 ORDER BY seq DESC LIMIT {DEDUP_LIMIT}",
             select_list(width)
         ))?;
         stmt.bind(1, &Value::Integer(first.seq))?;
-        let group = (first.at.clone(), first.txn.clone());
         let mut earlier = Vec::new();
         while stmt.step()? {
-            if (stmt.column(2), stmt.column(1)) != group || stmt.column(5).as_i64() != Some(op::DELETE) {
+            let row = Facts::of(&stmt, &self.epochs);
+            if row.group() != first.group() || row.operation != op::DELETE {
                 break;
             }
-            let row = render(&stmt, &self.epochs);
-            earlier.push((row.tbl, row.dedup_key));
+            earlier.push(row);
         }
-        for (tbl, key) in earlier.into_iter().rev() {
-            self.dedup.keep(group.clone(), tbl, op::DELETE, &key);
+        for row in earlier.into_iter().rev() {
+            self.dedup.keep(row.group(), row.tbl, op::DELETE, &row.key);
         }
         Ok(())
     }
@@ -404,7 +396,7 @@ impl JournalScan {
 
 impl Drop for JournalScan {
     fn drop(&mut self) {
-        if !self.done {
+        if self.stmt.is_some() {
             self.publish();
         }
     }
@@ -412,22 +404,22 @@ impl Drop for JournalScan {
 
 impl Scan for JournalScan {
     fn eof(&self) -> bool {
-        self.done
+        self.stmt.is_none()
     }
 
     fn next(&mut self) -> Result<()> {
-        if self.done {
-            return Ok(());
-        }
         self.advance()
     }
 
     fn column(&self, i: usize) -> Value {
-        self.row.get(i).cloned().unwrap_or(Value::Null)
+        match &self.stmt {
+            Some(stmt) => column(stmt, &self.epochs, i),
+            None => Value::Null,
+        }
     }
 
     fn rowid(&self) -> i64 {
-        self.row.first().and_then(Value::as_i64).unwrap_or(0)
+        self.stmt.as_ref().and_then(|s| s.column(0).as_i64()).unwrap_or(0)
     }
 }
 
@@ -458,15 +450,38 @@ fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
     Ok(stmt)
 }
 
-/// One journal row as shown, and what the repeat rule needs of it.
-struct Rendered {
+/// What the repeat rule needs of a journal row: its statement (at, txn), table, operation and, for a
+/// delete, its key.
+struct Facts {
     seq: i64,
     at: Value,
     txn: Value,
     tbl: i64,
     operation: i64,
-    dedup_key: String,
-    columns: Vec<Value>,
+    key: String,
+}
+
+impl Facts {
+    fn of(stmt: &Statement, epochs: &HashMap<i64, Shape>) -> Facts {
+        let tbl = stmt.column(4).as_i64();
+        let operation = stmt.column(5).as_i64().unwrap_or(0);
+        let key = match tbl.and_then(|t| epochs.get(&t)) {
+            Some(shape) if operation == op::DELETE => key(stmt, shape, operation),
+            _ => String::new(),
+        };
+        Facts {
+            seq: stmt.column(0).as_i64().unwrap_or(0),
+            at: stmt.column(2),
+            txn: stmt.column(1),
+            tbl: tbl.unwrap_or(0),
+            operation,
+            key,
+        }
+    }
+
+    fn group(&self) -> (Value, Value) {
+        (self.at.clone(), self.txn.clone())
+    }
 }
 
 fn op_name(operation: i64) -> String {
@@ -480,44 +495,28 @@ fn op_name(operation: i64) -> String {
     }
 }
 
-fn render(stmt: &Statement, epochs: &HashMap<i64, Shape>) -> Rendered {
-    let seq = stmt.column(0).as_i64().unwrap_or(0);
-    let txn = stmt.column(1);
-    let tbl = stmt.column(4).as_i64();
+/// Output column `i` of the row the statement is on.
+fn column(stmt: &Statement, epochs: &HashMap<i64, Shape>, i: usize) -> Value {
     let operation = stmt.column(5).as_i64().unwrap_or(0);
-    let rid = stmt.column(6).as_i64();
-    let rid_new = stmt.column(7).as_i64();
-    let shape = tbl.and_then(|t| epochs.get(&t));
     let is_change = matches!(operation, op::INSERT | op::UPDATE | op::DELETE);
-    let (key, old, new) = match shape.filter(|_| is_change) {
-        Some(shape) => {
-            let old = (operation != op::INSERT).then(|| image(stmt, shape, false, rid));
-            let new = (operation != op::DELETE).then(|| image(stmt, shape, true, rid_new.or(rid)));
-            (Some(key(stmt, shape, operation, rid, rid_new)), old, new)
+    let shape = stmt.column(4).as_i64().and_then(|t| epochs.get(&t));
+    let change_shape = shape.filter(|_| is_change);
+    let rid = stmt.column(6).as_i64();
+    match i {
+        0 => stmt.column(0),
+        1 => stmt.column(1),
+        2 => stmt.column(3),
+        3 => Value::from(shape.map(|s| s.name.clone())),
+        4 => Value::from(op_name(operation)),
+        5 => Value::from(change_shape.map(|s| key(stmt, s, operation))),
+        6 => Value::from(change_shape.filter(|_| operation != op::INSERT).map(|s| image(stmt, s, false, rid))),
+        7 => {
+            let rowid = stmt.column(7).as_i64().or(rid);
+            Value::from(change_shape.filter(|_| operation != op::DELETE).map(|s| image(stmt, s, true, rowid)))
         }
-        None => (None, None, None),
-    };
-    let detail = if is_change { Value::Null } else { stmt.column(7) };
-    let columns = vec![
-        Value::Integer(seq),
-        txn.clone(),
-        stmt.column(3),
-        Value::from(shape.map(|s| s.name.clone())),
-        Value::from(op_name(operation)),
-        Value::from(key.clone()),
-        Value::from(old),
-        Value::from(new),
-        Value::Integer(i64::from(!txn.is_null())),
-        detail,
-    ];
-    Rendered {
-        seq,
-        at: stmt.column(2),
-        txn,
-        tbl: tbl.unwrap_or(0),
-        operation,
-        dedup_key: key.unwrap_or_default(),
-        columns,
+        8 => Value::Integer(i64::from(!stmt.column(1).is_null())),
+        9 if !is_change => stmt.column(7),
+        _ => Value::Null,
     }
 }
 
@@ -549,7 +548,7 @@ fn image(stmt: &Statement, shape: &Shape, new: bool, rowid: Option<i64>) -> Stri
 
 /// `{"rowid": n}` (`"new_rowid"` too when an update moved the row), or the PRIMARY KEY columns of a WITHOUT
 /// ROWID table, from the image that has them.
-fn key(stmt: &Statement, shape: &Shape, operation: i64, rid: Option<i64>, rid_new: Option<i64>) -> String {
+fn key(stmt: &Statement, shape: &Shape, operation: i64) -> String {
     match shape.key {
         KeyKind::PrimaryKey => {
             let new = operation == op::INSERT;
@@ -557,8 +556,8 @@ fn key(stmt: &Statement, shape: &Shape, operation: i64, rid: Option<i64>, rid_ne
             object(members)
         }
         KeyKind::IntegerPk | KeyKind::Rowid => {
-            let mut members = vec![("rowid".to_string(), Value::from(rid))];
-            if let Some(moved) = rid_new.filter(|_| operation == op::UPDATE) {
+            let mut members = vec![("rowid".to_string(), stmt.column(6))];
+            if let Some(moved) = stmt.column(7).as_i64().filter(|_| operation == op::UPDATE) {
                 members.push(("new_rowid".to_string(), Value::Integer(moved)));
             }
             object(members)
