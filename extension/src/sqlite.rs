@@ -727,6 +727,11 @@ impl Statement<'_> {
         done
     }
 
+    /// The connection the statement belongs to.
+    pub fn db(&self) -> Db {
+        self.db
+    }
+
     pub fn column_count(&self) -> usize {
         unsafe { call!(column_count(self.raw)) as usize }
     }

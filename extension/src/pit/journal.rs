@@ -48,8 +48,17 @@ mod col {
     pub const TABLE: i32 = 3;
 }
 
-/// Columns of the scan statement before the image slots.
-const FIRST_SLOT: usize = 8;
+/// Columns of the scan statement ([`select_list`]), then the image slots.
+mod read {
+    pub const SEQ: usize = 0;
+    pub const TXN: usize = 1;
+    pub const AT: usize = 2;
+    pub const TBL: usize = 3;
+    pub const OP: usize = 4;
+    pub const RID: usize = 5;
+    pub const RID_NEW: usize = 6;
+    pub const FIRST_SLOT: usize = 7;
+}
 
 /// Deletes remembered per statement for the repeat rule; beyond this a repeat is shown rather than memory
 /// spent (a repeat is shown, a real delete is never dropped).
@@ -129,13 +138,15 @@ struct Filters {
     txn: Option<i64>,
     tbls: Option<Vec<i64>>,
     at: Vec<AtBound>,
+    /// The seq ranges to read, in order: `from..=to` less the blocks the time marks rule out.
+    ranges: Vec<(i64, i64)>,
     /// No row can match (a NULL compared, a range that closed).
     none: bool,
 }
 
 impl Filters {
     fn new() -> Filters {
-        Filters { from: i64::MIN, to: i64::MAX, txn: None, tbls: None, at: Vec::new(), none: false }
+        Filters { from: i64::MIN, to: i64::MAX, txn: None, tbls: None, at: Vec::new(), ranges: Vec::new(), none: false }
     }
 
     fn at_least(&mut self, seq: i64) {
@@ -242,12 +253,15 @@ fn filters(db: Db, plan: &str, values: &[Value]) -> Result<Filters> {
             _ => {}
         }
     }
-    if !f.none && !f.at.is_empty() {
-        let (from, to) = marks::seq_range(db, &f.at)?;
-        f.at_least(from);
-        f.at_most(to);
-    }
     f.none |= f.from > f.to;
+    if !f.none {
+        f.ranges = marks::seq_ranges(db, &f.at)?
+            .into_iter()
+            .map(|(from, to)| (from.max(f.from), to.min(f.to)))
+            .filter(|(from, to)| from <= to)
+            .collect();
+        f.none = f.ranges.is_empty();
+    }
     Ok(f)
 }
 
@@ -300,6 +314,8 @@ pub struct JournalScan {
     stmt: Option<Statement<'static>>,
     epochs: HashMap<i64, Shape>,
     txn: Option<i64>,
+    /// Seq ranges still to read after the current one.
+    ranges: std::collections::VecDeque<(i64, i64)>,
     dedup: Dedup,
     started: bool,
     rows_read: u64,
@@ -313,6 +329,7 @@ impl JournalScan {
             stmt: None,
             epochs: HashMap::new(),
             txn: None,
+            ranges: Default::default(),
             dedup: Dedup::default(),
             started: false,
             rows_read: 0,
@@ -323,8 +340,9 @@ impl JournalScan {
             return Ok(scan);
         }
         let f = filters(db, plan, values)?;
-        scan.stats["from"] = json!(f.from);
-        scan.stats["to"] = json!(f.to);
+        scan.stats["from"] = json!(f.ranges.first().map(|r| r.0));
+        scan.stats["to"] = json!(f.ranges.last().map(|r| r.1));
+        scan.stats["ranges"] = json!(f.ranges.len());
         if f.none {
             scan.publish();
             return Ok(scan);
@@ -332,6 +350,8 @@ impl JournalScan {
         scan.epochs = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e.shape)).collect();
         scan.txn = f.txn;
         scan.stmt = Some(statement(db, &f)?);
+        scan.ranges = f.ranges.into_iter().collect();
+        scan.next_range()?;
         scan.advance()?;
         Ok(scan)
     }
@@ -346,10 +366,13 @@ impl JournalScan {
         loop {
             let Some(stmt) = self.stmt.as_mut() else { return Ok(()) };
             if !stmt.step()? {
+                if self.next_range()? {
+                    continue;
+                }
                 return self.finish();
             }
             self.rows_read += 1;
-            let txn = stmt.column(1);
+            let txn = stmt.column(read::TXN);
             if self.txn.is_some() && txn.as_i64() != self.txn {
                 // Rows of one transaction follow each other: the first row of another one ends it.
                 return self.finish();
@@ -363,6 +386,15 @@ impl JournalScan {
                 return Ok(());
             }
         }
+    }
+
+    /// Points the statement at the next seq range; false when none is left.
+    fn next_range(&mut self) -> Result<bool> {
+        let (Some(stmt), Some((from, to))) = (self.stmt.as_mut(), self.ranges.pop_front()) else { return Ok(false) };
+        stmt.reset();
+        stmt.bind(1, &Value::Integer(from))?;
+        stmt.bind(2, &Value::Integer(to))?;
+        Ok(true)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -419,17 +451,17 @@ impl Scan for JournalScan {
     }
 
     fn rowid(&self) -> i64 {
-        self.stmt.as_ref().and_then(|s| s.column(0).as_i64()).unwrap_or(0)
+        self.stmt.as_ref().and_then(|s| s.column(read::SEQ).as_i64()).unwrap_or(0)
     }
 }
 
-/// `seq, txn, at, at as text, tbl, op, rid, rid_new, o1, n1, …`.
+/// `seq, txn, at, tbl, op, rid, rid_new, o1, n1, …`.
 fn select_list(width: usize) -> String {
     let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
-    format!("seq, txn, at, strftime('{AT_FORMAT}', at), tbl, op, rid, rid_new{slots}")
+    format!("seq, txn, at, tbl, op, rid, rid_new{slots}")
 }
 
-/// The scan over the seq range, with the table and time filters evaluated by SQLite as it reads.
+/// The scan over one seq range at a time (bound by [`JournalScan::next_range`]), with the table filter.
 fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
     let width = store::width(db)?;
     let mut sql = format!("SELECT {} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2", select_list(width));
@@ -437,17 +469,8 @@ fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         sql.push_str(&format!(" AND tbl IN ({})", list.join(", ")));
     }
-    for (i, bound) in f.at.iter().enumerate() {
-        sql.push_str(&format!(" AND strftime('{AT_FORMAT}', at) {} ?{}", bound.op, i + 3));
-    }
     sql.push_str(" ORDER BY seq");
-    let mut stmt = db.prepare_for_cursor(&sql)?;
-    stmt.bind(1, &Value::Integer(f.from))?;
-    stmt.bind(2, &Value::Integer(f.to))?;
-    for (i, bound) in f.at.iter().enumerate() {
-        stmt.bind(i + 3, &Value::from(bound.text.as_str()))?;
-    }
-    Ok(stmt)
+    db.prepare_for_cursor(&sql)
 }
 
 /// What the repeat rule needs of a journal row: its statement (at, txn), table, operation and, for a
@@ -463,16 +486,16 @@ struct Facts {
 
 impl Facts {
     fn of(stmt: &Statement, epochs: &HashMap<i64, Shape>) -> Facts {
-        let tbl = stmt.column(4).as_i64();
-        let operation = stmt.column(5).as_i64().unwrap_or(0);
+        let tbl = stmt.column(read::TBL).as_i64();
+        let operation = stmt.column(read::OP).as_i64().unwrap_or(0);
         let key = match tbl.and_then(|t| epochs.get(&t)) {
             Some(shape) if operation == op::DELETE => key(stmt, shape, operation),
             _ => String::new(),
         };
         Facts {
-            seq: stmt.column(0).as_i64().unwrap_or(0),
-            at: stmt.column(2),
-            txn: stmt.column(1),
+            seq: stmt.column(read::SEQ).as_i64().unwrap_or(0),
+            at: stmt.column(read::AT),
+            txn: stmt.column(read::TXN),
             tbl: tbl.unwrap_or(0),
             operation,
             key,
@@ -497,31 +520,31 @@ fn op_name(operation: i64) -> String {
 
 /// Output column `i` of the row the statement is on.
 fn column(stmt: &Statement, epochs: &HashMap<i64, Shape>, i: usize) -> Value {
-    let operation = stmt.column(5).as_i64().unwrap_or(0);
+    let operation = stmt.column(read::OP).as_i64().unwrap_or(0);
     let is_change = matches!(operation, op::INSERT | op::UPDATE | op::DELETE);
-    let shape = stmt.column(4).as_i64().and_then(|t| epochs.get(&t));
+    let shape = stmt.column(read::TBL).as_i64().and_then(|t| epochs.get(&t));
     let change_shape = shape.filter(|_| is_change);
-    let rid = stmt.column(6).as_i64();
+    let rid = stmt.column(read::RID).as_i64();
     match i {
-        0 => stmt.column(0),
-        1 => stmt.column(1),
-        2 => stmt.column(3),
+        0 => stmt.column(read::SEQ),
+        1 => stmt.column(read::TXN),
+        2 => at_text(stmt),
         3 => Value::from(shape.map(|s| s.name.clone())),
         4 => Value::from(op_name(operation)),
         5 => Value::from(change_shape.map(|s| key(stmt, s, operation))),
         6 => Value::from(change_shape.filter(|_| operation != op::INSERT).map(|s| image(stmt, s, false, rid))),
         7 => {
-            let rowid = stmt.column(7).as_i64().or(rid);
+            let rowid = stmt.column(read::RID_NEW).as_i64().or(rid);
             Value::from(change_shape.filter(|_| operation != op::DELETE).map(|s| image(stmt, s, true, rowid)))
         }
-        8 => Value::Integer(i64::from(!stmt.column(1).is_null())),
-        9 if !is_change => stmt.column(7),
+        8 => Value::Integer(i64::from(!stmt.column(read::TXN).is_null())),
+        9 if !is_change => stmt.column(read::RID_NEW),
         _ => Value::Null,
     }
 }
 
 fn slot_value(stmt: &Statement, slot: usize, new: bool) -> Value {
-    let i = FIRST_SLOT + (slot - 1) * 2 + usize::from(new);
+    let i = read::FIRST_SLOT + (slot - 1) * 2 + usize::from(new);
     if slot == 0 || i >= stmt.column_count() {
         return Value::Null;
     }
@@ -556,11 +579,42 @@ fn key(stmt: &Statement, shape: &Shape, operation: i64) -> String {
             object(members)
         }
         KeyKind::IntegerPk | KeyKind::Rowid => {
-            let mut members = vec![("rowid".to_string(), stmt.column(6))];
-            if let Some(moved) = stmt.column(7).as_i64().filter(|_| operation == op::UPDATE) {
+            let mut members = vec![("rowid".to_string(), stmt.column(read::RID))];
+            if let Some(moved) = stmt.column(read::RID_NEW).as_i64().filter(|_| operation == op::UPDATE) {
                 members.push(("new_rowid".to_string(), Value::Integer(moved)));
             }
             object(members)
         }
     }
 }
+
+/// The row's `at` as RFC 3339 UTC with milliseconds: what `strftime('%Y-%m-%dT%H:%M:%fZ', at)` prints (the
+/// time marks compare with that), computed here because it runs for every row read. SQLite rounds the Julian
+/// day to a whole millisecond first; other values (text, years outside 0000–9999) go to SQLite itself.
+fn at_text(stmt: &Statement) -> Value {
+    let at = stmt.column(read::AT);
+    if let Value::Real(_) | Value::Integer(_) = at {
+        let julian = at.as_f64().unwrap_or(f64::NAN);
+        // 0000-01-01 and 10000-01-01 as Julian days.
+        if (1_721_059.5..5_373_484.5).contains(&julian) {
+            let ms = (julian * 86_400_000.0 + 0.5) as i64 - UNIX_EPOCH_JULIAN_MS;
+            if let Some(t) = chrono::DateTime::from_timestamp_millis(ms) {
+                use chrono::{Datelike, Timelike};
+                return Value::Text(format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    ms.rem_euclid(1000)
+                ));
+            }
+        }
+    }
+    stmt.db().query_value(&format!("SELECT strftime('{AT_FORMAT}', ?1)"), &[at]).unwrap_or(Value::Null)
+}
+
+/// 1970-01-01T00:00:00Z as milliseconds of Julian day.
+const UNIX_EPOCH_JULIAN_MS: i64 = 210_866_760_000_000;

@@ -59,39 +59,46 @@ pub struct AtBound {
     pub text: String,
 }
 
-/// The seq range `[from, to]` outside of which no row can satisfy every bound, from the summary.
-pub fn seq_range(db: Db, bounds: &[AtBound]) -> Result<(i64, i64)> {
-    let mut range = (i64::MIN, i64::MAX);
+/// The seq ranges, in order, outside of which no row can satisfy every bound: the blocks whose summary allows
+/// a match, and the rows after the summary.
+pub fn seq_ranges(db: Db, bounds: &[AtBound]) -> Result<Vec<(i64, i64)>> {
+    let everything = vec![(i64::MIN, i64::MAX)];
     if bounds.is_empty() || !crate::store::has_table(db, "main", MARKS)? {
-        return Ok(range);
+        return Ok(everything);
     }
     let done = store::meta(db, "marks_seq")?.as_i64().unwrap_or(0);
-    let tail = store::last_seq(db)? > done;
     let at = |column: &str| format!("strftime('{AT_FORMAT}', {column})");
-    for bound in bounds {
-        let value = Value::from(bound.text.as_str());
-        let op = bound.op;
-        // Rows after a lower bound: skip the leading blocks whose greatest `at` is below it.
-        if matches!(op, ">" | ">=" | "=") {
-            let cmp = if op == ">" { ">" } else { ">=" };
-            let first = db.query_value(
-                &format!("SELECT min(block) FROM main.{MARKS} WHERE hi IS NULL OR {} {cmp} ?1", at("hi")),
-                &[value.clone()],
-            )?;
-            // Block 0 also holds any seq below 1 (only a hand-written row could have one).
-            let from = first.as_i64().map_or(done + 1, |b| if b <= 0 { i64::MIN } else { b * BLOCK });
-            range.0 = range.0.max(from);
-        }
-        // Rows before an upper bound: the trailing blocks whose least `at` is above it, when no tail follows.
-        if matches!(op, "<" | "<=" | "=") && !tail {
-            let cmp = if op == "<" { "<" } else { "<=" };
-            let last = db.query_value(
-                &format!("SELECT max(block) FROM main.{MARKS} WHERE lo IS NULL OR {} {cmp} ?1", at("lo")),
-                &[value],
-            )?;
-            let to = last.as_i64().map_or(i64::MIN, |b| (b + 1) * BLOCK - 1);
-            range.1 = range.1.min(to);
+    let mut conditions = Vec::new();
+    for (i, bound) in bounds.iter().enumerate() {
+        // A block may hold a row after a lower bound only if its latest `at` is after it; before an upper
+        // bound only if its earliest is before it. Formatting keeps the order of the Julian days.
+        let (column, op) = match bound.op {
+            ">" => ("hi", ">"),
+            ">=" => ("hi", ">="),
+            "<" => ("lo", "<"),
+            "<=" => ("lo", "<="),
+            _ => ("hi", ">="),
+        };
+        conditions.push(format!("({column} IS NULL OR {} {op} ?{})", at(column), i + 1));
+        if bound.op == "=" {
+            conditions.push(format!("(lo IS NULL OR {} <= ?{})", at("lo"), i + 1));
         }
     }
-    Ok(range)
+    let values: Vec<Value> = bounds.iter().map(|b| Value::from(b.text.as_str())).collect();
+    let blocks = db
+        .query(&format!("SELECT block FROM main.{MARKS} WHERE {} ORDER BY block", conditions.join(" AND ")), &values)?;
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    let candidates = blocks
+        .iter()
+        .filter_map(|r| r[0].as_i64())
+        // Block 0 also holds any seq below 1 (only a hand-written row could have one).
+        .map(|b| (if b <= 0 { i64::MIN } else { b * BLOCK }, (b + 1) * BLOCK - 1))
+        .chain([(done.saturating_add(1), i64::MAX)]);
+    for (from, to) in candidates {
+        match ranges.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
+            _ => ranges.push((from, to)),
+        }
+    }
+    Ok(ranges)
 }
