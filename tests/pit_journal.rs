@@ -234,11 +234,17 @@ fn a_clock_step_back_never_hides_a_row() {
     // Once marked, the same answers.
     conn.query_row("SELECT pit_tick()", [], |_| Ok(())).unwrap();
     assert_at_bounds_exact(&conn, &values);
-    // A row whose at is not a number (hand-written) makes its block always read, never skipped.
-    conn.execute("INSERT INTO vigil_pit_log(txn, at, tbl, op, rid, n1) VALUES(NULL, '2461000.5', ?1, 1, 1, 1)", [t])
-        .unwrap();
+    // Hand-written rows: an at that is not a number makes its block always read.
+    let hand_written = "INSERT INTO vigil_pit_log(txn, at, tbl, op, rid, n1) VALUES(NULL, ?2, ?1, 1, 1, 1)";
+    conn.execute(hand_written, params![t, "2461000.5"]).unwrap();
     conn.query_row("SELECT pit_tick()", [], |_| Ok(())).unwrap();
     assert_at_bounds_exact(&conn, &values);
+    // In a block of their own, years before 0, whose text sorts backwards (-4712 after -0001).
+    append_rows(&conn, t, 4_096, start, 1.0);
+    conn.execute(hand_written, params![t, 1.5]).unwrap();
+    conn.execute(hand_written, params![t, 1_721_000.5]).unwrap();
+    conn.query_row("SELECT pit_tick()", [], |_| Ok(())).unwrap();
+    assert_at_bounds_exact(&conn, &["-1000".to_string(), "-0001-06".to_string(), values[3].clone()]);
 }
 
 #[test]

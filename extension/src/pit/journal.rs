@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::{json, Value as Json};
 
-use super::marks::{self, AtBound, AT_FORMAT};
+use super::marks::{self, AtBound};
 use super::shape::{KeyKind, Shape};
 use super::tracking;
 use crate::backup::export::json_value;
@@ -551,70 +551,62 @@ fn slot_value(stmt: &Statement, slot: usize, new: bool) -> Value {
     stmt.column(i)
 }
 
-/// `"name":value` pairs as a JSON object, in the given order (serde_json's maps would sort them).
-fn object(members: Vec<(String, Value)>) -> String {
-    let parts: Vec<String> = members.iter().map(|(k, v)| format!("{}:{}", json!(k), json_value(v))).collect();
-    format!("{{{}}}", parts.join(","))
+/// A JSON object written member by member, keys in the order given (serde_json's maps would sort them).
+struct Object(String);
+
+impl Object {
+    fn new() -> Object {
+        Object(String::from("{"))
+    }
+
+    fn add(&mut self, name: &str, value: &Value) {
+        use std::fmt::Write;
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        let _ = write!(self.0, "{}:{}", Json::from(name), json_value(value));
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
 }
 
 /// A row image; a table whose INTEGER PRIMARY KEY is the rowid gets that column from the rowid.
 fn image(stmt: &Statement, shape: &Shape, new: bool, rowid: Option<i64>) -> String {
-    let mut members = Vec::new();
+    let mut object = Object::new();
     if let Some(alias) = &shape.rowid_alias {
-        members.push((alias.clone(), Value::from(rowid)));
+        object.add(alias, &Value::from(rowid));
     }
     for column in &shape.columns {
-        members.push((column.name.clone(), slot_value(stmt, column.slot, new)));
+        object.add(&column.name, &slot_value(stmt, column.slot, new));
     }
-    object(members)
+    object.finish()
 }
 
 /// `{"rowid": n}` (`"new_rowid"` too when an update moved the row), or the PRIMARY KEY columns of a WITHOUT
 /// ROWID table, from the image that has them.
 fn key(stmt: &Statement, shape: &Shape, operation: i64) -> String {
+    let mut object = Object::new();
     match shape.key {
         KeyKind::PrimaryKey => {
             let new = operation == op::INSERT;
-            let members = shape.key_columns().iter().map(|c| (c.name.clone(), slot_value(stmt, c.slot, new))).collect();
-            object(members)
+            for column in shape.key_columns() {
+                object.add(&column.name, &slot_value(stmt, column.slot, new));
+            }
         }
         KeyKind::IntegerPk | KeyKind::Rowid => {
-            let mut members = vec![("rowid".to_string(), stmt.column(read::RID))];
+            object.add("rowid", &stmt.column(read::RID));
             if let Some(moved) = stmt.column(read::RID_NEW).as_i64().filter(|_| operation == op::UPDATE) {
-                members.push(("new_rowid".to_string(), Value::Integer(moved)));
+                object.add("new_rowid", &Value::Integer(moved));
             }
-            object(members)
         }
     }
+    object.finish()
 }
 
-/// The row's `at` as RFC 3339 UTC with milliseconds: what `strftime('%Y-%m-%dT%H:%M:%fZ', at)` prints (the
-/// time marks compare with that), computed here because it runs for every row read. SQLite rounds the Julian
-/// day to a whole millisecond first; other values (text, years outside 0000–9999) go to SQLite itself.
+/// The row's `at` as text (see [`marks::at_text`]).
 fn at_text(stmt: &Statement) -> Value {
-    let at = stmt.column(read::AT);
-    if let Value::Real(_) | Value::Integer(_) = at {
-        let julian = at.as_f64().unwrap_or(f64::NAN);
-        // 0000-01-01 and 10000-01-01 as Julian days.
-        if (1_721_059.5..5_373_484.5).contains(&julian) {
-            let ms = (julian * 86_400_000.0 + 0.5) as i64 - UNIX_EPOCH_JULIAN_MS;
-            if let Some(t) = chrono::DateTime::from_timestamp_millis(ms) {
-                use chrono::{Datelike, Timelike};
-                return Value::Text(format!(
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    t.year(),
-                    t.month(),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second(),
-                    ms.rem_euclid(1000)
-                ));
-            }
-        }
-    }
-    stmt.db().query_value(&format!("SELECT strftime('{AT_FORMAT}', ?1)"), &[at]).unwrap_or(Value::Null)
+    marks::at_text(stmt.db(), &stmt.column(read::AT))
 }
-
-/// 1970-01-01T00:00:00Z as milliseconds of Julian day.
-const UNIX_EPOCH_JULIAN_MS: i64 = 210_866_760_000_000;

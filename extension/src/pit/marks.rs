@@ -59,6 +59,19 @@ pub struct AtBound {
     pub text: String,
 }
 
+/// Whether a block whose rows' `at` lie within [lo, hi] (as text; None: unknown) may hold a row satisfying
+/// `bound`.
+fn may_match(bound: &AtBound, lo: Option<&str>, hi: Option<&str>) -> bool {
+    let v = bound.text.as_str();
+    let after = |op: &str| hi.map_or(true, |hi| if op == ">" { hi > v } else { hi >= v });
+    let before = |op: &str| lo.map_or(true, |lo| if op == "<" { lo < v } else { lo <= v });
+    match bound.op {
+        ">" | ">=" => after(bound.op),
+        "<" | "<=" => before(bound.op),
+        _ => after(">=") && before("<="),
+    }
+}
+
 /// The seq ranges, in order, outside of which no row can satisfy every bound: the blocks whose summary allows
 /// a match, and the rows after the summary.
 pub fn seq_ranges(db: Db, bounds: &[AtBound]) -> Result<Vec<(i64, i64)>> {
@@ -67,33 +80,21 @@ pub fn seq_ranges(db: Db, bounds: &[AtBound]) -> Result<Vec<(i64, i64)>> {
         return Ok(everything);
     }
     let done = store::meta(db, "marks_seq")?.as_i64().unwrap_or(0);
-    let at = |column: &str| format!("strftime('{AT_FORMAT}', {column})");
-    let mut conditions = Vec::new();
-    for (i, bound) in bounds.iter().enumerate() {
-        // A block may hold a row after a lower bound only if its latest `at` is after it; before an upper
-        // bound only if its earliest is before it. Formatting keeps the order of the Julian days.
-        let (column, op) = match bound.op {
-            ">" => ("hi", ">"),
-            ">=" => ("hi", ">="),
-            "<" => ("lo", "<"),
-            "<=" => ("lo", "<="),
-            _ => ("hi", ">="),
-        };
-        conditions.push(format!("({column} IS NULL OR {} {op} ?{})", at(column), i + 1));
-        if bound.op == "=" {
-            conditions.push(format!("(lo IS NULL OR {} <= ?{})", at("lo"), i + 1));
+    let mut candidates = Vec::new();
+    let mut stmt = db.prepare(&format!("SELECT block, lo, hi FROM main.{MARKS} ORDER BY block"))?;
+    while stmt.step()? {
+        // Formatting keeps the order of Julian days in years 0000–9999, so there the text bounds of a block
+        // are its extremes' text; outside them (negative years sort backwards as text) the block is read.
+        let lo = calendar_text(&stmt.column(1));
+        let hi = calendar_text(&stmt.column(2));
+        if bounds.iter().all(|b| may_match(b, lo.as_deref(), hi.as_deref())) {
+            let b = stmt.column(0).as_i64().unwrap_or(0);
+            // Block 0 also holds any seq below 1 (only a hand-written row could have one).
+            candidates.push((if b <= 0 { i64::MIN } else { b * BLOCK }, (b + 1) * BLOCK - 1));
         }
     }
-    let values: Vec<Value> = bounds.iter().map(|b| Value::from(b.text.as_str())).collect();
-    let blocks = db
-        .query(&format!("SELECT block FROM main.{MARKS} WHERE {} ORDER BY block", conditions.join(" AND ")), &values)?;
+    candidates.push((done.saturating_add(1), i64::MAX));
     let mut ranges: Vec<(i64, i64)> = Vec::new();
-    let candidates = blocks
-        .iter()
-        .filter_map(|r| r[0].as_i64())
-        // Block 0 also holds any seq below 1 (only a hand-written row could have one).
-        .map(|b| (if b <= 0 { i64::MIN } else { b * BLOCK }, (b + 1) * BLOCK - 1))
-        .chain([(done.saturating_add(1), i64::MAX)]);
     for (from, to) in candidates {
         match ranges.last_mut() {
             Some(last) if from <= last.1.saturating_add(1) => last.1 = last.1.max(to),
@@ -102,3 +103,42 @@ pub fn seq_ranges(db: Db, bounds: &[AtBound]) -> Result<Vec<(i64, i64)>> {
     }
     Ok(ranges)
 }
+
+/// A journal `at` as pit_journal shows it: what `strftime('%Y-%m-%dT%H:%M:%fZ', at)` prints, computed here
+/// because it runs for every row read. SQLite rounds the Julian day to a whole millisecond first; other
+/// values (text, years outside 0000–9999) go to SQLite itself.
+pub fn at_text(db: Db, at: &Value) -> Value {
+    match calendar_text(at) {
+        Some(text) => Value::Text(text),
+        None if at.is_null() => Value::Null,
+        None => db.query_value(&format!("SELECT strftime('{AT_FORMAT}', ?1)"), &[at.clone()]).unwrap_or(Value::Null),
+    }
+}
+
+/// The text of a numeric Julian day in years 0000–9999, where it sorts as the day does.
+fn calendar_text(at: &Value) -> Option<String> {
+    let julian = match at {
+        Value::Real(_) | Value::Integer(_) => at.as_f64()?,
+        _ => return None,
+    };
+    // 0000-01-01 and 10000-01-01 as Julian days.
+    if !(1_721_059.5..5_373_484.49).contains(&julian) {
+        return None;
+    }
+    let ms = (julian * 86_400_000.0 + 0.5) as i64 - UNIX_EPOCH_JULIAN_MS;
+    let t = chrono::DateTime::from_timestamp_millis(ms)?;
+    use chrono::{Datelike, Timelike};
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ms.rem_euclid(1000)
+    ))
+}
+
+/// 1970-01-01T00:00:00Z as milliseconds of Julian day.
+const UNIX_EPOCH_JULIAN_MS: i64 = 210_866_760_000_000;
