@@ -26,8 +26,12 @@ pub const BLOCK: i64 = 4096;
 /// `strftime` format of the journal's `at` as pit_journal shows it (RFC 3339 UTC with milliseconds).
 pub const AT_FORMAT: &str = "%Y-%m-%dT%H:%M:%fZ";
 
-/// Extends the summary to the journal's last row. Cheap: reads only the rows since the last call (and the
-/// rest of the last block).
+/// Rows summarized per call at most, so that the first `pit_tick()` on a long journal stays short (about a
+/// second); the next calls go on where it stopped.
+const MAX_ROWS_PER_UPDATE: i64 = 1 << 20;
+
+/// Extends the summary towards the journal's last row. Cheap: reads only the rows since the last call (and
+/// the rest of the last block).
 pub fn update(db: Db) -> Result<()> {
     if !store::exists(db)? {
         return Ok(());
@@ -35,7 +39,12 @@ pub fn update(db: Db) -> Result<()> {
     db.in_savepoint("vigil_pit_marks", || {
         db.exec(&format!("CREATE TABLE IF NOT EXISTS main.{MARKS}(block INTEGER PRIMARY KEY, lo, hi)"))?;
         let done = store::meta(db, "marks_seq")?.as_i64().unwrap_or(0);
-        let last = store::last_seq(db)?;
+        let from = done / BLOCK * BLOCK;
+        let stop = db.query_value(
+            &format!("SELECT seq - 1 FROM main.{LOG} WHERE seq >= ?1 ORDER BY seq LIMIT 1 OFFSET ?2"),
+            &[Value::Integer(from), Value::Integer(MAX_ROWS_PER_UPDATE)],
+        )?;
+        let last = stop.as_i64().map_or(store::last_seq(db)?, |s| s.max(done + 1));
         if last <= done {
             return Ok(());
         }
@@ -46,7 +55,7 @@ pub fn update(db: Db) -> Result<()> {
                  SELECT seq / {BLOCK}, CASE WHEN {numeric} THEN min(at) END, CASE WHEN {numeric} THEN max(at) END
                  FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2 GROUP BY seq / {BLOCK}"
             ),
-            &[Value::Integer(done / BLOCK * BLOCK), Value::Integer(last)],
+            &[Value::Integer(from), Value::Integer(last)],
         )?;
         store::set_meta(db, "marks_seq", Value::Integer(last))
     })
