@@ -26,9 +26,9 @@ pub const BLOCK: i64 = 4096;
 /// `strftime` format of the journal's `at` as pit_journal shows it (RFC 3339 UTC with milliseconds).
 pub const AT_FORMAT: &str = "%Y-%m-%dT%H:%M:%fZ";
 
-/// Rows summarized per call at most, so that the first `pit_tick()` on a long journal stays short (about a
-/// second); the next calls go on where it stopped.
-const MAX_ROWS_PER_UPDATE: i64 = 1 << 20;
+/// Rows summarized per call at most, so that the first `pit_tick()` on a long journal stays short (a few
+/// hundred milliseconds, holding the write lock); the next calls go on where it stopped.
+const MAX_ROWS_PER_UPDATE: i64 = 1 << 18;
 
 /// Extends the summary towards the journal's last row. Cheap: reads only the rows since the last call (and
 /// the rest of the last block).
