@@ -9,15 +9,14 @@
 //!
 //! The summary covers the rows up to `marks_seq` (in `vigil_pit_meta`); rows after it (the tail) are read.
 //! `pit_tick()` extends it, so `vigil pit tick --every 1s` keeps the tail to the last second. It stays
-//! exact as the journal changes: rows only come after the greatest seq ever used (AUTOINCREMENT), and rows
-//! removed (pruning, a restore's cut) only make a block's summary wider than its rows, which costs reading,
-//! never a row.
+//! exact as the journal changes: within a lineage rows only come after the greatest seq ever used
+//! (AUTOINCREMENT), and rows removed (pruning, a restore's cut) only make a block's summary wider than its
+//! rows, which costs reading, never a row. A summary made in another lineage (`marks_lineage`: an in-place
+//! restore forked the history, whose seqs may then be used again) is not used, and the next tick starts over.
 
 use crate::error::Result;
 use crate::sqlite::{Db, Value};
-use crate::store::pit::{self as store, LOG};
-
-pub const MARKS: &str = "vigil_pit_marks";
+use crate::store::pit::{self as store, LOG, MARKS};
 
 /// Seqs per summarized block: 10 million journal rows make ~2 500 marks (a few pages), read in well under a
 /// millisecond, and a block of rows is read in about one.
@@ -37,7 +36,14 @@ pub fn update(db: Db) -> Result<()> {
         return Ok(());
     }
     db.in_savepoint("vigil_pit_marks", || {
-        db.exec(&format!("CREATE TABLE IF NOT EXISTS main.{MARKS}(block INTEGER PRIMARY KEY, lo, hi)"))?;
+        // Journals begun before the summary existed get it now (a schema change, once).
+        store::create_marks(db)?;
+        if !current(db)? {
+            // Another history (an in-place restore forked the lineage): its seqs may be used again.
+            db.exec(&format!("DELETE FROM main.{MARKS}"))?;
+            store::set_meta(db, "marks_seq", Value::Integer(0))?;
+            store::set_meta(db, "marks_lineage", store::meta(db, "lineage")?)?;
+        }
         let done = store::meta(db, "marks_seq")?.as_i64().unwrap_or(0);
         let from = done / BLOCK * BLOCK;
         let stop = db.query_value(
@@ -68,6 +74,11 @@ pub struct AtBound {
     pub text: String,
 }
 
+/// Whether the summary was made in this lineage of the journal.
+fn current(db: Db) -> Result<bool> {
+    Ok(store::meta(db, "marks_lineage")? == store::meta(db, "lineage")?)
+}
+
 /// Whether a block whose rows' `at` lie within [lo, hi] (as text; None: unknown) may hold a row satisfying
 /// `bound`.
 fn may_match(bound: &AtBound, lo: Option<&str>, hi: Option<&str>) -> bool {
@@ -85,7 +96,7 @@ fn may_match(bound: &AtBound, lo: Option<&str>, hi: Option<&str>) -> bool {
 /// a match, and the rows after the summary.
 pub fn seq_ranges(db: Db, bounds: &[AtBound]) -> Result<Vec<(i64, i64)>> {
     let everything = vec![(i64::MIN, i64::MAX)];
-    if bounds.is_empty() || !crate::store::has_table(db, "main", MARKS)? {
+    if bounds.is_empty() || !crate::store::has_table(db, "main", MARKS)? || !current(db)? {
         return Ok(everything);
     }
     let done = store::meta(db, "marks_seq")?.as_i64().unwrap_or(0);

@@ -8,6 +8,8 @@
 //!   declared without a type, so a value keeps its exact storage class and bytes (1 stays integer, 1.0 real,
 //!   BLOBs and ±Inf stay as they are) and no function runs in the writer's trigger.
 //! - `vigil_pit_pend`: rows a REPLACE is about to delete, probed by BEFORE triggers; scratch only.
+//! - `vigil_pit_marks`: the least and greatest `at` per block of seqs, so that pit_journal finds rows by time
+//!   without an index (see `pit::marks`).
 
 use crate::error::Result;
 use crate::sqlite::{Db, Value};
@@ -16,6 +18,7 @@ pub const META: &str = "vigil_pit_meta";
 pub const TABLES: &str = "vigil_pit_tables";
 pub const LOG: &str = "vigil_pit_log";
 pub const PEND: &str = "vigil_pit_pend";
+pub const MARKS: &str = "vigil_pit_marks";
 
 /// The layout version written into `vigil_pit_meta`.
 pub const FORMAT: i64 = 1;
@@ -58,7 +61,14 @@ pub fn create(db: Db) -> Result<()> {
            seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new, nmask);
          CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);
          CREATE INDEX IF NOT EXISTS main.vigil_pit_pend_key ON {PEND}(tbl, rid);"
-    ))
+    ))?;
+    create_marks(db)
+}
+
+/// pit_journal's time summary (see `pit::marks`): created with the journal, so that its first use is not a
+/// schema change.
+pub fn create_marks(db: Db) -> Result<()> {
+    db.exec(&format!("CREATE TABLE IF NOT EXISTS main.{MARKS}(block INTEGER PRIMARY KEY, lo, hi)"))
 }
 
 /// The number of image slot pairs the log has.
