@@ -434,7 +434,7 @@ mod stream {
     }
 
     unsafe extern "C" fn eof<T: StreamTable>(raw: *mut sqlite3_vtab_cursor) -> c_int {
-        c_int::from(cursor::<T>(raw).scan.as_ref().map_or(true, |s| s.eof()))
+        c_int::from(cursor::<T>(raw).scan.as_ref().is_none_or(|s| s.eof()))
     }
 
     unsafe extern "C" fn column<T: StreamTable>(

@@ -223,7 +223,7 @@ impl Filters {
         }
         let rows = db.query(
             &format!("SELECT tbl, first_seq FROM main.{TABLES} WHERE name = ?1 COLLATE {}", quote(collation)),
-            &[value.clone()],
+            std::slice::from_ref(value),
         )?;
         let ids: Vec<i64> = rows.iter().filter_map(|r| r[0].as_i64()).collect();
         match rows.iter().filter_map(|r| r[1].as_i64()).min() {

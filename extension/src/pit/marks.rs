@@ -83,8 +83,8 @@ fn current(db: Db) -> Result<bool> {
 /// `bound`.
 fn may_match(bound: &AtBound, lo: Option<&str>, hi: Option<&str>) -> bool {
     let v = bound.text.as_str();
-    let after = |op: &str| hi.map_or(true, |hi| if op == ">" { hi > v } else { hi >= v });
-    let before = |op: &str| lo.map_or(true, |lo| if op == "<" { lo < v } else { lo <= v });
+    let after = |op: &str| hi.is_none_or(|hi| if op == ">" { hi > v } else { hi >= v });
+    let before = |op: &str| lo.is_none_or(|lo| if op == "<" { lo < v } else { lo <= v });
     match bound.op {
         ">" | ">=" => after(bound.op),
         "<" | "<=" => before(bound.op),
@@ -131,7 +131,9 @@ pub fn at_text(db: Db, at: &Value) -> Value {
     match calendar_text(at) {
         Some(text) => Value::Text(text),
         None if at.is_null() => Value::Null,
-        None => db.query_value(&format!("SELECT strftime('{AT_FORMAT}', ?1)"), &[at.clone()]).unwrap_or(Value::Null),
+        None => db
+            .query_value(&format!("SELECT strftime('{AT_FORMAT}', ?1)"), std::slice::from_ref(at))
+            .unwrap_or(Value::Null),
     }
 }
 
