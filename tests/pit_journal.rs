@@ -346,6 +346,10 @@ fn odd_constraint_values_give_sqlite_s_own_answers() {
         "\"table\" = 'nosuch'",
         "\"table\" = ' t'",
         "\"table\" = 't ' COLLATE RTRIM",
+        "\"table\" = 'T' COLLATE NOCASE",
+        "\"table\" = x'74'",
+        "\"table\" IN ('w', 't')",
+        "seq IN (5, 2, 4) AND \"table\" = 't'",
     ];
     let mut conditions: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
     conditions.push(format!("txn = {txn}"));
@@ -353,8 +357,11 @@ fn odd_constraint_values_give_sqlite_s_own_answers() {
     conditions.push(format!("txn = {txn}.0"));
     for host in hosts() {
         for condition in &conditions {
-            let pushed = host.query(&db, &format!("SELECT seq FROM pit_journal WHERE {condition}")).unwrap();
-            let full = host.query(&db, &format!("SELECT seq FROM pit_journal WHERE coalesce({condition}, 0)")).unwrap();
+            let pushed =
+                host.query(&db, &format!("SELECT seq FROM pit_journal WHERE {condition} ORDER BY seq")).unwrap();
+            let full = host
+                .query(&db, &format!("SELECT seq FROM pit_journal WHERE coalesce({condition}, 0) ORDER BY seq"))
+                .unwrap();
             assert_eq!(pushed, full, "{}: {condition}", host.name());
         }
     }

@@ -191,10 +191,11 @@ pub struct Constraint {
 /// What a streamed table will do with a query: the constraints whose values its scan receives (indices into
 /// the request, in argument order), a description the scan parses (idxStr, shown by EXPLAIN QUERY PLAN),
 /// and its cost. SQLite still checks every constraint on the rows returned, so a scan may return more rows
-/// than match, never fewer.
+/// than match, never fewer; except those listed in `exact`, which the scan applies exactly for any value.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub uses: Vec<usize>,
+    pub exact: Vec<usize>,
     pub text: String,
     pub cost: f64,
     pub rows: i64,
@@ -365,7 +366,7 @@ mod stream {
         let usage = std::slice::from_raw_parts_mut(info_ref.aConstraintUsage, constraints.len());
         for (argv, &n) in plan.uses.iter().enumerate() {
             usage[n].argvIndex = argv as c_int + 1;
-            usage[n].omit = 0;
+            usage[n].omit = u8::from(plan.exact.contains(&n));
         }
         sqlite::give_string(&mut info_ref.idxStr, &plan.text);
         info_ref.needToFreeIdxStr = 1;

@@ -115,8 +115,10 @@ fn plan(constraints: &[Constraint], order_by: &[(i32, bool)]) -> Plan {
                 rows /= 8.0;
                 json!(["at", op])
             }
+            // Exact: the rows read are those whose table name equals the value as SQLite compares them.
             col::TABLE if c.op == Op::Eq => {
                 rows /= 3.0;
+                plan.exact.push(n);
                 json!(["table", op, c.collation])
             }
             _ => continue,
