@@ -52,6 +52,8 @@ fn images_are_exact_json_for_every_storage_class_in_both_hosts() {
         .execute_batch(
             "INSERT INTO t VALUES(1, x'00ff10', 1.0), (2, 9e999, -9e999), (3, '{\"a\": [1]}', NULL);
              UPDATE t SET a = 0.1 + 0.2, b = 1 WHERE id = 1;
+             UPDATE t SET b = 2 WHERE id = 2;
+             UPDATE t SET a = NULL, b = 1.0 WHERE id = 1;
              INSERT INTO w VALUES('x', 1, 'one'), ('x', 2, 7);
              DELETE FROM w WHERE n = 2;
              DELETE FROM t WHERE id = 3;",
@@ -67,6 +69,13 @@ fn images_are_exact_json_for_every_storage_class_in_both_hosts() {
         json!({"op": "update", "table": "t", "key": "{\"rowid\":1}",
                "old": "{\"id\":1,\"a\":{\"$blob\":\"00ff10\"},\"b\":1.0}",
                "new": "{\"id\":1,\"a\":0.30000000000000004,\"b\":1}", "txn_exact": 0}),
+        // Columns an UPDATE left alone are in its new image too; a change to NULL or from 1 to 1.0 is a change.
+        json!({"op": "update", "table": "t", "key": "{\"rowid\":2}",
+               "old": "{\"id\":2,\"a\":\"Infinity\",\"b\":\"-Infinity\"}",
+               "new": "{\"id\":2,\"a\":\"Infinity\",\"b\":2}", "txn_exact": 0}),
+        json!({"op": "update", "table": "t", "key": "{\"rowid\":1}",
+               "old": "{\"id\":1,\"a\":0.30000000000000004,\"b\":1}",
+               "new": "{\"id\":1,\"a\":null,\"b\":1.0}", "txn_exact": 0}),
         json!({"op": "insert", "table": "w", "key": "{\"k\":\"x\",\"n\":1}", "old": null,
                "new": "{\"k\":\"x\",\"n\":1,\"v\":\"one\"}", "txn_exact": 0}),
         json!({"op": "insert", "table": "w", "key": "{\"k\":\"x\",\"n\":2}", "old": null,

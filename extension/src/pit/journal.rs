@@ -57,7 +57,8 @@ mod read {
     pub const OP: usize = 4;
     pub const RID: usize = 5;
     pub const RID_NEW: usize = 6;
-    pub const FIRST_SLOT: usize = 7;
+    pub const NMASK: usize = 7;
+    pub const FIRST_SLOT: usize = 8;
 }
 
 /// Deletes remembered per statement for the repeat rule; beyond this a repeat is shown rather than memory
@@ -457,10 +458,10 @@ impl Scan for JournalScan {
     }
 }
 
-/// `seq, txn, at, tbl, op, rid, rid_new, o1, n1, …`.
+/// `seq, txn, at, tbl, op, rid, rid_new, nmask, o1, n1, …`.
 fn select_list(width: usize) -> String {
     let slots: String = (1..=width).map(|k| format!(", o{k}, n{k}")).collect();
-    format!("seq, txn, at, tbl, op, rid, rid_new{slots}")
+    format!("seq, txn, at, tbl, op, rid, rid_new, nmask{slots}")
 }
 
 /// The scan over one seq range at a time (bound by [`JournalScan::next_range`]), with the table filter.
@@ -545,9 +546,17 @@ fn column(stmt: &Statement, epochs: &HashMap<i64, Shape>, i: usize) -> Value {
     }
 }
 
+/// A value of the old or new image. An UPDATE's new image holds only the columns it changed (their bits are
+/// set in `nmask`, NULL for wide tables, which journal every column): the others are as in the old image.
 fn slot_value(stmt: &Statement, slot: usize, new: bool) -> Value {
-    let i = read::FIRST_SLOT + (slot - 1) * 2 + usize::from(new);
-    if slot == 0 || i >= stmt.column_count() {
+    if slot == 0 {
+        return Value::Null;
+    }
+    let unchanged = new
+        && stmt.column(read::OP).as_i64() == Some(op::UPDATE)
+        && stmt.column(read::NMASK).as_i64().is_some_and(|mask| (mask >> (slot - 1)) & 1 == 0);
+    let i = read::FIRST_SLOT + (slot - 1) * 2 + usize::from(new && !unchanged);
+    if i >= stmt.column_count() {
         return Value::Null;
     }
     stmt.column(i)
