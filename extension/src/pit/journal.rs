@@ -408,10 +408,9 @@ impl JournalScan {
 
     /// A scan that starts inside a statement learns the deletes that statement made before its first row.
     fn remember_earlier_deletes(&mut self, first: &Facts) -> Result<()> {
-        let width = store::width(self.db)?;
         let mut stmt = self.db.prepare(&format!(
             "SELECT {} FROM main.{LOG} WHERE seq < ?1 ORDER BY seq DESC LIMIT {DEDUP_LIMIT}",
-            select_list(width)
+            select_list_of(self.db)?
         ))?;
         stmt.bind(1, &Value::Integer(first.seq))?;
         let mut earlier = Vec::new();
@@ -464,10 +463,18 @@ fn select_list(width: usize) -> String {
     format!("seq, txn, at, tbl, op, rid, rid_new, nmask{slots}")
 }
 
+/// The select list for this journal: one begun before UPDATE images were masked has no `nmask` (its new
+/// images are whole).
+fn select_list_of(db: Db) -> Result<String> {
+    let list = select_list(store::width(db)?);
+    let masked =
+        db.query_value(&format!("SELECT count(*) FROM pragma_table_info('{LOG}') WHERE name = 'nmask'"), &[])?;
+    Ok(if masked.as_i64() == Some(1) { list } else { list.replace(", nmask", ", NULL AS nmask") })
+}
+
 /// The scan over one seq range at a time (bound by [`JournalScan::next_range`]), with the table filter.
 fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
-    let width = store::width(db)?;
-    let mut sql = format!("SELECT {} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2", select_list(width));
+    let mut sql = format!("SELECT {} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2", select_list_of(db)?);
     if let Some(ids) = &f.tbls {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         sql.push_str(&format!(" AND tbl IN ({})", list.join(", ")));
