@@ -374,6 +374,13 @@ fn odd_constraint_values_give_sqlite_s_own_answers() {
             assert_eq!(pushed, full, "{}: {condition}", host.name());
         }
     }
+    // A join filters one cursor once per outer row (the cursor keeps its statement between filters).
+    let join = "SELECT j.seq, j.op, j.\"table\" FROM (SELECT value AS s FROM json_each('[6, 1, 4, 99, 3]')) AS v \
+                JOIN pit_journal AS j ON j.seq = v.s ORDER BY j.seq";
+    let direct = "SELECT seq, op, \"table\" FROM pit_journal WHERE seq IN (1, 3, 4, 6) ORDER BY seq";
+    for host in hosts() {
+        assert_eq!(host.query(&db, join).unwrap(), host.query(&db, direct).unwrap(), "{}", host.name());
+    }
     let exact = seqs(&conn, "SELECT seq FROM pit_journal WHERE txn = ?1", &txn);
     assert_eq!(exact.len(), 1, "the second INSERT statement was its own transaction");
 }

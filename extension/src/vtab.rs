@@ -213,8 +213,9 @@ pub trait StreamTable: 'static {
     type Scan: Scan;
     /// Chooses the constraints to use. `order_by` lists (column, descending).
     fn plan(constraints: &[Constraint], order_by: &[(i32, bool)]) -> Plan;
-    /// Starts reading with the plan's text and the values of the constraints it used.
-    fn scan(db: Db, plan: &str, values: &[Value]) -> Result<Self::Scan>;
+    /// Starts reading with the plan's text and the values of the constraints it used. `previous` is the
+    /// cursor's last scan (a join filters a cursor once per outer row), to reuse what it prepared.
+    fn scan(db: Db, plan: &str, values: &[Value], previous: Option<Self::Scan>) -> Result<Self::Scan>;
     /// The connection is closing (its table goes away).
     fn disconnect(_db: Db) {}
 }
@@ -411,12 +412,12 @@ mod stream {
         argv: *mut *mut sqlite3_value,
     ) -> c_int {
         let cursor = cursor::<T>(raw);
-        cursor.scan = None;
+        let previous = cursor.scan.take();
         let plan =
             if idx_str.is_null() { String::new() } else { std::ffi::CStr::from_ptr(idx_str).to_string_lossy().into() };
         let values: Vec<Value> = slice(argv.cast_const(), argc).iter().map(|v| read_value(*v)).collect();
         let db = Db::from_raw(cursor.db);
-        let started = guard::run(T::NAME, || T::scan(db, &plan, &values));
+        let started = guard::run(T::NAME, || T::scan(db, &plan, &values, previous));
         report(
             cursor.base.pVtab,
             started.map(|scan| {

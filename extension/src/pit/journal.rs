@@ -74,8 +74,8 @@ impl StreamTable for PitJournal {
         plan(constraints, order_by)
     }
 
-    fn scan(db: Db, plan: &str, values: &[Value]) -> Result<JournalScan> {
-        JournalScan::start(db, plan, values)
+    fn scan(db: Db, plan: &str, values: &[Value], previous: Option<JournalScan>) -> Result<JournalScan> {
+        JournalScan::start(db, plan, values, previous)
     }
 
     fn disconnect(db: Db) {
@@ -311,11 +311,44 @@ impl Dedup {
     }
 }
 
+/// What a cursor keeps from one scan to the next, while the schema stays the same: a join filters the same
+/// cursor once per outer row.
+struct Prepared {
+    version: Value,
+    /// Whether the database has a journal.
+    journal: bool,
+    epochs: HashMap<i64, Shape>,
+    select: String,
+    /// The last scan statement and its SQL.
+    stmt: Option<(String, Statement<'static>)>,
+}
+
+impl Prepared {
+    fn load(db: Db, version: Value) -> Result<Prepared> {
+        let journal = store::exists(db)? && crate::store::has_table(db, "main", TABLES)?;
+        let (epochs, select) = match journal {
+            true => (tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e.shape)).collect(), select_list_of(db)?),
+            false => (HashMap::new(), String::new()),
+        };
+        Ok(Prepared { version, journal, epochs, select, stmt: None })
+    }
+
+    /// The scan statement for `f`, prepared again only when its SQL differs from the last one.
+    fn statement(&mut self, db: Db, f: &Filters) -> Result<()> {
+        let sql = scan_sql(&self.select, f);
+        match &mut self.stmt {
+            Some((last, stmt)) if *last == sql => stmt.reset(),
+            _ => self.stmt = Some((sql.clone(), db.prepare_for_cursor(&sql)?)),
+        }
+        Ok(())
+    }
+}
+
 pub struct JournalScan {
     db: Db,
-    /// Positioned on the current row while the scan runs; columns are rendered from it on demand.
-    stmt: Option<Statement<'static>>,
-    epochs: HashMap<i64, Shape>,
+    prepared: Prepared,
+    /// Whether the statement is positioned on a row to show; columns are rendered from it on demand.
+    running: bool,
     txn: Option<i64>,
     /// Seq ranges still to read after the current one.
     ranges: std::collections::VecDeque<(i64, i64)>,
@@ -326,11 +359,16 @@ pub struct JournalScan {
 }
 
 impl JournalScan {
-    fn start(db: Db, plan: &str, values: &[Value]) -> Result<JournalScan> {
+    fn start(db: Db, plan: &str, values: &[Value], previous: Option<JournalScan>) -> Result<JournalScan> {
+        let version = db.query_value("PRAGMA main.schema_version", &[])?;
+        let prepared = match previous.map(|p| p.into_prepared()) {
+            Some(prepared) if prepared.version == version => prepared,
+            _ => Prepared::load(db, version)?,
+        };
         let mut scan = JournalScan {
             db,
-            stmt: None,
-            epochs: HashMap::new(),
+            prepared,
+            running: false,
             txn: None,
             ranges: Default::default(),
             dedup: Dedup::default(),
@@ -338,7 +376,7 @@ impl JournalScan {
             rows_read: 0,
             stats: json!({"plan": plan}),
         };
-        if !store::exists(db)? || !crate::store::has_table(db, "main", TABLES)? {
+        if !scan.prepared.journal {
             scan.publish();
             return Ok(scan);
         }
@@ -350,9 +388,9 @@ impl JournalScan {
             scan.publish();
             return Ok(scan);
         }
-        scan.epochs = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e.shape)).collect();
         scan.txn = f.txn;
-        scan.stmt = Some(statement(db, &f)?);
+        scan.prepared.statement(db, &f)?;
+        scan.running = true;
         scan.ranges = f.ranges.into_iter().collect();
         scan.next_range()?;
         scan.advance()?;
@@ -367,7 +405,7 @@ impl JournalScan {
     /// Steps to the next row to show.
     fn advance(&mut self) -> Result<()> {
         loop {
-            let Some(stmt) = self.stmt.as_mut() else { return Ok(()) };
+            let Some((_, stmt)) = self.prepared.stmt.as_mut().filter(|_| self.running) else { return Ok(()) };
             if !stmt.step()? {
                 if self.next_range()? {
                     continue;
@@ -380,7 +418,7 @@ impl JournalScan {
                 // Rows of one transaction follow each other: the first row of another one ends it.
                 return self.finish();
             }
-            let row = Facts::of(stmt, &self.epochs);
+            let row = Facts::of(stmt, &self.prepared.epochs);
             if !self.started && row.operation == op::DELETE {
                 self.remember_earlier_deletes(&row)?;
             }
@@ -393,7 +431,9 @@ impl JournalScan {
 
     /// Points the statement at the next seq range; false when none is left.
     fn next_range(&mut self) -> Result<bool> {
-        let (Some(stmt), Some((from, to))) = (self.stmt.as_mut(), self.ranges.pop_front()) else { return Ok(false) };
+        let (Some((_, stmt)), Some((from, to))) = (self.prepared.stmt.as_mut(), self.ranges.pop_front()) else {
+            return Ok(false);
+        };
         stmt.reset();
         stmt.bind(1, &Value::Integer(from))?;
         stmt.bind(2, &Value::Integer(to))?;
@@ -401,21 +441,41 @@ impl JournalScan {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.stmt = None;
+        if let Some((_, stmt)) = self.prepared.stmt.as_mut() {
+            stmt.reset();
+        }
+        self.running = false;
         self.publish();
         Ok(())
+    }
+
+    fn into_prepared(mut self) -> Prepared {
+        if self.running {
+            self.publish();
+            self.running = false;
+        }
+        std::mem::replace(
+            &mut self.prepared,
+            Prepared {
+                version: Value::Null,
+                journal: false,
+                epochs: HashMap::new(),
+                select: String::new(),
+                stmt: None,
+            },
+        )
     }
 
     /// A scan that starts inside a statement learns the deletes that statement made before its first row.
     fn remember_earlier_deletes(&mut self, first: &Facts) -> Result<()> {
         let mut stmt = self.db.prepare(&format!(
             "SELECT {} FROM main.{LOG} WHERE seq < ?1 ORDER BY seq DESC LIMIT {DEDUP_LIMIT}",
-            select_list_of(self.db)?
+            self.prepared.select
         ))?;
         stmt.bind(1, &Value::Integer(first.seq))?;
         let mut earlier = Vec::new();
         while stmt.step()? {
-            let row = Facts::of(&stmt, &self.epochs);
+            let row = Facts::of(&stmt, &self.prepared.epochs);
             if row.group() != first.group() || row.operation != op::DELETE {
                 break;
             }
@@ -430,7 +490,7 @@ impl JournalScan {
 
 impl Drop for JournalScan {
     fn drop(&mut self) {
-        if self.stmt.is_some() {
+        if self.running {
             self.publish();
         }
     }
@@ -438,7 +498,7 @@ impl Drop for JournalScan {
 
 impl Scan for JournalScan {
     fn eof(&self) -> bool {
-        self.stmt.is_none()
+        !self.running
     }
 
     fn next(&mut self) -> Result<()> {
@@ -446,14 +506,17 @@ impl Scan for JournalScan {
     }
 
     fn column(&self, i: usize) -> Value {
-        match &self.stmt {
-            Some(stmt) => column(stmt, &self.epochs, i),
-            None => Value::Null,
+        match &self.prepared.stmt {
+            Some((_, stmt)) if self.running => column(stmt, &self.prepared.epochs, i),
+            _ => Value::Null,
         }
     }
 
     fn rowid(&self) -> i64 {
-        self.stmt.as_ref().and_then(|s| s.column(read::SEQ).as_i64()).unwrap_or(0)
+        match &self.prepared.stmt {
+            Some((_, stmt)) if self.running => stmt.column(read::SEQ).as_i64().unwrap_or(0),
+            _ => 0,
+        }
     }
 }
 
@@ -473,14 +536,14 @@ fn select_list_of(db: Db) -> Result<String> {
 }
 
 /// The scan over one seq range at a time (bound by [`JournalScan::next_range`]), with the table filter.
-fn statement(db: Db, f: &Filters) -> Result<Statement<'static>> {
-    let mut sql = format!("SELECT {} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2", select_list_of(db)?);
+fn scan_sql(select: &str, f: &Filters) -> String {
+    let mut sql = format!("SELECT {select} FROM main.{LOG} WHERE seq >= ?1 AND seq <= ?2");
     if let Some(ids) = &f.tbls {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         sql.push_str(&format!(" AND tbl IN ({})", list.join(", ")));
     }
     sql.push_str(" ORDER BY seq");
-    db.prepare_for_cursor(&sql)
+    sql
 }
 
 /// What the repeat rule needs of a journal row: its statement (at, txn), table, operation and, for a
