@@ -1,6 +1,11 @@
-//! Table-valued functions, computed eagerly: vigil's tables are small reports (a row per check, per
-//! b-tree), so each call builds its rows in `filter` and the cursor walks them. Capabilities implement
-//! [`TableFunction`]; this adapter handles the virtual-table protocol, arguments, errors and panics.
+//! Virtual tables. Two kinds:
+//! - table-valued functions computed eagerly ([`TableFunction`]): vigil's reports are small (a row per check,
+//!   per b-tree), so each call builds its rows in `filter` and the cursor walks them;
+//! - streamed tables ([`StreamTable`]), read lazily with constraints pushed down, for tables too large to
+//!   build (the point-in-time journal).
+//!
+//! Capabilities implement a trait; this module handles the virtual-table protocol, arguments, errors and
+//! panics.
 
 use std::marker::PhantomData;
 use std::os::raw::c_int;
