@@ -284,21 +284,21 @@ pub fn last_scan(db: Db) -> Json {
 #[derive(Default)]
 struct Dedup {
     group: Option<(Value, Value)>,
-    deleted: HashSet<(i64, String)>,
+    deleted: HashSet<(i64, Vec<u8>)>,
 }
 
 impl Dedup {
     /// Whether to show the row; remembers deletes, forgets them at any insert or update.
-    fn keep(&mut self, group: (Value, Value), tbl: i64, operation: i64, key: &str) -> bool {
+    fn keep(&mut self, group: (Value, Value), tbl: i64, operation: i64, key: &[u8]) -> bool {
         if self.group.as_ref() != Some(&group) {
             self.group = Some(group);
             self.deleted.clear();
         }
         match operation {
-            op::DELETE if self.deleted.contains(&(tbl, key.to_string())) => false,
+            op::DELETE if self.deleted.contains(&(tbl, key.to_vec())) => false,
             op::DELETE => {
                 if self.deleted.len() < DEDUP_LIMIT {
-                    self.deleted.insert((tbl, key.to_string()));
+                    self.deleted.insert((tbl, key.to_vec()));
                 }
                 true
             }
@@ -554,7 +554,8 @@ struct Facts {
     txn: Value,
     tbl: i64,
     operation: i64,
-    key: String,
+    /// A delete's key, byte for byte (the JSON `key` column replaces text that is not UTF-8).
+    key: Vec<u8>,
 }
 
 impl Facts {
@@ -562,8 +563,8 @@ impl Facts {
         let tbl = stmt.column(read::TBL).as_i64();
         let operation = stmt.column(read::OP).as_i64().unwrap_or(0);
         let key = match tbl.and_then(|t| epochs.get(&t)) {
-            Some(shape) if operation == op::DELETE => key(stmt, shape, operation),
-            _ => String::new(),
+            Some(shape) if operation == op::DELETE => exact_key(stmt, shape),
+            _ => Vec::new(),
         };
         Facts {
             seq: stmt.column(read::SEQ).as_i64().unwrap_or(0),
@@ -630,6 +631,29 @@ fn slot_value(stmt: &Statement, slot: usize, new: bool) -> Value {
         return Value::Null;
     }
     stmt.column(i)
+}
+
+/// A deleted row's key as bytes that tell every stored value apart (storage class, then its bytes).
+fn exact_key(stmt: &Statement, shape: &Shape) -> Vec<u8> {
+    let values = match shape.key {
+        KeyKind::PrimaryKey => shape.key_columns().iter().map(|c| slot_value(stmt, c.slot, false)).collect(),
+        KeyKind::IntegerPk | KeyKind::Rowid => vec![stmt.column(read::RID)],
+    };
+    let mut bytes = Vec::new();
+    for value in values {
+        let (class, data): (u8, Vec<u8>) = match value {
+            Value::Null => (0, Vec::new()),
+            Value::Integer(i) => (1, i.to_be_bytes().to_vec()),
+            Value::Real(r) => (2, r.to_bits().to_be_bytes().to_vec()),
+            Value::Text(t) => (3, t.into_bytes()),
+            Value::RawText(t) => (3, t),
+            Value::Blob(b) => (4, b),
+        };
+        bytes.push(class);
+        bytes.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&data);
+    }
+    bytes
 }
 
 /// A JSON object written member by member, keys in the order given (serde_json's maps would sort them).
