@@ -447,3 +447,82 @@ fn at_is_the_text_sqlite_s_strftime_prints_in_both_hosts() {
         assert!(rows[0]["n"].as_i64().unwrap() > 3000);
     }
 }
+
+/// export_to's JSON for a value, written here independently of vigil.
+fn export_json(value: rusqlite::types::ValueRef) -> Json {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Json::Null,
+        ValueRef::Integer(i) => json!(i),
+        ValueRef::Real(r) if r.is_finite() => json!(r),
+        ValueRef::Real(r) => json!(if r > 0.0 { "Infinity" } else { "-Infinity" }),
+        ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => json!({"$blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
+    }
+}
+
+#[test]
+fn the_last_image_of_every_key_is_the_row_a_foreign_writer_left() {
+    for recursive in ["OFF", "ON"] {
+        last_images_match_the_rows(recursive);
+    }
+}
+
+fn last_images_match_the_rows(recursive_triggers: &str) {
+    let dir = scratch();
+    let db = journaled(dir.path());
+    let writer = plain(&db);
+    writer.execute_batch(&format!("PRAGMA recursive_triggers = {recursive_triggers}")).unwrap();
+    let values =
+        ["NULL", "1", "1.0", "-0.0", "0.1 + 0.2", "9e999", "-9e999", "x'00ff'", "'{\"a\": 1}'", "'text'", "''"];
+    let mut state: u64 = 7;
+    let mut next = |n: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    for _ in 0..300 {
+        let (id, a, b) = (next(20), values[next(values.len())], values[next(values.len())]);
+        let sql = match next(4) {
+            0 => format!("INSERT OR REPLACE INTO t(id, a, b) VALUES({id}, {a}, {b})"),
+            1 => format!("UPDATE OR REPLACE t SET a = {a} WHERE id = {id}"),
+            2 => format!("UPDATE t SET id = {} WHERE id = {id}", 100 + next(20)),
+            _ => format!("DELETE FROM t WHERE id = {id}"),
+        };
+        // Some statements break the UNIQUE on b or the key; those fail and journal nothing.
+        let _ = writer.execute_batch(&sql);
+    }
+    let conn = plain(&db);
+    load(&conn);
+    // The last journal row of every key: its new image, or nothing after a delete.
+    let mut last: std::collections::BTreeMap<i64, Json> = std::collections::BTreeMap::new();
+    for row in rows(&conn, "SELECT op, key, new FROM pit_journal WHERE \"table\" = 't' AND op <> 'schema' ORDER BY seq")
+        .unwrap()
+    {
+        let key: Json = serde_json::from_str(row["key"].as_str().unwrap()).unwrap();
+        let rowid = key["rowid"].as_i64().unwrap();
+        match row["op"].as_str().unwrap() {
+            "delete" => {
+                last.remove(&rowid);
+            }
+            _ => {
+                let new: Json = serde_json::from_str(row["new"].as_str().unwrap()).unwrap();
+                if let Some(moved) = key["new_rowid"].as_i64() {
+                    last.remove(&rowid);
+                    last.insert(moved, new);
+                } else {
+                    last.insert(rowid, new);
+                }
+            }
+        }
+    }
+    let mut stmt = writer.prepare("SELECT id, a, b FROM t ORDER BY id").unwrap();
+    let mut current = std::collections::BTreeMap::new();
+    let mut cursor = stmt.query([]).unwrap();
+    while let Some(r) = cursor.next().unwrap() {
+        let object = json!({"id": r.get::<_, i64>(0).unwrap(), "a": export_json(r.get_ref(1).unwrap()),
+                            "b": export_json(r.get_ref(2).unwrap())});
+        current.insert(r.get::<_, i64>(0).unwrap(), object);
+    }
+    assert!(current.len() > 3, "{current:?}");
+    assert_eq!(last, current, "recursive_triggers={recursive_triggers}");
+}
