@@ -182,6 +182,10 @@ fn constraints_reach_the_scan_and_narrow_what_it_reads() {
     assert_eq!(seqs(&conn, "SELECT seq FROM pit_journal WHERE seq BETWEEN ?1 AND ?1 + 2", &500), [500, 501, 502]);
     assert_eq!((last_scan(&conn)["from"].as_i64(), last_scan(&conn)["to"].as_i64()), (Some(500), Some(502)));
 
+    // txn = X reads from seq X to the transaction's last row (pit_enable's two schema rows), then stops.
+    assert_eq!(seqs(&conn, "SELECT seq FROM pit_journal WHERE txn = ?1", &1), [1, 2]);
+    assert_eq!(last_scan(&conn)["rows_read"], 3, "{}", last_scan(&conn));
+
     // The last ten seconds of rows: found through the marks, one block read, not 20 000 rows.
     let cutoff: String =
         conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1 + 19995 / 86400.0)", [start], |r| r.get(0)).unwrap();
