@@ -6,9 +6,10 @@
 //! compared under the query's collation) and `at` ranges through the time marks (see [`super::marks`]).
 //! SQLite checks every constraint again on what comes back, so a pushdown may return more rows, never fewer.
 //!
-//! Duplicate deletes are dropped: with recursive_triggers on, a REPLACE journals the row it deletes twice
-//! (its delete trigger, then the REPLACE probe's flush). A delete of a key that the same statement already
-//! deleted, with no insert or update since, is that repeat: a row cannot be deleted twice.
+//! Repeated deletes are dropped: journals written before the capture journaled a REPLACE's delete once under
+//! recursive_triggers hold it twice (its delete trigger, then the REPLACE probe's flush). A delete of a key
+//! that the same statement already deleted, with no insert or update since, is such a repeat: a row cannot be
+//! deleted twice, so the rule never hides a real delete.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
