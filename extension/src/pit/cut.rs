@@ -120,7 +120,7 @@ pub fn locate(db: Db, instant: &Instant, strict: bool) -> Result<Cut> {
             (start, (start != *seq).then_some(*seq))
         }
         Instant::Time { julian, .. } => {
-            let first_later = row_at(db, "WHERE at > ?1 ORDER BY seq LIMIT 1", (*julian).into())?;
+            let first_later = first_row_after(db, *julian)?;
             match first_later {
                 None => (last, None),
                 Some(row) => (transaction_start(db, row.seq - 1)?, None),
@@ -138,6 +138,30 @@ pub fn locate(db: Db, instant: &Instant, strict: bool) -> Result<Cut> {
     let at =
         db.query_value(&format!("SELECT at FROM main.{LOG} WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1"), &[cut.into()])?;
     Ok(Cut { seq: cut, at: at.as_f64(), consistency, moved_from })
+}
+
+/// The first journal row (in commit order) written after the time `julian`. The time marks (see
+/// `pit::marks`) rule out the blocks of rows that are all earlier, so a long journal is not read from its
+/// start; a block is skipped only when it cannot hold such a row, so a clock that stepped back changes nothing.
+fn first_row_after(db: Db, julian: f64) -> Result<Option<Row>> {
+    let bound = super::marks::AtBound { op: ">=", text: rfc3339(db, julian) };
+    for (from, to) in super::marks::seq_ranges(db, &[bound])? {
+        let found = db.query(
+            &format!(
+                "SELECT seq, txn, op, at FROM main.{LOG} WHERE seq BETWEEN ?1 AND ?2 AND at > ?3 ORDER BY seq LIMIT 1"
+            ),
+            &[from.into(), to.into(), julian.into()],
+        )?;
+        if let Some(r) = found.first() {
+            return Ok(Some(Row {
+                seq: r[0].as_i64().unwrap_or(0),
+                txn: r[1].as_i64(),
+                op: r[2].as_i64().unwrap_or(0),
+                at: r[3].as_f64(),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The cut that keeps everything up to `seq`, moved back to the start of a known transaction `seq + 1`
