@@ -61,6 +61,7 @@ const BACKUP_KEYS: &[&str] = &[
 pub(crate) fn path_arg<'a>(args: &'a [Value], index: usize, what: &str) -> Result<&'a str> {
     match args.get(index) {
         Some(Value::Text(text)) if !text.trim().is_empty() => dir::utf8_path(text, what).map(|_| text.as_str()),
+        Some(Value::RawText(_)) => Err(dir::not_utf8(what)),
         Some(Value::Text(_)) | Some(Value::Null) | None => Err(Error::new(format!("{what} is missing"))),
         Some(other) => Err(Error::new(format!("{what} must be text (a path), not {}", crate::error::describe(other)))),
     }
