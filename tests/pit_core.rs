@@ -1216,3 +1216,38 @@ fn a_replace_with_a_statement_nested_in_it_journals_the_row_it_deletes() {
         assert_eq!(tables(&target), before.1, "{write}: {result}");
     }
 }
+
+/// A restore can start from a checkpoint (`{"base": backup}`): a backup carries the journal up to its cut, so
+/// an instant of a history an in-place restore replaced is reached from that restore's safety backup, which
+/// the refusal names, and any instant of a checkpoint's window from the checkpoint.
+#[test]
+fn a_restore_starts_from_a_checkpoint_or_the_safety_backup_of_a_replaced_history() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    let conn = vigil(&db);
+    json_call(&conn, "SELECT pit_enable('*')").unwrap();
+    foreign(&db, "INSERT INTO t VALUES (1, 'a');").unwrap();
+    let first = snapshot(&db);
+    foreign(&db, "UPDATE t SET v = 'b'; INSERT INTO t VALUES (2, 'c');").unwrap();
+    let second = snapshot(&db);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let checkpoint = json_call(&conn, &format!("SELECT backup_to('{}/')", backups.display())).unwrap();
+    let checkpoint = checkpoint["path"].as_str().unwrap().to_string();
+
+    let replaced = json_call(&conn, &format!("SELECT pit_restore('{}')", seq(first.0).replace('\'', ""))).unwrap();
+    let safety = replaced["safety_backup"]["path"].as_str().unwrap().to_string();
+    assert_eq!(tables(&db), first.1, "{replaced}");
+
+    let err = restore_into(&db, &seq(second.0), &dir.path().join("refused.db")).unwrap_err();
+    assert!(err.contains(&safety) && err.contains("base"), "{err}");
+    for base in [&safety, &checkpoint] {
+        let target = dir.path().join(format!("from-{}.db", if base == &safety { "safety" } else { "checkpoint" }));
+        let options = serde_json::json!({ "base": base }).to_string();
+        let sql = format!("SELECT pit_restore({}, '{}', '{options}')", seq(second.0), target.display());
+        let result = json_call(&conn, &sql).unwrap();
+        assert_eq!(result["base"]["kind"], "checkpoint", "{result}");
+        assert_eq!(tables(&target), second.1, "{base}: {result}");
+    }
+}

@@ -22,11 +22,14 @@ use crate::store::pit as store;
 struct Options {
     strict: bool,
     busy_timeout_ms: i32,
+    /// A checkpoint (a vigil backup of the journaled database) to start from instead of the live database.
+    base: Option<PathBuf>,
 }
 
 fn options(arg: Option<&Value>) -> Result<Options> {
-    let mut options = Options { strict: false, busy_timeout_ms: 5000 };
-    let Some(map) = object_arg(arg, "{\"consistency\": \"strict\"}", &["consistency", "busy_timeout_ms"])? else {
+    let mut options = Options { strict: false, busy_timeout_ms: 5000, base: None };
+    let keys = ["consistency", "busy_timeout_ms", "base"];
+    let Some(map) = object_arg(arg, "{\"consistency\": \"strict\"}", &keys)? else {
         return Ok(options);
     };
     if let Some(value) = map.get("consistency") {
@@ -35,6 +38,11 @@ fn options(arg: Option<&Value>) -> Result<Options> {
             "statement" => false,
             other => return Err(crate::health::options::bad_choice("consistency", other, "statement, strict")),
         };
+    }
+    if let Some(value) = map.get("base") {
+        let path = string("base", value)?;
+        crate::backup::dir::utf8_path(path, "option \"base\"")?;
+        options.base = Some(PathBuf::from(path));
     }
     if let Some(value) = map.get("busy_timeout_ms") {
         options.busy_timeout_ms = integer("busy_timeout_ms", value, 0, 3_600_000)? as i32;
@@ -77,7 +85,13 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
     let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (temp, file) = TempFile::create(&dir, &name, dir::Perms::of(&live_path))?;
     dir::clear_sidecars(&temp.path);
-    copy_live(live.db(), &temp.path)?;
+    let base = match &options.base {
+        None => {
+            copy_live(live.db(), &temp.path)?;
+            json!({"kind": "live database", "path": live_path.to_string_lossy()})
+        }
+        Some(path) => copy_checkpoint(path, &dir, &temp.path)?,
+    };
     let (cut, applied, lineage) = bring_back(&temp.path, instant, options.strict)?;
     sync_file(&file, &temp.path)?;
     drop(file);
@@ -103,7 +117,7 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         "instant": instant_json(instant),
         "cut": cut.to_json(live_db),
         "consistency": cut.consistency,
-        "base": {"kind": "live database", "path": live_path.to_string_lossy()},
+        "base": base,
         "rows_changed": applied.rows_changed,
         "journal_rows_undone": applied.journal_rows_undone,
         "tables": applied.tables,
@@ -147,12 +161,39 @@ fn copy_live(live: Db, copy: &Path) -> Result<()> {
     }
 }
 
+/// Copies a checkpoint (a vigil backup, verified first as backup_restore does: size, SHA-256, decompression,
+/// integrity) into `copy`: it carries the journal up to its own cut, so any instant of its window can be
+/// reached from it, also one of a history an in-place restore replaced (its safety backup). The manifest is
+/// held shared while it is read, so retention does not delete it meanwhile.
+fn copy_checkpoint(path: &Path, scratch: &Path, copy: &Path) -> Result<Json> {
+    use crate::backup::{options::Verify, retention, verify};
+    let backup = verify::Backup::open(path, false).map_err(|e| e.context("option \"base\""))?;
+    let _reading = retention::hold(&backup.artifact);
+    let drill = verify::drill_backup(&backup, Verify::Full, scratch)?;
+    let Some(database) = drill.database.clone().filter(|_| drill.ok()) else {
+        return Err(Error::new(format!(
+            "the checkpoint {} failed verification, nothing was restored: {}",
+            backup.artifact.display(),
+            drill.problem().unwrap_or_default()
+        )));
+    };
+    let source = verify::open_immutable(&database)?;
+    let dest = OwnedDb::open(&copy.to_string_lossy(), open_flags::READ_WRITE, None)?;
+    let (source_db, dest_db) = (source.db(), dest.db());
+    let mut backup_api = Backup::new(&dest_db, "main", &source_db, "main")?;
+    if !matches!(backup_api.step(-1)?, BackupProgress::Done) {
+        return Err(Error::new("the copy of the checkpoint did not finish in one step"));
+    }
+    Ok(json!({"kind": "checkpoint", "path": backup.artifact.to_string_lossy(), "id": backup.id()}))
+}
+
 /// Opens the copy, finds the cut, checks it is inside the window, and undoes everything after it.
 fn bring_back(copy: &Path, instant: &Instant, strict: bool) -> Result<(Cut, undo::Applied, Json)> {
     let opened = OwnedDb::open(&copy.to_string_lossy(), open_flags::READ_WRITE, None)?;
     let db = opened.db();
+    super::window::check(db, instant)?;
     let cut = cut::locate(db, instant, strict)?;
-    super::window::check(db, instant, &cut)?;
+    super::window::check_cut(db, &cut)?;
     let applied = undo::apply(db, cut.seq)?;
     let lineage = super::window::fork(db, &cut)?;
     let check = db.query_value("PRAGMA quick_check", &[])?;

@@ -22,7 +22,7 @@ fn before_window(db: Db) -> Result<String> {
     Ok(match checkpoint.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()) {
         Some(c) => format!(
             "pit_prune started the window at the checkpoint {} (backup {}, journal seq {}), which holds the \
-             journal before it: restore that backup into a new file (backup_restore) and call pit_restore there",
+             journal before it: start the restore from it with the option '{{\"base\": \"<that backup>\"}}'",
             c["path"], c["id"], c["cut_seq"]
         ),
         None => "an older state is only in a backup taken then (backup_list)".into(),
@@ -30,7 +30,7 @@ fn before_window(db: Db) -> Result<String> {
 }
 
 /// Refuses an instant the journal cannot reach, naming the window and what to do.
-pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
+pub fn check(db: Db, instant: &Instant) -> Result<()> {
     let (start_seq, start_at) = start(db)?;
     let window = || format!("the window is {} to now (pit_status() shows it)", rfc3339(db, start_at));
     match instant {
@@ -53,7 +53,7 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
                     let kept = fork["safety_backup"].as_str().unwrap_or("(named in the restore's result)");
                     return Err(Error::new(format!(
                         "{text} belongs to the history an in-place restore replaced at {}: its last state is in the \
-                         safety backup {kept}; restore from there with backup_restore",
+                         safety backup {kept}; start the restore from it with the option '{{\"base\": \"{kept}\"}}'",
                         rfc3339(db, restored_at)
                     )));
                 }
@@ -77,13 +77,21 @@ pub fn check(db: Db, instant: &Instant, cut: &Cut) -> Result<()> {
                     let kept = fork["safety_backup"].as_str().unwrap_or("(named in the restore's result)");
                     return Err(Error::new(format!(
                         "seq {seq} is not in this database's history: an in-place restore replaced the history after \
-                         seq {cut_seq}, and its last state is in the safety backup {kept}; restore from there with \
-                         backup_restore"
+                         seq {cut_seq}, and its last state is in the safety backup {kept}; start the restore from it \
+                         with the option '{{\"base\": \"{kept}\"}}'"
                     )));
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Refuses a cut below the window (a time inside it may still cut below its start when the rows around it were
+/// pruned).
+pub fn check_cut(db: Db, cut: &Cut) -> Result<()> {
+    let (start_seq, start_at) = start(db)?;
+    let window = || format!("the window is {} to now (pit_status() shows it)", rfc3339(db, start_at));
     if cut.seq < start_seq {
         return Err(Error::new(format!(
             "the cut at seq {} is before the journal's window; {}; {}",
