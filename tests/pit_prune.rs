@@ -239,7 +239,7 @@ fn prune_drops_the_rows_below_a_checkpoint_and_every_instant_in_the_window_still
             let error = restored.unwrap_err();
             assert!(error.contains("before the journal's window"), "{error}");
             assert!(error.contains(&horizon_at), "the error names the window: {error}");
-            assert!(error.contains(&name) && error.contains("backup_restore"), "and the checkpoint: {error}");
+            assert!(error.contains(&name) && error.contains("\"base\""), "and the checkpoint: {error}");
             assert!(!target.exists());
             outside += 1;
         }
@@ -258,6 +258,11 @@ fn prune_drops_the_rows_below_a_checkpoint_and_every_instant_in_the_window_still
     let target = dir.path().join("old-state.db");
     json_of(&old, &format!("SELECT pit_restore('{}', '{}')", states[1].0, target.display()));
     assert_eq!(app_digest(&target), states[1].1);
+    // Or directly, starting from the checkpoint.
+    let direct = dir.path().join("old-state-direct.db");
+    let options = serde_json::json!({"base": artifact}).to_string();
+    json_of(&conn, &format!("SELECT pit_restore('{}', '{}', '{options}')", states[1].0, direct.display()));
+    assert_eq!(app_digest(&direct), states[1].1);
 
     // Pruning again with the same checkpoint finds nothing left below it.
     let again = prune(&conn, keep_nothing(&checkpoints));

@@ -22,8 +22,8 @@ fn before_window(db: Db) -> Result<String> {
     Ok(match checkpoint.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()) {
         Some(c) => format!(
             "pit_prune started the window at the checkpoint {} (backup {}, journal seq {}), which holds the \
-             journal before it: start the restore from it with the option '{{\"base\": \"<that backup>\"}}'",
-            c["path"], c["id"], c["cut_seq"]
+             journal before it: start the restore from it with the option '{{\"base\": {}}}'",
+            c["path"], c["id"], c["cut_seq"], c["path"]
         ),
         None => "an older state is only in a backup taken then (backup_list)".into(),
     })
