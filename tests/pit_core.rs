@@ -1251,3 +1251,50 @@ fn a_restore_starts_from_a_checkpoint_or_the_safety_backup_of_a_replaced_history
         assert_eq!(tables(&target), second.1, "{base}: {result}");
     }
 }
+
+/// After an in-place restore the journal goes on after the last seq the replaced history used (its writes
+/// between the copy and the lock are in the safety backup), so a seq never names two moments, and a seq of the
+/// replaced history is refused (found by the new-user review: seqs were given again).
+#[test]
+fn after_an_in_place_restore_no_seq_names_two_moments() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    let conn = vigil(&db);
+    json_call(&conn, "SELECT pit_enable('*')").unwrap();
+    foreign(&db, "INSERT INTO t VALUES (1, 'a');").unwrap();
+    let first = snapshot(&db);
+    foreign(&db, "INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (3, 'c');").unwrap();
+    let replaced_last = max_seq(&db);
+    json_call(&conn, &format!("SELECT pit_restore({})", seq(first.0))).unwrap();
+    foreign(&db, "INSERT INTO t VALUES (4, 'd');").unwrap();
+    let written = plain_i64(&db, "SELECT max(seq) FROM vigil_pit_log WHERE op = 1");
+    assert!(written > replaced_last, "the new history's rows come after {replaced_last}: {written}");
+    let err = restore_into(&db, &seq(replaced_last), &dir.path().join("old.db")).unwrap_err();
+    assert!(err.contains("not in this database's history"), "{err}");
+}
+
+/// A migration by a writer without vigil between two seals (ADD COLUMN with an index on it, a new table
+/// filled at once): a restore to the first seal gives the schema and rows as they were then (found by the
+/// new-user review: the table stayed with its rows, the column stayed because of its index).
+#[test]
+fn a_restore_to_the_seal_before_a_migration_undoes_it() {
+    let dir = scratch();
+    let db = dir.path().join("app.db");
+    create_db(&db, "CREATE TABLE orders(id INTEGER PRIMARY KEY, total); INSERT INTO orders VALUES (1, 10), (2, 20);");
+    let conn = vigil(&db);
+    json_call(&conn, "SELECT pit_enable('*')").unwrap();
+    let seal = json_call(&conn, "SELECT pit_tick()").unwrap()["seq"].as_i64().unwrap();
+    let before = tables(&db);
+    foreign(
+        &db,
+        "BEGIN; ALTER TABLE orders ADD COLUMN coupon; CREATE TABLE coupons(code TEXT PRIMARY KEY, pct);
+         CREATE INDEX orders_coupon ON orders(coupon); INSERT INTO coupons VALUES ('X', 5); COMMIT;",
+    )
+    .unwrap();
+    json_call(&conn, "SELECT pit_tick()").unwrap();
+    foreign(&db, "UPDATE orders SET coupon = 'X' WHERE id = 1; INSERT INTO orders VALUES (3, 30, 'X');").unwrap();
+    let target = dir.path().join("before.db");
+    let result = restore_into(&db, &seq(seal), &target).unwrap();
+    assert_eq!(tables(&target), before, "{result}");
+}

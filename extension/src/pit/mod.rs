@@ -82,8 +82,11 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
     let sealed = db
         .exec(&format!("DELETE FROM main.{}", store::PEND))
         .and_then(|_| tracking::sync(db))
-        .and_then(|noticed| Ok((noticed, store::append_event_at(db, op::TICK, None, "{}")?)));
-    let (noticed, (seq, at)) = match sealed.and_then(|done| db.exec("COMMIT").map(|_| done)) {
+        .and_then(|noticed| Ok((noticed, store::append_event_at(db, op::TICK, None, "{}")?)))
+        // pit_journal's time summary (marks.rs), under the same write lock (a transaction of its own would
+        // have to upgrade a read to a write and could fail at once); its failure rolls back only itself.
+        .map(|(noticed, seal)| (noticed, seal, marks::update(db).err()));
+    let (noticed, (seq, at), marks_error) = match sealed.and_then(|done| db.exec("COMMIT").map(|_| done)) {
         Ok(done) => done,
         Err(e) => {
             let _ = db.exec("ROLLBACK");
@@ -91,8 +94,7 @@ pub fn pit_tick(db: Db, args: &[Value]) -> Result<Value> {
         }
     };
     let mut sealed = json!({"seq": seq, "at": cut::rfc3339(db, at), "noticed": noticed.events});
-    // Extends pit_journal's time summary (marks.rs) in a transaction of its own: its failure leaves the seal.
-    if let Err(e) = marks::update(db) {
+    if let Some(e) = marks_error {
         sealed["marks_error"] = json!(e.message());
     }
     Ok(Value::Text(sealed.to_string()))
@@ -148,10 +150,27 @@ fn status(db: Db) -> Result<Json> {
         "schema_epochs": epochs.as_i64(),
         "schema_change_pending": store::meta(db, "schema_version")? != version,
         "transactions": txn_mode(db),
-        "forks": store::meta(db, "forks")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+        "forks": forks_json(db)?,
         // The checkpoint pit_prune started the window at (backup retention keeps it): older instants are there.
         "window_checkpoint": store::meta(db, "horizon_checkpoint")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
     }))
+}
+
+/// The in-place restores this database went through, times as RFC 3339: the instants from each `cut_at` to
+/// its `restored_at` belong to the replaced history (a gap in the window), whose last state is its safety backup.
+fn forks_json(db: Db) -> Result<Json> {
+    let text = |v: &Json| v.as_f64().map(|j| cut::rfc3339(db, j));
+    Ok(Json::Array(
+        store::forks(db)?
+            .iter()
+            .map(|f| {
+                json!({"lineage": f["lineage"], "parent": f["parent"], "cut_seq": f["cut_seq"],
+                       "cut_at": text(&f["cut_at"]), "restored_at": text(&f["restored_at"]),
+                       "replaced_to_seq": f["replaced_to_seq"], "safety_backup": f["safety_backup"],
+                       "gap": "instants between cut_at and restored_at are in the safety backup only"})
+            })
+            .collect(),
+    ))
 }
 
 /// Registers vigil's `sqlite_compileoption_used` on a connection (see [`txn`]). A failure (SQLite refuses to

@@ -81,21 +81,20 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
 /// A cut at seq S is the last state before row S + 1, so only a sighting after S dates a change after it.
 fn not_there_at_cut(db: Db, cut: i64, name: &str, history: &History, back: &mut SchemaBack) -> Result<()> {
     let Some(first) = history.all.first() else { return Ok(()) };
-    if !first.complete {
-        back.absent_at_cut.insert(name.to_string());
-        back.notes.push(json!({"table": name, "note": format!(
-            "journaled only since seq {}, after the cut: left as it is now", first.first_seq)}));
-        return Ok(());
-    }
     let event = db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[first.first_seq.into()])?;
     let created = event.as_str().is_some_and(|e| e.contains("\"event\":\"created\""));
+    // Seen created after the cut: it did not exist then, whatever rows it holds now.
     if created && sighted_after(db, last_schema_sighting(db, first.first_seq)?, cut)? {
         db.exec(&format!("DROP TABLE main.{}", quote(name)))?;
         back.absent_at_cut.insert(name.to_string());
         back.notes.push(json!({"table": name, "note": "created after the cut: dropped"}));
-    } else {
+    } else if first.complete {
         back.notes.push(json!({"table": name, "note": format!(
             "first seen empty at seq {}, around the cut: kept, without the rows written since", first.first_seq)}));
+    } else {
+        back.absent_at_cut.insert(name.to_string());
+        back.notes.push(json!({"table": name, "note": format!(
+            "journaled only since seq {}, after the cut: left as it is now", first.first_seq)}));
     }
     Ok(())
 }
@@ -170,15 +169,17 @@ fn columns_back(db: Db, cut: i64, then: &Epoch, history: &History, back: &mut Sc
         let since = last_schema_sighting(db, noticed)?;
         if !sighted_after(db, since, cut)? {
             back.notes.push(json!({"table": now.shape.name, "column": column.name, "note": format!(
-                "changed at an unknown moment between seq {since} and {noticed}, around the cut (a writer without \
-                 vigil; pit_tick narrows this): left as it is now")}));
+                "changed by a writer without vigil at an unknown moment between seq {since} and {noticed}, around \
+                 the cut: left as it is now; restore to {{\"seq\": {since}}} for the state before the change")}));
             continue;
         }
         match before {
             None => {
-                let sql = format!("ALTER TABLE main.{t} DROP COLUMN {}", quote(&column.name));
-                let note = match db.exec(&sql) {
-                    Ok(()) => "added after the cut: dropped".to_string(),
+                let note = match drop_added_column(db, &t, &column.name) {
+                    Ok(dropped) if dropped.is_empty() => "added after the cut: dropped".to_string(),
+                    Ok(dropped) => {
+                        format!("added after the cut: dropped, with {} made after it too", dropped.join(", "))
+                    }
                     Err(e) => format!("added after the cut and kept: {}", e.message()),
                 };
                 back.notes.push(json!({"table": now.shape.name, "column": column.name, "note": note}));
@@ -215,6 +216,30 @@ fn create_table_again(db: Db, name: &str, sql: &str) -> Result<()> {
         return Err(refused());
     }
     Ok(())
+}
+
+/// Drops a column added after the cut. Indexes, triggers and views that name it were made after the cut too
+/// (the column did not exist before): SQLite refuses the drop while they exist, so they go first, each named in
+/// SQLite's refusal. Returns what went with it.
+fn drop_added_column(db: Db, t: &str, column: &str) -> Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    for _ in 0..32 {
+        let Err(e) = db.exec(&format!("ALTER TABLE main.{t} DROP COLUMN {}", quote(column))) else {
+            return Ok(dropped);
+        };
+        let message = e.message().to_string();
+        let blocker = ["index", "trigger", "view"].into_iter().find_map(|kind| {
+            let rest = message.strip_prefix(&format!("error in {kind} "))?;
+            Some((kind, rest.split(" after drop column").next()?.to_string()))
+        });
+        let Some((kind, name)) = blocker else { return Err(e) };
+        if name.starts_with("vigil_") || name.starts_with("sqlite_") {
+            return Err(e);
+        }
+        db.exec(&format!("DROP {} main.{}", kind.to_ascii_uppercase(), quote(&name)))?;
+        dropped.push(format!("{kind} {}", crate::error::quoted(&name)));
+    }
+    Err(Error::new("too many objects name the column"))
 }
 
 /// Creates a table dropped after the cut again, with its rows at the cut replayed from the journal, when the

@@ -69,11 +69,12 @@ pub fn check(db: Db, instant: &Instant) -> Result<()> {
         Instant::Seq(seq) => {
             for fork in store::forks(db)? {
                 let cut_seq = fork["cut_seq"].as_i64().unwrap_or(i64::MAX);
+                let replaced_to = fork["replaced_to_seq"].as_i64().unwrap_or(cut_seq);
                 let present = db.query_value(
                     &format!("SELECT count(*) FROM main.{} WHERE seq = ?1", store::LOG),
                     &[(*seq).into()],
                 )?;
-                if *seq > cut_seq && present.as_i64() == Some(0) {
+                if *seq > cut_seq && (*seq <= replaced_to || present.as_i64() == Some(0)) {
                     let kept = fork["safety_backup"].as_str().unwrap_or("(named in the restore's result)");
                     return Err(Error::new(format!(
                         "seq {seq} is not in this database's history: an in-place restore replaced the history after \

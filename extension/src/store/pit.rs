@@ -223,11 +223,28 @@ pub fn record_fork(db: Db, cut_seq: i64, cut_at: Option<f64>) -> Result<serde_js
 pub fn fork_published(db: Db, safety_backup: Option<&str>) -> Result<()> {
     let mut all = forks(db)?;
     let now = db.query_value("SELECT julianday('now')", &[])?;
+    let replaced_to = safety_backup.map(|path| continue_after(db, path)).transpose()?.flatten();
     if let Some(last) = all.last_mut() {
         last["restored_at"] = serde_json::json!(now.as_f64());
         last["safety_backup"] = serde_json::json!(safety_backup);
+        last["replaced_to_seq"] = serde_json::json!(replaced_to);
     }
     set_meta(db, "forks", Value::from(serde_json::Value::Array(all).to_string()))
+}
+
+/// Makes the new history's journal go on after the last seq the replaced one used (its safety backup holds
+/// it), so a seq never names two moments. Returns that seq.
+fn continue_after(db: Db, safety_backup: &str) -> Result<Option<i64>> {
+    let kept = crate::sqlite::OwnedDb::open(safety_backup, crate::sqlite::open_flags::READ_ONLY, None)?;
+    if !exists(kept.db())? {
+        return Ok(None);
+    }
+    let used = next_seq(kept.db())? - 1;
+    db.query(
+        &format!("UPDATE main.sqlite_sequence SET seq = max(seq, ?1) WHERE name = '{LOG}'"),
+        &[Value::Integer(used)],
+    )?;
+    Ok(Some(used))
 }
 
 /// After `backup_restore` replaced a journaled database in place: the journal now ends where the backup's
