@@ -10,7 +10,7 @@
 //! The summary covers the rows up to `marks_seq` (in `vigil_pit_meta`); rows after it (the tail) are read.
 //! `pit_tick()` extends it, so `vigil pit tick --every 1s` keeps the tail to the last second. It stays
 //! exact as the journal changes: within a lineage rows only come after the greatest seq ever used
-//! (AUTOINCREMENT), and rows removed (pruning, a restore's cut) only make a block's summary wider than its
+//! (see `store::pit::next_seq`), and rows removed (pruning, a restore's cut) only make a block's summary wider than its
 //! rows, which costs reading, never a row. A summary made in another lineage (`marks_lineage`: an in-place
 //! restore forked the history, whose seqs may then be used again) is not used, and the next tick starts over.
 

@@ -48,7 +48,7 @@ fn current_txn(db: Db, state: &TxnState, db_id: &str) -> Result<i64> {
         }
     }
     // The first journal row of this transaction is about to take the next seq: that seq names it. After a
-    // rollback the same seq comes again (AUTOINCREMENT rolls back too), so a reused id still names one
+    // rollback the same seq comes again (the rolled-back rows are gone), so a reused id still names one
     // committed transaction.
     let ours = crate::store::pit::exists(db)? && crate::store::pit::db_id(db)? == db_id;
     let id = if ours { crate::store::pit::next_seq(db)? } else { 0 };

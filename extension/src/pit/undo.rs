@@ -82,7 +82,11 @@ pub fn apply(db: Db, cut: i64) -> Result<Applied> {
             rows_changed += changed;
             per_table.insert(name.clone(), json!(changed));
         }
+        let used = crate::store::pit::next_seq(db)? - 1;
         db.query(&format!("DELETE FROM main.{LOG} WHERE seq > ?1"), &[cut.into()])?;
+        if used > cut {
+            crate::store::pit::mark_fork(db, used)?;
+        }
         db.exec(&format!("DELETE FROM main.{PEND}"))?;
         let mut checked = 0;
         let mut digest = Sha256::new();

@@ -58,7 +58,7 @@ pub fn create(db: Db) -> Result<()> {
            columns TEXT NOT NULL, rowid_alias TEXT, create_sql TEXT, first_seq INTEGER NOT NULL, last_seq INTEGER,
            complete INTEGER NOT NULL DEFAULT 0);
          CREATE TABLE IF NOT EXISTS main.{LOG}(
-           seq INTEGER PRIMARY KEY AUTOINCREMENT, txn, at, tbl, op, rid, rid_new, nmask);
+           seq INTEGER PRIMARY KEY, txn, at, tbl, op, rid, rid_new, nmask);
          CREATE TABLE IF NOT EXISTS main.{PEND}(tbl, rid);
          CREATE INDEX IF NOT EXISTS main.vigil_pit_pend_key ON {PEND}(tbl, rid);"
     ))?;
@@ -98,16 +98,29 @@ pub fn set_meta(db: Db, key: &str, value: Value) -> Result<()> {
     Ok(())
 }
 
-/// The seq the next journal row will get (AUTOINCREMENT never reuses one, also after pruning or a restore).
+/// The seq the next journal row will get: the last one plus one. The log is not AUTOINCREMENT (that would
+/// rewrite `sqlite_sequence` for every journaled change); instead nothing ever removes the last row but a
+/// restore's cut, which leaves a `fork` row after every seq the cut history used ([`mark_fork`]), and a
+/// prune that emptied the journal leaves its horizon.
 pub fn next_seq(db: Db) -> Result<i64> {
-    let next = db.query_value(
+    let last = db.query_value(&format!("SELECT coalesce(max(seq), 0) FROM main.{LOG}"), &[])?.as_i64().unwrap_or(0);
+    let horizon = meta(db, "horizon_seq")?.as_i64().unwrap_or(0);
+    Ok(last.max(horizon) + 1)
+}
+
+/// Writes the row that makes the journal go on after `used` (the last seq a replaced history used): an op-8
+/// `fork` event, so that no later row takes a seq the other history gave.
+pub fn mark_fork(db: Db, used: i64) -> Result<i64> {
+    let seq = next_seq(db)?.max(used + 1);
+    let txn = txn_expr(&db_id(db)?);
+    db.query(
         &format!(
-            "SELECT max(coalesce((SELECT seq FROM main.sqlite_sequence WHERE name = '{LOG}'), 0),
-                        coalesce((SELECT max(seq) FROM main.{LOG}), 0)) + 1"
+            "INSERT INTO main.{LOG}(seq, txn, at, op, rid_new) VALUES(?1, {txn}, julianday('now'), {}, ?2)",
+            op::SCHEMA
         ),
-        &[],
+        &[Value::Integer(seq), Value::from(serde_json::json!({"event": "fork", "after_seq": used}).to_string())],
     )?;
-    Ok(next.as_i64().unwrap_or(1))
+    Ok(seq)
 }
 
 /// The last journal row's seq, 0 for an empty journal.
@@ -240,10 +253,7 @@ fn continue_after(db: Db, safety_backup: &str) -> Result<Option<i64>> {
         return Ok(None);
     }
     let used = next_seq(kept.db())? - 1;
-    db.query(
-        &format!("UPDATE main.sqlite_sequence SET seq = max(seq, ?1) WHERE name = '{LOG}'"),
-        &[Value::Integer(used)],
-    )?;
+    mark_fork(db, used)?;
     Ok(Some(used))
 }
 
