@@ -195,7 +195,7 @@ fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types
 
 /// Like `run`, for a function reading the database it was opened on (backup, export): a database that could
 /// not be read (locked, not a database) leaves its state unknown (exit 3), as for `vigil health`.
-fn run_on_db(
+pub(crate) fn run_on_db(
     global: &Global,
     conn: Connection,
     sql: &str,

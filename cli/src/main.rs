@@ -7,6 +7,7 @@ mod health;
 mod interrupt;
 mod maintain;
 mod output;
+mod pit;
 mod sql;
 
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Export a database as SQL (one dump), JSON or CSV (a file per table)
     Export(backup::ExportArgs),
+    /// Point in time: journal every change (enable, disable, status, log) and restore any instant (restore, tick)
+    Pit(pit::PitArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => backup::verify(&cli.global, &args),
         Command::Restore(args) => backup::restore(&cli.global, &args),
         Command::Export(args) => backup::export(&cli.global, &args),
+        Command::Pit(args) => pit::run(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
@@ -134,6 +138,7 @@ fn database_of(command: &Command) -> Option<PathBuf> {
         Command::Checkpoint(args) => Some(args.db.clone()),
         Command::Backup(args) => Some(args.db.clone()),
         Command::Export(args) => Some(args.db.clone()),
+        Command::Pit(args) => Some(args.command.db().to_path_buf()),
         _ => None,
     }
 }
@@ -149,6 +154,7 @@ fn interrupted_note(command: &Command) -> Option<String> {
         Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
         Command::Backups(_) | Command::Health(_) => "nothing was changed".into(),
+        Command::Pit(args) => return args.command.interrupted_note(),
         _ => return None,
     })
 }

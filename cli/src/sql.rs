@@ -71,6 +71,11 @@ const FUNCTIONS: &[&str] = &[
     "maintain",
     "vacuum_if_fragmented",
     "wal_checkpoint",
+    "pit_enable",
+    "pit_disable",
+    "pit_status",
+    "pit_tick",
+    "pit_restore",
 ];
 
 /// Rewrites what the extension says in SQL terms into the CLI's: its hints name SQL calls and JSON options,
@@ -93,11 +98,50 @@ pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
         ("SELECT maintain()".to_string(), format!("vigil maintain {db}")),
         ("raise busy_timeout_ms".to_string(), "wait longer with --busy-timeout MS".to_string()),
         ("list them with backup_list".to_string(), "list them with `vigil backups DIR`".to_string()),
+        ("SELECT pit_enable('*')".to_string(), format!("vigil pit enable {db}")),
+        ("(pit_enable starts one)".to_string(), format!("(`vigil pit enable {db}` starts one)")),
+        ("pit_status() shows it".to_string(), format!("`vigil pit status {db}` shows it")),
+        (
+            "call pit_restore(instant) without a target to restore this database in place".to_string(),
+            format!("leave out --into to restore {db} in place"),
+        ),
+        ("pit_restore writes a new file".to_string(), "vigil pit restore --into writes a new file".to_string()),
+        (
+            "restore from there with backup_restore".to_string(),
+            format!("restore from there with `vigil restore BACKUP {db}`"),
+        ),
+        ("(backup_list)".to_string(), "(`vigil backups DIR` lists them)".to_string()),
+        (r#"'{"consistency": "strict"}'"#.to_string(), "--strict".to_string()),
+        (
+            r#"'2026-12-01T14:03:27.250Z', 1764598407.25 (unix seconds) or '{"seq": 1200}'"#.to_string(),
+            "--at 2026-12-01T14:03:27.250Z, --at 1764598407.25 (unix seconds) or --at seq:1200".to_string(),
+        ),
     ];
     for (sql, cli) in replacements {
         text = text.replace(&sql, &cli);
     }
-    text
+    seq_terms(&text)
+}
+
+/// `{"seq": N}` (pit_restore's journal position) as the CLI spells it: `seq:N`.
+fn seq_terms(text: &str) -> String {
+    const SQL: &str = r#"{"seq": "#;
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(SQL) {
+        let after = &rest[start + SQL.len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push_str(&rest[..start]);
+        if digits > 0 && after[digits..].starts_with('}') {
+            out.push_str(&format!("seq:{}", &after[..digits]));
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(SQL);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A failure as the CLI reports it: in CLI terms, naming the database file, and for a lock the flag that
@@ -125,4 +169,18 @@ pub fn quoted(text: &str) -> String {
         return format!("'{text}'");
     }
     format!("'{}…' ({chars} characters)", text.chars().take(80).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pit_hints_name_commands_and_flags() {
+        let db = std::path::Path::new("app.db");
+        let said = "pit_tick: this database has no journal: run SELECT pit_enable('*') first";
+        assert_eq!(cli_terms(said, Some(db)), "this database has no journal: run vigil pit enable app.db first");
+        let said = r#"pit_restore: the journal ends at seq 7; {"seq": 9} is not in it yet ({"seq": x})"#;
+        assert_eq!(cli_terms(said, Some(db)), r#"the journal ends at seq 7; seq:9 is not in it yet ({"seq": x})"#);
+    }
 }
