@@ -125,6 +125,9 @@ pub struct TickArgs {
     /// The period: 1s, 250ms, 2m, 1h (a bare number is seconds)
     #[arg(long, value_name = "PERIOD", default_value = "1s", value_parser = parse_period)]
     pub every: Duration,
+    /// Stop after N ticks (exit 0), e.g. 1 from cron; default: run until stopped
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
     /// Print nothing per tick (errors still go to stderr)
     #[arg(long)]
     pub quiet: bool,
@@ -566,12 +569,19 @@ fn interrupted() -> Failure {
 fn tick(global: &Global, args: &TickArgs) -> Result<u8, Failure> {
     let conn = extension::open(global, &args.db, true)?;
     let started = Clock::now();
+    let mut written = 0;
     loop {
         if interrupt::received().is_some() {
             return Err(interrupted());
         }
         match query_json(&conn, "SELECT pit_tick()", []) {
-            Ok(out) => print_tick(args, &out),
+            Ok(out) => {
+                print_tick(args, &out);
+                written += 1;
+                if args.count == Some(written) {
+                    return Ok(exit::OK);
+                }
+            }
             Err(_) if interrupt::received().is_some() => return Err(interrupted()),
             // A lock held past the busy timeout skips this tick; the next slot tries again.
             Err(failure) if failure.message.contains("locked") || failure.message.contains("busy") => {
