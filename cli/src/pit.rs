@@ -209,16 +209,8 @@ fn per_table(conn: &mut Connection, function: &str, tables: &[String]) -> Result
     let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_failure)?;
     let mut merged = Map::new();
     for table in &which {
-        let result = query_json(&txn, &format!("SELECT {function}(?1)"), [as_text_value(table)]).map_err(|f| {
-            // A table named on the command line that cannot be (or is not) journaled is a usage error.
-            let named =
-                table != "*" && (f.message.contains("cannot journal") || f.message.contains("is not journaled"));
-            if named {
-                Failure::usage(f.message)
-            } else {
-                f
-            }
-        })?;
+        let sql = format!("SELECT {function}(?1)");
+        let result = query_json(&txn, &sql, [as_text_value(table)]).map_err(|f| named_table_failure(f, table))?;
         for (key, value) in result.as_object().cloned().unwrap_or_default() {
             match (merged.get_mut(&key), value) {
                 (Some(Json::Array(all)), Json::Array(more)) if key != "tracked" && key != "still_tracked" => {
@@ -232,6 +224,16 @@ fn per_table(conn: &mut Connection, function: &str, tables: &[String]) -> Result
     }
     txn.commit().map_err(sql_failure)?;
     Ok(Json::Object(merged))
+}
+
+/// A table named on the command line that cannot be, or is not, journaled is a usage error.
+fn named_table_failure(failure: Failure, table: &str) -> Failure {
+    let about_it = failure.message.contains("cannot journal") || failure.message.contains("is not journaled");
+    if table != "*" && about_it {
+        Failure::usage(failure.message)
+    } else {
+        failure
+    }
 }
 
 fn names(value: &Json) -> String {
@@ -368,7 +370,7 @@ fn journal_rows(conn: &Connection, args: &LogArgs) -> Result<(Vec<Map<String, Js
     params.push(Value::Integer(limit));
     let filter = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
     let sql = format!(
-        "SELECT seq, txn, at, \"table\", op, key, old, new FROM pit_journal {filter} ORDER BY seq DESC LIMIT ?"
+        "SELECT seq, txn, at, \"table\", op, key, old, new, detail FROM pit_journal {filter} ORDER BY seq DESC LIMIT ?"
     );
     let mut rows = query_rows(conn, &sql, rusqlite::params_from_iter(params))?;
     let more = args.limit > 0 && rows.len() as u64 > args.limit;
@@ -387,10 +389,18 @@ fn parsed(value: &Json) -> Json {
     }
 }
 
+/// A value in one line: text as it is, anything else as JSON.
+fn compact(value: &Json) -> String {
+    if value.is_string() || value.is_null() {
+        text(value)
+    } else {
+        value.to_string()
+    }
+}
+
 /// What a change did, in one line: the new row for an insert, the old one for a delete, and for an update
 /// the columns whose value changed.
 fn change(old: &Json, new: &Json) -> String {
-    let compact = |v: &Json| if v.is_string() { text(v) } else { v.to_string() };
     match (old, new) {
         (Json::Null, Json::Null) => String::new(),
         (Json::Null, new) => compact(new),
@@ -417,7 +427,7 @@ fn log(global: &Global, args: &LogArgs) -> Result<u8, Failure> {
     let rows: Vec<Map<String, Json>> = rows
         .into_iter()
         .map(|mut row| {
-            for column in ["key", "old", "new"] {
+            for column in ["key", "old", "new", "detail"] {
                 if let Some(value) = row.get_mut(column) {
                     *value = parsed(value);
                 }
@@ -441,7 +451,11 @@ fn log(global: &Global, args: &LogArgs) -> Result<u8, Failure> {
                 text(&r["table"]),
                 text(&r["op"]),
                 if r["key"].is_null() { String::new() } else { key },
-                change(&r["old"], &r["new"]),
+                if r["old"].is_null() && r["new"].is_null() {
+                    compact(&r["detail"])
+                } else {
+                    change(&r["old"], &r["new"])
+                },
             ]
         })
         .collect();
