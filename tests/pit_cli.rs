@@ -293,6 +293,13 @@ fn bad_flags_and_missing_journals_are_told_in_cli_terms() {
     assert!(!dir.join("missing.db").exists(), "never creates a database");
 }
 
+/// The rows of `pit log --json` that are row changes of `items` (not schema events or seals).
+fn changes(rows: &[Json]) -> Vec<&Json> {
+    rows.iter()
+        .filter(|r| r["table"] == "items" && ["insert", "update", "delete"].contains(&r["op"].as_str().unwrap()))
+        .collect()
+}
+
 /// `vigil pit log` lists a writer's changes oldest first, an update as the columns it changed; filtered by
 /// table, by --since as RFC 3339 or seq:N, cut to the last --limit with a note; --json gives key, old and new
 /// as JSON.
@@ -310,6 +317,8 @@ fn log_lists_changes_filtered_by_table_time_and_seq() {
     let out = vigil_in(dir, &["pit", "log", "data/app.db", "--table", "items", "--json"]);
     assert_eq!(code(&out), 0, "{}", both(&out));
     let rows: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["op"], "schema", "the journal starts with the table's tracking: {rows:?}");
+    let rows = changes(&rows);
     let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["insert", "update", "delete"], "{}", both(&out));
     assert!(rows.iter().all(|r| r["table"] == "items" && r["txn"].is_null()), "a writer without vigil: {rows:?}");
@@ -325,7 +334,7 @@ fn log_lists_changes_filtered_by_table_time_and_seq() {
         let out = vigil_in(dir, &["pit", "log", "data/app.db", "--since", &since, "--json"]);
         assert_eq!(code(&out), 0, "{}", both(&out));
         let rows: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();
-        let changes: Vec<&Json> = rows.iter().filter(|r| r["table"] == "items").collect();
+        let changes = changes(&rows);
         assert_eq!(changes.len(), 1, "--since {since}: {rows:?}");
         assert_eq!(changes[0]["op"], "delete");
         assert_eq!(changes[0]["old"]["name"], "apple");
@@ -334,6 +343,7 @@ fn log_lists_changes_filtered_by_table_time_and_seq() {
     let out = vigil_in(dir, &["pit", "log", "data/app.db", "--table", "items", "--limit", "1"]);
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().filter(|l| l.contains(" items ")).count(), 1, "{stdout}");
+    assert!(stdout.starts_with("SEQ"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("delete")), "the newest is shown: {stdout}");
     assert!(stdout.contains("older changes match too"), "{stdout}");
 }
