@@ -131,13 +131,14 @@ pub struct TickArgs {
     /// Print nothing per tick (errors still go to stderr)
     #[arg(long)]
     pub quiet: bool,
-    #[command(flatten)]
-    pub output: Output,
+    /// Print each tick as one line of JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
 pub struct Output {
-    /// Print JSON instead of text (vigil pit tick: one JSON object per line)
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -614,7 +615,7 @@ fn print_tick(args: &TickArgs, out: &Json) {
     if args.quiet {
         return;
     }
-    if args.output.json {
+    if args.json {
         println!("{out}");
         return;
     }
