@@ -182,5 +182,13 @@ mod tests {
         assert_eq!(cli_terms(said, Some(db)), "this database has no journal: run vigil pit enable app.db first");
         let said = r#"pit_restore: the journal ends at seq 7; {"seq": 9} is not in it yet ({"seq": x})"#;
         assert_eq!(cli_terms(said, Some(db)), r#"the journal ends at seq 7; seq:9 is not in it yet ({"seq": x})"#);
+        let said =
+            "pit_restore: b.db exists: pit_restore writes a new file and never replaces one; name a new path, or \
+                    call pit_restore(instant) without a target to restore this database in place";
+        assert_eq!(
+            cli_terms(said, Some(db)),
+            "b.db exists: vigil pit restore --into writes a new file and never replaces one; name a new path, or leave \
+             out --into to restore app.db in place"
+        );
     }
 }
