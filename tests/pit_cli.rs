@@ -361,3 +361,37 @@ fn log_lists_changes_filtered_by_table_time_and_seq() {
     assert!(stdout.lines().any(|l| l.contains("delete")), "the newest is shown: {stdout}");
     assert!(stdout.contains("older changes match too"), "{stdout}");
 }
+
+/// Between two statements of a writer without vigil the cut is at a statement (`consistency: statement`);
+/// `--strict` moves it back to the last exact boundary, here the seal of `vigil pit tick --count 1`.
+#[test]
+fn strict_cuts_at_the_last_seal_instead_of_between_foreign_statements() {
+    let root = journaled();
+    let (dir, db) = (root.path(), root.path().join("data/app.db"));
+    let out = vigil_in(dir, &["pit", "tick", "data/app.db", "--count", "1", "--json"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let seal: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.execute("INSERT INTO items VALUES (1, 'first', 1)", []).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let between: String = writer.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    writer.execute("INSERT INTO items VALUES (2, 'second', 2)", []).unwrap();
+
+    let rows = |file: &str| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join(file)).unwrap();
+        conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap()
+    };
+    let out = vigil_in(dir, &["pit", "restore", "data/app.db", "--at", &between, "--into", "data/loose.db", "--json"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let result: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["consistency"], "statement", "{result}");
+    assert_eq!(rows("data/loose.db"), 1);
+    let out =
+        vigil_in(dir, &["pit", "restore", "data/app.db", "--at", &between, "--into", "data/strict.db", "--strict"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let expected = format!("restored data/app.db into data/strict.db: the state at seq {} (", seal["seq"]);
+    assert!(text(&out.stdout).starts_with(&expected), "{}", both(&out));
+    assert!(text(&out.stdout).contains("consistency: transaction"), "{}", both(&out));
+    assert_eq!(rows("data/strict.db"), 0);
+}
