@@ -526,20 +526,40 @@ fn print_restore(db: &Path, out: &Json) {
     if let Some(moved) = cut["moved_from"].as_i64() {
         println!("seq {moved} is inside a transaction: the cut moved back to its start");
     }
+    let per_table: Vec<String> =
+        out["tables"].as_object().into_iter().flatten().map(|(t, n)| format!("{t}: {}", text(n))).collect();
+    let per_table = if per_table.is_empty() { String::new() } else { format!(" ({})", per_table.join(", ")) };
     println!(
-        "rows changed: {} ({} journal rows undone)",
+        "rows changed: {}{per_table}; {} journal rows undone",
         text(&out["rows_changed"]),
         text(&out["journal_rows_undone"])
     );
+    for note in out["schema"].as_array().into_iter().flatten() {
+        println!("schema: {}", schema_note(note, db));
+    }
+    let verified = &out["verified"];
     println!(
         "verified: quick_check {}, {} changed rows read back equal to their journaled images",
-        text(&out["verified"]["quick_check"]),
-        text(&out["verified"]["rows_checked"])
+        text(&verified["quick_check"]),
+        text(&verified["rows_checked"])
     );
+    if out["rows_changed"].as_i64().unwrap_or(0) > 0 && !verified["content_sha256"].is_null() {
+        println!("content sha256 of the rows it wrote or removed: {}", text(&verified["content_sha256"]));
+    }
     if let Some(safety) = out["safety_backup"]["path"].as_str() {
         println!("\nSAFETY BACKUP: the state it replaced is kept in {safety}");
         println!("(undo this restore with `vigil restore {safety} {}`)", db.display());
     }
+}
+
+/// A note on the schema roll-back: `table.column: note`, in CLI terms.
+fn schema_note(note: &Json, db: &Path) -> String {
+    let Some(said) = note["note"].as_str() else { return compact(note) };
+    let place = match note["column"].as_str() {
+        Some(column) => format!("{}.{column}", text(&note["table"])),
+        None => text(&note["table"]),
+    };
+    format!("{place}: {}", crate::sql::cli_terms(said, Some(db)))
 }
 
 fn consistency(kind: &str) -> String {

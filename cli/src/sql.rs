@@ -99,6 +99,7 @@ pub fn cli_terms(text: &str, db: Option<&std::path::Path>) -> String {
         ("raise busy_timeout_ms".to_string(), "wait longer with --busy-timeout MS".to_string()),
         ("list them with backup_list".to_string(), "list them with `vigil backups DIR`".to_string()),
         ("SELECT pit_enable('*')".to_string(), format!("vigil pit enable {db}")),
+        ("pit_tick narrows this".to_string(), format!("`vigil pit tick {db}` narrows this")),
         ("(pit_enable starts one)".to_string(), format!("(`vigil pit enable {db}` starts one)")),
         ("pit_status() shows it".to_string(), format!("`vigil pit status {db}` shows it")),
         (
