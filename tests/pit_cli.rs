@@ -395,3 +395,25 @@ fn strict_cuts_at_the_last_seal_instead_of_between_foreign_statements() {
     assert!(text(&out.stdout).contains("consistency: transaction"), "{}", both(&out));
     assert_eq!(rows("data/strict.db"), 0);
 }
+
+/// Core bug, reported: after any schema change, even an index on another table, the next pit command closes
+/// and reopens the epoch of every journaled table with a UNIQUE constraint ("alter" events that never
+/// happened; the new epoch is not "complete", so a later DROP TABLE cannot be rebuilt). `Shape::from_stored`
+/// leaves `uniques` empty and `same_layout` compares them.
+#[test]
+#[ignore = "core bug, reported: spurious alter epochs for tables with a UNIQUE constraint"]
+fn an_index_on_another_table_alters_no_journaled_table() {
+    let root = scratch();
+    let dir = root.path();
+    create_db(
+        &dir.join("app.db"),
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE); CREATE TABLE other(a);",
+    );
+    assert_eq!(code(&vigil_in(dir, &["pit", "enable", "app.db"])), 0);
+    rusqlite::Connection::open(dir.join("app.db")).unwrap().execute_batch("CREATE INDEX other_a ON other(a);").unwrap();
+    let out = vigil_in(dir, &["pit", "tick", "app.db", "--count", "1", "--json"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let tick: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let alters: Vec<&Json> = tick["noticed"].as_array().unwrap().iter().filter(|e| e["event"] == "alter").collect();
+    assert!(alters.is_empty(), "no table was altered: {tick}");
+}
