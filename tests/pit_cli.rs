@@ -141,7 +141,7 @@ fn seal_seqs(db: &Path) -> Vec<i64> {
 }
 
 /// `vigil pit tick --every 100ms` runs while a writer without vigil commits; SIGINT stops it with exit 130,
-/// every seal it printed is in the journal and none it did not mention, and the database is intact and
+/// every seal it printed is in the journal and none it did not print, and the database is intact and
 /// unlocked (no half-written tick). Restores into new files, at instants given as RFC 3339, unix seconds
 /// and seq:N, equal the states the writer recorded then; a restore into an existing file is refused.
 #[test]
@@ -158,17 +158,16 @@ fn ticks_run_beside_a_foreign_writer_and_restores_reproduce_its_recorded_states(
     let printed: Vec<i64> = text(&stopped.stdout)
         .lines()
         .map(|line| {
-            assert!(line.starts_with("tick seq ") && line.contains(" at 20"), "{line}");
+            // The last may lack its time: pit_tick reads it after the commit, and the signal may interrupt that.
+            assert!(
+                line.starts_with("tick seq ") && (line.contains(" at 20") || line.split(' ').count() == 3),
+                "{line}"
+            );
             line.split(' ').nth(2).unwrap().parse().unwrap()
         })
         .collect();
     assert!(printed.len() >= 5, "ticks every 100 ms for the writer's ~2 s: {}", both(&stopped));
-    // pit_tick may fail with "database is locked" after its seal committed (a core bug, reported): such a
-    // seal is complete, and the tick said it was not confirmed.
-    let journaled = seal_seqs(&db);
-    let unconfirmed = text(&stopped.stderr).matches("tick not confirmed: ").count();
-    assert!(printed.iter().all(|seq| journaled.contains(seq)), "every seal printed is journaled: {}", both(&stopped));
-    assert!(journaled.len() - printed.len() <= unconfirmed, "no seal written unsaid: {journaled:?} {}", both(&stopped));
+    assert_eq!(seal_seqs(&db), printed, "the journal holds exactly the seals the tick printed: {}", both(&stopped));
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE; ROLLBACK;").expect("no lock left behind");
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();

@@ -30,15 +30,8 @@ fn library_path(global: &Global) -> Result<PathBuf, Failure> {
     )))
 }
 
-/// Opens a database (never creating it) and loads vigil into the connection; a signal interrupts its SQL.
+/// Opens a database (never creating it) and loads vigil into the connection.
 pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Failure> {
-    let conn = open_unwatched(global, db, writable)?;
-    crate::interrupt::watch(&conn);
-    Ok(conn)
-}
-
-/// Like [`open`], for short calls that must finish once started (a signal is then checked between them).
-pub fn open_unwatched(global: &Global, db: &Path, writable: bool) -> Result<Connection, Failure> {
     if !db.exists() {
         return Err(Failure::unknown(format!("{}: no such file", db.display())));
     }
@@ -55,6 +48,7 @@ pub fn open_unwatched(global: &Global, db: &Path, writable: bool) -> Result<Conn
     conn.busy_timeout(std::time::Duration::from_millis(global.busy_timeout.into()))
         .map_err(|e| Failure::unknown(e.to_string()))?;
     load(&conn, global)?;
+    crate::interrupt::watch(&conn);
     Ok(conn)
 }
 

@@ -602,9 +602,9 @@ fn interrupted() -> Failure {
 }
 
 fn tick(global: &Global, args: &TickArgs) -> Result<u8, Failure> {
-    // Not interrupted by a signal: pit_tick commits its seal before it finishes, so an interrupt late in the
-    // call would leave a seal written but reported as failed. A signal is answered between ticks.
-    let conn = extension::open_unwatched(global, &args.db, true)?;
+    // A signal interrupts a tick waiting for a lock: pit_tick then rolls its seal back, so every seal printed is
+    // written and none written goes unsaid.
+    let conn = extension::open(global, &args.db, true)?;
     let started = Clock::now();
     let mut written = 0;
     loop {
@@ -619,11 +619,11 @@ fn tick(global: &Global, args: &TickArgs) -> Result<u8, Failure> {
                     return Ok(exit::OK);
                 }
             }
-            // A lock held past the busy timeout: the next slot tries again. pit_tick may report a lock after
-            // its seal committed, so this one is "not confirmed" rather than "not written".
+            Err(_) if interrupt::received().is_some() => return Err(interrupted()),
+            // A lock held past the busy timeout skips this tick (pit_tick rolled it back); the next slot tries again.
             Err(failure) if failure.message.contains("locked") || failure.message.contains("busy") => {
                 let failure = crate::sql::explained(failure, Some(&args.db), global.busy_timeout);
-                eprintln!("vigil pit tick: tick not confirmed: {}", failure.message);
+                eprintln!("vigil pit tick: tick skipped: {}", failure.message);
             }
             Err(failure) => return Err(failure),
         }
@@ -648,7 +648,9 @@ fn print_tick(args: &TickArgs, out: &Json) {
         .map(|e| format!("{} {}", text(&e["event"]), text(&e["table"])))
         .collect();
     let noticed = if noticed.is_empty() { String::new() } else { format!(" (noticed: {})", noticed.join(", ")) };
-    println!("tick seq {} at {}{noticed}", text(&out["seq"]), text(&out["at"]));
+    // pit_tick returns an empty time when a signal interrupted it after its seal committed.
+    let at = out["at"].as_str().filter(|at| !at.is_empty()).map_or(String::new(), |at| format!(" at {at}"));
+    println!("tick seq {}{at}{noticed}", text(&out["seq"]));
 }
 
 #[cfg(test)]
