@@ -314,7 +314,7 @@ fn changes(rows: &[Json]) -> Vec<&Json> {
 }
 
 /// `vigil pit log` lists a writer's changes oldest first, an update as the columns it changed; filtered by
-/// table, by --since as RFC 3339 or seq:N, cut to the last --limit with a note; --json gives key, old and new
+/// table, by --since as RFC 3339, unix seconds or seq:N, cut to the last --limit with a note; --json gives key, old and new
 /// as JSON.
 #[test]
 fn log_lists_changes_filtered_by_table_time_and_seq() {
@@ -343,7 +343,9 @@ fn log_lists_changes_filtered_by_table_time_and_seq() {
     assert!(stdout.starts_with("SEQ"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("update") && l.ends_with("qty: 3 → 4")), "{stdout}");
 
-    for since in [since, format!("seq:{update_seq}")] {
+    let unix: String =
+        writer.query_row("SELECT printf('%.3f', (julianday(?1) - 2440587.5) * 86400)", [&since], |r| r.get(0)).unwrap();
+    for since in [since, unix, format!("seq:{update_seq}")] {
         let out = vigil_in(dir, &["pit", "log", "data/app.db", "--since", &since, "--json"]);
         assert_eq!(code(&out), 0, "{}", both(&out));
         let rows: Vec<Json> = serde_json::from_slice(&out.stdout).unwrap();

@@ -337,14 +337,14 @@ fn status(global: &Global, args: &StatusArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-/// The canonical text of `pit_journal.at` (UTC, milliseconds) for a time, through SQLite's date functions.
-fn journal_time(conn: &Connection, at: &At) -> Result<String, Failure> {
-    let (sql, value) = match at {
-        At::Unix(s) => ("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')", Value::Real(*s)),
-        At::Time(t) => ("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)", Value::Text(t.clone())),
-        At::Seq(_) => unreachable!("a seq is not a time"),
+/// The canonical text of `pit_journal.at` (UTC, milliseconds) for a time (unix seconds as a REAL, else
+/// RFC 3339 text), through SQLite's date functions.
+fn journal_time(conn: &Connection, time: Value) -> Result<String, Failure> {
+    let sql = match time {
+        Value::Real(_) => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')",
+        _ => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)",
     };
-    let canonical: Option<String> = conn.query_row(sql, [value], |r| r.get(0)).map_err(sql_failure)?;
+    let canonical: Option<String> = conn.query_row(sql, [time], |r| r.get(0)).map_err(sql_failure)?;
     canonical.ok_or_else(|| Failure::usage(format!("--since: not a valid time; expected {INSTANT_FORMS}")))
 }
 
@@ -360,7 +360,7 @@ fn journal_rows(conn: &Connection, args: &LogArgs) -> Result<(Vec<Map<String, Js
         }
         Some(time) => {
             filters.push("at >= ?");
-            params.push(Value::Text(journal_time(conn, time)?));
+            params.push(Value::Text(journal_time(conn, time.sql())?));
         }
     }
     if let Some(table) = &args.table {
