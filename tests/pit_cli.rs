@@ -314,8 +314,8 @@ fn changes(rows: &[Json]) -> Vec<&Json> {
 }
 
 /// `vigil pit log` lists a writer's changes oldest first, an update as the columns it changed; filtered by
-/// table, by --since as RFC 3339, unix seconds or seq:N, cut to the last --limit with a note; --json gives key, old and new
-/// as JSON.
+/// table, by --since as RFC 3339, unix seconds or seq:N, cut to the last --limit with a note; --json gives
+/// key, old and new as JSON.
 #[test]
 fn log_lists_changes_filtered_by_table_time_and_seq() {
     let root = journaled();
