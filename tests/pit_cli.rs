@@ -232,14 +232,17 @@ fn an_in_place_restore_names_its_safety_backup_which_holds_the_replaced_state() 
 fn tick_json_lines_and_quiet_and_sigterm() {
     let root = journaled();
     let dir = root.path();
+    let db = root.path().join("data/app.db");
     for (flag, expect_lines) in [("--json", true), ("--quiet", false)] {
+        let before = seal_seqs(&db).len();
         let mut ticker = spawn_vigil(dir, &["pit", "tick", "data/app.db", "--every", "50ms", flag]);
         let mut stdout = BufReader::new(ticker.stdout.take().unwrap());
         let mut first = String::new();
         if expect_lines {
             stdout.read_line(&mut first).unwrap();
         } else {
-            wait_for_seals(&root.path().join("data/app.db"), 2);
+            // Seals of this process: its signal handling is in place by then.
+            wait_for_seals(&db, before + 2);
         }
         signal(&ticker, "TERM");
         let status = ticker.wait().unwrap();
