@@ -82,11 +82,9 @@ impl Cut {
 }
 
 /// Formats a Julian day as RFC 3339 UTC with milliseconds.
+/// Computed in Rust for the calendar years (no statement to run, so it works also after an interrupt).
 pub fn rfc3339(db: Db, julian: f64) -> String {
-    db.query_value("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)", &[julian.into()])
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    super::marks::at_text(db, &Value::Real(julian)).as_str().map(str::to_string).unwrap_or_default()
 }
 
 /// One journal row's position facts.
