@@ -16,6 +16,7 @@ use crate::backup::options::BackupOptions;
 use crate::error::{Error, Result};
 use crate::health::options::{integer, object_arg, string};
 use crate::maintenance::{elapsed_ms, Target};
+use crate::progress::Tracker;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, Value};
 use crate::store::pit as store;
 
@@ -85,6 +86,8 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
     let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (temp, file) = TempFile::create(&dir, &name, dir::Perms::of(&live_path))?;
     dir::clear_sidecars(&temp.path);
+    let size = std::fs::metadata(&live_path).map(|m| m.len()).unwrap_or(0);
+    let progress = Tracker::start(format!("pit_restore {}: copy", destination.display()), size).for_caller(db);
     let base = match &options.base {
         None => {
             copy_live(live.db(), &temp.path)?;
@@ -92,7 +95,9 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         }
         Some(path) => copy_checkpoint(path, &dir, &temp.path)?,
     };
-    let (cut, applied, lineage) = bring_back(&temp.path, instant, options.strict)?;
+    progress.advance(size, size)?;
+    let (cut, applied, lineage) = bring_back(&temp.path, instant, options.strict, &progress)?;
+    progress.phase(format!("pit_restore {}: publish", destination.display()), 0);
     sync_file(&file, &temp.path)?;
     drop(file);
     let (published, safety_backup) = match target {
@@ -188,13 +193,13 @@ fn copy_checkpoint(path: &Path, scratch: &Path, copy: &Path) -> Result<Json> {
 }
 
 /// Opens the copy, finds the cut, checks it is inside the window, and undoes everything after it.
-fn bring_back(copy: &Path, instant: &Instant, strict: bool) -> Result<(Cut, undo::Applied, Json)> {
+fn bring_back(copy: &Path, instant: &Instant, strict: bool, progress: &Tracker) -> Result<(Cut, undo::Applied, Json)> {
     let opened = OwnedDb::open(&copy.to_string_lossy(), open_flags::READ_WRITE, None)?;
     let db = opened.db();
     super::window::check(db, instant)?;
     let cut = cut::locate(db, instant, strict)?;
     super::window::check_cut(db, &cut)?;
-    let applied = undo::apply(db, cut.seq)?;
+    let applied = undo::apply(db, cut.seq, progress)?;
     let lineage = super::window::fork(db, &cut)?;
     let check = db.query_value("PRAGMA quick_check", &[])?;
     if check.as_str() != Some("ok") {

@@ -62,11 +62,14 @@ pub struct Applied {
 
 /// Brings `db` (vigil's own connection to a copy) back to `cut`, in one transaction, and checks that every
 /// affected key now holds its image at the cut.
-pub fn apply(db: Db, cut: i64) -> Result<Applied> {
+pub fn apply(db: Db, cut: i64, progress: &crate::progress::Tracker) -> Result<Applied> {
     db.set_triggers_enabled(false)?;
     db.exec("PRAGMA foreign_keys = OFF")?;
     let epochs: HashMap<i64, Epoch> = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e)).collect();
-    let plan = plan(db, cut, &epochs)?;
+    let rows = crate::store::pit::last_seq(db)?.saturating_sub(cut).max(0) as u64;
+    progress.phase(format!("pit_restore: read {rows} journal rows after the cut"), rows);
+    let plan = plan(db, cut, &epochs, (progress, rows))?;
+    progress.phase(format!("pit_restore: put back {} keys", plan.tables.values().map(HashMap::len).sum::<usize>()), 0);
     db.exec("BEGIN IMMEDIATE")?;
     let applied = (|| {
         let schema = super::schema_back::roll_back(db, cut, &epochs)?;
@@ -227,7 +230,7 @@ pub(super) fn each_change<'e>(
 }
 
 /// Reads the journal after the cut and keeps, per key, the first thing said about it.
-fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
+fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>, progress: (&crate::progress::Tracker, u64)) -> Result<Plan> {
     let mut plan = Plan::default();
     // Tables with changes since the cut: a later possible renumbering of their rowids makes the keys ambiguous.
     let mut changed_since_cut: std::collections::HashSet<String> = Default::default();
@@ -242,6 +245,9 @@ fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Plan> {
             return Ok(());
         }
         plan.changes += 1;
+        if plan.changes % 4096 == 0 {
+            progress.0.advance(plan.changes, progress.1.max(plan.changes))?;
+        }
         changed_since_cut.insert(name.clone());
         chain.follow(&change)?;
         let keys = plan.tables.entry(name.clone()).or_default();
