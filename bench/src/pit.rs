@@ -1,6 +1,7 @@
 //! pit_journal benchmarks (issue 12), in one run, each figure next to its reference and its goal:
 //! - write throughput per operation, bulk and autocommit: untracked vs pit (written on a connection with
-//!   vigil loaded and on one without) vs the anchor, a trigger journal of JSON row images;
+//!   vigil loaded and on one without) vs the anchor, a trigger journal of JSON row images, and vs the floor of
+//!   any trigger journal (one typed append per change);
 //! - journal bytes per change vs the changed row's own size;
 //! - pit_restore to an instant with 100 000 changes after it vs backup_restore, on a generated database;
 //! - a pit_journal query for one table over the last minute of a 10-million-row journal.
@@ -13,6 +14,8 @@
 #[path = "pit/anchor.rs"]
 mod anchor;
 mod common;
+#[path = "pit/floor.rs"]
+mod floor;
 #[path = "pit/query.rs"]
 mod query;
 #[path = "pit/restore.rs"]
