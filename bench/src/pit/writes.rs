@@ -243,6 +243,7 @@ pub struct Results {
     best: Vec<[f64; 6]>,
     footprints: Vec<Option<Footprint>>,
     runs: usize,
+    wal: Vec<(Variant, [f64; 3])>,
 }
 
 /// `runs` rounds; in each, every variant in turn (the order rotates between rounds).
@@ -265,7 +266,30 @@ pub fn measure(dir: &Path, sizes: &Sizes, runs: usize, with_pit: bool) -> Result
             }
         }
     }
-    Results { best, footprints, runs }
+    let wal = variants.iter().map(|v| (*v, wal_pages(*v, &dir.join(v.file())))).collect();
+    Results { best, footprints, runs, wal }
+}
+
+/// WAL pages written per autocommit statement of each operation (1000 of each, checkpoints off): what every
+/// commit has to write and later checkpoint.
+fn wal_pages(variant: Variant, path: &Path) -> [f64; 3] {
+    let conn = prepare(variant, path);
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0").unwrap();
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let frames = || {
+        let bytes = std::fs::metadata(format!("{}-wal", path.display())).map(|m| m.len() as i64).unwrap_or(0);
+        (bytes - 32).max(0) as f64 / (page_size + 24) as f64
+    };
+    let sizes = Sizes { bulk: 0, auto: 1000 };
+    let mut pages = [0.0; 3];
+    for (k, op) in [Op::Insert, Op::Update, Op::Delete].into_iter().enumerate() {
+        let before = frames();
+        run_phase(&conn, &Phase { op, bulk: false }, &sizes);
+        pages[k] = (frames() - before) / sizes.auto as f64;
+    }
+    drop(conn);
+    remove_database(path);
+    pages
 }
 
 fn phase_label(phase: &Phase, sizes: &Sizes) -> String {
@@ -365,4 +389,8 @@ pub fn print_footprint(results: &Results) {
         "(cells: bytes on pages, i.e. b-tree pages with their free space; ratio to the row's bytes on pages; \
          (payload: record bytes))"
     );
+    println!("\nWAL pages written per autocommit statement (1000 of each, no checkpoint): INSERT / UPDATE / DELETE");
+    for (v, pages) in &results.wal {
+        println!("{:<28} {:>6.2} / {:>6.2} / {:>6.2}", v.label(), pages[0], pages[1], pages[2]);
+    }
 }
