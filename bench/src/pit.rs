@@ -97,7 +97,8 @@ fn main() {
     if wanted("writes") {
         let sizes = writes::Sizes { bulk: args.bulk, auto: args.auto };
         let results = writes::measure(&work, &sizes, args.runs, with_pit);
-        writes::print(&results, &sizes);
+        writes::print(&results, &sizes, writes::Clock::Cpu);
+        writes::print(&results, &sizes, writes::Clock::Wall);
         writes::print_footprint(&results);
     }
     if wanted("restore") {
