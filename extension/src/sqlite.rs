@@ -426,6 +426,11 @@ impl Db {
         }
     }
 
+    /// Rows changed by the last INSERT, UPDATE or DELETE on this connection.
+    pub fn changes(&self) -> i64 {
+        i64::from(unsafe { call!(changes(self.0)) })
+    }
+
     /// False while the connection has an open transaction (BEGIN without COMMIT).
     pub fn is_autocommit(&self) -> bool {
         unsafe { call!(get_autocommit(self.0)) != 0 }

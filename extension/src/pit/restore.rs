@@ -87,6 +87,12 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
     let (temp, file) = TempFile::create(&dir, &name, dir::Perms::of(&live_path))?;
     dir::clear_sidecars(&temp.path);
     let size = std::fs::metadata(&live_path).map(|m| m.len()).unwrap_or(0);
+    let mut steps = Vec::new();
+    let mut step_started = Clock::now();
+    let mut timed = |name: &str, started: &mut Clock| {
+        steps.push(json!({"step": name, "duration_ms": elapsed_ms(*started)}));
+        *started = Clock::now();
+    };
     let progress = Tracker::start(format!("pit_restore {}: copy", destination.display()), size).for_caller(db);
     let base = match &options.base {
         None => {
@@ -96,7 +102,9 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         Some(path) => copy_checkpoint(path, &dir, &temp.path)?,
     };
     progress.advance(size, size)?;
+    timed("copy", &mut step_started);
     let (cut, applied, lineage) = bring_back(&temp.path, instant, options.strict, &progress)?;
+    timed("undo and check", &mut step_started);
     progress.phase(format!("pit_restore {}: publish", destination.display()), 0);
     sync_file(&file, &temp.path)?;
     drop(file);
@@ -115,6 +123,7 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
             (step.to_json(), safety)
         }
     };
+    timed("publish", &mut step_started);
     let live_db = live.db();
     Ok(json!({
         "restored": true,
@@ -133,6 +142,7 @@ fn restore(db: Db, instant: &Instant, target: Option<&Path>, options: &Options) 
         "lineage": lineage,
         "safety_backup": safety_backup,
         "published": published,
+        "steps": steps,
         "duration_ms": elapsed_ms(started),
     }))
 }

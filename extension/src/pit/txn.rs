@@ -50,7 +50,10 @@ fn current_txn(db: Db, state: &TxnState, db_id: &str) -> Result<i64> {
     // The first journal row of this transaction is about to take the next seq: that seq names it. After a
     // rollback the same seq comes again (the rolled-back rows are gone), so a reused id still names one
     // committed transaction.
-    let ours = crate::store::pit::exists(db)? && crate::store::pit::db_id(db)? == db_id;
+    // The journal this connection's main database holds is checked once (its id never changes); after that a
+    // new transaction costs one lookup of the last seq.
+    let known = current.as_ref().is_some_and(|(_, journal, id)| journal == db_id && *id != 0);
+    let ours = known || (crate::store::pit::exists(db)? && crate::store::pit::db_id(db)? == db_id);
     let id = if ours { crate::store::pit::next_seq(db)? } else { 0 };
     *current = Some((version, db_id.to_string(), id));
     Ok(id)

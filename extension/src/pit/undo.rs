@@ -64,7 +64,8 @@ pub struct Applied {
 /// affected key now holds its image at the cut.
 pub fn apply(db: Db, cut: i64, progress: &crate::progress::Tracker) -> Result<Applied> {
     db.set_triggers_enabled(false)?;
-    db.exec("PRAGMA foreign_keys = OFF")?;
+    // A private copy: a larger page cache (64 MiB) keeps the rows it puts back in memory.
+    db.exec("PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536")?;
     let epochs: HashMap<i64, Epoch> = tracking::all_epochs(db)?.into_iter().map(|e| (e.tbl, e)).collect();
     let rows = crate::store::pit::last_seq(db)?.saturating_sub(cut).max(0) as u64;
     progress.phase(format!("pit_restore: read {rows} journal rows after the cut"), rows);
@@ -380,13 +381,16 @@ pub(super) fn apply_table(db: Db, shape: &Shape, keys: &HashMap<Key, Entry>) -> 
     let mut delete = db.prepare(&format!("DELETE FROM main.{t} WHERE {}", key_condition(shape)))?;
     let mut inserts: HashMap<Vec<bool>, crate::sqlite::Statement> = HashMap::new();
     let mut changed = 0;
+    // In key order, so the b-tree is walked once rather than at random.
+    let mut ordered: Vec<(&Key, &Entry)> = keys.iter().collect();
+    ordered.sort_by(|a, b| a.0.cmp(b.0));
     // Every delete before any insert: an image may take a UNIQUE value that a row deleted later still holds.
-    for entry in keys.values() {
+    for (_, entry) in &ordered {
         delete.run(&entry.key_values)?;
-        let deleted = db.query_value("SELECT changes()", &[])?.as_i64().unwrap_or(0) > 0;
+        let deleted = db.changes() > 0;
         changed += u64::from(deleted || entry.image.is_some());
     }
-    for image in keys.values().filter_map(|e| e.image.as_ref()) {
+    for image in ordered.iter().filter_map(|(_, e)| e.image.as_ref()) {
         let present = present_columns(shape, image);
         if !inserts.contains_key(&present) {
             inserts.insert(present.clone(), db.prepare(&insert_sql(shape, &present))?);
