@@ -216,8 +216,9 @@ fn previous_epoch_number(db: Db, name: &str) -> Result<i64> {
 
 pub fn triggers_present(db: Db, tbl: i64) -> Result<bool> {
     let names: Vec<Value> = SUFFIXES.iter().map(|s| Value::from(capture::trigger_name(tbl, s))).collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
     let n = db.query_value(
-        "SELECT count(*) FROM main.sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3, ?4, ?5)",
+        &format!("SELECT count(*) FROM main.sqlite_schema WHERE type = 'trigger' AND name IN ({})", marks.join(", ")),
         &names,
     )?;
     Ok(n.as_i64() == Some(SUFFIXES.len() as i64))

@@ -103,9 +103,14 @@ pub fn set_meta(db: Db, key: &str, value: Value) -> Result<()> {
 /// restore's cut, which leaves a `fork` row after every seq the cut history used ([`mark_fork`]), and a
 /// prune that emptied the journal leaves its horizon.
 pub fn next_seq(db: Db) -> Result<i64> {
-    let last = db.query_value(&format!("SELECT coalesce(max(seq), 0) FROM main.{LOG}"), &[])?.as_i64().unwrap_or(0);
-    let horizon = meta(db, "horizon_seq")?.as_i64().unwrap_or(0);
-    Ok(last.max(horizon) + 1)
+    let next = db.query_value(
+        &format!(
+            "SELECT max(coalesce((SELECT max(seq) FROM main.{LOG}), 0),
+                        coalesce((SELECT value FROM main.{META} WHERE key = 'horizon_seq'), 0)) + 1"
+        ),
+        &[],
+    )?;
+    Ok(next.as_i64().unwrap_or(1))
 }
 
 /// Writes the row that makes the journal go on after `used` (the last seq a replaced history used): an op-8
