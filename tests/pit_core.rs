@@ -1235,6 +1235,11 @@ fn a_restore_starts_from_a_checkpoint_or_the_safety_backup_of_a_replaced_history
     std::fs::create_dir(&backups).unwrap();
     let checkpoint = json_call(&conn, &format!("SELECT backup_to('{}/')", backups.display())).unwrap();
     let checkpoint = checkpoint["path"].as_str().unwrap().to_string();
+    let status = json_call(&conn, "SELECT pit_status()").unwrap();
+    let known = &status["checkpoints"][0];
+    assert_eq!(known["path"], checkpoint.as_str(), "pit_status lists the checkpoint: {status}");
+    assert_eq!(known["cut_seq"], second.0, "{status}");
+    assert_eq!(known["same_lineage"], true, "{status}");
 
     let replaced = json_call(&conn, &format!("SELECT pit_restore('{}')", seq(first.0).replace('\'', ""))).unwrap();
     let safety = replaced["safety_backup"]["path"].as_str().unwrap().to_string();

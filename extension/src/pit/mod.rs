@@ -153,7 +153,30 @@ fn status(db: Db) -> Result<Json> {
         "forks": forks_json(db)?,
         // The checkpoint pit_prune started the window at (backup retention keeps it): older instants are there.
         "window_checkpoint": store::meta(db, "horizon_checkpoint")?.as_str().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+        "checkpoints": checkpoints_known(db)?,
     }))
+}
+
+/// The verified backups vigil recorded for this database (its backup log), newest first, each with the journal
+/// position its manifest records: the checkpoints a restore may start from (`{"base": path}`) and pit_prune
+/// may prune below. A backup whose files are gone, or of another lineage, says so.
+fn checkpoints_known(db: Db) -> Result<Json> {
+    let lineage = store::meta(db, "lineage")?;
+    let mut known = Vec::new();
+    for recorded in crate::store::backup_log::verified(db, "main", 20)? {
+        let path = std::path::Path::new(&recorded.path);
+        let entry = match crate::backup::manifest::read(path) {
+            Ok((manifest, _)) => match manifest.pit {
+                Some(pit) => json!({"path": recorded.path, "created_at": recorded.created_at,
+                    "cut_seq": pit.cut_seq, "cut_at": pit.cut_at,
+                    "same_lineage": lineage.as_str() == Some(pit.lineage.as_str())}),
+                None => continue,
+            },
+            Err(_) => json!({"path": recorded.path, "created_at": recorded.created_at, "missing": true}),
+        };
+        known.push(entry);
+    }
+    Ok(Json::Array(known))
 }
 
 /// The in-place restores this database went through, times as RFC 3339: the instants from each `cut_at` to
