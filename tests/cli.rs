@@ -10,14 +10,6 @@ fn vigil(args: &[&str]) -> Output {
     Command::new(cli_binary()).args(args).env_remove("VIGIL_EXTENSION").output().unwrap()
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Thresholds that depend on the machine (disk usage) are disabled so that the figures are the database's.
 const STEADY: &[&str] = &["--threshold", "disk_used_pct=none,none"];
 

@@ -14,18 +14,6 @@ fn vigil(args: &[&str]) -> Output {
     vigil_in(Path::new("/"), args)
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr))
-}
-
 /// Thresholds that depend on the machine (disk usage) are disabled so that the figures are the database's.
 const STEADY: &[&str] = &["--threshold", "disk_used_pct=none,none"];
 

@@ -20,10 +20,6 @@ fn sql_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Runs a command, killed after `PROMPT` (a regression then fails instead of hanging the suite).
 fn run_within(command: &mut Command, stdin: &str) -> Output {
     use std::io::Write;

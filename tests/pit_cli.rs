@@ -24,18 +24,6 @@ fn spawn_vigil(dir: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr))
-}
-
 fn signal(child: &Child, name: &str) {
     let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(sent.success(), "kill -{name}");
@@ -149,7 +137,7 @@ fn ticks_run_beside_a_foreign_writer_and_restores_reproduce_its_recorded_states(
     let root = journaled();
     let (dir, db) = (root.path(), root.path().join("data/app.db"));
     let script = writer(dir);
-    let mut ticker = spawn_vigil(dir, &["pit", "tick", "data/app.db", "--every", "100ms"]);
+    let ticker = spawn_vigil(dir, &["pit", "tick", "data/app.db", "--every", "100ms"]);
     let recorded = run_writer(&script, &db, 40, 1);
     signal(&ticker, "INT");
     let stopped = ticker.wait_with_output().unwrap();

@@ -1241,7 +1241,7 @@ fn a_restore_starts_from_a_checkpoint_or_the_safety_backup_of_a_replaced_history
     assert_eq!(known["cut_seq"], second.0, "{status}");
     assert_eq!(known["same_lineage"], true, "{status}");
 
-    let replaced = json_call(&conn, &format!("SELECT pit_restore('{}')", seq(first.0).replace('\'', ""))).unwrap();
+    let replaced = json_call(&conn, &format!("SELECT pit_restore({})", seq(first.0))).unwrap();
     let safety = replaced["safety_backup"]["path"].as_str().unwrap().to_string();
     assert_eq!(tables(&db), first.1, "{replaced}");
 

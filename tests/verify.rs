@@ -16,10 +16,6 @@ fn vigil(args: &[&str]) -> Output {
     Command::new(cli_binary()).args(args).env_remove("VIGIL_EXTENSION").output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// A database of about `rows` × 1 KB.
 fn sized_db(path: &Path, rows: i64) {
     create_db(

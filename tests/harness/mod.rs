@@ -289,3 +289,18 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// The exit code of a finished command (a test fails when a signal ended it).
+pub fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+/// A command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Both streams of a command, for assertion messages.
+pub fn both(out: &std::process::Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr))
+}
