@@ -167,12 +167,17 @@ fn refuse_existing(target: &Path) -> Result<()> {
 
 /// Copies the live database into `copy` in one read transaction (the journal comes with it).
 fn copy_live(live: Db, copy: &Path) -> Result<()> {
+    copy_database(live, copy, "the live database")
+}
+
+/// Copies `source`'s main database into the file `copy` in one step of SQLite's backup API.
+fn copy_database(source: Db, copy: &Path, what: &str) -> Result<()> {
     let dest = OwnedDb::open(&copy.to_string_lossy(), open_flags::READ_WRITE, None)?;
     let dest_db = dest.db();
-    let mut backup = Backup::new(&dest_db, "main", &live, "main")?;
+    let mut backup = Backup::new(&dest_db, "main", &source, "main")?;
     match backup.step(-1)? {
         BackupProgress::Done => Ok(()),
-        _ => Err(Error::new("the copy of the live database did not finish in one step; retry when it is idle")),
+        _ => Err(Error::new(format!("the copy of {what} did not finish in one step; retry when it is idle"))),
     }
 }
 
@@ -193,12 +198,7 @@ fn copy_checkpoint(path: &Path, scratch: &Path, copy: &Path) -> Result<Json> {
         )));
     };
     let source = verify::open_immutable(&database)?;
-    let dest = OwnedDb::open(&copy.to_string_lossy(), open_flags::READ_WRITE, None)?;
-    let (source_db, dest_db) = (source.db(), dest.db());
-    let mut backup_api = Backup::new(&dest_db, "main", &source_db, "main")?;
-    if !matches!(backup_api.step(-1)?, BackupProgress::Done) {
-        return Err(Error::new("the copy of the checkpoint did not finish in one step"));
-    }
+    copy_database(source.db(), copy, "the checkpoint")?;
     Ok(json!({"kind": "checkpoint", "path": backup.artifact.to_string_lossy(), "id": backup.id()}))
 }
 

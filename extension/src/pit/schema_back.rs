@@ -12,7 +12,7 @@ use super::tracking::{self, Epoch};
 use super::undo::{self, Entry, Key};
 use crate::error::{Error, Result};
 use crate::sqlite::Db;
-use crate::store::pit::{op, LOG};
+use crate::store::pit::{self as store, op, LOG};
 use crate::store::quote;
 
 #[derive(Default)]
@@ -81,8 +81,7 @@ pub fn roll_back(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>) -> Result<Schem
 /// A cut at seq S is the last state before row S + 1, so only a sighting after S dates a change after it.
 fn not_there_at_cut(db: Db, cut: i64, name: &str, history: &History, back: &mut SchemaBack) -> Result<()> {
     let Some(first) = history.all.first() else { return Ok(()) };
-    let event = db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[first.first_seq.into()])?;
-    let created = event.as_str().is_some_and(|e| e.contains("\"event\":\"created\""));
+    let created = store::event_at(db, first.first_seq)?.as_deref() == Some("created");
     // Seen created after the cut: it did not exist then, whatever rows it holds now.
     if created && sighted_after(db, last_schema_sighting(db, first.first_seq)?, cut)? {
         db.exec(&format!("DROP TABLE main.{}", quote(name)))?;
@@ -103,9 +102,7 @@ fn not_there_at_cut(db: Db, cut: i64, name: &str, history: &History, back: &mut 
 /// no restore to before the gap can be exact for it.
 fn refuse_gap(db: Db, cut: i64, history: &History) -> Result<()> {
     for epoch in history.all.iter().filter(|e| e.first_seq > cut) {
-        let event =
-            db.query_value(&format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1"), &[epoch.first_seq.into()])?;
-        if event.as_str().is_some_and(|e| e.contains("\"event\":\"retrack\"")) {
+        if store::event_at(db, epoch.first_seq)?.as_deref() == Some("retrack") {
             return Err(Error::new(format!(
                 "table {} was not journaled for a while before seq {} (pit_disable, then pit_enable): its changes \
                  then are unknown, so no restore to an instant before that can be exact; restore to a later instant, \

@@ -78,10 +78,10 @@ fn ensure_journal(db: Db) -> Result<()> {
         return Ok(());
     }
     store::create(db)?;
-    let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
+    let lineage = store::new_id(db)?;
     store::set_meta(db, "format", Value::Integer(store::FORMAT))?;
     store::set_meta(db, "lineage", lineage)?;
-    store::set_meta(db, "db_id", db.query_value("SELECT lower(hex(randomblob(8)))", &[])?)?;
+    store::set_meta(db, "db_id", store::new_id(db)?)?;
     store::set_meta(db, "created_at", db.query_value("SELECT julianday('now')", &[])?)?;
     Ok(())
 }

@@ -239,7 +239,7 @@ fn plan(db: Db, cut: i64, epochs: &HashMap<i64, Epoch>, progress: (&crate::progr
     each_change(db, "seq > ?1", cut, epochs, |change| {
         let name = &change.epoch.shape.name;
         if change.op == op::SCHEMA {
-            let renumbered = change.detail.as_deref().is_some_and(|d| d.contains("\"event\":\"rowids\""));
+            let renumbered = crate::store::pit::event_name(change.detail.as_deref()).as_deref() == Some("rowids");
             if renumbered && changed_since_cut.contains(name) {
                 return Err(renumbered_error(name));
             }

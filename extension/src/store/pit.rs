@@ -98,6 +98,26 @@ pub fn set_meta(db: Db, key: &str, value: Value) -> Result<()> {
     Ok(())
 }
 
+/// The `event` of a schema row's JSON detail (`track`, `created`, `alter`, `retrack`, `drop`, `rowids`…).
+pub fn event_name(detail: Option<&str>) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(detail?).ok()?;
+    json["event"].as_str().map(str::to_string)
+}
+
+/// The event of the schema row at `seq`, if that row is one.
+pub fn event_at(db: Db, seq: i64) -> Result<Option<String>> {
+    let detail = db.query_value(
+        &format!("SELECT rid_new FROM main.{LOG} WHERE seq = ?1 AND op = {}", op::SCHEMA),
+        &[seq.into()],
+    )?;
+    Ok(event_name(detail.as_str()))
+}
+
+/// A random 64-bit id as hex (a lineage, a journal's id): safe inside an SQL literal.
+pub fn new_id(db: Db) -> Result<Value> {
+    db.query_value("SELECT lower(hex(randomblob(8)))", &[])
+}
+
 /// The seq the next journal row will get: the last one plus one. The log is not AUTOINCREMENT (that would
 /// rewrite `sqlite_sequence` for every journaled change); instead nothing ever removes the last row but a
 /// restore's cut, which leaves a `fork` row after every seq the cut history used ([`mark_fork`]), and a
@@ -226,7 +246,7 @@ pub fn forks(db: Db) -> Result<Vec<serde_json::Value>> {
 /// may be used again by the new history; the lineage tells the two apart, as a timeline does in PostgreSQL.
 pub fn record_fork(db: Db, cut_seq: i64, cut_at: Option<f64>) -> Result<serde_json::Value> {
     let parent = meta(db, "lineage")?;
-    let lineage = db.query_value("SELECT lower(hex(randomblob(8)))", &[])?;
+    let lineage = new_id(db)?;
     let now = db.query_value("SELECT julianday('now')", &[])?;
     let mut all = forks(db)?;
     all.push(serde_json::json!({"parent": parent.as_str(), "lineage": lineage.as_str(), "cut_seq": cut_seq,
