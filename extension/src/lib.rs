@@ -17,7 +17,6 @@ pub mod progress;
 pub mod sqlite;
 pub mod store;
 mod vtab;
-mod wal;
 
 use std::os::raw::{c_char, c_uint};
 

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::buffer::{Buffer, READ_BLOCK};
 use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
-use crate::format::{DatabaseHeader, HEADER_BYTES};
+use crate::format::header::{DatabaseHeader, HEADER_BYTES};
+use crate::format::wal_index::{newest_frames, WalIndexHeader};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, VfsFile};
 use crate::store::quote;
-use crate::wal::{newest_frames, WalIndexHeader};
 
 const CHUNK: usize = 1 << 20;
 const MMAP_SIZE: &str = "PRAGMA mmap_size = 1099511627776";

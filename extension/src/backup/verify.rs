@@ -13,7 +13,7 @@ use super::dir::{open_regular, regular_metadata, Perms};
 use super::manifest::{self, Manifest, Position};
 use super::options::{Compression, Verify};
 use crate::error::{Error, Result};
-use crate::format::{DatabaseHeader, HEADER_BYTES};
+use crate::format::header::{DatabaseHeader, HEADER_BYTES};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, OwnedDb};
 

@@ -6,9 +6,9 @@ use std::time::Instant;
 use super::options::MaintenanceOptions;
 use super::{elapsed_ms, wal_bytes, Target};
 use crate::error::{Error, Result};
+use crate::format::wal_index::WalIndexHeader;
 use crate::health::thresholds::show;
 use crate::sqlite::{Db, Value};
-use crate::wal::WalIndexHeader;
 
 pub const OPTION_KEYS: &[&str] = &["schema", "busy_timeout_ms"];
 

@@ -1,0 +1,193 @@
+//! Page sources: a database read page by page, with the newest committed WAL frames laid over the file, or a
+//! hot rollback journal's original pages, exactly as SQLite would read the last committed state.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::btree::PageKind;
+use super::header::{lock_page, DatabaseHeader, HEADER_BYTES};
+use super::journal::{self, JournalScan};
+use super::wal::{self, WalScan};
+
+/// A database file (and its -wal or -journal) read directly, for files SQLite may not be able to open.
+pub struct FilePages {
+    file: File,
+    len: u64,
+    pub header: DatabaseHeader,
+    /// What is wrong with the header, when its fields had to be guessed or corrected.
+    pub header_problems: Vec<String>,
+    pub page_count: u32,
+    wal: Option<(File, WalScan)>,
+    journal: Option<(File, JournalScan)>,
+}
+
+fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> usize {
+    let mut done = 0;
+    while done < buffer.len() {
+        match file.read_at(&mut buffer[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    done
+}
+
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A regular file's handle, or `None` when the path is missing or not a regular file (a planted FIFO or
+/// device is never opened: opening a FIFO for reading would hang).
+pub fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => File::open(path).map(Some),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl FilePages {
+    /// Opens `path` (a regular file) and its -wal or -journal when they are regular files with valid headers.
+    pub fn open(path: &Path) -> Result<FilePages, String> {
+        let file = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {
+                File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            Ok(_) => return Err(format!("{} is not a regular file", path.display())),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut first = [0u8; HEADER_BYTES];
+        read_fully(&file, &mut first, 0);
+        let mut problems = Vec::new();
+        if !DatabaseHeader::has_magic(&first) {
+            problems.push("the header's magic string is damaged".to_string());
+        }
+        let wal = Self::open_wal(path);
+        let page_size = match DatabaseHeader::page_size_field(&first) {
+            Some(size) => size,
+            None => {
+                let guessed = wal.as_ref().map(|(_, w)| w.page_size).unwrap_or_else(|| guess_page_size(&file, len));
+                problems.push(format!("the header's page size is damaged; reading {guessed}-byte pages"));
+                guessed
+            }
+        };
+        let mut header = DatabaseHeader::fields(&first, page_size);
+        if u32::from(header.reserved) >= page_size - 480 {
+            problems.push(format!("the header's reserved-bytes field ({}) is impossible; using 0", header.reserved));
+            header.reserved = 0;
+        }
+        let wal = wal.filter(|(_, w)| w.page_size == page_size && w.committed_frames > 0);
+        let journal = if wal.is_none() { Self::open_journal(path, page_size) } else { None };
+        let from_file = len.div_ceil(u64::from(page_size)).min(u64::from(u32::MAX)) as u32;
+        let page_count = match (&wal, &journal) {
+            (Some((_, w)), _) => w.database_pages,
+            (None, Some((_, j))) if j.original_pages > 0 => j.original_pages,
+            _ => from_file,
+        };
+        if page_count > from_file && wal.is_none() {
+            problems
+                .push(format!("the file holds {from_file} pages but the database has {page_count}: it was truncated"));
+        }
+        Ok(FilePages { file, len, header, header_problems: problems, page_count, wal, journal })
+    }
+
+    fn open_wal(path: &Path) -> Option<(File, WalScan)> {
+        let file = open_regular(&sidecar(path, "-wal")).ok()??;
+        let len = file.metadata().ok()?.len();
+        let scan = wal::scan(len, &mut |buf, at| read_fully(&file, buf, at))?;
+        Some((file, scan))
+    }
+
+    fn open_journal(path: &Path, page_size: u32) -> Option<(File, JournalScan)> {
+        let file = open_regular(&sidecar(path, "-journal")).ok()??;
+        let len = file.metadata().ok()?.len();
+        let scan = journal::scan(len, page_size, &mut |buf, at| read_fully(&file, buf, at))?;
+        Some((file, scan))
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.header.page_size
+    }
+
+    pub fn usable_size(&self) -> u32 {
+        self.header.usable_size()
+    }
+
+    pub fn wal(&self) -> Option<&WalScan> {
+        self.wal.as_ref().map(|(_, w)| w)
+    }
+
+    pub fn journal(&self) -> Option<&JournalScan> {
+        self.journal.as_ref().map(|(_, j)| j)
+    }
+
+    /// Reads page `number` (1-based) into `buffer` (one page long). False when the page lies past the end of
+    /// the file (truncated); a page cut short by the end of the file is read zero-padded.
+    pub fn read(&self, number: u32, buffer: &mut [u8]) -> bool {
+        if number == 0 || number > self.page_count {
+            return false;
+        }
+        let size = self.page_size() as usize;
+        if let Some((wal, scan)) = &self.wal {
+            if let Some(&at) = scan.newest.get(&number) {
+                return read_fully(wal, &mut buffer[..size], at) == size;
+            }
+        }
+        if let Some((journal, scan)) = &self.journal {
+            if let Some(&at) = scan.originals.get(&number) {
+                return read_fully(journal, &mut buffer[..size], at) == size;
+            }
+        }
+        let offset = u64::from(number - 1) * size as u64;
+        if offset >= self.len {
+            return false;
+        }
+        let got = read_fully(&self.file, &mut buffer[..size], offset);
+        buffer[got..size].fill(0);
+        true
+    }
+
+    /// Page `number` as a new buffer.
+    pub fn page(&self, number: u32) -> Option<Vec<u8>> {
+        let mut buffer = vec![0u8; self.page_size() as usize];
+        self.read(number, &mut buffer).then_some(buffer)
+    }
+
+    /// Whether `number` is a pointer-map page (auto_vacuum databases) or the lock page: never b-tree content.
+    pub fn is_structural(&self, number: u32) -> bool {
+        number == lock_page(self.page_size()) || self.is_pointer_map(number)
+    }
+
+    pub fn is_pointer_map(&self, number: u32) -> bool {
+        if self.header.largest_root == 0 || number < 2 {
+            return false;
+        }
+        let per_map = self.usable_size() / 5 + 1;
+        (number - 2) % per_map == 0
+    }
+}
+
+/// When the header's page size is damaged: the smallest size at which about as many pages start like b-tree
+/// pages as at the best size (every multiple of the real size matches too, smaller sizes match less often).
+fn guess_page_size(file: &File, len: u64) -> u32 {
+    let fraction = |size: u32| {
+        let pages = (len / u64::from(size)).min(4096);
+        let mut byte = [0u8; 1];
+        let matching = (1..pages)
+            .filter(|&p| {
+                read_fully(file, &mut byte, p * u64::from(size)) == 1 && PageKind::from_byte(byte[0]).is_some()
+            })
+            .count();
+        matching as f64 / pages.max(1) as f64
+    };
+    let sizes: Vec<(u32, f64)> = (9..=16).map(|shift| 1u32 << shift).map(|size| (size, fraction(size))).collect();
+    let best = sizes.iter().map(|&(_, f)| f).fold(0.0, f64::max);
+    sizes.iter().find(|&&(_, f)| best > 0.0 && f >= 0.75 * best).map_or(4096, |&(size, _)| size)
+}
