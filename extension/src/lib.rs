@@ -14,6 +14,7 @@ mod info;
 pub mod maintenance;
 pub mod pit;
 pub mod progress;
+pub mod salvage;
 pub mod sqlite;
 pub mod store;
 mod vtab;
@@ -124,6 +125,7 @@ fn sql_objects() -> Vec<SqlObject> {
             func: pit::restore::pit_restore,
         },
         SqlObject::Scalar { name: "pit_prune", arities: &[0, 1], access: Access::Writes, func: pit::prune::pit_prune },
+        SqlObject::Scalar { name: "salvage_to", arities: &[2, 3], access: Access::Writes, func: salvage::salvage_to },
         SqlObject::Scalar {
             name: "export_to",
             arities: &[2, 3],

@@ -1,0 +1,90 @@
+//! Entries read out of b-tree cells: a cell becomes a row only when its record decodes exactly and its
+//! overflow chain can be followed to the end; otherwise it is kept as a damaged row with the values that
+//! could be read, or rejected.
+
+use crate::format::btree::{read_payload, BtreePage, PageKind};
+use crate::format::header::TextEncoding;
+use crate::format::pages::FilePages;
+use crate::format::record::{decode, decode_prefix, text_utf8, Field};
+use crate::sqlite::Value;
+
+/// A row (or index entry) as stored: its rowid for table b-trees and its record's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub rowid: Option<i64>,
+    pub values: Vec<Value>,
+    pub page: u32,
+    pub cell: usize,
+}
+
+/// What one cell gave.
+#[derive(Debug)]
+pub enum Read {
+    Whole(Entry, Vec<u32>),
+    /// The record starts well but its overflow chain breaks: the values it holds on this page, NULL after.
+    Damaged(Entry, String),
+    Rejected(String),
+}
+
+/// Reads cell `index` of `page`; `bounds_ok` says whether a table key lies where the tree put the page.
+pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_ok: &dyn Fn(i64) -> bool) -> Read {
+    let cell = match page.cell(index) {
+        Ok(cell) => cell,
+        Err(why) => return Read::Rejected(why),
+    };
+    if page.kind == PageKind::InteriorTable {
+        return Read::Rejected(format!("page {}: interior table cells hold no rows", page.number));
+    }
+    if let Some(rowid) = cell.rowid.filter(|&r| !bounds_ok(r)) {
+        return Read::Rejected(format!(
+            "page {}: cell {index}: rowid {rowid} lies outside its page's range",
+            page.number
+        ));
+    }
+    let entry = |values| Entry { rowid: cell.rowid, values, page: page.number, cell: index };
+    let encoding = pages.header.encoding;
+    if cell.overflow.is_none() {
+        return match decode(cell.local).and_then(|fields| values(&fields, encoding)) {
+            Ok(values) => Read::Whole(entry(values), Vec::new()),
+            Err(why) => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
+        };
+    }
+    let usable = pages.usable_size();
+    match read_payload(&cell, usable, pages.page_count, &mut |n| pages.page(n)) {
+        Ok((payload, chain)) => match decode(&payload).and_then(|fields| values(&fields, encoding)) {
+            Ok(values) => Read::Whole(entry(values), chain),
+            Err(why) => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
+        },
+        Err(why) => match decode_prefix(cell.local, cell.payload_size) {
+            Some(fields) => {
+                let values = fields
+                    .iter()
+                    .map(|f| f.as_ref().and_then(|f| value(f, encoding).ok()).unwrap_or(Value::Null))
+                    .collect();
+                Read::Damaged(entry(values), why)
+            }
+            None => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
+        },
+    }
+}
+
+fn values(fields: &[Field<'_>], encoding: TextEncoding) -> Result<Vec<Value>, String> {
+    fields.iter().map(|f| value(f, encoding)).collect()
+}
+
+fn value(field: &Field<'_>, encoding: TextEncoding) -> Result<Value, String> {
+    Ok(match *field {
+        Field::Null => Value::Null,
+        Field::Integer(i) => Value::Integer(i),
+        Field::Real(r) if r.is_nan() => return Err("a NaN real, which SQLite never stores".into()),
+        Field::Real(r) => Value::Real(r),
+        Field::Blob(bytes) => Value::Blob(bytes.to_vec()),
+        Field::Text(bytes) => {
+            let utf8 = text_utf8(bytes, encoding).ok_or("text that is not valid UTF-16")?;
+            match std::str::from_utf8(&utf8) {
+                Ok(text) => Value::Text(text.to_string()),
+                Err(_) => Value::RawText(utf8.into_owned()),
+            }
+        }
+    })
+}
