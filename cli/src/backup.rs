@@ -189,7 +189,12 @@ fn failed_operation(failure: Failure) -> Failure {
 
 /// Runs one vigil function that returns JSON, with a progress bar; its failures are a failed operation
 /// (exit 2) unless they are bad usage.
-fn run(global: &Global, conn: Connection, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Json, Failure> {
+pub(crate) fn run(
+    global: &Global,
+    conn: Connection,
+    sql: &str,
+    params: Vec<rusqlite::types::Value>,
+) -> Result<Json, Failure> {
     run_with(global, conn, sql, params, |e| failed_operation(sql_failure(e)))
 }
 
@@ -227,7 +232,7 @@ fn run_with(
 
 /// A path as SQL text; a path that is not valid UTF-8 is refused rather than sent with bytes replaced
 /// (vigil would then write or read another file).
-fn path_value(path: &std::path::Path, what: &str) -> Result<rusqlite::types::Value, Failure> {
+pub(crate) fn path_value(path: &std::path::Path, what: &str) -> Result<rusqlite::types::Value, Failure> {
     match path.to_str() {
         Some(text) => Ok(rusqlite::types::Value::Text(text.to_string())),
         None => Err(Failure::usage(format!(
@@ -373,7 +378,7 @@ fn print_steps(out: &Json) {
 
 /// A backup named on the command line that is not there: said plainly, before the extension looks for its
 /// manifest.
-fn must_exist(backup: &std::path::Path) -> Result<(), Failure> {
+pub(crate) fn must_exist(backup: &std::path::Path) -> Result<(), Failure> {
     match backup.exists() {
         true => Ok(()),
         false => Err(Failure { message: format!("{}: no such file", backup.display()), code: exit::CRITICAL }),

@@ -8,6 +8,7 @@ mod interrupt;
 mod maintain;
 mod output;
 mod pit;
+mod salvage;
 mod sql;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ enum Command {
     Export(backup::ExportArgs),
     /// Point in time: journal every change (enable, disable, status, log) and restore any instant (restore, tick)
     Pit(pit::PitArgs),
+    /// Salvage every readable row of a damaged database into a new one: exit 0 nothing damaged, 1 damage found
+    /// (see the report), 2 failed
+    Salvage(salvage::SalvageArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => backup::restore(&cli.global, &args),
         Command::Export(args) => backup::export(&cli.global, &args),
         Command::Pit(args) => pit::run(&cli.global, &args),
+        Command::Salvage(args) => salvage::salvage(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
@@ -155,6 +160,11 @@ fn interrupted_note(command: &Command) -> Option<String> {
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
         Command::Backups(_) | Command::Health(_) => "nothing was changed".into(),
         Command::Pit(args) => return args.command.interrupted_note(),
+        Command::Salvage(args) => format!(
+            "the salvage did not finish; {} was not created and {} was not changed",
+            args.out.display(),
+            args.broken.display()
+        ),
         _ => return None,
     })
 }

@@ -81,6 +81,7 @@ fn owner<'c, C: Candidate>(
 /// Gives every orphan leaf back to its table, or its rows to lost_and_found.
 pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Rebuild) -> GivenBack {
     let orphans = scan.orphans();
+    let schema_damaged = !scan.walker.walks[0].damaged.is_empty();
     let mut given = GivenBack::default();
     let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_leaves.iter().map(|&p| (p, false)));
     for (number, keyed) in pages {
@@ -99,8 +100,9 @@ pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Re
                     rebuild.lose(&why, &name, root, entry);
                 }
             }
-            // Index entries of an index SQLite will rebuild are no loss.
-            None if !keyed => {}
+            // Index entries of an index SQLite will rebuild are no loss, unless the schema that says which
+            // b-trees are indexes is itself damaged: then they may be a WITHOUT ROWID table's rows.
+            None if !keyed && !schema_damaged => {}
             None => {
                 given.unassigned_pages += 1;
                 for (entry, _) in whole {
