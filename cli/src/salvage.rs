@@ -73,11 +73,11 @@ fn summary(out: &Json) -> String {
         s += &format!("\nthe damaged files as they were: {dir}\n");
     }
     s += &format!(
-        "{}: {} rows recovered, {} pages damaged; integrity_check {}\n",
+        "{}: {} rows recovered, {} pages damaged; check: {}\n",
         text(&out["dest"]),
         text(&out["rows_recovered"]),
         text(&out["pages_damaged"]),
-        text(&out["integrity"])
+        text(&out["check"])
     );
     s
 }

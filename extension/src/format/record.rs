@@ -45,6 +45,16 @@ pub fn serial_types(payload: &[u8], payload_size: u64) -> Result<(Vec<u64>, usiz
     Ok((types, header_size))
 }
 
+/// Checks that a record's header and values fill its payload exactly, without decoding the values.
+pub fn validate(payload: &[u8]) -> Result<(), String> {
+    let (types, at) = serial_types(payload, payload.len() as u64)?;
+    let body: u64 = types.iter().filter_map(|&t| serial_size(t)).sum();
+    if at as u64 + body != payload.len() as u64 {
+        return Err(format!("the record's values take {} bytes, its payload has {}", body, payload.len() - at));
+    }
+    Ok(())
+}
+
 /// Decodes a whole record, which must fill `payload` exactly.
 pub fn decode(payload: &[u8]) -> Result<Vec<Field<'_>>, String> {
     let (types, mut at) = serial_types(payload, payload.len() as u64)?;

@@ -5,7 +5,7 @@
 use crate::format::btree::{read_payload, BtreePage, PageKind};
 use crate::format::header::TextEncoding;
 use crate::format::pages::FilePages;
-use crate::format::record::{decode, decode_prefix, text_utf8, Field};
+use crate::format::record::{decode, decode_prefix, text_utf8, validate, Field};
 use crate::sqlite::Value;
 
 /// A row (or index entry) as stored: its rowid for table b-trees and its record's values.
@@ -66,6 +66,38 @@ pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_o
             None => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
         },
     }
+}
+
+/// Checks cell `index` as `read_cell` would read it, without building its values: the overflow chain it uses
+/// when it is sound.
+pub fn check_cell(
+    pages: &FilePages,
+    page: &BtreePage<'_>,
+    index: usize,
+    bounds_ok: &dyn Fn(i64) -> bool,
+) -> Result<Vec<u32>, String> {
+    let cell = page.cell(index)?;
+    if page.kind == PageKind::InteriorTable {
+        return Ok(Vec::new());
+    }
+    if let Some(rowid) = cell.rowid.filter(|&r| !bounds_ok(r)) {
+        return Err(format!("page {}: cell {index}: rowid {rowid} lies outside its page's range", page.number));
+    }
+    let utf16 = pages.header.encoding != TextEncoding::Utf8;
+    let (payload, chain) = if cell.overflow.is_none() && !utf16 {
+        (std::borrow::Cow::Borrowed(cell.local), Vec::new())
+    } else {
+        let (payload, chain) = read_payload(&cell, pages.usable_size(), pages.page_count, &mut |n| pages.page(n))
+            .map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
+        (std::borrow::Cow::Owned(payload), chain)
+    };
+    let checked = if utf16 {
+        decode(&payload).and_then(|f| values(&f, pages.header.encoding)).map(|_| ())
+    } else {
+        validate(&payload)
+    };
+    checked.map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
+    Ok(chain)
 }
 
 fn values(fields: &[Field<'_>], encoding: TextEncoding) -> Result<Vec<Value>, String> {

@@ -83,7 +83,7 @@ pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Re
     let orphans = scan.orphans();
     let schema_damaged = !scan.walker.walks[0].damaged.is_empty();
     let mut given = GivenBack::default();
-    let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_leaves.iter().map(|&p| (p, false)));
+    let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_pages.iter().map(|&p| (p, false)));
     for (number, keyed) in pages {
         let Some((whole, damaged)) = read_page(scan, number) else { continue };
         match owner(scan, runs, rebuild, &whole, keyed) {

@@ -3,6 +3,7 @@
 //! could not go back where it came from. Written through the host's SQLite, in a file vigil created.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::cells::Entry;
 use super::schema::SchemaEntry;
@@ -35,9 +36,13 @@ struct Target {
 
 pub struct Rebuild {
     db: OwnedDb,
+    /// The damaged file is attached as `vigil_source` (see `copy_table`).
+    attached: bool,
     targets: HashMap<String, Target>,
     /// Rows inserted, by table.
     recovered: HashMap<String, u64>,
+    /// Indexes created so far.
+    indexes: std::collections::HashSet<String>,
     pub lost: Vec<LostRow>,
     pub notes: Vec<String>,
 }
@@ -49,23 +54,41 @@ fn is_unique_index(entry: &SchemaEntry) -> bool {
 
 impl Rebuild {
     /// Opens the new, empty file at `path` with the source's page size, encoding, auto_vacuum and header values.
-    pub fn create(path: &str, header: &DatabaseHeader) -> Result<Rebuild> {
-        let db = OwnedDb::open(path, open_flags::READ_WRITE | open_flags::CREATE, None)?;
+    /// `source`: the damaged file, when SQLite may read its intact tables itself (no WAL or journal to apply:
+    /// it is opened immutable, read-only, without locks).
+    pub fn create(path: &str, header: &DatabaseHeader, source: Option<&Path>) -> Result<Rebuild> {
+        let db = OwnedDb::open(path, open_flags::READ_WRITE | open_flags::CREATE | open_flags::URI, None)?;
         let auto_vacuum = match (header.largest_root, header.incremental_vacuum) {
             (0, _) => 0,
             (_, false) => 1,
             (_, true) => 2,
         };
         db.db().exec(&format!(
-            "PRAGMA page_size = {}; PRAGMA encoding = '{}'; PRAGMA auto_vacuum = {auto_vacuum};
-             PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA foreign_keys = OFF;
-             PRAGMA user_version = {}; PRAGMA application_id = {}; BEGIN",
+            "PRAGMA main.page_size = {}; PRAGMA encoding = '{}'; PRAGMA main.auto_vacuum = {auto_vacuum};
+             PRAGMA main.journal_mode = MEMORY; PRAGMA main.synchronous = OFF; PRAGMA foreign_keys = OFF;
+             PRAGMA main.locking_mode = EXCLUSIVE; PRAGMA main.cache_size = -131072;
+             PRAGMA main.user_version = {}; PRAGMA main.application_id = {};",
             header.page_size,
             header.encoding.pragma_name(),
             header.user_version as i32,
             header.application_id as i32,
         ))?;
-        Ok(Rebuild { db, targets: HashMap::new(), recovered: HashMap::new(), lost: Vec::new(), notes: Vec::new() })
+        // Attached after the PRAGMAs (a journal_mode or locking_mode would try to apply to it) and before BEGIN
+        // (no ATTACH inside a transaction).
+        let attached = source.is_some_and(|source| {
+            let uri = format!("file:{}?mode=ro&immutable=1", uri_path(source));
+            db.db().query("ATTACH ?1 AS vigil_source", &[Value::from(uri)]).is_ok()
+        });
+        db.db().exec("BEGIN")?;
+        Ok(Rebuild {
+            db,
+            attached,
+            targets: HashMap::new(),
+            recovered: HashMap::new(),
+            indexes: Default::default(),
+            lost: Vec::new(),
+            notes: Vec::new(),
+        })
     }
 
     fn db(&self) -> Db {
@@ -87,7 +110,7 @@ impl Rebuild {
             self.notes.push("sqlite_stat1 could not be created: run ANALYZE on the new database".into());
         }
         for entry in schema.iter().filter(|e| e.kind == "index" && is_unique_index(e)) {
-            self.create_object(entry);
+            self.create_index(entry);
         }
         for entry in schema.iter().filter(|e| e.is_table() && !e.is_virtual()) {
             match self.target(entry) {
@@ -99,6 +122,12 @@ impl Rebuild {
                 }
                 Err(_) => {}
             }
+        }
+    }
+
+    fn create_index(&mut self, entry: &SchemaEntry) {
+        if self.indexes.insert(entry.name.to_ascii_lowercase()) {
+            self.create_object(entry);
         }
     }
 
@@ -175,6 +204,35 @@ impl Rebuild {
         }
     }
 
+    /// Copies a table that the survey found whole (every page, cell, record and overflow chain sound) with
+    /// SQLite's own INSERT … SELECT, which moves records without decoding them. `entries`: how many the survey
+    /// counted; any difference, or any error, undoes the copy and the caller reads the table itself.
+    pub fn copy_table(&mut self, schema: &[SchemaEntry], table: &str, entries: u64) -> bool {
+        if !self.attached || !self.targets.contains_key(table) {
+            return false;
+        }
+        // With the same indexes on both sides SQLite copies the index b-trees too instead of rebuilding them.
+        for index in schema.iter().filter(|e| e.kind == "index" && e.sql.is_some() && e.table == table) {
+            self.create_index(index);
+        }
+        let db = self.db();
+        let q = quote(table);
+        let copied = db.in_savepoint("vigil_copy", || {
+            db.exec(&format!("INSERT INTO main.{q} SELECT * FROM vigil_source.{q}"))?;
+            match db.changes() as u64 {
+                n if n == entries => Ok(n),
+                n => Err(Error::new(format!("{n} rows copied, {entries} counted"))),
+            }
+        });
+        match copied {
+            Ok(n) => {
+                self.recovered.insert(table.to_string(), n);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub fn lose(&mut self, reason: &str, tree: &str, root: u32, entry: Entry) {
         self.lost.push(LostRow { reason: reason.to_string(), tree: Some(tree.to_string()), root: Some(root), entry });
     }
@@ -196,14 +254,21 @@ impl Rebuild {
     /// tables, and lost_and_found; commits.
     pub fn finish(&mut self, schema: &[SchemaEntry], lost_table: &str) -> Result<u64> {
         self.targets.clear();
-        for kind in ["index", "view", "trigger"] {
-            for entry in schema.iter().filter(|e| e.kind == kind && !(kind == "index" && is_unique_index(e))) {
+        for entry in schema.iter().filter(|e| e.kind == "index") {
+            self.create_index(entry);
+        }
+        for kind in ["view", "trigger"] {
+            for entry in schema.iter().filter(|e| e.kind == kind) {
                 self.create_object(entry);
             }
         }
         self.create_virtual_tables(schema);
         let lost = self.write_lost(lost_table)?;
         self.db().exec("COMMIT").context("cannot commit the new database")?;
+        if self.attached {
+            self.db().exec("DETACH vigil_source")?;
+            self.attached = false;
+        }
         Ok(lost)
     }
 
@@ -261,15 +326,25 @@ impl Rebuild {
         Ok(self.lost.len() as u64)
     }
 
-    /// SQLite's own check of the finished file, and the journal mode the source used.
+    /// SQLite's own check of the finished file (quick_check: SQLite built every b-tree of it itself, so the
+    /// index-against-table comparison of integrity_check would check SQLite against itself), that every table
+    /// holds the rows inserted into it, and the journal mode the source used.
     pub fn check(&self, wal: bool) -> Result<()> {
-        let problems = self.db().query("PRAGMA integrity_check", &[])?;
+        let problems = self.db().query("PRAGMA main.quick_check", &[])?;
         let first = problems.first().and_then(|r| r[0].as_str()).unwrap_or("");
         if first != "ok" {
-            return Err(Error::new(format!("the new database fails integrity_check: {}", crate::error::cut(first))));
+            return Err(Error::new(format!("the new database fails quick_check: {}", crate::error::cut(first))));
+        }
+        for (table, inserted) in &self.recovered {
+            let count = self.db().query_value(&format!("SELECT count(*) FROM {}", quote(table)), &[])?;
+            if count.as_i64() != Some(*inserted as i64) {
+                return Err(Error::new(format!(
+                    "the new database's table {table} holds {count:?} rows, {inserted} were inserted"
+                )));
+            }
         }
         if wal {
-            self.db().exec("PRAGMA journal_mode = WAL")?;
+            self.db().exec("PRAGMA main.journal_mode = WAL")?;
         }
         Ok(())
     }
@@ -309,6 +384,21 @@ impl Target {
     }
 }
 
+/// A path as a `file:` URI's path: every byte but unreserved characters and `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Binds a record's values to an INSERT built by `Target::statement`.
 fn bind_row(
     stmt: &mut Statement<'_>,
@@ -326,11 +416,10 @@ fn bind_row(
         if columns[i].is_none() {
             continue;
         }
-        let value = match (rowid_column == Some(i), value, entry.rowid) {
-            (true, Value::Null, Some(rowid)) => Value::Integer(rowid),
-            _ => value.clone(),
-        };
-        stmt.bind(slot, &value)?;
+        match (rowid_column == Some(i), value, entry.rowid) {
+            (true, Value::Null, Some(rowid)) => stmt.bind(slot, &Value::Integer(rowid))?,
+            _ => stmt.bind(slot, value)?,
+        }
         slot += 1;
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::cells::{read_cell, Read};
+use super::cells::check_cell;
 use super::schema::{SchemaEntry, SchemaReader};
 use super::walk::{Bounds, Owner, TreeWalk, Visitor, Walker};
 use crate::format::btree::{BtreePage, PageKind};
@@ -23,7 +23,7 @@ pub struct Scan<'p> {
 #[derive(Debug, Default)]
 pub struct Orphans {
     pub table_leaves: Vec<u32>,
-    pub index_leaves: Vec<u32>,
+    pub index_pages: Vec<u32>,
     pub others: Vec<u32>,
 }
 
@@ -58,7 +58,8 @@ impl<'p> Scan<'p> {
                 .and_then(|bytes| BtreePage::parse(number, &bytes, pages.usable_size()).ok().map(|p| p.kind));
             match kind {
                 Some(PageKind::LeafTable) => orphans.table_leaves.push(number),
-                Some(PageKind::LeafIndex) => orphans.index_leaves.push(number),
+                // Interior pages of index b-trees hold entries too (a WITHOUT ROWID table's rows).
+                Some(PageKind::LeafIndex | PageKind::InteriorIndex) => orphans.index_pages.push(number),
                 _ => orphans.others.push(number),
             }
         }
@@ -66,25 +67,31 @@ impl<'p> Scan<'p> {
     }
 }
 
-/// Follows the overflow chains of every entry, so overflow pages count as their tree's; notes cells that
-/// cannot be read.
+/// Checks every entry (record, overflow chain) so that overflow pages count as their tree's; notes cells that
+/// cannot be read. `stop` ends the walk early (an interrupted caller).
 #[derive(Default)]
-pub struct CellChecker {
+pub struct CellChecker<'s> {
     pub rejected: Vec<(u32, String)>,
+    pub stop: Option<&'s dyn Fn() -> bool>,
+    pub stopped: bool,
 }
 
-impl Visitor for CellChecker {
+impl Visitor for CellChecker<'_> {
     fn wants_interior_entries(&self) -> bool {
         true
     }
 
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     fn entries(&mut self, walk: &mut Walker<'_>, tree: u32, page: &BtreePage<'_>, bounds: Bounds) {
+        self.stopped = self.stopped || self.stop.is_some_and(|stop| stop());
         for i in 0..page.cell_count() {
-            let problem = match read_cell(walk.pages, page, i, &|key| bounds.holds(key)) {
-                Read::Whole(_, chain) if walk.claim_overflow(tree, &chain) => continue,
-                Read::Whole(..) => format!("page {}: cell {i}: its overflow pages belong elsewhere", page.number),
-                Read::Damaged(_, why) => format!("page {}: cell {i}: {why}", page.number),
-                Read::Rejected(why) => why,
+            let problem = match check_cell(walk.pages, page, i, &|key| bounds.holds(key)) {
+                Ok(chain) if walk.claim_overflow(tree, &chain) => continue,
+                Ok(_) => format!("page {}: cell {i}: its overflow pages belong elsewhere", page.number),
+                Err(why) => why,
             };
             self.rejected.push((page.number, problem));
         }
@@ -150,7 +157,7 @@ pub fn survey(path: &Path) -> Result<Survey, String> {
     }
     let orphans = scan.orphans();
     let mut orphan_pages = orphans.table_leaves;
-    orphan_pages.extend(orphans.index_leaves);
+    orphan_pages.extend(orphans.index_pages);
     orphan_pages.sort_unstable();
     Ok(Survey {
         page_size: pages.page_size(),

@@ -51,6 +51,8 @@ pub struct TreeWalk {
     pub leaf_pages: u32,
     pub overflow_pages: u32,
     pub leaf_cells: u64,
+    /// Entries: leaf cells, and the cells of interior pages of index b-trees (entries too).
+    pub entries: u64,
     pub damaged: Vec<Damage>,
     pub lost: Vec<Lost>,
 }
@@ -85,6 +87,10 @@ pub enum Owner {
 pub trait Visitor {
     /// Whether interior cells of index b-trees are wanted (WITHOUT ROWID tables keep rows there).
     fn wants_interior_entries(&self) -> bool {
+        false
+    }
+    /// True once the visitor wants the walk to stop (the caller was interrupted).
+    fn stopped(&self) -> bool {
         false
     }
     /// A page of entries; `walk.claim_overflow` marks the overflow pages the visitor follows.
@@ -227,6 +233,7 @@ impl<'p> Walker<'p> {
             let walk = &mut self.walks[tree as usize];
             walk.leaf_pages += 1;
             walk.leaf_cells += page.cell_count() as u64;
+            walk.entries += page.cell_count() as u64;
             visitor.entries(self, tree, &page, bounds);
             return Some(true);
         }
@@ -235,12 +242,18 @@ impl<'p> Walker<'p> {
             Err(why) => return lose(self, why),
         };
         self.walks[tree as usize].interior_pages += 1;
+        if !table {
+            self.walks[tree as usize].entries += page.cell_count() as u64;
+        }
         if !table && visitor.wants_interior_entries() {
             visitor.entries(self, tree, &page, bounds);
         }
         let lost_before = self.walks[tree as usize].lost.len();
         let mut leaves_below = false;
         for (child, child_bounds) in children {
+            if visitor.stopped() {
+                break;
+            }
             leaves_below |= self.descend(tree, child, table, child_bounds, depth + 1, visitor) == Some(true);
         }
         // A lost child whose siblings are leaves was a leaf too: one leaf's rows are gone, not a subtree's.
