@@ -24,6 +24,7 @@ const WRITING_CALLS: &[(&str, &str)] = &[
     ("pit_tick", "pit_tick()"),
     ("pit_restore", "pit_restore('{\"seq\":0}', '{dir}/out/restored.db')"),
     ("pit_prune", "pit_prune('{\"dir\":\"{dir}/out\"}')"),
+    ("salvage_to", "salvage_to('{dir}/out/none.db', '{dir}/out/salvaged.db')"),
 ];
 
 /// Schema objects that call `{call}`, and the application statement that makes each one run.

@@ -636,6 +636,84 @@ impl VfsFile<'_> {
     }
 }
 
+/// A database file opened read-only through the host's default VFS, to read its bytes (salvage, diagnose).
+/// Going through the VFS matters: POSIX drops every lock a process holds on a file when the process closes
+/// any descriptor of it, and the unix VFS keeps one lock table per file for the whole process, deferring
+/// that close while a connection of the process holds a lock. A plain `File` would silently release the
+/// application's locks on its own database.
+pub struct OwnedVfsFile {
+    raw: *mut sqlite3_file,
+    /// The sqlite3_file, szOsFile bytes, 8-aligned.
+    _storage: Vec<u64>,
+    name: *const c_char,
+}
+
+impl OwnedVfsFile {
+    pub fn open_database(path: &str) -> Result<OwnedVfsFile> {
+        const SQLITE_OPEN_MAIN_DB: c_int = 0x100;
+        if host_version_number() < 3_032_000 {
+            return Err(Error::new("reading a database file directly needs SQLite 3.32 or newer as the host"));
+        }
+        let cpath = c_string(path, "database path")?;
+        let vfs = unsafe { call!(vfs_find(ptr::null())) };
+        if vfs.is_null() {
+            return Err(Error::new("the host SQLite has no default VFS"));
+        }
+        // SAFETY: vfs is the host's registered default VFS; it lives as long as the process.
+        let (size, open) = unsafe { ((*vfs).szOsFile, (*vfs).xOpen) };
+        let open = open.ok_or_else(|| Error::new("the default VFS has no xOpen"))?;
+        let mut storage = vec![0u64; (size.max(8) as usize).div_ceil(8)];
+        let raw = storage.as_mut_ptr().cast::<sqlite3_file>();
+        // xOpen wants a name made by sqlite3_create_filename (the VFS may read URI parameters after it).
+        let name = unsafe { call!(create_filename(cpath.as_ptr(), c"".as_ptr(), c"".as_ptr(), 0, ptr::null_mut())) };
+        if name.is_null() {
+            return Err(Error::new("out of memory"));
+        }
+        let file = OwnedVfsFile { raw, _storage: storage, name };
+        let mut out_flags: c_int = 0;
+        let rc = unsafe { open(vfs, name, raw, open_flags::READ_ONLY | SQLITE_OPEN_MAIN_DB, &mut out_flags) };
+        if rc != SQLITE_OK {
+            return Err(Error::with_code(format!("cannot open {path}"), rc));
+        }
+        Ok(file)
+    }
+
+    fn methods(&self) -> Option<&sqlite3ext_sys::sqlite3_io_methods> {
+        // SAFETY: xOpen set pMethods (or left it null on failure); the methods live as long as the VFS.
+        unsafe { (*self.raw).pMethods.as_ref() }
+    }
+
+    /// Reads into `buffer` from `offset`; returns how many bytes the file had there (the rest is zeroed).
+    pub fn read_at(&self, buffer: &mut [u8], offset: u64) -> usize {
+        let Some(read) = self.methods().and_then(|m| m.xRead) else { return 0 };
+        let size = self.size().unwrap_or(0);
+        let rc = unsafe { read(self.raw, buffer.as_mut_ptr().cast(), buffer.len() as c_int, offset as i64) };
+        match rc {
+            SQLITE_OK => buffer.len(),
+            SQLITE_IOERR_SHORT_READ => size.saturating_sub(offset).min(buffer.len() as u64) as usize,
+            _ => 0,
+        }
+    }
+
+    pub fn size(&self) -> Result<u64> {
+        let file_size = self.methods().and_then(|m| m.xFileSize).ok_or_else(|| Error::new("the file is not open"))?;
+        let mut size: i64 = 0;
+        match unsafe { file_size(self.raw, &mut size) } {
+            SQLITE_OK => Ok(size as u64),
+            rc => Err(Error::with_code("cannot read the file size", rc)),
+        }
+    }
+}
+
+impl Drop for OwnedVfsFile {
+    fn drop(&mut self) {
+        if let Some(close) = self.methods().and_then(|m| m.xClose) {
+            unsafe { close(self.raw) };
+        }
+        unsafe { call!(free_filename(self.name as *mut c_char)) };
+    }
+}
+
 /// A second connection, opened through the host's library (never a linked SQLite), closed on drop.
 pub struct OwnedDb(Db);
 

@@ -21,6 +21,16 @@ impl PageKind {
         }
     }
 
+    /// The page kind in dbstat's and sqlite3_analyzer's words.
+    pub fn name(self) -> &'static str {
+        match self {
+            PageKind::InteriorIndex => "interior index",
+            PageKind::InteriorTable => "interior table",
+            PageKind::LeafIndex => "index leaf",
+            PageKind::LeafTable => "table leaf",
+        }
+    }
+
     pub fn is_leaf(self) -> bool {
         matches!(self, PageKind::LeafIndex | PageKind::LeafTable)
     }
@@ -93,10 +103,9 @@ impl<'a> BtreePage<'a> {
     pub fn parse(number: u32, bytes: &'a [u8], usable: u32) -> Result<BtreePage<'a>, String> {
         let usable = (usable as usize).min(bytes.len());
         let header_at = if number == 1 { 100 } else { 0 };
-        let kind = bytes
-            .get(header_at)
-            .and_then(|&b| PageKind::from_byte(b))
-            .ok_or_else(|| format!("page {number} is not a b-tree page (type byte {:?})", bytes.get(header_at)))?;
+        let kind = bytes.get(header_at).and_then(|&b| PageKind::from_byte(b)).ok_or_else(|| {
+            format!("page {number} is not a b-tree page (type byte {})", bytes.get(header_at).copied().unwrap_or(0))
+        })?;
         let page = BtreePage { number, kind, bytes, header_at, usable };
         if header_at + kind.header_bytes() > usable {
             return Err(format!("page {number}: the page header runs past the page"));
@@ -248,7 +257,7 @@ pub fn read_payload(
     let per_page = usable as usize - 4;
     while (payload.len() as u64) < cell.payload_size {
         let number = next.filter(|&n| n >= 2 && n <= page_count).ok_or_else(|| {
-            format!("the overflow chain breaks after {} pages (next page {:?})", pages.len(), next.unwrap_or(0))
+            format!("the overflow chain breaks after {} pages (next page {})", pages.len(), next.unwrap_or(0))
         })?;
         if pages.contains(&number) || pages.len() as u64 > u64::from(page_count) {
             return Err(format!("the overflow chain loops at page {number}"));

@@ -34,36 +34,61 @@ fn record_checksum(nonce: u32, page: &[u8]) -> u32 {
 }
 
 /// Reads a journal through `read_at(buffer, offset) -> bytes read`. `None` when it is not a hot journal (no
-/// header: committed, or zeroed by journal_mode=PERSIST).
+/// header: committed, or zeroed by journal_mode=PERSIST). A journal is a series of segments, each a header at
+/// a sector boundary and its records (a transaction that spilled its cache several times wrote several).
 pub fn scan(len: u64, page_size: u32, read_at: &mut dyn FnMut(&mut [u8], u64) -> usize) -> Option<JournalScan> {
-    let mut header = [0u8; HEADER_BYTES];
-    if read_at(&mut header, 0) != HEADER_BYTES || header[..8] != MAGIC {
-        return None;
-    }
-    let sector = word(&header, 20).clamp(512, 65536) as u64;
-    if word(&header, 24) != page_size {
-        return None;
-    }
-    let mut scan = JournalScan { original_pages: word(&header, 16), ..JournalScan::default() };
-    let (nonce, records) = (word(&header, 12), word(&header, 8));
-    let record_len = page_size as u64 + 8;
-    let mut offset = sector;
-    let count = if records == u32::MAX || records == 0 { (len - sector.min(len)) / record_len } else { records.into() };
+    let first = segment_header(0, page_size, read_at)?;
+    let mut scan = JournalScan { original_pages: first.original_pages, ..JournalScan::default() };
+    let record_len = u64::from(page_size) + 8;
     let mut record = vec![0u8; record_len as usize];
-    for index in 0..count {
-        if read_at(&mut record, offset) != record.len() {
+    let mut header_at = 0u64;
+    while let Some(segment) = segment_header(header_at, page_size, read_at) {
+        let mut offset = header_at + segment.sector;
+        // 0 or -1: the count was never written (not synced yet): read until the end or a bad checksum.
+        let count = match segment.records {
+            0 | u32::MAX => len.saturating_sub(offset) / record_len,
+            n => u64::from(n),
+        };
+        for index in 0..count {
+            if read_at(&mut record, offset) != record.len() {
+                break;
+            }
+            let page = word(&record, 0);
+            let image = &record[4..4 + page_size as usize];
+            if page == 0 || record_checksum(segment.nonce, image) != word(&record, 4 + page_size as usize) {
+                scan.stopped = Some(format!("journal record {} is incomplete (checksum)", index + 1));
+                return Some(scan);
+            }
+            scan.originals.entry(page).or_insert(offset + 4);
+            offset += record_len;
+        }
+        let next = offset.div_ceil(segment.sector) * segment.sector;
+        if next <= header_at || next >= len {
             break;
         }
-        let page = word(&record, 0);
-        let image = &record[4..4 + page_size as usize];
-        if page == 0 || record_checksum(nonce, image) != word(&record, 4 + page_size as usize) {
-            scan.stopped = Some(format!("journal record {} is incomplete (checksum)", index + 1));
-            break;
-        }
-        scan.originals.entry(page).or_insert(offset + 4);
-        offset += record_len;
+        header_at = next;
     }
     Some(scan)
+}
+
+struct Segment {
+    records: u32,
+    nonce: u32,
+    original_pages: u32,
+    sector: u64,
+}
+
+fn segment_header(at: u64, page_size: u32, read_at: &mut dyn FnMut(&mut [u8], u64) -> usize) -> Option<Segment> {
+    let mut header = [0u8; HEADER_BYTES];
+    if read_at(&mut header, at) != HEADER_BYTES || header[..8] != MAGIC || word(&header, 24) != page_size {
+        return None;
+    }
+    Some(Segment {
+        records: word(&header, 8),
+        nonce: word(&header, 12),
+        original_pages: word(&header, 16),
+        sector: u64::from(word(&header, 20).clamp(512, 65536)),
+    })
 }
 
 #[cfg(test)]

@@ -9,10 +9,13 @@ use super::btree::PageKind;
 use super::header::{lock_page, DatabaseHeader, HEADER_BYTES};
 use super::journal::{self, JournalScan};
 use super::wal::{self, WalScan};
+use crate::sqlite::OwnedVfsFile;
 
-/// A database file (and its -wal or -journal) read directly, for files SQLite may not be able to open.
+/// A database file (and its -wal or -journal) read directly, for files SQLite may not be able to open. The
+/// database file is opened through the host's VFS (see `OwnedVfsFile`: a plain descriptor's close would drop
+/// this process's locks on it); its -wal and -journal carry no locks and are read as plain files.
 pub struct FilePages {
-    file: File,
+    file: OwnedVfsFile,
     len: u64,
     pub header: DatabaseHeader,
     /// What is wrong with the header, when its fields had to be guessed or corrected.
@@ -55,16 +58,17 @@ pub fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
 impl FilePages {
     /// Opens `path` (a regular file) and its -wal or -journal when they are regular files with valid headers.
     pub fn open(path: &Path) -> Result<FilePages, String> {
-        let file = match std::fs::metadata(path) {
-            Ok(meta) if meta.is_file() => {
-                File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
             Ok(_) => return Err(format!("{} is not a regular file", path.display())),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        }
+        let text = path.to_str().ok_or_else(|| format!("{} is not a UTF-8 path", path.display()))?;
+        let file = OwnedVfsFile::open_database(text)
+            .map_err(|e| format!("cannot read {}: {}", path.display(), e.message()))?;
+        let len = file.size().map_err(|e| e.message().to_string())?;
         let mut first = [0u8; HEADER_BYTES];
-        read_fully(&file, &mut first, 0);
+        file.read_at(&mut first, 0);
         let mut problems = Vec::new();
         if !DatabaseHeader::has_magic(&first) {
             problems.push("the header's magic string is damaged".to_string());
@@ -149,7 +153,7 @@ impl FilePages {
         if offset >= self.len {
             return false;
         }
-        let got = read_fully(&self.file, &mut buffer[..size], offset);
+        let got = self.file.read_at(&mut buffer[..size], offset);
         buffer[got..size].fill(0);
         true
     }
@@ -176,14 +180,12 @@ impl FilePages {
 
 /// When the header's page size is damaged: the smallest size at which about as many pages start like b-tree
 /// pages as at the best size (every multiple of the real size matches too, smaller sizes match less often).
-fn guess_page_size(file: &File, len: u64) -> u32 {
+fn guess_page_size(file: &OwnedVfsFile, len: u64) -> u32 {
     let fraction = |size: u32| {
         let pages = (len / u64::from(size)).min(4096);
         let mut byte = [0u8; 1];
         let matching = (1..pages)
-            .filter(|&p| {
-                read_fully(file, &mut byte, p * u64::from(size)) == 1 && PageKind::from_byte(byte[0]).is_some()
-            })
+            .filter(|&p| file.read_at(&mut byte, p * u64::from(size)) == 1 && PageKind::from_byte(byte[0]).is_some())
             .count();
         matching as f64 / pages.max(1) as f64
     };

@@ -9,24 +9,37 @@ use std::path::{Path, PathBuf};
 use crate::backup::dir::{self, io_error, sync_dir, sync_file, Perms};
 use crate::error::{Error, Result};
 use crate::format::pages::sidecar;
+use crate::sqlite::OwnedVfsFile;
 
 /// Copies `src` and its sidecars into `<dest>.emergency-<UTC time>/`; returns the directory and the copy of
 /// the database file (its sidecars beside it under the same names).
 pub fn copy(src: &Path, dest: &Path, perms: Option<Perms>) -> Result<(PathBuf, PathBuf)> {
-    let directory = create_directory(dest)?;
     let name = src.file_name().ok_or_else(|| Error::new(format!("{} names no file", src.display())))?;
+    let directory = create_directory(dest)?;
     let copy = directory.join(name);
-    for suffix in ["", "-wal", "-journal"] {
-        let from = sidecar(src, suffix);
-        let file = match dir::open_regular(&from) {
-            Ok(file) => file,
-            Err(_) if !suffix.is_empty() => continue,
-            Err(e) => return Err(io_error("cannot read", &from, e)),
-        };
-        copy_file(file, &from, &sidecar(&copy, suffix), perms)?;
+    let mut written = Vec::new();
+    let copied = (|| {
+        let to = copy.clone();
+        written.push(to.clone());
+        copy_database(src, &to, perms)?;
+        for suffix in ["-wal", "-journal"] {
+            let from = sidecar(src, suffix);
+            let Ok(file) = dir::open_regular(&from) else { continue };
+            let to = sidecar(&copy, suffix);
+            written.push(to.clone());
+            copy_file(file, &from, &to, perms)?;
+        }
+        sync_dir(&directory)?;
+        sync_dir(&dir::parent_of(dest))
+    })();
+    if let Err(e) = copied {
+        // A copy that could not be completed (a full disk) is no copy: leave nothing behind.
+        for file in &written {
+            let _ = std::fs::remove_file(file);
+        }
+        let _ = std::fs::remove_dir(&directory);
+        return Err(e.context("the emergency copy failed (nothing was salvaged; the damaged files are untouched)"));
     }
-    sync_dir(&directory)?;
-    sync_dir(&dir::parent_of(dest))?;
     Ok((directory, copy))
 }
 
@@ -46,8 +59,30 @@ fn create_directory(dest: &Path) -> Result<PathBuf> {
     Err(Error::new(format!("no free name for an emergency copy in {}", parent.display())))
 }
 
-fn copy_file(mut from: File, from_path: &Path, to: &Path, perms: Option<Perms>) -> Result<()> {
-    let mut out = OpenOptions::new()
+/// The database file itself is read through the VFS (a plain descriptor's close would drop this process's
+/// locks on it).
+fn copy_database(src: &Path, to: &Path, perms: Option<Perms>) -> Result<()> {
+    use std::io::Write;
+    let text = src.to_str().ok_or_else(|| dir::not_utf8("the damaged database's path"))?;
+    let file = OwnedVfsFile::open_database(text)?;
+    let len = file.size()?;
+    let mut out = create(to, perms)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = buffer.len().min((len - offset) as usize);
+        let got = file.read_at(&mut buffer[..want], offset);
+        if got == 0 {
+            break;
+        }
+        out.write_all(&buffer[..got]).map_err(|e| io_error("cannot write", to, e))?;
+        offset += got as u64;
+    }
+    sync_file(&out, to)
+}
+
+fn create(to: &Path, perms: Option<Perms>) -> Result<File> {
+    let out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -57,6 +92,11 @@ fn copy_file(mut from: File, from_path: &Path, to: &Path, perms: Option<Perms>) 
     if let Some(perms) = perms {
         perms.apply(&out, to)?;
     }
+    Ok(out)
+}
+
+fn copy_file(mut from: File, from_path: &Path, to: &Path, perms: Option<Perms>) -> Result<()> {
+    let mut out = create(to, perms)?;
     std::io::copy(&mut from, &mut out).map_err(|e| io_error("cannot copy", from_path, e))?;
     sync_file(&out, to)
 }

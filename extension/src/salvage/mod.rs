@@ -90,7 +90,36 @@ fn salvage(src: &Path, dest: &Path, options: &Options, tracker: &Tracker) -> Res
     let perms = Perms::of(src);
     let emergency = if options.emergency_copy { Some(emergency::copy(src, dest, perms)?) } else { None };
     let read_from = emergency.as_ref().map_or_else(|| src.to_path_buf(), |(_, file)| file.clone());
-    let pages = FilePages::open(&read_from).map_err(Error::new)?;
+    let mut report = build(src, &read_from, dest, perms, options, tracker).map_err(|e| match &emergency {
+        Some((dir, _)) => Error::with_code(
+            format!(
+                "{}; {} was not created; the damaged files as they were are in {}",
+                e.message(),
+                dest.display(),
+                dir.display()
+            ),
+            e.code(),
+        ),
+        None => e,
+    })?;
+    report["source"] = json!(src.display().to_string());
+    report["dest"] = json!(dest.display().to_string());
+    report["emergency_copy"] = json!(emergency.map(|(d, _)| d.display().to_string()));
+    report["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(report)
+}
+
+/// Builds dest from the file at `read_from` (the emergency copy, or src itself).
+fn build(
+    src: &Path,
+    read_from: &Path,
+    dest: &Path,
+    perms: Option<Perms>,
+    options: &Options,
+    tracker: &Tracker,
+) -> Result<Json> {
+    let pages = FilePages::open(read_from)
+        .map_err(|e| Error::new(e.replace(&read_from.display().to_string(), &src.display().to_string())))?;
     let parent = dir::parent_of(dest);
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("salvaged.db");
     let (temp, file) = TempFile::create(&parent, name, perms)?;
@@ -98,17 +127,14 @@ fn salvage(src: &Path, dest: &Path, options: &Options, tracker: &Tracker) -> Res
     let temp_path = temp.path.to_str().ok_or_else(|| dir::not_utf8("the destination"))?.to_string();
     // SQLite may copy intact tables itself when the file alone is the committed state.
     let plain = pages.wal().is_none() && pages.journal().is_none() && pages.header_problems.is_empty();
-    let mut rebuild = Rebuild::create(&temp_path, &pages.header, plain.then_some(read_from.as_path()))?;
-    let mut report = extract(&pages, &mut rebuild, options, tracker)?;
+    let mut rebuild = Rebuild::create(&temp_path, &pages.header, plain.then_some(read_from))?;
+    let report = extract(&pages, &mut rebuild, options, tracker)?;
     rebuild.check(pages.header.wal)?;
     rebuild.close();
+    dir::clear_sidecars(&temp.path);
     dir::sync_file(&file, &temp.path)?;
     temp.publish(dest, false)?;
     sync_dir(&parent)?;
-    report["source"] = json!(src.display().to_string());
-    report["dest"] = json!(dest.display().to_string());
-    report["emergency_copy"] = json!(emergency.map(|(d, _)| d.display().to_string()));
-    report["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
     Ok(report)
 }
 
@@ -155,7 +181,12 @@ fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker:
         });
     }
     tracker.phase("salvage: rows", u64::from(pages.page_count));
+    // sqlite_sequence last: copying the AUTOINCREMENT tables writes rows into it that the source's replace.
+    runs.sort_by_key(|run| run.entry.name.eq_ignore_ascii_case("sqlite_sequence"));
     for run in &mut runs {
+        if run.entry.name.eq_ignore_ascii_case("sqlite_sequence") {
+            rebuild.prepare_sequence();
+        }
         let walk = &scan.walker.walks[run.tree as usize];
         let whole = walk.damaged.is_empty() && run.rejected_cells == 0;
         if !(whole && rebuild.copy_table(&schema, &run.entry.name, walk.entries)) {

@@ -204,6 +204,14 @@ impl Rebuild {
         }
     }
 
+    /// Rows inserted into AUTOINCREMENT tables have made SQLite write its own sqlite_sequence rows: the
+    /// source's, recovered last, replace them.
+    pub fn prepare_sequence(&mut self) {
+        if self.targets.contains_key("sqlite_sequence") {
+            let _ = self.db().exec("DELETE FROM sqlite_sequence");
+        }
+    }
+
     /// Copies a table that the survey found whole (every page, cell, record and overflow chain sound) with
     /// SQLite's own INSERT … SELECT, which moves records without decoding them. `entries`: how many the survey
     /// counted; any difference, or any error, undoes the copy and the caller reads the table itself.
@@ -337,9 +345,10 @@ impl Rebuild {
         }
         for (table, inserted) in &self.recovered {
             let count = self.db().query_value(&format!("SELECT count(*) FROM {}", quote(table)), &[])?;
-            if count.as_i64() != Some(*inserted as i64) {
+            let count = count.as_i64().unwrap_or(-1);
+            if count != *inserted as i64 {
                 return Err(Error::new(format!(
-                    "the new database's table {table} holds {count:?} rows, {inserted} were inserted"
+                    "the new database's table {table} holds {count} rows, {inserted} were inserted"
                 )));
             }
         }

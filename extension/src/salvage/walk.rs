@@ -225,7 +225,10 @@ impl<'p> Walker<'p> {
         let page = match BtreePage::parse(number, &bytes, self.pages.usable_size()) {
             Ok(page) if page.kind.is_table() == table => page,
             Ok(page) => {
-                return lose(self, format!("page {number} is a {:?} page in a {} b-tree", page.kind, family(table)))
+                return lose(
+                    self,
+                    format!("page {number} is a {} page in a {} b-tree", page.kind.name(), family(table)),
+                )
             }
             Err(why) => return lose(self, why),
         };
