@@ -2,6 +2,7 @@
 //! rusqlite, loads the extension, calls its SQL and formats the result; it holds no database logic.
 
 mod backup;
+mod diagnose;
 mod extension;
 mod health;
 mod interrupt;
@@ -54,6 +55,8 @@ pub struct Global {
 enum Command {
     /// Report a database's health; exit 0 ok, 1 warning, 2 critical, 3 unknown
     Health(health::HealthArgs),
+    /// Diagnose a database that may be damaged, without writing to it: exit 0 ok, 1 warning, 2 critical
+    Diagnose(diagnose::DiagnoseArgs),
     /// Vacuum when fragmented: exit 0 vacuumed or skipped, 1 refused (not enough disk)
     Vacuum(maintain::VacuumArgs),
     /// Graded maintenance (optimize, checkpoint, analyze, reindex, vacuum, integrity): exit 0 ok, 1 warning, 2 failed
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
     let db = database_of(&cli.command);
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
+        Command::Diagnose(args) => diagnose::run(&cli.global, &args),
         Command::Vacuum(args) => maintain::vacuum(&cli.global, &args),
         Command::Maintain(args) => maintain::maintain(&cli.global, &args),
         Command::Checkpoint(args) => maintain::checkpoint(&cli.global, &args),
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
 fn database_of(command: &Command) -> Option<PathBuf> {
     match command {
         Command::Health(args) => Some(args.db.clone()),
+        Command::Diagnose(args) => Some(args.db.clone()),
         Command::Vacuum(args) => Some(args.db.clone()),
         Command::Maintain(args) => Some(args.db.clone()),
         Command::Checkpoint(args) => Some(args.db.clone()),
@@ -158,7 +163,7 @@ fn interrupted_note(command: &Command) -> Option<String> {
         ),
         Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
-        Command::Backups(_) | Command::Health(_) => "nothing was changed".into(),
+        Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) => "nothing was changed".into(),
         Command::Pit(args) => return args.command.interrupted_note(),
         Command::Salvage(args) => format!(
             "the salvage did not finish; {} was not created and {} was not changed",

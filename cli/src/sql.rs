@@ -63,6 +63,7 @@ const FUNCTIONS: &[&str] = &[
     "backup_verify",
     "backup_restore",
     "backup_list",
+    "diagnose",
     "export_to",
     "health_report",
     "health_json",

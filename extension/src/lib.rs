@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod backup;
+mod diagnose;
 mod direct;
 pub mod error;
 pub mod format;
@@ -66,6 +67,7 @@ fn sql_objects() -> Vec<SqlObject> {
             func: progress::vigil_progress,
         },
         SqlObject::Table { name: "health_report", define: vtab::define::<HealthReport> },
+        SqlObject::Table { name: "diagnose", define: vtab::define::<diagnose::Diagnose> },
         SqlObject::Table { name: "health_tables", define: vtab::define::<HealthTables> },
         SqlObject::Scalar {
             name: "health_json",

@@ -17,7 +17,7 @@ pub mod manifest;
 pub mod options;
 pub mod restore;
 pub mod retention;
-mod scratch;
+pub(crate) mod scratch;
 pub mod snapshot;
 pub mod verify;
 
