@@ -104,7 +104,12 @@ pub fn next_step(f: &Findings) -> NextStep {
             f.damaged_indexes.iter().map(|i| format!("REINDEX {};", quoted_ident(i))).collect();
         return NextStep {
             action: Action::Reindex,
-            detail: format!("{} (only indexes are damaged: they are rebuilt from their tables)", statements.join(" ")),
+            detail: format!(
+                "{} (only indexes are damaged: they are rebuilt from their tables); if SQLite refuses (\"database \
+                 disk image is malformed\": the damaged pages cannot even be freed), vigil salvage {db} OUT copies \
+                 every row, all intact, into a new database with its indexes rebuilt",
+                statements.join(" ")
+            ),
         };
     }
     if f.page_damage {
