@@ -169,7 +169,8 @@ fn index_only_damage_recommends_reindex_naming_the_index() {
     let dir = scratch();
     let db = dir.path().join("shop.db");
     shop(&db);
-    damage_page(&db, page_of(&db, "t_a", "leaf"));
+    let page = page_of(&db, "t_a", "leaf");
+    damage_page(&db, page);
     let before = snapshot(dir.path());
     for host in all_hosts() {
         let rows = diagnose(host.as_ref(), &db);
@@ -178,6 +179,11 @@ fn index_only_damage_recommends_reindex_naming_the_index() {
         assert_eq!(damaged, ["t_a"], "{}: {rows:#?}", host.name());
         let rows = by_step(&rows);
         assert_eq!(field(&rows, "integrity_check", "status"), "critical");
+        assert!(
+            field(&rows, "damaged_pages", "detail").contains(&format!("index t_a: page {page} (")),
+            "{:?}",
+            rows["damaged_pages"]
+        );
         assert_eq!(field(&rows, "next_step", "value"), "reindex", "{}", host.name());
         assert!(field(&rows, "next_step", "detail").starts_with("REINDEX \"t_a\";"), "{:?}", rows["next_step"]);
         assert_eq!(snapshot(dir.path()), before);
@@ -210,7 +216,7 @@ fn table_leaf_damage_recommends_salvage_and_names_the_table_and_page() {
         assert!(table.is_some_and(|r| r["status"] == "critical"), "{}: {rows:#?}", host.name());
         let rows = by_step(&rows);
         assert!(
-            field(&rows, "damaged_pages", "detail").contains(&format!("b-tree pages {page}")),
+            field(&rows, "damaged_pages", "detail").contains(&format!("table t: page {page} (")),
             "{:?}",
             rows["damaged_pages"]
         );
@@ -272,6 +278,9 @@ fn header_damage_and_files_that_are_not_databases() {
         let rows = by_step(&diagnose(host.as_ref(), &no_magic));
         assert_eq!(field(&rows, "header", "value"), "damaged", "{}", host.name());
         assert_eq!(field(&rows, "open", "status"), "critical", "SQLite refuses it: {:?}", rows["open"]);
+        // vigil's own page survey still reads the b-trees: only the header is damaged.
+        assert_eq!(field(&rows, "damaged_pages", "status"), "ok", "{:?}", rows["damaged_pages"]);
+        assert!(field(&rows, "damaged_pages", "detail").starts_with("none, by vigil's page survey of 4 b-trees"));
         assert_eq!(field(&rows, "next_step", "value"), "salvage");
 
         let rows = by_step(&diagnose(host.as_ref(), &text_file));

@@ -7,6 +7,7 @@ use super::files::{self, HeaderFields, JournalHeader};
 use super::integrity::{self, Group, Trees};
 use super::open::{How, Opened};
 use super::{row, Diagnosis, Status};
+use crate::salvage::survey::{Survey, TreeSurvey};
 use crate::sqlite::{Db, Value};
 
 pub fn page_aligned(d: &mut Diagnosis, fields: &HeaderFields, size: u64) {
@@ -225,10 +226,13 @@ fn wal_row(scan: &files::WalFrames) -> super::Row {
 }
 
 /// The steps that read the database through SQLite.
-pub fn database(d: &mut Diagnosis, db: Db) {
+pub fn database(d: &mut Diagnosis, db: Db, path: &Path) {
     let trees = match schema(d, db) {
         Some(trees) => trees,
-        None => return skip_rest(d, "the schema cannot be read"),
+        None => {
+            damaged_pages(d, path, &[]);
+            return skip_rest(d, "the schema cannot be read");
+        }
     };
     let quick = pragma_messages(db, "PRAGMA quick_check(100)");
     check_row(d, "quick_check", &quick);
@@ -248,12 +252,12 @@ pub fn database(d: &mut Diagnosis, db: Db) {
     };
     damaged_btrees(d, &groups);
     foreign_keys(d, db);
-    damaged_pages(d, &groups);
+    damaged_pages(d, path, &groups);
     backup(d, db);
 }
 
 fn skip_rest(d: &mut Diagnosis, why: &str) {
-    for step in ["quick_check", "integrity_check", "foreign_key_check", "damaged_pages", "last_verified_backup"] {
+    for step in ["quick_check", "integrity_check", "foreign_key_check", "last_verified_backup"] {
         d.push(row(step, Status::Skipped, Value::Null, format!("skipped: {why}")));
     }
 }
@@ -324,10 +328,18 @@ fn damaged_btrees(d: &mut Diagnosis, groups: &[Group]) {
             "pages" => d.findings.page_damage = true,
             _ => d.findings.damaged_tables.push(group.name.clone()),
         }
-        let pages = if group.pages.is_empty() { String::new() } else { format!(" on pages {}", list(&group.pages)) };
+        let pages = if group.pages.is_empty() { String::new() } else { format!(" on {}", pages_named(&group.pages)) };
         let first: Vec<&str> = group.messages.iter().take(2).map(String::as_str).collect();
         let detail = format!("{} {} messages{pages}: {}", group.kind, group.messages.len(), first.join("; "));
         d.push(row("damaged_btree", status, group.name.as_str(), detail));
+    }
+}
+
+/// "page 8" or "pages 5, 6, …".
+fn pages_named(pages: &BTreeSet<u32>) -> String {
+    match pages.len() {
+        1 => format!("page {}", list(pages)),
+        _ => format!("pages {}", list(pages)),
     }
 }
 
@@ -361,23 +373,79 @@ fn foreign_keys(d: &mut Diagnosis, db: Db) {
     d.push(r);
 }
 
-fn damaged_pages(d: &mut Diagnosis, groups: &[Group]) {
+/// Which pages are damaged: vigil's page survey (its own b-tree walk, no SQLite) when it can read the file,
+/// else the pages integrity_check names. Trees the survey finds damaged and integrity_check did not name
+/// (SQLite could not open the file, or stopped early) get their own `damaged_btree` rows.
+pub fn damaged_pages(d: &mut Diagnosis, path: &Path, groups: &[Group]) {
+    match crate::salvage::survey::survey(path) {
+        Ok(survey) => surveyed(d, &survey, groups),
+        Err(e) => {
+            let why = format!("vigil's page survey cannot read the file ({e}); as integrity_check names them");
+            named_by_integrity(d, groups, &why)
+        }
+    }
+}
+
+fn surveyed(d: &mut Diagnosis, survey: &Survey, groups: &[Group]) {
+    let mut damaged = BTreeSet::new();
+    let mut notes = Vec::new();
+    for tree in survey.trees.iter().filter(|t| !t.damaged.is_empty()) {
+        let pages: BTreeSet<u32> = tree.damaged.iter().map(|(page, _)| *page).collect();
+        damaged.extend(pages.iter().copied());
+        notes.push(format!("{} {}: {} ({})", tree.kind, tree.name, pages_named(&pages), tree.damaged[0].1));
+        if !groups.iter().any(|g| g.name == tree.name) {
+            survey_tree_row(d, tree, &pages);
+        }
+    }
+    if !survey.orphan_pages.is_empty() {
+        d.findings.page_damage = true;
+        let orphans: BTreeSet<u32> = survey.orphan_pages.iter().copied().collect();
+        notes.push(format!("{} b-tree pages no tree reaches: {}", orphans.len(), list(&orphans)));
+    }
+    if !survey.freelist_problems.is_empty() {
+        d.findings.page_damage = true;
+        notes.push(format!("freelist: {}", survey.freelist_problems.join("; ")));
+    }
+    let walked: u32 = survey.trees.iter().map(|t| t.pages).sum();
+    let what = format!("vigil's page survey of {} b-trees ({walked} pages)", survey.trees.len());
+    let r = match (damaged.is_empty(), notes.is_empty()) {
+        (true, true) => row("damaged_pages", Status::Ok, 0, format!("none, by {what}")),
+        (true, false) => row("damaged_pages", Status::Warning, 0, format!("{what}: {}", notes.join("; "))),
+        (false, _) => {
+            row("damaged_pages", Status::Critical, damaged.len() as i64, format!("{what}: {}", notes.join("; ")))
+        }
+    };
+    d.push(r);
+}
+
+/// A `damaged_btree` row for a tree only the survey found damaged.
+fn survey_tree_row(d: &mut Diagnosis, tree: &TreeSurvey, pages: &BTreeSet<u32>) {
+    let status = if tree.kind == "index" { Status::Warning } else { Status::Critical };
+    let list_for = if tree.kind == "index" { &mut d.findings.damaged_indexes } else { &mut d.findings.damaged_tables };
+    if !list_for.contains(&tree.name) {
+        list_for.push(tree.name.clone());
+    }
+    let detail =
+        format!("{} damaged (vigil's page survey) on {}: {}", tree.kind, pages_named(pages), tree.damaged[0].1);
+    d.push(row("damaged_btree", status, tree.name.as_str(), detail));
+}
+
+fn named_by_integrity(d: &mut Diagnosis, groups: &[Group], source: &str) {
     let pages_of = |trees: bool| -> BTreeSet<u32> {
         groups.iter().filter(|g| (g.kind != "pages") == trees).flat_map(|g| g.pages.iter().copied()).collect()
     };
     let (damaged, elsewhere) = (pages_of(true), pages_of(false));
-    let source = "as integrity_check names them (vigil's page survey is not in this build yet)";
     let mut notes = Vec::new();
     if !damaged.is_empty() {
-        notes.push(format!("b-tree pages {}", list(&damaged)));
+        notes.push(format!("b-tree {}", pages_named(&damaged)));
     }
     if !elsewhere.is_empty() {
         notes.push(format!("{} pages outside any b-tree (lost or misfiled): {}", elsewhere.len(), list(&elsewhere)));
     }
     let r = if groups.is_empty() {
-        row("damaged_pages", Status::Ok, 0, "none")
+        row("damaged_pages", Status::Ok, 0, format!("none, {source}"))
     } else if notes.is_empty() {
-        row("damaged_pages", Status::Critical, Value::Null, format!("damage found, no page named {source}"))
+        row("damaged_pages", Status::Critical, Value::Null, format!("damage found, no page named, {source}"))
     } else {
         row("damaged_pages", Status::Critical, damaged.len() as i64, format!("{}, {source}", notes.join("; ")))
     };

@@ -180,13 +180,14 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
             let why = format!("SQLite cannot open it: {}", e.message());
             d.push(row("open", Status::Critical, Value::Null, why.clone()));
             d.findings.file_damage.push("SQLite cannot open it".into());
+            checks::damaged_pages(&mut d, path, &[]);
             return d.finish(&why);
         }
     };
     drop(probe);
     let status = if matches!(opened.how, open::How::Copy(_)) { Status::Warning } else { Status::Ok };
     d.push(row("open", status, how_name(&opened.how), opened.describe()));
-    checks::database(&mut d, opened.conn.db());
+    checks::database(&mut d, opened.conn.db(), path);
     d.end()
 }
 
