@@ -274,7 +274,12 @@ fn schema(d: &mut Diagnosis, db: Db) -> Option<Trees> {
                 trees.add(name, kind, r[2].as_i64().unwrap_or(0) as u32);
                 *counts.entry(kind.to_string()).or_default() += 1;
             }
-            let detail: Vec<String> = counts.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+            let plural = |kind: &str, n: usize| match (kind, n) {
+                (_, 1) => kind.to_string(),
+                ("index", _) => "indexes".to_string(),
+                _ => format!("{kind}s"),
+            };
+            let detail: Vec<String> = counts.iter().map(|(kind, n)| format!("{n} {}", plural(kind, *n))).collect();
             d.push(row("schema", Status::Ok, rows.len() as i64, format!("objects: {}", detail.join(", "))));
             Some(trees)
         }
