@@ -602,3 +602,44 @@ fn bad_arguments_are_refused_with_the_call_to_make() {
         }
     }
 }
+
+/// A process with a connection in a write transaction on the database runs diagnose on it from another
+/// connection: afterwards another process must still be refused the write lock. (Closing any descriptor of a
+/// file drops all of the process's POSIX locks on it; vigil's page survey opens one, so it is skipped here.)
+#[test]
+fn the_locks_of_the_calling_process_survive_a_diagnosis() {
+    let dir = scratch();
+    let db = dir.path().join("locked.db");
+    shop(&db);
+    let script = r#"
+import json, sqlite3, subprocess, sys
+db, lib = sys.argv[1], sys.argv[2]
+writer = sqlite3.connect(db, isolation_level=None)
+writer.execute("BEGIN IMMEDIATE")
+writer.execute("INSERT INTO u(t_id, x) VALUES (1, 'pending')")
+def second_writer():
+    probe = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\ntry:\n    c.execute('BEGIN IMMEDIATE')\n    print('granted')\nexcept sqlite3.Error as e:\n    print('refused: %s' % e)\n"
+    return subprocess.run([sys.executable, "-c", probe, db], capture_output=True, text=True).stdout.strip()
+before = second_writer()
+reader = sqlite3.connect(":memory:")
+reader.enable_load_extension(True)
+reader.load_extension(lib)
+rows = dict(reader.execute("SELECT step, detail FROM diagnose(?)", (db,)).fetchall())
+print(json.dumps({"before": before, "after": second_writer(), "damaged_pages": rows["damaged_pages"]}))
+writer.execute("COMMIT")
+"#;
+    let out = Command::new("/usr/bin/python3").args(["-c", script]).arg(&db).arg(library()).output().unwrap();
+    assert!(out.status.success(), "{}", both(&out));
+    let seen: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["before"], "refused: database is locked", "{seen}");
+    assert_eq!(seen["after"], "refused: database is locked", "the writer's lock was dropped: {seen}");
+    assert!(
+        seen["damaged_pages"].as_str().unwrap().contains("vigil's page survey skipped: this process holds"),
+        "{seen}"
+    );
+    let pending: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM u WHERE x = 'pending'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 1, "the writer committed after the diagnosis");
+}
