@@ -349,8 +349,18 @@ fn a_wal_with_committed_frames_and_no_shm_is_read_from_a_private_copy() {
         assert_eq!(field(&rows, "next_step", "value"), "none");
         assert_eq!(snapshot(db.parent().unwrap()), before, "{}: no -shm created, nothing changed", host.name());
     }
-    // A torn last frame (a crash mid-write): ignored, and said.
+    // A frame whose checksum fails (written incompletely): it and the frames after it are ignored.
     let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let frames = (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + 4096);
+    let original = std::fs::read(&wal).unwrap();
+    flip_bytes(&wal, 32 + (frames - 1) * (24 + 4096) + 24 + 100, 1);
+    let rows = by_step(&diagnose(&Python, &db));
+    assert_eq!(field(&rows, "wal", "status"), "warning", "{:?}", rows["wal"]);
+    let said = format!("{frames} frames: {} valid, ", frames - 1);
+    assert!(field(&rows, "wal", "detail").starts_with(&said), "{said}: {:?}", rows["wal"]);
+    assert!(field(&rows, "wal", "detail").contains(&format!("frame {frames} fails its checksum")));
+    std::fs::write(&wal, original).unwrap();
+    // A torn last frame (a crash mid-write): ignored, and said.
     let mut bytes = std::fs::read(&wal).unwrap();
     bytes.extend(std::iter::repeat_n(7u8, 1000));
     std::fs::write(&wal, bytes).unwrap();

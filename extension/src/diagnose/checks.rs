@@ -202,7 +202,7 @@ pub fn wal(d: &mut Diagnosis, path: &Path) {
 
 /// The committed frames, and what SQLite's recovery ignores and why.
 fn wal_row(scan: &files::WalFrames) -> super::Row {
-    let mut notes = vec![format!("{} frames: {} committed", scan.frames, scan.committed)];
+    let mut notes = vec![format!("{} frames: {} valid, {} committed", scan.frames, scan.valid, scan.committed)];
     let mut status = Status::Ok;
     if scan.valid > scan.committed {
         notes.push(format!("{} valid but not committed (ignored)", scan.valid - scan.committed));
@@ -306,7 +306,10 @@ fn check_row(d: &mut Diagnosis, step: &'static str, result: &Result<Vec<String>,
             row(step, Status::Critical, messages.len() as i64, format!("{}{more}", first.join("; ")))
         }
         Err(e) => {
-            d.findings.file_damage.push(format!("{step} stops with an error"));
+            let what = "SQLite's checks stop at the damage";
+            if !d.findings.file_damage.iter().any(|w| w == what) {
+                d.findings.file_damage.push(what.into());
+            }
             row(step, Status::Critical, Value::Null, format!("stopped with an error: {e}"))
         }
     };
