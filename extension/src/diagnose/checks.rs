@@ -1,6 +1,6 @@
 //! The steps of a diagnosis, each adding its rows and what it found.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use super::files::{self, HeaderFields, JournalHeader};
@@ -241,11 +241,14 @@ pub fn database(d: &mut Diagnosis, db: Db, path: &Path) {
     // A full check that stops with an error still leaves quick_check's messages to group.
     let groups = match full.as_ref().or(quick.as_ref()) {
         Ok(messages) => {
-            let owners = if messages.iter().any(|m| matches!(integrity::subject(m), integrity::Subject::Page(_))) {
-                page_owners(db)
-            } else {
-                HashMap::new()
-            };
+            let wanted: HashSet<u32> = messages
+                .iter()
+                .filter_map(|m| match integrity::subject(m) {
+                    integrity::Subject::Page(page) if !trees.by_root.contains_key(&page) => Some(page),
+                    _ => None,
+                })
+                .collect();
+            let owners = if wanted.is_empty() { HashMap::new() } else { page_owners(db, &wanted) };
             integrity::group(messages, &trees, &|page| owners.get(&page).cloned())
         }
         Err(_) => Vec::new(),
@@ -316,13 +319,18 @@ fn check_row(d: &mut Diagnosis, step: &'static str, result: &Result<Vec<String>,
     d.push(r);
 }
 
-/// Page → b-tree name for every page dbstat reaches (as far as it gets through damage); empty without dbstat.
-fn page_owners(db: Db) -> HashMap<u32, String> {
+/// Page → b-tree name for the `wanted` pages, as far as dbstat reaches through the damage (one pass over
+/// dbstat; SQLite 3.42 and older name pages, not trees, in integrity_check's messages); empty without dbstat.
+fn page_owners(db: Db, wanted: &HashSet<u32>) -> HashMap<u32, String> {
     let mut owners = HashMap::new();
     let Ok(mut stmt) = db.prepare("SELECT pageno, name FROM dbstat") else { return owners };
     while let Ok(true) = stmt.step() {
-        if let (Some(page), Some(name)) = (stmt.column(0).as_i64(), stmt.column(1).as_str().map(str::to_string)) {
-            owners.insert(page as u32, name);
+        let page = stmt.column(0).as_i64().unwrap_or(0) as u32;
+        if wanted.contains(&page) {
+            owners.insert(page, stmt.column(1).as_str().unwrap_or_default().to_string());
+            if owners.len() == wanted.len() {
+                break;
+            }
         }
     }
     owners
