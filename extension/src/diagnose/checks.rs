@@ -394,9 +394,10 @@ fn foreign_keys(d: &mut Diagnosis, db: Db) {
 /// (SQLite could not open the file, or stopped early) get their own `damaged_btree` rows.
 pub fn damaged_pages(d: &mut Diagnosis, path: &Path, groups: &[Group]) {
     if locks_held_here(path) {
-        let why = "vigil's page survey skipped: this process holds SQLite locks on the file (a connection in a \
-                   transaction), and the survey's own descriptor would drop them when closed; as integrity_check \
-                   names them";
+        let why = "vigil's page survey skipped: this process holds SQLite locks on the file (a connection reading \
+                   or writing it, such as the one calling diagnose when the file is its database), and the survey's \
+                   own descriptor would drop them when closed (call diagnose from another connection, e.g. \
+                   :memory:); as integrity_check names them";
         return named_by_integrity(d, groups, why);
     }
     match crate::salvage::survey::survey(path) {
