@@ -653,3 +653,32 @@ writer.execute("COMMIT")
         .unwrap();
     assert_eq!(pending, 1, "the writer committed after the diagnosis");
 }
+
+#[test]
+fn a_damaged_schema_page_and_a_damaged_without_rowid_table_are_table_damage() {
+    let dir = scratch();
+    let schema = dir.path().join("schema.db");
+    shop(&schema);
+    // Page 1 after the 100-byte file header is sqlite_schema's b-tree page.
+    flip_bytes(&schema, 100 + 8, 400);
+    let keyed = dir.path().join("keyed.db");
+    create_db(
+        &keyed,
+        "CREATE TABLE w(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 5000)
+         INSERT INTO w SELECT printf('%08d', i), randomblob(100) FROM n;",
+    );
+    damage_page(&keyed, page_of(&keyed, "w", "leaf"));
+    for host in all_hosts() {
+        let rows = by_step(&diagnose(host.as_ref(), &schema));
+        assert_eq!(field(&rows, "schema", "status"), "critical", "{}: {:?}", host.name(), rows["schema"]);
+        assert_eq!(field(&rows, "quick_check", "status"), "skipped");
+        assert_eq!(field(&rows, "next_step", "value"), "salvage");
+        assert!(field(&rows, "next_step", "detail").contains("the schema"), "{:?}", rows["next_step"]);
+
+        let rows = diagnose(host.as_ref(), &keyed);
+        let w = rows.iter().find(|r| r["step"] == "damaged_btree" && r["value"] == "w");
+        assert!(w.is_some_and(|r| r["status"] == "critical"), "{}: {rows:#?}", host.name());
+        assert_eq!(field(&by_step(&rows), "next_step", "value"), "salvage");
+    }
+}

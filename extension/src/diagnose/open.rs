@@ -111,8 +111,9 @@ pub fn open_safely(path: &Path, wal_mode: bool, probe: &OwnedDb) -> Result<Opene
 fn open_with(path: &Path, params: &str, how: How) -> Result<Opened> {
     let conn = OwnedDb::open(&uri(path, params), open_flags::READ_ONLY | open_flags::URI, None)?;
     conn.db().set_busy_timeout(BUSY_TIMEOUT_MS)?;
-    // The first read is where SQLite meets a hot journal or a locked file.
-    conn.db().query_value("SELECT count(*) FROM sqlite_schema", &[])?;
+    // The first read is where SQLite meets a hot journal or a locked file (schema_version reads the header
+    // only: a damaged schema is the schema step's finding, not a failure to open).
+    conn.db().query_value("PRAGMA schema_version", &[])?;
     Ok(Opened { conn, how, rolled_back: false, _copy: None })
 }
 
@@ -149,7 +150,7 @@ fn open_copy(path: &Path, probe: &OwnedDb, side: &Path, suffix: &str, why: &str)
             .map_err(|e| Error::new(format!("cannot copy {} for a private copy: {e}", side.display())))?;
     }
     let conn = OwnedDb::open(&copy.database.to_string_lossy(), open_flags::READ_WRITE, None)?;
-    conn.db().query_value("SELECT count(*) FROM sqlite_schema", &[])?;
+    conn.db().query_value("PRAGMA schema_version", &[])?;
     let rolled_back = suffix == "-journal" && side_size(&side_file(&copy.database, "-journal")).unwrap_or(0) == 0;
     Ok(Opened { conn, how: How::Copy(why.to_string()), rolled_back, _copy: Some(copy) })
 }
