@@ -682,3 +682,39 @@ fn a_damaged_schema_page_and_a_damaged_without_rowid_table_are_table_damage() {
         assert_eq!(field(&by_step(&rows), "next_step", "value"), "salvage");
     }
 }
+
+/// A writer holding the database's exclusive lock (Debian's python3, BEGIN EXCLUSIVE) is not damage: the
+/// diagnosis says it is locked and to try again, exit 1.
+#[test]
+fn a_locked_database_is_retried_not_repaired() {
+    let dir = scratch();
+    let db = dir.path().join("busy.db");
+    shop(&db);
+    let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+c.execute("INSERT INTO u(t_id, x) VALUES (1, 'pending')")
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+    let mut writer = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(writer.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let rows = by_step(&diagnose(&Shell, &db));
+    assert_eq!(field(&rows, "open", "status"), "warning", "{:?}", rows["open"]);
+    assert!(field(&rows, "open", "detail").contains("database is locked"), "{:?}", rows["open"]);
+    assert_eq!(field(&rows, "next_step", "value"), "retry");
+    let out = vigil(&["diagnose", "busy.db"], dir.path());
+    assert_eq!(code(&out), 1, "{}", both(&out));
+    assert!(text(&out.stdout).contains("next step (retry): vigil diagnose busy.db again"), "{}", both(&out));
+    drop(writer.stdin.take());
+    writer.wait().unwrap();
+}

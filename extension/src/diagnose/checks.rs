@@ -7,6 +7,7 @@ use super::files::{self, HeaderFields, JournalHeader};
 use super::integrity::{self, Group, Trees};
 use super::open::{How, Opened};
 use super::{row, Diagnosis, Status};
+use crate::error::Error;
 use crate::salvage::survey::{Survey, TreeSurvey};
 use crate::sqlite::{Db, Value};
 
@@ -294,13 +295,18 @@ fn schema(d: &mut Diagnosis, db: Db) -> Option<Trees> {
     }
 }
 
-fn pragma_messages(db: Db, sql: &str) -> Result<Vec<String>, String> {
-    let rows = db.query(sql, &[]).map_err(|e| e.message().to_string())?;
+fn pragma_messages(db: Db, sql: &str) -> Result<Vec<String>, Error> {
+    let rows = db.query(sql, &[])?;
     let texts: Vec<String> = rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect();
     Ok(integrity::messages(&texts))
 }
 
-fn check_row(d: &mut Diagnosis, step: &'static str, result: &Result<Vec<String>, String>) {
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection's lock, not damage.
+pub fn is_locked(error: &Error) -> bool {
+    matches!(error.primary_code(), 5 | 6)
+}
+
+fn check_row(d: &mut Diagnosis, step: &'static str, result: &Result<Vec<String>, Error>) {
     let r = match result {
         Ok(messages) if messages.is_empty() => row(step, Status::Ok, 0, "ok"),
         Ok(messages) => {
@@ -308,12 +314,16 @@ fn check_row(d: &mut Diagnosis, step: &'static str, result: &Result<Vec<String>,
             let more = if messages.len() > 3 { format!("; … ({} in all)", messages.len()) } else { String::new() };
             row(step, Status::Critical, messages.len() as i64, format!("{}{more}", first.join("; ")))
         }
+        Err(e) if is_locked(e) => {
+            d.findings.locked = true;
+            row(step, Status::Warning, Value::Null, format!("not run: {} (another connection is writing)", e.message()))
+        }
         Err(e) => {
             let what = "SQLite's checks stop at the damage";
             if !d.findings.file_damage.iter().any(|w| w == what) {
                 d.findings.file_damage.push(what.into());
             }
-            row(step, Status::Critical, Value::Null, format!("stopped with an error: {e}"))
+            row(step, Status::Critical, Value::Null, format!("stopped with an error: {}", e.message()))
         }
     };
     d.push(r);

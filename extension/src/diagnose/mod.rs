@@ -101,7 +101,9 @@ impl Diagnosis {
         let step = next_step(&self.findings);
         let status = match step.action {
             Action::None => Status::Ok,
-            Action::ForeignKeys | Action::RollBack | Action::Vacuum | Action::Reindex => Status::Warning,
+            Action::ForeignKeys | Action::RollBack | Action::Vacuum | Action::Reindex | Action::Retry => {
+                Status::Warning
+            }
             _ => Status::Critical,
         };
         self.rows.push(row("next_step", status, step.action.as_str(), step.detail));
@@ -176,6 +178,15 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
     checks::wal(&mut d, path);
     let opened = match opened {
         Ok(opened) => opened,
+        Err(e) if checks::is_locked(&e) => {
+            let why = format!(
+                "{}: another connection held a write lock for over 5 s; try again when it is done",
+                e.message()
+            );
+            d.push(row("open", Status::Warning, Value::Null, why));
+            d.findings.locked = true;
+            return d.finish("the database is locked");
+        }
         Err(e) => {
             let why = format!("SQLite cannot open it: {}", e.message());
             d.push(row("open", Status::Critical, Value::Null, why.clone()));

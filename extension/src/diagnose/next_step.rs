@@ -19,6 +19,8 @@ pub struct Findings {
     /// A hot journal (the database itself is in its pre-rollback state until a writer opens it).
     pub hot_journal: bool,
     pub foreign_key_violations: u64,
+    /// Another connection's lock kept a step from running (not damage: the diagnosis is incomplete).
+    pub locked: bool,
     /// The newest verified backup whose file exists: (path, created_at).
     pub backup: Option<(String, String)>,
 }
@@ -33,6 +35,7 @@ pub enum Action {
     Vacuum,
     RollBack,
     ForeignKeys,
+    Retry,
 }
 
 impl Action {
@@ -46,6 +49,7 @@ impl Action {
             Action::Vacuum => "vacuum",
             Action::RollBack => "roll_back",
             Action::ForeignKeys => "fix_foreign_keys",
+            Action::Retry => "retry",
         }
     }
 }
@@ -97,6 +101,14 @@ pub fn next_step(f: &Findings) -> NextStep {
                      {what}; no verified backup of this database is recorded)"
                 ),
             },
+        };
+    }
+    if f.locked {
+        return NextStep {
+            action: Action::Retry,
+            detail: format!(
+                "vigil diagnose {db} again when the writer is done: its lock kept SQLite's checks from running"
+            ),
         };
     }
     if !f.damaged_indexes.is_empty() {
@@ -194,6 +206,10 @@ mod tests {
         assert_eq!(next_step(&f).action, Action::RollBack);
         let f = Findings { foreign_key_violations: 2, ..findings() };
         assert_eq!(next_step(&f).action, Action::ForeignKeys);
+        let f = Findings { locked: true, damaged_indexes: vec!["i".into()], ..findings() };
+        assert_eq!(next_step(&f).action, Action::Retry, "a partial diagnosis is no ground for a repair");
+        let f = Findings { locked: true, damaged_tables: vec!["t".into()], ..findings() };
+        assert_eq!(next_step(&f).action, Action::Salvage, "damage seen is damage");
         let f =
             Findings { not_a_database: Some("no such file".into()), damaged_tables: vec!["t".into()], ..findings() };
         assert_eq!(next_step(&f).action, Action::CheckPath);
