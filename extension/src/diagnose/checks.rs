@@ -35,8 +35,10 @@ pub fn page_aligned(d: &mut Diagnosis, fields: &HeaderFields, size: u64) {
 pub fn header(d: &mut Diagnosis, f: &HeaderFields, size: u64) -> bool {
     let versions_ok = (1..=2).contains(&f.write_version) && (1..=2).contains(&f.read_version);
     let mode = if f.wal_mode() { "WAL mode" } else { "rollback-journal mode" };
-    if !f.magic && (!f.page_size_valid() || size < 512) {
-        let why = "no SQLite header: the first 16 bytes are not \"SQLite format 3\\0\" and no page size is readable";
+    // Without the magic, a file is taken for a damaged database only when more of the header says SQLite.
+    let looks_like_sqlite = f.page_size_valid() && (versions_ok || f.fractions == [64, 32, 32]);
+    if !f.magic && (!looks_like_sqlite || size < 512) {
+        let why = "no SQLite header: neither the \"SQLite format 3\" magic nor the page size and versions of one";
         d.push(row("header", Status::Critical, "not SQLite", why));
         d.findings.not_a_database = Some("not an SQLite database (no SQLite header)".into());
         return true;

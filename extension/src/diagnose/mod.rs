@@ -118,15 +118,15 @@ impl Diagnosis {
 pub fn diagnose(path: &str) -> Vec<Row> {
     let mut d = Diagnosis { rows: Vec::new(), findings: Findings { path: path.to_string(), ..Findings::default() } };
     let given = Path::new(path);
-    let size = match files::kind_of(given) {
-        PathKind::Regular { size } => size,
-        other => {
-            let why = match other {
-                PathKind::Missing => "no such file".to_string(),
-                PathKind::NotAFile(what) => format!("{what}, not a database file"),
-                PathKind::Unreadable(e) => format!("cannot look at it: {e}"),
-                PathKind::Regular { .. } => unreachable!(),
-            };
+    let not_a_file = match files::kind_of(given) {
+        PathKind::Regular { size } => Ok(size),
+        PathKind::Missing => Err("no such file".to_string()),
+        PathKind::NotAFile(what) => Err(format!("{what}, not a database file")),
+        PathKind::Unreadable(e) => Err(format!("cannot look at it: {e}")),
+    };
+    let size = match not_a_file {
+        Ok(size) => size,
+        Err(why) => {
             d.push(row("file", Status::Critical, path, why.clone()));
             d.findings.not_a_database = Some(why.clone());
             return d.finish(&why);
@@ -196,7 +196,8 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
         }
     };
     drop(probe);
-    let status = if matches!(opened.how, open::How::Copy(_)) { Status::Warning } else { Status::Ok };
+    // A private copy is how the file was read, not a finding: the journal row warns of a hot journal.
+    let status = if matches!(opened.how, open::How::Copy(_)) { Status::Info } else { Status::Ok };
     d.push(row("open", status, how_name(&opened.how), opened.describe()));
     checks::database(&mut d, opened.conn.db(), path);
     d.end()
