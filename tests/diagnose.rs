@@ -308,26 +308,22 @@ fn a_truncated_file_is_critical_and_salvaged() {
 }
 
 /// A WAL database with committed frames (no checkpoint), its files copied while the writer was open: what a
-/// crash leaves, here without the -shm.
-fn wal_without_shm(dir: &Path) -> PathBuf {
-    let live = dir.join("live");
+/// crash leaves, with or without the -shm.
+fn crashed_wal(dir: &Path, with_shm: bool) -> PathBuf {
+    let name = if with_shm { "with-shm" } else { "without-shm" };
+    let live = dir.join(format!("live-{name}"));
     std::fs::create_dir(&live).unwrap();
     let source = live.join("w.db");
     let conn = Connection::open(&source).unwrap();
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE w(x);
-         INSERT INTO w SELECT value FROM generate_series(1, 500);",
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 500) INSERT INTO w SELECT i FROM n;",
     )
-    .unwrap_or_else(|_| {
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS w(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE \
-             i < 500) INSERT INTO w SELECT i FROM n;",
-        )
-        .unwrap()
-    });
-    let crashed = dir.join("crashed");
+    .unwrap();
+    let crashed = dir.join(format!("crashed-{name}"));
     std::fs::create_dir(&crashed).unwrap();
-    for suffix in ["", "-wal"] {
+    let suffixes: &[&str] = if with_shm { &["", "-wal", "-shm"] } else { &["", "-wal"] };
+    for suffix in suffixes {
         std::fs::copy(format!("{}{suffix}", source.display()), crashed.join(format!("w.db{suffix}"))).unwrap();
     }
     drop(conn);
@@ -335,9 +331,23 @@ fn wal_without_shm(dir: &Path) -> PathBuf {
 }
 
 #[test]
+fn a_crashed_wal_with_its_shm_is_read_with_the_shm_read_only() {
+    let dir = scratch();
+    let db = crashed_wal(dir.path(), true);
+    let before = snapshot(db.parent().unwrap());
+    for host in all_hosts() {
+        let rows = by_step(&diagnose(host.as_ref(), &db));
+        assert_eq!(field(&rows, "open", "value"), "read-only, read-only -shm", "{}: {:?}", host.name(), rows["open"]);
+        assert_eq!(field(&rows, "schema", "value"), "1", "the table made in the WAL is seen: {:?}", rows["schema"]);
+        assert_eq!(field(&rows, "next_step", "value"), "none");
+        assert_eq!(snapshot(db.parent().unwrap()), before, "{}: the -shm or WAL was written", host.name());
+    }
+}
+
+#[test]
 fn a_wal_with_committed_frames_and_no_shm_is_read_from_a_private_copy() {
     let dir = scratch();
-    let db = wal_without_shm(dir.path());
+    let db = crashed_wal(dir.path(), false);
     let before = snapshot(db.parent().unwrap());
     for host in all_hosts() {
         let rows = by_step(&diagnose(host.as_ref(), &db));
