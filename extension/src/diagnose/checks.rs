@@ -405,13 +405,6 @@ fn foreign_keys(d: &mut Diagnosis, db: Db) {
 /// else the pages integrity_check names. Trees the survey finds damaged and integrity_check did not name
 /// (SQLite could not open the file, or stopped early) get their own `damaged_btree` rows.
 pub fn damaged_pages(d: &mut Diagnosis, path: &Path, groups: &[Group]) {
-    if locks_held_here(path) {
-        let why = "vigil's page survey skipped: this process holds SQLite locks on the file (a connection reading \
-                   or writing it, such as the one calling diagnose when the file is its database), and the survey's \
-                   own descriptor would drop them when closed (call diagnose from another connection, e.g. \
-                   :memory:); as integrity_check names them";
-        return named_by_integrity(d, groups, why);
-    }
     match crate::salvage::survey::survey(path) {
         Ok(survey) => surveyed(d, &survey, groups),
         Err(e) => {
@@ -419,23 +412,6 @@ pub fn damaged_pages(d: &mut Diagnosis, path: &Path, groups: &[Group]) {
             named_by_integrity(d, groups, &why)
         }
     }
-}
-
-/// Whether this process holds a POSIX lock on the file (Linux's /proc/locks; true when it cannot tell). Closing
-/// any descriptor of a file drops every POSIX lock the process holds on it, so a descriptor of vigil's own
-/// may be opened only when there are none: SQLite's connections in this process rely on theirs.
-fn locks_held_here(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(meta), Ok(locks)) = (std::fs::metadata(path), std::fs::read_to_string("/proc/locks")) else {
-        return true;
-    };
-    let file = format!("{:02x}:{:02x}:{}", libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
-    let pid = std::process::id().to_string();
-    locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // "1: POSIX  ADVISORY  WRITE 4242 08:01:1234 1073741824 1073741824" (blocked waiters start with "->").
-        fields.len() >= 6 && fields[1] == "POSIX" && fields[4] == pid && fields[5] == file
-    })
 }
 
 fn surveyed(d: &mut Diagnosis, survey: &Survey, groups: &[Group]) {
