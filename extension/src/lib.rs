@@ -4,6 +4,7 @@
 //! one list. Capabilities live in their own modules; `sqlite` is the only module that calls SQLite.
 #![deny(unsafe_code)]
 
+mod args;
 pub mod backup;
 mod diagnose;
 mod direct;

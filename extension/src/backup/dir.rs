@@ -33,25 +33,7 @@ const STALE_AFTER: Duration = Duration::from_secs(60);
 /// Longest file name vigil generates, in bytes (file systems allow 255).
 pub const MAX_NAME_BYTES: usize = 200;
 
-/// Refuses a path that SQLite or the CLI could only hand over with bytes replaced (U+FFFD): the file would
-/// silently be written under another name.
-pub fn not_utf8(what: &str) -> Error {
-    Error::new(format!(
-        "{what} is not valid UTF-8 (or contains U+FFFD): vigil would write under another name; rename the file or \
-         directory to a UTF-8 name"
-    ))
-}
-
-pub fn utf8_path<'a>(text: &'a str, what: &str) -> Result<&'a Path> {
-    if text.contains('\u{FFFD}') {
-        return Err(not_utf8(what));
-    }
-    if text.contains('\0') {
-        // The operating system would stop reading the name at the NUL: another file than the one named.
-        return Err(Error::new(format!("{what} contains a NUL character, which no file name can hold")));
-    }
-    Ok(Path::new(text))
-}
+pub use crate::args::{not_utf8, utf8_path};
 
 /// Permission bits and owner that a database's backups, manifests, restored copies and exports get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::digest::HashingWriter;
 use super::dir::{self, exists, io_error, sync_file, Perms, Staging, MAX_NAME_BYTES};
 use super::options::BackupOptions;
-use super::path_arg;
+use crate::args::path_arg;
 use crate::error::{Error, Result};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{Db, Value};

@@ -21,6 +21,7 @@ pub(crate) mod scratch;
 pub mod snapshot;
 pub mod verify;
 
+use crate::args::path_arg;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,16 +57,6 @@ const BACKUP_KEYS: &[&str] = &[
     "log",
     "busy_timeout_ms",
 ];
-
-/// The text argument at `index`, which must be present and not empty.
-pub(crate) fn path_arg<'a>(args: &'a [Value], index: usize, what: &str) -> Result<&'a str> {
-    match args.get(index) {
-        Some(Value::Text(text)) if !text.trim().is_empty() => dir::utf8_path(text, what).map(|_| text.as_str()),
-        Some(Value::RawText(_)) => Err(dir::not_utf8(what)),
-        Some(Value::Text(_)) | Some(Value::Null) | None => Err(Error::new(format!("{what} is missing"))),
-        Some(other) => Err(Error::new(format!("{what} must be text (a path), not {}", crate::error::describe(other)))),
-    }
-}
 
 /// `backup_to(dest [, options])`.
 pub fn backup_to(db: Db, args: &[Value]) -> Result<Value> {

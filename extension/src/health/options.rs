@@ -4,6 +4,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::thresholds::Thresholds;
+use crate::args::{bad_choice, boolean, integer, object_arg, string};
 use crate::error::{Error, Result};
 use crate::sqlite::Value;
 
@@ -182,51 +183,6 @@ impl Options {
     pub fn wants(&self, check: &str) -> bool {
         self.checks.as_ref().is_none_or(|list| list.iter().any(|c| c == check))
     }
-}
-
-/// The JSON object an options argument holds as text; `None` for NULL or no argument. Keys other than
-/// `allowed` are an error naming them; `example` shows a valid object in the error message.
-pub(crate) fn object_arg(arg: Option<&Value>, example: &str, allowed: &[&str]) -> Result<Option<Map<String, Json>>> {
-    let text = match arg {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Text(text)) => text,
-        Some(other) => {
-            return Err(Error::new(format!(
-                "options must be a JSON object as text, not {}",
-                crate::error::describe(other)
-            )))
-        }
-    };
-    let json: Json = serde_json::from_str(text)
-        .map_err(|e| Error::new(format!("options are not valid JSON ({e}); expected e.g. '{example}'")))?;
-    let Json::Object(map) = json else { return Err(Error::new("options must be a JSON object")) };
-    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Error::new(format!(
-            "unknown option \"{}\" (known: {})",
-            crate::error::cut(key),
-            allowed.join(", ")
-        )));
-    }
-    Ok(Some(map))
-}
-
-pub(crate) fn string<'a>(key: &str, value: &'a Json) -> Result<&'a str> {
-    value.as_str().ok_or_else(|| Error::new(format!("option \"{key}\" must be a string, not {value}")))
-}
-
-pub(crate) fn boolean(key: &str, value: &Json) -> Result<bool> {
-    value.as_bool().ok_or_else(|| Error::new(format!("option \"{key}\" must be true or false, not {value}")))
-}
-
-pub(crate) fn integer(key: &str, value: &Json, min: i64, max: i64) -> Result<i64> {
-    value
-        .as_i64()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| Error::new(format!("option \"{key}\" must be an integer from {min} to {max}, not {value}")))
-}
-
-pub(crate) fn bad_choice(key: &str, got: &str, choices: &str) -> Error {
-    Error::new(format!("option \"{key}\" must be one of {choices}, not \"{got}\""))
 }
 
 fn check_list(value: &Json) -> Result<Vec<String>> {

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::args::{bad_choice, boolean, integer, object_arg, string};
 use crate::error::{Error, Result};
-use crate::health::options::{bad_choice, boolean, integer, object_arg, string};
 use crate::sqlite::Value;
 
 /// The figure vacuum_if_fragmented compares with its threshold.

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use super::cut::rfc3339;
+use crate::args::{boolean, integer, object_arg, string};
 use crate::backup::manifest::{self, Manifest};
 use crate::backup::options::Verify;
 use crate::backup::{retention, verify};
 use crate::error::{Error, Result};
-use crate::health::options::{boolean, integer, object_arg, string};
 use crate::maintenance::Target;
 use crate::sqlite::{Db, Value};
 use crate::store::pit::{self as store, LOG, TABLES};

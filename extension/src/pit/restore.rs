@@ -11,10 +11,10 @@ use serde_json::{json, Value as Json};
 
 use super::cut::{self, Cut, Instant};
 use super::{tracking, undo};
+use crate::args::{integer, object_arg, string};
 use crate::backup::dir::{self, parent_of, sync_dir, sync_file, TempFile};
 use crate::backup::options::BackupOptions;
 use crate::error::{Error, Result};
-use crate::health::options::{integer, object_arg, string};
 use crate::maintenance::{elapsed_ms, Target};
 use crate::progress::Tracker;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, Value};
@@ -37,7 +37,7 @@ fn options(arg: Option<&Value>) -> Result<Options> {
         options.strict = match string("consistency", value)? {
             "strict" => true,
             "statement" => false,
-            other => return Err(crate::health::options::bad_choice("consistency", other, "statement, strict")),
+            other => return Err(crate::args::bad_choice("consistency", other, "statement, strict")),
         };
     }
     if let Some(value) = map.get("base") {
@@ -57,7 +57,7 @@ pub fn pit_restore(db: Db, args: &[Value]) -> Result<Value> {
     let instant = cut::parse(db, args.first().unwrap_or(&Value::Null)).map_err(bad)?;
     let target = match args.get(1) {
         None | Some(Value::Null) => None,
-        Some(_) => Some(PathBuf::from(crate::backup::path_arg(args, 1, "the restore target").map_err(bad)?)),
+        Some(_) => Some(PathBuf::from(crate::args::path_arg(args, 1, "the restore target").map_err(bad)?)),
     };
     let options = options(args.get(2)).map_err(|e| e.context("bad options"))?;
     if !store::exists(db)? {

@@ -24,12 +24,12 @@ use self::rebuild::Rebuild;
 use self::schema::SchemaEntry;
 use self::survey::{CellChecker, Scan};
 use self::walk::{Bounds, Visitor, Walker};
+use crate::args::path_arg;
+use crate::args::{boolean, object_arg, string};
 use crate::backup::dir::{self, sync_dir, Perms, TempFile};
-use crate::backup::path_arg;
 use crate::error::{Error, Result};
 use crate::format::btree::BtreePage;
 use crate::format::pages::FilePages;
-use crate::health::options::{boolean, object_arg, string};
 use crate::progress::Tracker;
 use crate::sqlite::{Db, Value};
 
