@@ -41,7 +41,9 @@ fn damage_found(out: &Json) -> bool {
     let count = |v: &Json| v.as_u64().unwrap_or(0);
     count(&out["pages_damaged"]) > 0
         || count(&out["lost_and_found"]["rows"]) > 0
-        || out["tables"].as_array().is_some_and(|t| t.iter().any(|t| count(&t["rows_lost_estimate"]) > 0))
+        || out["tables"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["rows_lost_estimate"].is_null() || count(&t["rows_lost_estimate"]) > 0))
 }
 
 fn summary(out: &Json) -> String {
@@ -51,7 +53,7 @@ fn summary(out: &Json) -> String {
         .map(|t| {
             ["name", "rows_recovered", "pages_damaged", "rows_lost_estimate", "lost_and_found"]
                 .iter()
-                .map(|k| text(&t[*k]))
+                .map(|k| if t[*k].is_null() { "unknown".to_string() } else { text(&t[*k]) })
                 .collect()
         })
         .collect();

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::btree::PageKind;
+use super::btree::BtreePage;
 use super::header::{lock_page, DatabaseHeader, HEADER_BYTES};
 use super::journal::{self, JournalScan};
 use super::wal::{self, WalScan};
@@ -21,6 +21,11 @@ pub struct FilePages {
     /// What is wrong with the header, when its fields had to be guessed or corrected.
     pub header_problems: Vec<String>,
     pub page_count: u32,
+    /// The pages the database says it has: more than `page_count` when the file was truncated (a child
+    /// pointer up to here is a page lost with the end of the file, not a sign of a garbage page).
+    pub page_limit: u32,
+    /// The header's magic string is there, or most pages look like b-tree pages.
+    pub looks_like_database: bool,
     wal: Option<(File, WalScan)>,
     journal: Option<(File, JournalScan)>,
 }
@@ -70,19 +75,29 @@ impl FilePages {
         let mut first = [0u8; HEADER_BYTES];
         file.read_at(&mut first, 0);
         let mut problems = Vec::new();
-        if !DatabaseHeader::has_magic(&first) {
-            problems.push("the header's magic string is damaged".to_string());
-        }
+        let magic = DatabaseHeader::has_magic(&first);
         let wal = Self::open_wal(path);
-        let page_size = match DatabaseHeader::page_size_field(&first) {
-            Some(size) => size,
+        // Without the magic string nothing in the header can be trusted: the page size is inferred from the
+        // pages themselves, and the fields that would make the reader skip pages (reserved bytes, pointer
+        // maps, the freelist) are ignored.
+        let field = if magic { DatabaseHeader::page_size_field(&first) } else { None };
+        let (page_size, btree_fraction) = match field {
+            Some(size) => (size, None),
             None => {
-                let guessed = wal.as_ref().map(|(_, w)| w.page_size).unwrap_or_else(|| guess_page_size(&file, len));
-                problems.push(format!("the header's page size is damaged; reading {guessed}-byte pages"));
-                guessed
+                let (guessed, fraction) = match wal.as_ref() {
+                    Some((_, w)) => (w.page_size, 1.0),
+                    None => guess_page_size(&file, len),
+                };
+                let what = if magic { "the header's page size is damaged" } else { "the header is damaged" };
+                problems.push(format!("{what}; reading {guessed}-byte pages"));
+                (guessed, Some(fraction))
             }
         };
         let mut header = DatabaseHeader::fields(&first, page_size);
+        if !magic {
+            (header.reserved, header.largest_root, header.incremental_vacuum) = (0, 0, false);
+            (header.freelist_trunk, header.freelist_count) = (0, 0);
+        }
         if u32::from(header.reserved) >= page_size - 480 {
             problems.push(format!("the header's reserved-bytes field ({}) is impossible; using 0", header.reserved));
             header.reserved = 0;
@@ -95,11 +110,22 @@ impl FilePages {
             (None, Some((_, j))) if j.original_pages > 0 => j.original_pages,
             _ => from_file,
         };
-        if page_count > from_file && wal.is_none() {
-            problems
-                .push(format!("the file holds {from_file} pages but the database has {page_count}: it was truncated"));
+        let claimed = if magic && header.page_count_is_current() { header.page_count } else { page_count };
+        if claimed > from_file && wal.is_none() {
+            problems.push(format!("the file holds {from_file} pages but the database has {claimed}: it was truncated"));
         }
-        Ok(FilePages { file, len, header, header_problems: problems, page_count, wal, journal })
+        let looks_like_database = magic || btree_fraction.is_some_and(|f| f >= MIN_BTREE_FRACTION);
+        Ok(FilePages {
+            file,
+            len,
+            header,
+            header_problems: problems,
+            page_count,
+            page_limit: claimed.max(page_count),
+            looks_like_database,
+            wal,
+            journal,
+        })
     }
 
     fn open_wal(path: &Path) -> Option<(File, WalScan)> {
@@ -178,18 +204,27 @@ impl FilePages {
     }
 }
 
+/// Below this share of pages that look like b-tree pages, a file without the header's magic string is not
+/// taken for a database (random bytes or text pass the page-header checks far more rarely; a database whose
+/// pages are mostly overflow pages still has some b-tree pages in every 20).
+const MIN_BTREE_FRACTION: f64 = 0.05;
+
 /// When the header's page size is damaged: the smallest size at which about as many pages start like b-tree
-/// pages as at the best size (every multiple of the real size matches too, smaller sizes match less often).
-fn guess_page_size(file: &OwnedVfsFile, len: u64) -> u32 {
+/// pages as at the best size (every multiple of the real size matches too, smaller sizes match less often),
+/// and the share of pages that do at that size.
+fn guess_page_size(file: &OwnedVfsFile, len: u64) -> (u32, f64) {
     let fraction = |size: u32| {
-        let pages = (len / u64::from(size)).min(4096);
-        let mut byte = [0u8; 1];
+        let pages = (len / u64::from(size)).min(512);
+        let mut page = vec![0u8; size as usize];
         let matching = (1..pages)
-            .filter(|&p| file.read_at(&mut byte, p * u64::from(size)) == 1 && PageKind::from_byte(byte[0]).is_some())
+            .filter(|&p| {
+                file.read_at(&mut page, p * u64::from(size)) == page.len()
+                    && BtreePage::parse(p as u32 + 1, &page, size).is_ok()
+            })
             .count();
-        matching as f64 / pages.max(1) as f64
+        matching as f64 / pages.saturating_sub(1).max(1) as f64
     };
     let sizes: Vec<(u32, f64)> = (9..=16).map(|shift| 1u32 << shift).map(|size| (size, fraction(size))).collect();
     let best = sizes.iter().map(|&(_, f)| f).fold(0.0, f64::max);
-    sizes.iter().find(|&&(_, f)| best > 0.0 && f >= 0.75 * best).map_or(4096, |&(size, _)| size)
+    sizes.iter().find(|&&(_, f)| best > 0.0 && f >= 0.75 * best).copied().unwrap_or((4096, 0.0))
 }

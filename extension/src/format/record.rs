@@ -46,13 +46,25 @@ pub fn serial_types(payload: &[u8], payload_size: u64) -> Result<(Vec<u64>, usiz
 }
 
 /// Checks that a record's header and values fill its payload exactly, without decoding the values.
-pub fn validate(payload: &[u8]) -> Result<(), String> {
+/// Returns its serial types.
+pub fn validate(payload: &[u8]) -> Result<Vec<u64>, String> {
     let (types, at) = serial_types(payload, payload.len() as u64)?;
     let body: u64 = types.iter().filter_map(|&t| serial_size(t)).sum();
     if at as u64 + body != payload.len() as u64 {
         return Err(format!("the record's values take {} bytes, its payload has {}", body, payload.len() - at));
     }
-    Ok(())
+    Ok(types)
+}
+
+/// The storage class of a serial type as a bit: NULL 1, INTEGER 2, REAL 4, TEXT 8, BLOB 16.
+pub fn class_bit(serial_type: u64) -> u8 {
+    match serial_type {
+        0 => 1,
+        1..=6 | 8 | 9 => 2,
+        7 => 4,
+        t if t >= 12 && t % 2 == 0 => 16,
+        _ => 8,
+    }
 }
 
 /// Decodes a whole record, which must fill `payload` exactly.

@@ -69,16 +69,16 @@ pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_o
 }
 
 /// Checks cell `index` as `read_cell` would read it, without building its values: the overflow chain it uses
-/// when it is sound.
+/// and its record's serial types, when it is sound.
 pub fn check_cell(
     pages: &FilePages,
     page: &BtreePage<'_>,
     index: usize,
     bounds_ok: &dyn Fn(i64) -> bool,
-) -> Result<Vec<u32>, String> {
+) -> Result<(Vec<u32>, Vec<u64>), String> {
     let cell = page.cell(index)?;
     if page.kind == PageKind::InteriorTable {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     if let Some(rowid) = cell.rowid.filter(|&r| !bounds_ok(r)) {
         return Err(format!("page {}: cell {index}: rowid {rowid} lies outside its page's range", page.number));
@@ -91,13 +91,25 @@ pub fn check_cell(
             .map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
         (std::borrow::Cow::Owned(payload), chain)
     };
-    let checked = if utf16 {
-        decode(&payload).and_then(|f| values(&f, pages.header.encoding)).map(|_| ())
-    } else {
-        validate(&payload)
-    };
-    checked.map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
-    Ok(chain)
+    let checked = validate(&payload).and_then(|types| {
+        if utf16 {
+            decode(&payload).and_then(|f| values(&f, pages.header.encoding))?;
+        }
+        Ok(types)
+    });
+    let types = checked.map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
+    Ok((chain, types))
+}
+
+/// The storage class of a value as `class_bit` gives it.
+pub fn value_class(value: &Value) -> u8 {
+    match value {
+        Value::Null => 1,
+        Value::Integer(_) => 2,
+        Value::Real(_) => 4,
+        Value::Text(_) | Value::RawText(_) => 8,
+        Value::Blob(_) => 16,
+    }
 }
 
 fn values(fields: &[Field<'_>], encoding: TextEncoding) -> Result<Vec<Value>, String> {

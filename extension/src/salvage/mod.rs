@@ -67,9 +67,22 @@ pub fn salvage_to(db: Db, args: &[Value]) -> Result<Value> {
 
 fn check_paths(src: &Path, dest: &Path) -> Result<()> {
     match std::fs::metadata(src) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => {
+            return Err(Error::new(format!("{} is empty: there is nothing to salvage", src.display())))
+        }
         Ok(meta) if meta.is_file() => {}
         Ok(_) => return Err(Error::new(format!("{} is not a regular file: give the database file", src.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::new(format!("{}: no such file", src.display())))
+        }
         Err(e) => return Err(dir::io_error("cannot read", src, e)),
+    }
+    if dest.is_dir() {
+        return Err(Error::new(format!(
+            "{} is a directory: give the path of a new database file (e.g. {}/salvaged.db)",
+            dest.display(),
+            dest.display()
+        )));
     }
     if dest.symlink_metadata().is_ok() {
         return Err(Error::new(format!(
@@ -125,6 +138,13 @@ fn build(
     let (temp, file) = TempFile::create(&parent, name, perms)?;
     dir::clear_sidecars(&temp.path);
     let temp_path = temp.path.to_str().ok_or_else(|| dir::not_utf8("the destination"))?.to_string();
+    if !pages.looks_like_database {
+        return Err(Error::new(format!(
+            "{} is not an SQLite database: it has no SQLite header and no page of it looks like a b-tree page; \
+             nothing to salvage",
+            src.display()
+        )));
+    }
     // SQLite may copy intact tables itself when the file alone is the committed state.
     let plain = pages.wal().is_none() && pages.journal().is_none() && pages.header_problems.is_empty();
     let mut rebuild = Rebuild::create(&temp_path, &pages.header, plain.then_some(read_from))?;
@@ -146,15 +166,6 @@ struct TableRun {
     rejected_cells: u64,
 }
 
-impl orphans::Candidate for TableRun {
-    fn entry(&self) -> &SchemaEntry {
-        &self.entry
-    }
-    fn tree(&self) -> u32 {
-        self.tree
-    }
-}
-
 /// Surveys every b-tree; copies the tables found whole with SQLite, reads the others row by row; gives back
 /// orphan pages; finishes the new database.
 fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker: &Tracker) -> Result<Json> {
@@ -164,14 +175,21 @@ fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker:
     tracker.phase("salvage: surveying", u64::from(pages.page_count));
     let stop = || tracker.check().is_err();
     let mut runs = Vec::new();
+    // Tables whose indexes are damaged: SQLite must not copy those (it would copy the index b-trees too).
+    let mut damaged_indexes: BTreeSet<String> = BTreeSet::new();
+    let mut walked = Vec::new();
     for entry in schema.iter().filter(|e| e.root > 0) {
-        if !entry.is_table() {
-            scan.walker.walk(entry.root, false, &mut IndexPages);
-            continue;
-        }
         let mut checker = CellChecker { stop: Some(&stop), ..CellChecker::default() };
         let tree = scan.walker.walk(entry.root, Scan::keyed_by_rowid(entry), &mut checker);
         tracker.check()?;
+        let whole = checker.rejected.is_empty() && scan.walker.walks[tree as usize].damaged.is_empty();
+        walked.push(orphans::Walked { entry: entry.clone(), tree });
+        if !entry.is_table() {
+            if !whole {
+                damaged_indexes.insert(entry.table.to_ascii_lowercase());
+            }
+            continue;
+        }
         let damaged_pages = checker.rejected.iter().map(|(page, _)| *page).collect();
         runs.push(TableRun {
             entry: entry.clone(),
@@ -188,12 +206,14 @@ fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker:
             rebuild.prepare_sequence();
         }
         let walk = &scan.walker.walks[run.tree as usize];
-        let whole = walk.damaged.is_empty() && run.rejected_cells == 0;
+        let whole = walk.damaged.is_empty()
+            && run.rejected_cells == 0
+            && !damaged_indexes.contains(&run.entry.name.to_ascii_lowercase());
         if !(whole && rebuild.copy_table(&schema, &run.entry.name, walk.entries)) {
             read_rows(pages, rebuild, run, tracker)?;
         }
     }
-    let orphans = orphans::give_back(&mut scan, &runs, rebuild);
+    let orphans = orphans::give_back(&mut scan, &walked, rebuild);
     let lost_table = lost_table_name(&schema, &options.lost_and_found);
     let lost_rows = rebuild.finish(&schema, &lost_table)?;
     let damaged_rows = rebuild.lost.iter().filter(|l| l.reason.starts_with("overflow chain")).count();
@@ -242,7 +262,7 @@ fn table_report(scan: &Scan<'_>, run: &TableRun, rebuild: &Rebuild, orphans: &or
     let walk = &scan.walker.walks[run.tree as usize];
     let name = run.entry.name.as_str();
     let lost_here = rebuild.lost.iter().filter(|l| l.tree.as_deref() == Some(name)).count();
-    let estimate = orphans::estimate_lost(walk, orphans.rows_given_to(run.tree)) + run.rejected_cells;
+    let estimate = orphans::estimate_lost(walk, orphans.rows_given_to(run.tree)).map(|n| n + run.rejected_cells);
     json!({
         "name": name,
         "rows_recovered": rebuild.recovered(name),
@@ -259,13 +279,6 @@ fn lost_table_name(schema: &[SchemaEntry], wanted: &str) -> String {
         .map(|n| if n == 0 { wanted.to_string() } else { format!("{wanted}_{n}") })
         .find(|n| !taken(n))
         .unwrap_or_default()
-}
-
-/// Index b-trees are walked only so that their pages are not taken for orphans: SQLite rebuilds indexes.
-struct IndexPages;
-
-impl Visitor for IndexPages {
-    fn entries(&mut self, _: &mut Walker<'_>, _: u32, _: &BtreePage<'_>, _: Bounds) {}
 }
 
 /// Inserts a table's rows as the walk reaches them, in key order.

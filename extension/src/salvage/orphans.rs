@@ -5,17 +5,26 @@
 
 use std::collections::HashMap;
 
-use super::cells::{read_cell, Entry, Read};
+use super::cells::{read_cell, value_class, Entry, Read};
 use super::rebuild::Rebuild;
 use super::schema::SchemaEntry;
 use super::survey::Scan;
 use super::walk::TreeWalk;
 use crate::format::btree::BtreePage;
 
-/// A table walked by the salvage.
-pub trait Candidate {
-    fn entry(&self) -> &SchemaEntry;
-    fn tree(&self) -> u32;
+/// A b-tree the salvage walked: a table (its rows go back into it) or an index (its entries are rebuilt).
+pub struct Walked {
+    pub entry: SchemaEntry,
+    pub tree: u32,
+}
+
+/// Where an orphan page's entries belong.
+enum Verdict<'w> {
+    Table(&'w Walked),
+    /// An index's entries: SQLite rebuilds the index, nothing is lost.
+    Index,
+    /// No single tree, or none: kept in lost_and_found.
+    Unknown,
 }
 
 /// What happened to the orphan pages.
@@ -48,47 +57,48 @@ fn read_page(scan: &Scan<'_>, number: u32) -> Option<(Vec<(Entry, Vec<u32>)>, Ve
     Some((whole, damaged))
 }
 
-/// The one table that can own an orphan page, if there is exactly one.
-fn owner<'c, C: Candidate>(
+/// The tree an orphan page belongs to: among the trees of its kind that lost pages (and, for rowid tables, lost a
+/// range holding all its rowids), those whose records have the page's shape (at least 9 in 10 of its entries fit
+/// the tree's profile; a table must have room for the values). Exactly one, or none.
+fn verdict<'w>(
     scan: &Scan<'_>,
-    runs: &'c [C],
+    trees: &'w [Walked],
     rebuild: &Rebuild,
     whole: &[(Entry, Vec<u32>)],
     keyed: bool,
-) -> Option<&'c C> {
-    let fields = whole.iter().map(|(e, _)| e.values.len()).max()?;
+) -> Verdict<'w> {
+    let Some(fields) = whole.iter().map(|(e, _)| e.values.len()).max() else { return Verdict::Unknown };
     let keys: Vec<i64> = whole.iter().filter_map(|(e, _)| e.rowid).collect();
     let (low, high) = (keys.iter().min().copied(), keys.iter().max().copied());
-    let fits = |run: &&C| {
-        let walk = &scan.walker.walks[run.tree() as usize];
-        let columns = rebuild.columns(&run.entry().name).unwrap_or(0);
+    let shapes: Vec<Vec<u8>> = whole.iter().map(|(e, _)| e.values.iter().map(value_class).collect()).collect();
+    let fits = |walked: &&Walked| {
+        let walk = &scan.walker.walks[walked.tree as usize];
         let in_lost_range = walk.lost.iter().any(|l| match (low, high) {
             (Some(low), Some(high)) => l.bounds.holds(low) && l.bounds.holds(high),
             _ => !keyed,
         });
-        Scan::keyed_by_rowid(run.entry()) == keyed && in_lost_range && columns >= fields
+        let fitting = shapes.iter().filter(|shape| walk.profile.fits(shape)).count();
+        let room = !walked.entry.is_table() || rebuild.columns(&walked.entry.name).unwrap_or(0) >= fields;
+        Scan::keyed_by_rowid(&walked.entry) == keyed && in_lost_range && room && fitting * 10 >= shapes.len() * 9
     };
-    let candidates: Vec<&C> = runs.iter().filter(fits).collect();
-    let exact: Vec<&C> =
-        candidates.iter().copied().filter(|run| rebuild.columns(&run.entry().name) == Some(fields)).collect();
-    match (candidates.len(), exact.len()) {
-        (1, _) => Some(candidates[0]),
-        (_, 1) => Some(exact[0]),
-        _ => None,
+    match trees.iter().filter(fits).collect::<Vec<_>>()[..] {
+        [only] if only.entry.is_table() => Verdict::Table(only),
+        [_] => Verdict::Index,
+        _ => Verdict::Unknown,
     }
 }
 
 /// Gives every orphan leaf back to its table, or its rows to lost_and_found.
-pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Rebuild) -> GivenBack {
+pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -> GivenBack {
     let orphans = scan.orphans();
     let schema_damaged = !scan.walker.walks[0].damaged.is_empty();
     let mut given = GivenBack::default();
     let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_pages.iter().map(|&p| (p, false)));
     for (number, keyed) in pages {
         let Some((whole, damaged)) = read_page(scan, number) else { continue };
-        match owner(scan, runs, rebuild, &whole, keyed) {
-            Some(run) => {
-                let (tree, name, root) = (run.tree(), run.entry().name.clone(), run.entry().root);
+        match verdict(scan, trees, rebuild, &whole, keyed) {
+            Verdict::Table(walked) => {
+                let (tree, name, root) = (walked.tree, walked.entry.name.clone(), walked.entry.root);
                 scan.walker.claim_as(number, tree);
                 for (entry, chain) in whole {
                     if scan.walker.claim_overflow(tree, &chain) {
@@ -100,10 +110,11 @@ pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Re
                     rebuild.lose(&why, &name, root, entry);
                 }
             }
-            // Index entries of an index SQLite will rebuild are no loss, unless the schema that says which
-            // b-trees are indexes is itself damaged: then they may be a WITHOUT ROWID table's rows.
-            None if !keyed && !schema_damaged => {}
-            None => {
+            Verdict::Index => {}
+            // Index b-tree pages nobody can place are an index's entries unless the schema that says which
+            // trees exist is damaged: then they may be a WITHOUT ROWID table's rows.
+            Verdict::Unknown if !keyed && !schema_damaged => {}
+            Verdict::Unknown => {
                 given.unassigned_pages += 1;
                 for (entry, _) in whole {
                     rebuild.lose_orphan("orphan page: no single table lost the rowids it holds", entry);
@@ -119,7 +130,14 @@ pub fn give_back<C: Candidate>(scan: &mut Scan<'_>, runs: &[C], rebuild: &mut Re
 
 /// Rows a walk could not reach, estimated from the surviving pages: a leaf's worth for each lost leaf, a
 /// subtree's (mean fan-out × mean leaf) for each lost interior page, less the rows given back from orphans.
-pub fn estimate_lost(walk: &TreeWalk, given: u64) -> u64 {
+/// `None` (unknown) when nothing survived to estimate from: the root was lost, or no leaf could be read.
+pub fn estimate_lost(walk: &TreeWalk, given: u64) -> Option<u64> {
+    if walk.lost.is_empty() {
+        return Some(0);
+    }
+    if walk.leaf_pages == 0 || walk.lost.iter().any(|l| l.page == walk.root) {
+        return None;
+    }
     let per_leaf = walk.cells_per_leaf();
     let fanout = if walk.interior_pages > 0 {
         f64::from(walk.leaf_pages + walk.interior_pages - 1) / f64::from(walk.interior_pages)
@@ -127,5 +145,5 @@ pub fn estimate_lost(walk: &TreeWalk, given: u64) -> u64 {
         1.0
     };
     let lost: f64 = walk.lost.iter().map(|l| if l.leaf_level { per_leaf } else { per_leaf * fanout }).sum();
-    (lost.round() as u64).saturating_sub(given)
+    Some((lost.round() as u64).saturating_sub(given))
 }

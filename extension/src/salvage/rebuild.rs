@@ -237,7 +237,11 @@ impl Rebuild {
                 self.recovered.insert(table.to_string(), n);
                 true
             }
-            Err(_) => false,
+            Err(_) => {
+                // SQLite met damage the survey did not see: no more copies from that file.
+                self.attached = false;
+                false
+            }
         }
     }
 
@@ -273,10 +277,9 @@ impl Rebuild {
         self.create_virtual_tables(schema);
         let lost = self.write_lost(lost_table)?;
         self.db().exec("COMMIT").context("cannot commit the new database")?;
-        if self.attached {
-            self.db().exec("DETACH vigil_source")?;
-            self.attached = false;
-        }
+        // Detached even after a failed copy stopped using it.
+        let _ = self.db().exec("DETACH vigil_source");
+        self.attached = false;
         Ok(lost)
     }
 

@@ -89,7 +89,10 @@ impl Visitor for CellChecker<'_> {
         self.stopped = self.stopped || self.stop.is_some_and(|stop| stop());
         for i in 0..page.cell_count() {
             let problem = match check_cell(walk.pages, page, i, &|key| bounds.holds(key)) {
-                Ok(chain) if walk.claim_overflow(tree, &chain) => continue,
+                Ok((chain, types)) if walk.claim_overflow(tree, &chain) => {
+                    walk.walks[tree as usize].profile.observe(&types);
+                    continue;
+                }
                 Ok(_) => format!("page {}: cell {i}: its overflow pages belong elsewhere", page.number),
                 Err(why) => why,
             };

@@ -55,6 +55,48 @@ pub struct TreeWalk {
     pub entries: u64,
     pub damaged: Vec<Damage>,
     pub lost: Vec<Lost>,
+    /// What the tree's records look like, from the first cells read.
+    pub profile: Profile,
+}
+
+/// The shape of a tree's records (how many values, which storage classes at each position), sampled from the
+/// cells the walk could read: an orphan page goes back to a tree only when its records have that shape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub samples: u32,
+    fields_min: usize,
+    fields_max: usize,
+    classes: Vec<u8>,
+}
+
+const PROFILE_SAMPLES: u32 = 512;
+
+impl Profile {
+    pub fn observe(&mut self, serial_types: &[u64]) {
+        if self.samples >= PROFILE_SAMPLES {
+            return;
+        }
+        let n = serial_types.len();
+        (self.fields_min, self.fields_max) =
+            if self.samples == 0 { (n, n) } else { (self.fields_min.min(n), self.fields_max.max(n)) };
+        if self.classes.len() < n {
+            self.classes.resize(n, 0);
+        }
+        for (class, &t) in self.classes.iter_mut().zip(serial_types) {
+            *class |= crate::format::record::class_bit(t);
+        }
+        self.samples += 1;
+    }
+
+    /// Whether a record of these storage classes (see `class_bit`) has the shape seen; any shape fits a tree
+    /// none of whose records could be read. NULL fits anywhere.
+    pub fn fits(&self, classes: &[u8]) -> bool {
+        if self.samples == 0 {
+            return true;
+        }
+        (self.fields_min..=self.fields_max).contains(&classes.len())
+            && classes.iter().zip(&self.classes).all(|(&c, &seen)| c == 1 || c & seen != 0)
+    }
 }
 
 impl TreeWalk {
@@ -240,7 +282,7 @@ impl<'p> Walker<'p> {
             visitor.entries(self, tree, &page, bounds);
             return Some(true);
         }
-        let children = match children(&page, bounds, self.pages.page_count) {
+        let children = match children(&page, bounds, self.pages.page_limit) {
             Ok(children) => children,
             Err(why) => return lose(self, why),
         };
@@ -275,8 +317,9 @@ fn family(table: bool) -> &'static str {
     }
 }
 
-/// An interior page's children with their key ranges, checked: page numbers in the file and distinct, table
-/// keys rising inside the page's own range.
+/// An interior page's children with their key ranges, checked: page numbers in the database (`page_limit`: a
+/// child past the end of a truncated file is lost on its own) and distinct, table keys rising inside the page's
+/// own range.
 fn children(page: &BtreePage<'_>, bounds: Bounds, page_count: u32) -> Result<Vec<(u32, Bounds)>, String> {
     let mut out = Vec::with_capacity(page.cell_count() + 1);
     let mut rest = bounds;
