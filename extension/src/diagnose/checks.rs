@@ -1,17 +1,22 @@
 //! The steps of a diagnosis, each adding its rows and what it found.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
 use std::path::Path;
 
-use super::files::{self, HeaderFields, JournalHeader};
+use super::files;
 use super::integrity::{self, Group, Trees};
 use super::open::{How, Opened};
 use super::{row, Diagnosis, Status};
 use crate::error::Error;
+use crate::format::header::DatabaseHeader;
+use crate::format::journal::JournalHeader;
+use crate::format::pages::{self, sidecar};
+use crate::format::wal::WalScan;
 use crate::salvage::survey::{Survey, TreeSurvey};
 use crate::sqlite::{Db, Value};
 
-pub fn page_aligned(d: &mut Diagnosis, fields: &HeaderFields, size: u64) {
+pub fn page_aligned(d: &mut Diagnosis, fields: &DatabaseHeader, size: u64) {
     if !fields.page_size_valid() {
         d.push(row("page_aligned", Status::Skipped, Value::Null, "skipped: the header's page size is not valid"));
         return;
@@ -32,9 +37,9 @@ pub fn page_aligned(d: &mut Diagnosis, fields: &HeaderFields, size: u64) {
 }
 
 /// The header rows; true when the file is not an SQLite database at all (nothing more to check).
-pub fn header(d: &mut Diagnosis, f: &HeaderFields, size: u64) -> bool {
+pub fn header(d: &mut Diagnosis, f: &DatabaseHeader, size: u64) -> bool {
     let versions_ok = (1..=2).contains(&f.write_version) && (1..=2).contains(&f.read_version);
-    let mode = if f.wal_mode() { "WAL mode" } else { "rollback-journal mode" };
+    let mode = if f.wal { "WAL mode" } else { "rollback-journal mode" };
     // Without the magic, a file is taken for a damaged database only when more of the header says SQLite.
     let looks_like_sqlite = f.page_size_valid() && (versions_ok || f.fractions == [64, 32, 32]);
     if !f.magic && (!looks_like_sqlite || size < 512) {
@@ -68,7 +73,7 @@ pub fn header(d: &mut Diagnosis, f: &HeaderFields, size: u64) -> bool {
     false
 }
 
-fn header_fields(d: &mut Diagnosis, f: &HeaderFields, size: u64) {
+fn header_fields(d: &mut Diagnosis, f: &DatabaseHeader, size: u64) {
     let mut damaged = false;
     if f.page_size_valid() {
         d.push(row("page_size", Status::Ok, i64::from(f.page_size), "bytes"));
@@ -89,10 +94,10 @@ fn header_fields(d: &mut Diagnosis, f: &HeaderFields, size: u64) {
     };
     d.push(freelist);
     // A database no one has written a table to yet has 0 in both fields.
-    let fresh = f.encoding == 0 && f.schema_format == 0;
-    match (f.encoding, fresh) {
+    let fresh = f.encoding_code == 0 && f.schema_format == 0;
+    match (f.encoding_code, fresh) {
         (1..=3, _) | (_, true) => {
-            let name = ["not set yet", "UTF-8", "UTF-16le", "UTF-16be"][f.encoding.min(3) as usize];
+            let name = ["not set yet", "UTF-8", "UTF-16le", "UTF-16be"][f.encoding_code.min(3) as usize];
             d.push(row("text_encoding", Status::Ok, name, ""));
         }
         (code, false) => {
@@ -126,7 +131,7 @@ fn header_fields(d: &mut Diagnosis, f: &HeaderFields, size: u64) {
     }
 }
 
-fn page_count(d: &mut Diagnosis, f: &HeaderFields, size: u64) {
+fn page_count(d: &mut Diagnosis, f: &DatabaseHeader, size: u64) {
     let count = i64::from(f.page_count);
     if f.valid_for != f.change_counter || f.page_count == 0 {
         let why = "not kept by the SQLite that last wrote the file (before 3.7.0): the file size counts";
@@ -151,21 +156,21 @@ fn page_count(d: &mut Diagnosis, f: &HeaderFields, size: u64) {
 }
 
 pub fn journal(d: &mut Diagnosis, path: &Path, opened: Option<&Opened>) {
-    let journal = files::side_file(path, "-journal");
+    let journal = sidecar(path, "-journal");
     let Some(size) = files::side_size(&journal) else {
         d.push(row("journal", Status::Ok, Value::Null, "no rollback journal"));
         return;
     };
     let hot = opened.is_some_and(|o| matches!(o.how, How::Copy(_)) && o.rolled_back);
-    let (status, detail) = match files::journal_header(&journal) {
+    let (status, detail) = match File::open(&journal).map(|file| pages::journal_header_of(&file)) {
         Err(e) => (Status::Warning, format!("cannot read it: {e}")),
         Ok(JournalHeader::Empty) => (Status::Ok, "empty (journal_mode=TRUNCATE leaves it after a commit)".into()),
         Ok(JournalHeader::Zeroed) => {
             (Status::Ok, "header zeroed: a finished transaction (journal_mode=PERSIST)".into())
         }
         Ok(JournalHeader::Invalid) => (Status::Warning, "not a journal header: SQLite ignores the file".into()),
-        Ok(JournalHeader::Valid { records, original_pages, page_size }) => {
-            let records = if records < 0 { "an unknown number of".to_string() } else { records.to_string() };
+        Ok(JournalHeader::Valid { records, original_pages, page_size, .. }) => {
+            let records = if records == u32::MAX { "an unknown number of".to_string() } else { records.to_string() };
             let what = format!(
                 "valid header: {records} page images of {page_size} bytes, for a database of {original_pages} pages"
             );
@@ -183,12 +188,15 @@ pub fn journal(d: &mut Diagnosis, path: &Path, opened: Option<&Opened>) {
 }
 
 pub fn wal(d: &mut Diagnosis, path: &Path) {
-    let wal = files::side_file(path, "-wal");
+    let wal = sidecar(path, "-wal");
     let row = match files::side_size(&wal) {
         None => row("wal", Status::Ok, Value::Null, "no WAL file"),
         Some(0) => row("wal", Status::Ok, 0, "empty"),
-        Some(size) => match files::scan_wal(&wal) {
+        Some(size) => match File::open(&wal).and_then(|file| pages::scan_wal_file(&file)) {
             Err(e) => row("wal", Status::Warning, Value::Null, format!("cannot read it: {e}")),
+            Ok(WalScan { unreadable_from: Some(frame), .. }) => {
+                row("wal", Status::Warning, Value::Null, format!("cannot read it: frame {frame} cannot be read"))
+            }
             Ok(scan) => match &scan.header_problem {
                 Some(problem) => row(
                     "wal",
@@ -204,11 +212,12 @@ pub fn wal(d: &mut Diagnosis, path: &Path) {
 }
 
 /// The committed frames, and what SQLite's recovery ignores and why.
-fn wal_row(scan: &files::WalFrames) -> super::Row {
-    let mut notes = vec![format!("{} frames: {} valid, {} committed", scan.frames, scan.valid, scan.committed)];
+fn wal_row(scan: &WalScan) -> super::Row {
+    let committed = scan.committed_frames;
+    let mut notes = vec![format!("{} frames: {} valid, {committed} committed", scan.frames, scan.valid)];
     let mut status = Status::Ok;
-    if scan.valid > scan.committed {
-        notes.push(format!("{} valid but not committed (ignored)", scan.valid - scan.committed));
+    if scan.valid > committed {
+        notes.push(format!("{} valid but not committed (ignored)", scan.valid - committed));
         status = Status::Warning;
     }
     if let Some(frame) = scan.checksum_failure {
@@ -225,7 +234,7 @@ fn wal_row(scan: &files::WalFrames) -> super::Row {
     if status == Status::Warning {
         notes.push("the last transaction was not written completely: its changes are lost".into());
     }
-    row("wal", status, scan.committed as i64, notes.join("; "))
+    row("wal", status, i64::from(committed), notes.join("; "))
 }
 
 /// The steps that read the database through SQLite.

@@ -13,9 +13,10 @@ mod open;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::header::{DatabaseHeader, HEADER_BYTES};
 use crate::sqlite::{Db, Value};
 use crate::vtab::TableFunction;
-use files::{HeaderFields, PathKind, HEADER_BYTES};
+use files::PathKind;
 pub use next_step::{next_step, Action, Findings};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,12 +169,12 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
             return d.finish(&why);
         }
     };
-    let fields = HeaderFields::parse(&bytes);
+    let fields = DatabaseHeader::as_stored(&bytes);
     checks::page_aligned(&mut d, &fields, size);
     if checks::header(&mut d, &fields, size) {
         return d.finish("not an SQLite database");
     }
-    let opened = open::open_safely(path, fields.wal_mode(), &probe);
+    let opened = open::open_safely(path, fields.wal, &probe);
     checks::journal(&mut d, path, opened.as_ref().ok());
     checks::wal(&mut d, path);
     let opened = match opened {

@@ -19,7 +19,8 @@ use crate::backup::scratch::Scratch;
 use crate::error::{Error, Result};
 use crate::sqlite::{open_flags, OwnedDb};
 
-use super::files::{side_file, side_size};
+use super::files::side_size;
+use crate::format::pages::sidecar;
 
 /// SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal it may not roll back.
 const READONLY_ROLLBACK: i32 = 776;
@@ -87,9 +88,9 @@ pub fn uri(path: &Path, params: &str) -> String {
 /// read the header: a private copy reads the database through it, so that no descriptor of vigil's own
 /// is opened and closed on the file (which would drop the process's POSIX locks on it).
 pub fn open_safely(path: &Path, wal_mode: bool, probe: &OwnedDb) -> Result<Opened> {
-    let wal = side_file(path, "-wal");
+    let wal = sidecar(path, "-wal");
     let wal_frames = side_size(&wal).unwrap_or(0) > 0;
-    if wal_frames && side_size(&side_file(path, "-shm")).is_some() {
+    if wal_frames && side_size(&sidecar(path, "-shm")).is_some() {
         return open_with(path, "mode=ro&readonly_shm=1", How::ReadOnlyShm);
     }
     if wal_frames {
@@ -102,7 +103,7 @@ pub fn open_safely(path: &Path, wal_mode: bool, probe: &OwnedDb) -> Result<Opene
     match open_with(path, "mode=ro", How::ReadOnly) {
         Err(e) if e.code() == READONLY_ROLLBACK => {
             let why = "a hot journal is present (a writer stopped mid-transaction) and SQLite would roll it back";
-            open_copy(path, probe, &side_file(path, "-journal"), "-journal", why)
+            open_copy(path, probe, &sidecar(path, "-journal"), "-journal", why)
         }
         other => other,
     }
@@ -126,7 +127,7 @@ struct PrivateCopy {
 impl Drop for PrivateCopy {
     fn drop(&mut self) {
         for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(side_file(&self.database, suffix));
+            let _ = std::fs::remove_file(sidecar(&self.database, suffix));
         }
         let _ = std::fs::remove_dir(&self.scratch.dir);
     }
@@ -146,12 +147,12 @@ fn open_copy(path: &Path, probe: &OwnedDb, side: &Path, suffix: &str, why: &str)
     let copy = PrivateCopy { database: scratch.dir.join("database.db"), scratch };
     copy_database(probe, &copy.database, size)?;
     if side_size(side).is_some() {
-        std::fs::copy(side, side_file(&copy.database, suffix))
+        std::fs::copy(side, sidecar(&copy.database, suffix))
             .map_err(|e| Error::new(format!("cannot copy {} for a private copy: {e}", side.display())))?;
     }
     let conn = OwnedDb::open(&copy.database.to_string_lossy(), open_flags::READ_WRITE, None)?;
     conn.db().query_value("PRAGMA schema_version", &[])?;
-    let rolled_back = suffix == "-journal" && side_size(&side_file(&copy.database, "-journal")).unwrap_or(0) == 0;
+    let rolled_back = suffix == "-journal" && side_size(&sidecar(&copy.database, "-journal")).unwrap_or(0) == 0;
     Ok(Opened { conn, how: How::Copy(why.to_string()), rolled_back, _copy: Some(copy) })
 }
 

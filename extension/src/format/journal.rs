@@ -33,6 +33,46 @@ fn record_checksum(nonce: u32, page: &[u8]) -> u32 {
     sum
 }
 
+/// What the first bytes of a rollback journal (or of one of its segments) say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalHeader {
+    /// journal_mode=TRUNCATE leaves an empty file after a commit.
+    Empty,
+    /// journal_mode=PERSIST zeroes the header after a commit: nothing to roll back.
+    Zeroed,
+    /// A journal of an unfinished transaction: `records` page images (0 or `u32::MAX`: not written yet, count
+    /// them from the file size), written for a database of `original_pages` pages of `page_size` bytes.
+    Valid { records: u32, original_pages: u32, page_size: u32, nonce: u32, sector: u32 },
+    /// Not zero, not a journal header: SQLite ignores it.
+    Invalid,
+}
+
+/// The state of the journal header at offset 0, read through `read_at(buffer, offset) -> bytes read`.
+pub fn header_state(read_at: &mut dyn FnMut(&mut [u8], u64) -> usize) -> JournalHeader {
+    header_at(0, read_at)
+}
+
+fn header_at(at: u64, read_at: &mut dyn FnMut(&mut [u8], u64) -> usize) -> JournalHeader {
+    let mut header = [0u8; HEADER_BYTES];
+    let got = read_at(&mut header, at);
+    if got == 0 {
+        return JournalHeader::Empty;
+    }
+    if header[..got.min(8)].iter().all(|b| *b == 0) {
+        return JournalHeader::Zeroed;
+    }
+    if got < HEADER_BYTES || header[..8] != MAGIC {
+        return JournalHeader::Invalid;
+    }
+    JournalHeader::Valid {
+        records: word(&header, 8),
+        nonce: word(&header, 12),
+        original_pages: word(&header, 16),
+        sector: word(&header, 20),
+        page_size: word(&header, 24),
+    }
+}
+
 /// Reads a journal through `read_at(buffer, offset) -> bytes read`. `None` when it is not a hot journal (no
 /// header: committed, or zeroed by journal_mode=PERSIST). A journal is a series of segments, each a header at
 /// a sector boundary and its records (a transaction that spilled its cache several times wrote several).
@@ -78,22 +118,44 @@ struct Segment {
     sector: u64,
 }
 
+/// The segment header at `at` when it is valid and written for pages of `page_size` bytes.
 fn segment_header(at: u64, page_size: u32, read_at: &mut dyn FnMut(&mut [u8], u64) -> usize) -> Option<Segment> {
-    let mut header = [0u8; HEADER_BYTES];
-    if read_at(&mut header, at) != HEADER_BYTES || header[..8] != MAGIC || word(&header, 24) != page_size {
-        return None;
+    match header_at(at, read_at) {
+        JournalHeader::Valid { records, original_pages, page_size: size, nonce, sector } if size == page_size => {
+            Some(Segment { records, nonce, original_pages, sector: u64::from(sector.clamp(512, 65536)) })
+        }
+        _ => None,
     }
-    Some(Segment {
-        records: word(&header, 8),
-        nonce: word(&header, 12),
-        original_pages: word(&header, 16),
-        sector: u64::from(word(&header, 20).clamp(512, 65536)),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reader(bytes: &[u8]) -> impl FnMut(&mut [u8], u64) -> usize + '_ {
+        move |buf, at| {
+            let at = (at as usize).min(bytes.len());
+            let n = buf.len().min(bytes.len() - at);
+            buf[..n].copy_from_slice(&bytes[at..at + n]);
+            n
+        }
+    }
+
+    #[test]
+    fn the_header_state_tells_a_finished_journal_from_a_hot_one() {
+        assert_eq!(header_state(&mut reader(&[])), JournalHeader::Empty);
+        assert_eq!(header_state(&mut reader(&[0u8; 512])), JournalHeader::Zeroed);
+        assert_eq!(header_state(&mut reader(&[0u8; 5])), JournalHeader::Zeroed);
+        assert_eq!(header_state(&mut reader(b"not a journal header at all, no")), JournalHeader::Invalid);
+        assert_eq!(header_state(&mut reader(&MAGIC)), JournalHeader::Invalid);
+        let mut bytes = MAGIC.to_vec();
+        for value in [u32::MAX, 77, 9, 512, 4096] {
+            bytes.extend(value.to_be_bytes());
+        }
+        let valid =
+            JournalHeader::Valid { records: u32::MAX, nonce: 77, original_pages: 9, sector: 512, page_size: 4096 };
+        assert_eq!(header_state(&mut reader(&bytes)), valid);
+    }
 
     #[test]
     fn reads_original_pages_until_an_incomplete_record() {
@@ -112,13 +174,7 @@ mod tests {
             bytes.extend(&image);
             bytes.extend(sum.to_be_bytes());
         }
-        let scan = scan(bytes.len() as u64, page_size, &mut |buf, at| {
-            let at = at as usize;
-            let n = buf.len().min(bytes.len().saturating_sub(at));
-            buf[..n].copy_from_slice(&bytes[at..at + n]);
-            n
-        })
-        .unwrap();
+        let scan = scan(bytes.len() as u64, page_size, &mut reader(&bytes)).unwrap();
         assert_eq!(scan.original_pages, 9);
         assert_eq!(scan.originals, HashMap::from([(3, 516)]));
         assert!(scan.stopped.unwrap().contains("record 3"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::btree::BtreePage;
 use super::header::{lock_page, DatabaseHeader, HEADER_BYTES};
-use super::journal::{self, JournalScan};
+use super::journal::{self, JournalHeader, JournalScan};
 use super::wal::{self, WalScan};
 use crate::sqlite::OwnedVfsFile;
 
@@ -30,7 +30,8 @@ pub struct FilePages {
     journal: Option<(File, JournalScan)>,
 }
 
-fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> usize {
+/// Reads from `offset` until `buffer` is full or the file ends; the bytes read (fewer on an I/O error).
+pub fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> usize {
     let mut done = 0;
     while done < buffer.len() {
         match file.read_at(&mut buffer[done..], offset + done as u64) {
@@ -58,6 +59,17 @@ pub fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// A WAL file's frames, read from an open file (see `wal::scan`).
+pub fn scan_wal_file(file: &File) -> std::io::Result<WalScan> {
+    let len = file.metadata()?.len();
+    Ok(wal::scan(len, &mut |buf, at| read_fully(file, buf, at)))
+}
+
+/// A rollback journal's header state, read from an open file.
+pub fn journal_header_of(file: &File) -> JournalHeader {
+    journal::header_state(&mut |buf, at| read_fully(file, buf, at))
 }
 
 impl FilePages {
@@ -128,11 +140,11 @@ impl FilePages {
         })
     }
 
+    /// The -wal when it is a regular file with a valid header (SQLite ignores it otherwise).
     fn open_wal(path: &Path) -> Option<(File, WalScan)> {
         let file = open_regular(&sidecar(path, "-wal")).ok()??;
-        let len = file.metadata().ok()?.len();
-        let scan = wal::scan(len, &mut |buf, at| read_fully(&file, buf, at))?;
-        Some((file, scan))
+        let scan = scan_wal_file(&file).ok()?;
+        scan.header_problem.is_none().then_some((file, scan))
     }
 
     fn open_journal(path: &Path, page_size: u32) -> Option<(File, JournalScan)> {
