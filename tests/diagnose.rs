@@ -247,7 +247,8 @@ fn a_verified_backup_in_the_log_is_the_one_to_restore() {
             rows["last_verified_backup"]
         );
         assert_eq!(field(&rows, "next_step", "value"), "restore", "{}", host.name());
-        assert!(field(&rows, "next_step", "detail").starts_with(&format!("vigil restore {backup} {}", db.display())));
+        let advice = format!("mv {0} {0}.damaged && vigil restore {backup} {0}", db.display());
+        assert!(field(&rows, "next_step", "detail").starts_with(&advice), "{}", field(&rows, "next_step", "detail"));
     }
     // A backup whose file is gone is not recommended.
     std::fs::remove_file(&backup).unwrap();

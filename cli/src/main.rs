@@ -166,9 +166,10 @@ fn interrupted_note(command: &Command) -> Option<String> {
         Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) => "nothing was changed".into(),
         Command::Pit(args) => return args.command.interrupted_note(),
         Command::Salvage(args) => format!(
-            "the salvage did not finish; {} was not created and {} was not changed",
+            "the salvage did not finish; {} was not created and {} was not changed{}",
             args.out.display(),
-            args.broken.display()
+            args.broken.display(),
+            if args.no_emergency_copy { "" } else { " (its emergency copy, when complete, stays beside OUT)" }
         ),
         _ => return None,
     })

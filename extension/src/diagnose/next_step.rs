@@ -89,8 +89,8 @@ pub fn next_step(f: &Findings) -> NextStep {
             Some((backup, at)) => NextStep {
                 action: Action::Restore,
                 detail: format!(
-                    "vigil restore {} {db} (the newest verified backup, taken {at}; damaged: {what}); rows \
-                     written since can then be recovered from the damaged copy restore keeps, with vigil salvage",
+                    "mv {db} {db}.damaged && vigil restore {} {db} (the newest verified backup, taken {at}; \
+                     damaged: {what}); then vigil salvage {db}.damaged OUT gets back the rows written since",
                     shell_word(backup)
                 ),
             },
@@ -145,7 +145,9 @@ pub fn next_step(f: &Findings) -> NextStep {
         return NextStep {
             action: Action::ForeignKeys,
             detail: format!(
-                "PRAGMA foreign_key_check lists the {} rows whose parent is missing: fix or delete them",
+                "PRAGMA foreign_key_check lists the {} rows whose parent is missing: if the application enforces \
+                 these foreign keys (PRAGMA foreign_keys=ON), fix them; many applications declare REFERENCES \
+                 without enforcing them, and then these rows are as the application wrote them",
                 f.foreign_key_violations
             ),
         };
@@ -189,7 +191,11 @@ mod tests {
         let with_backup = Findings { backup: Some(("/b/my shop.db".into(), "2026-01-01".into())), ..damaged };
         let step = next_step(&with_backup);
         assert_eq!(step.action, Action::Restore);
-        assert!(step.detail.starts_with("vigil restore '/b/my shop.db' shop.db"), "{}", step.detail);
+        assert!(
+            step.detail.starts_with("mv shop.db shop.db.damaged && vigil restore '/b/my shop.db' shop.db"),
+            "{}",
+            step.detail
+        );
     }
 
     #[test]
