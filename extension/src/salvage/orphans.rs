@@ -81,9 +81,15 @@ fn verdict<'w>(
         let room = !walked.entry.is_table() || rebuild.columns(&walked.entry.name).unwrap_or(0) >= fields;
         Scan::keyed_by_rowid(&walked.entry) == keyed && in_lost_range && room && fitting * 10 >= shapes.len() * 9
     };
-    match trees.iter().filter(fits).collect::<Vec<_>>()[..] {
+    // An index of a rowid table ends each entry with the rowid: entries that do not cannot be its.
+    let end_with_rowids = shapes.iter().all(|shape| shape.last() == Some(&2));
+    let rowid_table = |name: &str| trees.iter().any(|t| t.entry.name == name && Scan::keyed_by_rowid(&t.entry));
+    let could_be = |walked: &&Walked| walked.entry.is_table() || end_with_rowids || !rowid_table(&walked.entry.table);
+    let candidates: Vec<&Walked> = trees.iter().filter(fits).filter(could_be).collect();
+    match candidates[..] {
         [only] if only.entry.is_table() => Verdict::Table(only),
         [_] => Verdict::Index,
+        _ if candidates.iter().all(|w| !w.entry.is_table()) && !candidates.is_empty() => Verdict::Index,
         _ => Verdict::Unknown,
     }
 }
@@ -92,6 +98,9 @@ fn verdict<'w>(
 pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -> GivenBack {
     let orphans = scan.orphans();
     let schema_damaged = !scan.walker.walks[0].damaged.is_empty();
+    let without_rowid_losses = trees.iter().any(|t| {
+        t.entry.is_table() && !Scan::keyed_by_rowid(&t.entry) && !scan.walker.walks[t.tree as usize].lost.is_empty()
+    });
     let mut given = GivenBack::default();
     let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_pages.iter().map(|&p| (p, false)));
     for (number, keyed) in pages {
@@ -111,9 +120,9 @@ pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -
                 }
             }
             Verdict::Index => {}
-            // Index b-tree pages nobody can place are an index's entries unless the schema that says which
-            // trees exist is damaged: then they may be a WITHOUT ROWID table's rows.
-            Verdict::Unknown if !keyed && !schema_damaged => {}
+            // Index b-tree pages no tree could own are an index's entries when no WITHOUT ROWID table lost
+            // pages and the schema that says which trees exist is sound.
+            Verdict::Unknown if !keyed && !schema_damaged && !without_rowid_losses => {}
             Verdict::Unknown => {
                 given.unassigned_pages += 1;
                 for (entry, _) in whole {
