@@ -330,10 +330,10 @@ fn hostile_paths_are_refused_and_left_alone() {
     for (src, dest, expected) in [
         (&src, &existing, "already exists"),
         (&src, &link, "already exists"),
-        (&src, &dir.path().to_path_buf(), "already exists"),
+        (&src, &dir.path().to_path_buf(), "is a directory"),
         (&fifo, &dir.path().join("new1.db"), "not a regular file"),
         (&dir.path().to_path_buf(), &dir.path().join("new2.db"), "not a regular file"),
-        (&dir.path().join("missing.db"), &dir.path().join("new3.db"), "No such file"),
+        (&dir.path().join("missing.db"), &dir.path().join("new3.db"), "no such file"),
         (&src, &dir.path().join("no/such/dir/x.db"), "does not exist"),
     ] {
         let sql = format!("SELECT salvage_to('{}', '{}')", src.display(), dest.display());
