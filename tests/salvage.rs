@@ -475,3 +475,79 @@ fn rowids_on_first_leaf(db: &Path, leaf: u32) -> i64 {
     let conn = Connection::open(db).unwrap();
     conn.query_row("SELECT ncell FROM dbstat WHERE pageno = ?1", [leaf], |r| r.get(0)).unwrap()
 }
+
+/// A table `t` with an index, a WITHOUT ROWID table `kv` with an index, 1024-byte pages (deep trees).
+fn two_kinds_db(path: &Path) {
+    create_db(
+        path,
+        "PRAGMA page_size = 1024;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, n INT);
+         CREATE INDEX t_name ON t(name);
+         CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+         CREATE INDEX kv_v ON kv(v);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000)
+         INSERT INTO t SELECT i, printf('name%06d', (i * 7919) % 8000), i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000)
+         INSERT INTO kv SELECT printf('key%06d', i), printf('value %d', i * 31) FROM n;",
+    );
+}
+
+fn rows_of(db: &Path, sql: &str) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// The cases a new user met (review of issue 13): index-only damage keeps every row; a truncated file gives
+/// every row of the leaves it still holds; a WITHOUT ROWID table whose interior pages are lost gets back its
+/// orphan leaves and never an index's entries; a text file is not taken for a database.
+#[test]
+fn index_damage_truncation_and_without_rowid_orphans() {
+    let dir = scratch();
+    let original = dir.path().join("orig.db");
+    two_kinds_db(&original);
+    let all_t = rows_of(&original, "SELECT id || name || n FROM t ORDER BY id");
+    let all_kv = rows_of(&original, "SELECT k || '=' || v FROM kv ORDER BY k");
+    let salvage = |name: &str, damage: &dyn Fn(&Path)| -> (Json, PathBuf) {
+        let broken = dir.path().join(format!("{name}.db"));
+        std::fs::copy(&original, &broken).unwrap();
+        damage(&broken);
+        let dest = dir.path().join(format!("{name}.out.db"));
+        (salvage_json(&Rusqlite, dir.path(), &broken, &dest, "{\"emergency_copy\": false}"), dest)
+    };
+
+    let index_leaf = pages_of(&original, "t_name", "leaf")[3];
+    let (report, dest) = salvage("index", &|db| zero_page(db, index_leaf, 1024));
+    assert_eq!(rows_of(&dest, "SELECT id || name || n FROM t ORDER BY id"), all_t, "{report}");
+    assert_eq!(rows_of(&dest, "SELECT k || '=' || v FROM kv ORDER BY k"), all_kv);
+
+    let pages = std::fs::metadata(&original).unwrap().len() / 1024;
+    let keep = pages * 3 / 5;
+    let beyond: i64 = Connection::open(&original)
+        .unwrap()
+        .query_row(
+            "SELECT ifnull(sum(ncell), 0) FROM dbstat WHERE name = 't' AND pagetype = 'leaf' AND pageno > ?1",
+            [keep as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (report, dest) = salvage("truncated", &|db| {
+        std::fs::OpenOptions::new().write(true).open(db).unwrap().set_len(keep * 1024).unwrap()
+    });
+    let got = rows_of(&dest, "SELECT id || name || n FROM t ORDER BY id");
+    assert!(got.iter().all(|row| all_t.contains(row)), "no invented row");
+    assert_eq!(got.len() as i64, all_t.len() as i64 - beyond, "every row of the leaves left: {report}");
+
+    let interior = pages_of(&original, "kv", "internal");
+    let (report, dest) = salvage("kv", &|db| interior.iter().take(2).for_each(|&p| zero_page(db, p, 1024)));
+    let got = rows_of(&dest, "SELECT k || '=' || v FROM kv ORDER BY k");
+    assert!(got.iter().all(|row| all_kv.contains(row)), "no index entry taken for a row: {report}");
+    assert!(got.len() * 10 >= all_kv.len() * 9, "{} of {}: {report}", got.len(), all_kv.len());
+
+    let text = dir.path().join("README.db");
+    std::fs::copy(root().join("README.md"), &text).unwrap();
+    let host = dir.path().join("host.db");
+    let sql = format!("SELECT salvage_to('{}', '{}/x.db')", text.display(), dir.path().display());
+    let error = Rusqlite.query(&host, &sql).unwrap_err();
+    assert!(error.contains("is not an SQLite database"), "{error}");
+}
