@@ -169,10 +169,14 @@ pub fn journal(d: &mut Diagnosis, path: &Path, opened: Option<&Opened>) {
             (Status::Ok, "header zeroed: a finished transaction (journal_mode=PERSIST)".into())
         }
         Ok(JournalHeader::Invalid) => (Status::Warning, "not a journal header: SQLite ignores the file".into()),
-        Ok(JournalHeader::Valid { records, original_pages, page_size, .. }) => {
-            let records = if records == u32::MAX { "an unknown number of".to_string() } else { records.to_string() };
+        Ok(JournalHeader::Valid { original_pages, page_size, .. }) => {
+            let originals = File::open(&journal).ok().and_then(|file| {
+                crate::format::journal::scan(size, page_size, &mut |buf, at| pages::read_fully(&file, buf, at))
+            });
+            let images = originals.map_or_else(|| "unreadable".to_string(), |scan| scan.originals.len().to_string());
             let what = format!(
-                "valid header: {records} page images of {page_size} bytes, for a database of {original_pages} pages"
+                "valid header: original images of {images} pages of {page_size} bytes (all its segments), for a \
+                 database of {original_pages} pages"
             );
             if hot {
                 d.findings.hot_journal = true;
