@@ -130,17 +130,8 @@ fn utf16_and_every_page_size_come_back_through_vigils_reader() {
                  INSERT INTO victim SELECT printf('%.*c', 200, 'v') FROM n;"
             ),
         );
-        let expected: Vec<(i64, String, Vec<u8>)> = Connection::open(&src)
-            .unwrap()
-            .prepare("SELECT id, s, b FROM t ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        // Damage the victim table's last leaf: t is read by vigil only when the survey marks nothing... so damage
-        // t's root's sibling table and force the reader on t by damaging one of t's own leaves too, after noting
-        // its rows.
+        let expected = text_rows(&src);
+        // A damaged leaf of t makes vigil's reader (not SQLite's copy) read the rest of t.
         let leaf = last_leaf(&src, "t");
         let lost: Vec<i64> = rowids_on_page(&src, "t", leaf);
         zero_page(&src, leaf, page_size);
@@ -149,17 +140,18 @@ fn utf16_and_every_page_size_come_back_through_vigils_reader() {
         let conn = Connection::open(&dest).unwrap();
         let got_encoding: String = conn.query_row("PRAGMA encoding", [], |r| r.get(0)).unwrap();
         assert_eq!(got_encoding, encoding);
-        let got: Vec<(i64, String, Vec<u8>)> = conn
-            .prepare("SELECT id, s, b FROM t ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let got = text_rows(&dest);
         let wanted: Vec<_> = expected.iter().filter(|r| !lost.contains(&r.0)).cloned().collect();
         assert_eq!(got, wanted, "{encoding} {page_size}: {report}");
         assert!(!lost.is_empty());
     }
+}
+
+/// The rows of table t (id, s, b) in rowid order.
+fn text_rows(db: &Path) -> Vec<(i64, String, Vec<u8>)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT id, s, b FROM t ORDER BY id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
 }
 
 /// Pages of a b-tree, as dbstat lists them (rusqlite's bundled SQLite has dbstat).
