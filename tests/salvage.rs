@@ -543,3 +543,72 @@ fn index_damage_truncation_and_without_rowid_orphans() {
     let error = Rusqlite.query(&host, &sql).unwrap_err();
     assert!(error.contains("is not an SQLite database"), "{error}");
 }
+
+/// SQL stored in sqlite_schema is the damaged file's, and may be hostile: an entry whose SQL is several
+/// statements (an ATTACH of another database and a DROP in it, a CREATE in it) or a statement of another kind
+/// than the entry's is refused (named in the notes), never run; everything else is salvaged.
+#[test]
+fn hostile_sql_in_the_schema_is_never_run() {
+    let dir = scratch();
+    let victim = dir.path().join("victim.db");
+    create_db(&victim, "CREATE TABLE important(x); INSERT INTO important VALUES ('precious');");
+    let src = dir.path().join("hostile.db");
+    create_db(&src, "CREATE TABLE t(a); INSERT INTO t VALUES (1); CREATE TABLE u(a); CREATE TABLE w(a);");
+    let planted = dir.path().join("planted.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("PRAGMA writable_schema = ON").unwrap();
+    let attach_drop = format!("CREATE TABLE u(a); ATTACH '{}' AS p; DROP TABLE p.important", victim.display());
+    let attach_create = format!("ATTACH '{}' AS q; CREATE TABLE q.x(y)", planted.display());
+    conn.execute("UPDATE sqlite_schema SET sql = ?1 WHERE name = 'u'", [&attach_drop]).unwrap();
+    conn.execute("UPDATE sqlite_schema SET sql = ?1 WHERE name = 'w'", [&attach_create]).unwrap();
+    drop(conn);
+    let dest = dir.path().join("out.db");
+    let report = salvage_json(&Rusqlite, dir.path(), &src, &dest, "{\"emergency_copy\": false}");
+    let kept: String =
+        Connection::open(&victim).unwrap().query_row("SELECT x FROM important", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, "precious", "{report}");
+    assert!(!planted.exists(), "no file created by stored SQL");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("table u could not be created") && notes.contains("refused"), "{notes}");
+    assert!(notes.contains("table w could not be created"), "{notes}");
+    let t: i64 = Connection::open(&dest).unwrap().query_row("SELECT a FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(t, 1);
+}
+
+/// A WAL whose one valid frame claims a database of two billion pages: believed only as far as frames could
+/// make it true (no allocation for billions of pages, no abort of the host).
+#[test]
+fn a_crafted_wal_size_is_not_believed() {
+    let dir = scratch();
+    let src = dir.path().join("w.db");
+    create_db(&src, "CREATE TABLE t(a); INSERT INTO t VALUES (1), (2);");
+    let program = r#"
+import struct, sys
+db = sys.argv[1]
+page = open(db, 'rb').read(4096)
+def cksum(data, s0, s1):
+    for i in range(0, len(data), 8):
+        a, b = struct.unpack('<II', data[i:i + 8])
+        s0 = (s0 + a + s1) & 0xffffffff
+        s1 = (s1 + b + s0) & 0xffffffff
+    return s0, s1
+header = struct.pack('>IIIIII', 0x377f0682, 3007000, 4096, 0, 7, 9)
+s0, s1 = cksum(header, 0, 0)
+header += struct.pack('>II', s0, s1)
+frame = struct.pack('>IIII', 1, 2147483000, 7, 9)
+s0, s1 = cksum(frame[:8], s0, s1)
+s0, s1 = cksum(page, s0, s1)
+open(db + '-wal', 'wb').write(header + frame + struct.pack('>II', s0, s1) + page)
+"#;
+    python(program, &[src.to_str().unwrap()]);
+    let out = Command::new("prlimit")
+        .args(["--as=2000000000", "--"])
+        .arg(cli_binary())
+        .args(["salvage", src.to_str().unwrap(), dir.path().join("out.db").to_str().unwrap(), "--json"])
+        .env_remove("VIGIL_EXTENSION")
+        .output()
+        .unwrap();
+    assert!(matches!(code(&out), 0 | 1), "{}", both(&out));
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["pages"].as_u64().unwrap() < 100, "{report}");
+}

@@ -48,6 +48,11 @@ impl Tracker {
         self
     }
 
+    /// The connection the operation was called on, when known.
+    pub fn caller(&self) -> Option<Db> {
+        self.caller
+    }
+
     /// An error once the caller's connection was interrupted.
     pub fn check(&self) -> Result<()> {
         match self.caller {

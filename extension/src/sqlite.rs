@@ -426,6 +426,16 @@ impl Db {
         }
     }
 
+    /// Makes this connection's long statements stop (SQLITE_INTERRUPT) once `caller` is interrupted: for work
+    /// vigil does on a connection of its own on behalf of a call the user may cancel. `caller` must outlive
+    /// this connection.
+    pub fn stop_when_interrupted(&self, caller: Db) {
+        unsafe extern "C" fn check(caller: *mut c_void) -> c_int {
+            c_int::from(Db(caller.cast()).is_interrupted())
+        }
+        unsafe { call!(progress_handler(self.0, 10_000, Some(check), caller.0.cast())) };
+    }
+
     /// Rows changed by the last INSERT, UPDATE or DELETE on this connection.
     pub fn changes(&self) -> i64 {
         i64::from(unsafe { call!(changes(self.0)) })

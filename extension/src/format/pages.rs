@@ -117,9 +117,14 @@ impl FilePages {
         let wal = wal.filter(|(_, w)| w.page_size == page_size && w.committed_frames > 0);
         let journal = if wal.is_none() { Self::open_journal(path, page_size) } else { None };
         let from_file = len.div_ceil(u64::from(page_size)).min(u64::from(u32::MAX)) as u32;
+        // A size the WAL or journal claims is believed only as far as it could be true: each page past the end
+        // of the file needs a frame or a journal record of its own (a crafted size must not make the reader
+        // allocate for billions of pages).
         let page_count = match (&wal, &journal) {
-            (Some((_, w)), _) => w.database_pages,
-            (None, Some((_, j))) if j.original_pages > 0 => j.original_pages,
+            (Some((_, w)), _) => w.database_pages.min(from_file.saturating_add(w.committed_frames)),
+            (None, Some((_, j))) if j.original_pages > 0 => {
+                j.original_pages.min(from_file.saturating_add(j.originals.len() as u32))
+            }
             _ => from_file,
         };
         let claimed = if magic && header.page_count_is_current() { header.page_count } else { page_count };

@@ -47,8 +47,10 @@ fn options(arg: Option<&Value>) -> Result<Options> {
     }
     if let Some(value) = map.get("lost_and_found") {
         let name = string("lost_and_found", value)?;
-        if name.is_empty() || name.len() > 100 {
-            return Err(Error::new("option \"lost_and_found\" must be a table name of 1 to 100 characters"));
+        if name.is_empty() || name.len() > 100 || name.to_ascii_lowercase().starts_with("sqlite_") {
+            return Err(Error::new(
+                "option \"lost_and_found\" must be a table name of 1 to 100 characters, not starting with sqlite_",
+            ));
         }
         options.lost_and_found = name.to_string();
     }
@@ -133,11 +135,6 @@ fn build(
 ) -> Result<Json> {
     let pages = FilePages::open(read_from)
         .map_err(|e| Error::new(e.replace(&read_from.display().to_string(), &src.display().to_string())))?;
-    let parent = dir::parent_of(dest);
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("salvaged.db");
-    let (temp, file) = TempFile::create(&parent, name, perms)?;
-    dir::clear_sidecars(&temp.path);
-    let temp_path = temp.path.to_str().ok_or_else(|| dir::not_utf8("the destination"))?.to_string();
     if !pages.looks_like_database {
         return Err(Error::new(format!(
             "{} is not an SQLite database: it has no SQLite header and no page of it looks like a b-tree page; \
@@ -145,16 +142,58 @@ fn build(
             src.display()
         )));
     }
-    // SQLite may copy intact tables itself when the file alone is the committed state.
+    // SQLite may copy intact tables itself when the file alone is the committed state. A copied record is not
+    // decoded, so a damage the survey could not see (a valid-looking page of another tree, flipped bits inside
+    // a value) can still fail the final check: then the whole file is built again, every row read and inserted
+    // by vigil, where SQLite's constraints and affinities apply to each.
     let plain = pages.wal().is_none() && pages.journal().is_none() && pages.header_problems.is_empty();
-    let mut rebuild = Rebuild::create(&temp_path, &pages.header, plain.then_some(read_from))?;
-    let report = extract(&pages, &mut rebuild, options, tracker)?;
-    rebuild.check(pages.header.wal)?;
+    let attempts: &[bool] = if plain { &[true, false] } else { &[false] };
+    let mut failure = None;
+    for &copy in attempts {
+        match build_once(&pages, read_from, dest, perms, options, tracker, copy) {
+            Ok(report) => return Ok(report),
+            Err(Failure::Check(e)) => {
+                tracker.check()?;
+                failure = Some(e)
+            }
+            Err(Failure::Other(e)) => return Err(e),
+        }
+    }
+    Err(failure.unwrap_or_else(|| Error::new("the salvage could not build the new database")))
+}
+
+enum Failure {
+    /// The finished file failed its check.
+    Check(Error),
+    Other(Error),
+}
+
+fn build_once(
+    pages: &FilePages,
+    read_from: &Path,
+    dest: &Path,
+    perms: Option<Perms>,
+    options: &Options,
+    tracker: &Tracker,
+    copy: bool,
+) -> std::result::Result<Json, Failure> {
+    let parent = dir::parent_of(dest);
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("salvaged.db");
+    let (temp, file) = TempFile::create(&parent, name, perms).map_err(Failure::Other)?;
+    dir::clear_sidecars(&temp.path);
+    let temp_path = temp.path.to_str().ok_or_else(|| Failure::Other(dir::not_utf8("the destination")))?.to_string();
+    let mut rebuild = Rebuild::create(&temp_path, &pages.header, copy.then_some(read_from), tracker.caller())
+        .map_err(Failure::Other)?;
+    let report = extract(pages, &mut rebuild, options, tracker).map_err(Failure::Other)?;
+    rebuild.check(pages.header.wal).map_err(Failure::Check)?;
     rebuild.close();
     dir::clear_sidecars(&temp.path);
-    dir::sync_file(&file, &temp.path)?;
-    temp.publish(dest, false)?;
-    sync_dir(&parent)?;
+    let publish = || {
+        dir::sync_file(&file, &temp.path)?;
+        temp.publish(dest, false)?;
+        sync_dir(&parent)
+    };
+    publish().map_err(Failure::Other)?;
     Ok(report)
 }
 
@@ -213,7 +252,9 @@ fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker:
             read_rows(pages, rebuild, run, tracker)?;
         }
     }
-    let orphans = orphans::give_back(&mut scan, &walked, rebuild);
+    tracker.check()?;
+    let orphans = orphans::give_back(&mut scan, &walked, rebuild, tracker)?;
+    tracker.check()?;
     let lost_table = lost_table_name(&schema, &options.lost_and_found);
     let lost_rows = rebuild.finish(&schema, &lost_table)?;
     let damaged_rows = rebuild.lost.iter().filter(|l| l.reason.starts_with("overflow chain")).count();

@@ -10,7 +10,9 @@ use super::rebuild::Rebuild;
 use super::schema::SchemaEntry;
 use super::survey::Scan;
 use super::walk::TreeWalk;
+use crate::error::Result;
 use crate::format::btree::BtreePage;
+use crate::progress::Tracker;
 
 /// A b-tree the salvage walked: a table (its rows go back into it) or an index (its entries are rebuilt).
 pub struct Walked {
@@ -95,7 +97,7 @@ fn verdict<'w>(
 }
 
 /// Gives every orphan leaf back to its table, or its rows to lost_and_found.
-pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -> GivenBack {
+pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild, tracker: &Tracker) -> Result<GivenBack> {
     let orphans = scan.orphans();
     let schema_damaged = !scan.walker.walks[0].damaged.is_empty();
     let without_rowid_losses = trees.iter().any(|t| {
@@ -104,6 +106,7 @@ pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -
     let mut given = GivenBack::default();
     let pages = orphans.table_leaves.iter().map(|&p| (p, true)).chain(orphans.index_pages.iter().map(|&p| (p, false)));
     for (number, keyed) in pages {
+        tracker.check()?;
         let Some((whole, damaged)) = read_page(scan, number) else { continue };
         match verdict(scan, trees, rebuild, &whole, keyed) {
             Verdict::Table(walked) => {
@@ -134,7 +137,7 @@ pub fn give_back(scan: &mut Scan<'_>, trees: &[Walked], rebuild: &mut Rebuild) -
             }
         }
     }
-    given
+    Ok(given)
 }
 
 /// Rows a walk could not reach, estimated from the surviving pages: a leaf's worth for each lost leaf, a

@@ -56,8 +56,11 @@ impl Rebuild {
     /// Opens the new, empty file at `path` with the source's page size, encoding, auto_vacuum and header values.
     /// `source`: the damaged file, when SQLite may read its intact tables itself (no WAL or journal to apply:
     /// it is opened immutable, read-only, without locks).
-    pub fn create(path: &str, header: &DatabaseHeader, source: Option<&Path>) -> Result<Rebuild> {
+    pub fn create(path: &str, header: &DatabaseHeader, source: Option<&Path>, caller: Option<Db>) -> Result<Rebuild> {
         let db = OwnedDb::open(path, open_flags::READ_WRITE | open_flags::CREATE | open_flags::URI, None)?;
+        if let Some(caller) = caller {
+            db.db().stop_when_interrupted(caller);
+        }
         let auto_vacuum = match (header.largest_root, header.incremental_vacuum) {
             (0, _) => 0,
             (_, false) => 1,
@@ -99,7 +102,7 @@ impl Rebuild {
     pub fn create_tables(&mut self, schema: &[SchemaEntry]) {
         let tables = schema.iter().filter(|e| e.is_table() && !e.is_virtual() && !e.name.starts_with("sqlite_"));
         for entry in tables {
-            if let Err(e) = self.db().exec(entry.sql.as_deref().unwrap_or("")) {
+            if let Err(e) = self.run_schema_sql(entry) {
                 self.notes
                     .push(format!("table {} could not be created ({e}): its rows go to lost_and_found", entry.name));
             }
@@ -132,10 +135,23 @@ impl Rebuild {
     }
 
     fn create_object(&mut self, entry: &SchemaEntry) {
-        let Some(sql) = entry.sql.as_deref() else { return };
-        if let Err(e) = self.db().exec(sql) {
+        if entry.sql.is_none() {
+            return;
+        }
+        if let Err(e) = self.run_schema_sql(entry) {
             self.notes.push(format!("{} {} could not be created: {e}", entry.kind, entry.name));
         }
+    }
+
+    /// Runs a schema entry's SQL, which comes from the damaged (and possibly hostile) file: only when it is one
+    /// CREATE statement of the entry's kind. Anything else (a second statement, an ATTACH, a PRAGMA) is refused.
+    fn run_schema_sql(&self, entry: &SchemaEntry) -> Result<()> {
+        let sql = entry.sql.as_deref().unwrap_or("");
+        schema_sql_of_kind(entry, sql)?;
+        if !self.db().is_single_statement(sql)? {
+            return Err(Error::new("its stored SQL is not a single statement: refused"));
+        }
+        self.db().exec(sql)
     }
 
     /// Learns, from the new database's own view of the table, which column each record value belongs to.
@@ -293,6 +309,10 @@ impl Rebuild {
         let db = self.db();
         let _ = db.exec("PRAGMA writable_schema = ON");
         for entry in virtual_tables {
+            if let Err(e) = schema_sql_of_kind(entry, entry.sql.as_deref().unwrap_or("")) {
+                self.notes.push(format!("virtual table {} could not be entered: {e}", entry.name));
+                continue;
+            }
             let params = [
                 Value::from(entry.name.as_str()),
                 Value::from(entry.table.as_str()),
@@ -393,6 +413,26 @@ impl Target {
             self.inserts.insert(fields, stmt);
         }
         Ok(())
+    }
+}
+
+/// Whether a schema entry's SQL starts as a CREATE statement of the entry's kind does.
+fn schema_sql_of_kind(entry: &SchemaEntry, sql: &str) -> Result<()> {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    let words: Vec<&str> =
+        lower.split(|c: char| c.is_whitespace() || c == '(' || c == '"').filter(|w| !w.is_empty()).take(3).collect();
+    let fits = match (entry.kind.as_str(), &words[..]) {
+        ("table", ["create", "virtual", "table"]) => entry.is_virtual(),
+        ("table", ["create", "table", ..]) => !entry.is_virtual(),
+        ("index", ["create", "index", ..]) | ("index", ["create", "unique", "index"]) => true,
+        ("view", ["create", "view", ..]) => true,
+        ("trigger", ["create", "trigger", ..]) => true,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::new(format!("its stored SQL is not a CREATE {} statement: refused", entry.kind.to_uppercase())))
     }
 }
 
