@@ -727,3 +727,32 @@ sys.stdin.read()
     drop(writer.stdin.take());
     writer.wait().unwrap();
 }
+
+/// A FIFO, a directory or a symlink planted as -journal, -wal or -shm: SQLite would open it (and block forever
+/// on a FIFO) when reading the database, so diagnose never opens the database and says why, at once.
+#[test]
+fn planted_sidecars_never_hang_or_get_opened() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    for (suffix, plant) in [("-journal", "fifo"), ("-wal", "dir"), ("-shm", "symlink")] {
+        let side = dir.path().join(format!("a.db{suffix}"));
+        match plant {
+            "fifo" => assert!(Command::new("mkfifo").arg(&side).status().unwrap().success()),
+            "dir" => std::fs::create_dir(&side).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/zero", &side).unwrap(),
+        }
+        let out = Command::new("timeout")
+            .args(["20", cli_binary().to_str().unwrap(), "diagnose", db.to_str().unwrap()])
+            .env_remove("VIGIL_EXTENSION")
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{suffix}: {}", both(&out));
+        assert!(text(&out.stdout).contains("is not a regular file"), "{suffix}: {}", both(&out));
+        if plant == "dir" {
+            std::fs::remove_dir(&side).unwrap();
+        } else {
+            std::fs::remove_file(&side).unwrap();
+        }
+    }
+}

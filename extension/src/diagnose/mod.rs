@@ -174,6 +174,12 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
     if checks::header(&mut d, &fields, size) {
         return d.finish("not an SQLite database");
     }
+    if let Some(why) = open::planted_sidecar(path) {
+        d.push(row("open", Status::Critical, Value::Null, why.clone()));
+        d.findings.file_damage.push(why.clone());
+        checks::damaged_pages(&mut d, path, &[]);
+        return d.finish(&why);
+    }
     let opened = open::open_safely(path, fields.wal, &probe);
     checks::journal(&mut d, path, opened.as_ref().ok());
     checks::wal(&mut d, path);

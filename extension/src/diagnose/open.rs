@@ -84,6 +84,23 @@ pub fn uri(path: &Path, params: &str) -> String {
     format!("{out}?{params}")
 }
 
+/// A -journal, -wal or -shm beside the database that is there but is not a regular file (a FIFO, a directory,
+/// a device, a symlink): SQLite would open it when reading the database (and block forever on a FIFO, or read a
+/// device), so the database is not opened at all.
+pub fn planted_sidecar(path: &Path) -> Option<String> {
+    ["-journal", "-wal", "-shm"].iter().find_map(|suffix| {
+        let side = sidecar(path, suffix);
+        let meta = std::fs::symlink_metadata(&side).ok()?;
+        (!meta.file_type().is_file()).then(|| {
+            format!(
+                "{} is not a regular file (a FIFO, directory, device or symlink): SQLite would open it, so the \
+                 database was not opened; remove or rename it if nothing of yours uses it",
+                side.display()
+            )
+        })
+    })
+}
+
 /// Opens `path` (absolute, symlinks resolved) for reading only. `probe` is the mode=ro connection that
 /// read the header: a private copy reads the database through it, so that no descriptor of vigil's own
 /// is opened and closed on the file (which would drop the process's POSIX locks on it).
