@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 
 use crate::backup::dir::{self, io_error, sync_dir, sync_file, Perms};
 use crate::error::{Error, Result};
-use crate::format::pages::sidecar;
+use crate::format::journal::JournalHeader;
+use crate::format::pages::{journal_header_of, sidecar};
 use crate::sqlite::OwnedVfsFile;
 
 /// Copies `src` and its sidecars into `<dest>.emergency-<UTC time>/`; returns the directory and the copy of
 /// the database file (its sidecars beside it under the same names).
 pub fn copy(src: &Path, dest: &Path, perms: Option<Perms>) -> Result<(PathBuf, PathBuf)> {
     let name = src.file_name().ok_or_else(|| Error::new(format!("{} names no file", src.display())))?;
+    check_room(src, dest)?;
     let directory = create_directory(dest)?;
     let copy = directory.join(name);
     let mut written = Vec::new();
@@ -25,6 +27,11 @@ pub fn copy(src: &Path, dest: &Path, perms: Option<Perms>) -> Result<(PathBuf, P
         for suffix in ["-wal", "-journal"] {
             let from = sidecar(src, suffix);
             let Ok(file) = dir::open_regular(&from) else { continue };
+            // A journal without a hot journal's header holds nothing to roll back (SQLite ignores it), and may be
+            // any size: only a hot one is part of the database's state.
+            if suffix == "-journal" && !matches!(journal_header_of(&file), JournalHeader::Valid { .. }) {
+                continue;
+            }
             let to = sidecar(&copy, suffix);
             written.push(to.clone());
             copy_file(file, &from, &to, perms)?;
@@ -41,6 +48,26 @@ pub fn copy(src: &Path, dest: &Path, perms: Option<Perms>) -> Result<(PathBuf, P
         return Err(e.context("the emergency copy failed (nothing was salvaged; the damaged files are untouched)"));
     }
     Ok((directory, copy))
+}
+
+/// The copy's files must fit on the volume of dest, with 5 % to spare: refused before anything is written.
+fn check_room(src: &Path, dest: &Path) -> Result<()> {
+    let size = |path: &Path| std::fs::metadata(path).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let needed = ["", "-wal", "-journal"].iter().map(|s| size(&sidecar(src, s))).sum::<u64>();
+    let parent = dir::parent_of(dest);
+    let Ok(stat) = nix::sys::statvfs::statvfs(&parent) else { return Ok(()) };
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    if needed + needed / 20 > free {
+        return Err(Error::new(format!(
+            "not enough free space in {} for the emergency copy of the damaged files ({} MiB needed, {} MiB free): \
+             free some space, put the new database elsewhere, or skip the copy (emergency_copy false, \
+             --no-emergency-copy)",
+            parent.display(),
+            needed.div_ceil(1 << 20),
+            free >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn create_directory(dest: &Path) -> Result<PathBuf> {
