@@ -41,6 +41,7 @@ fn damage_found(out: &Json) -> bool {
     let count = |v: &Json| v.as_u64().unwrap_or(0);
     count(&out["pages_damaged"]) > 0
         || count(&out["lost_and_found"]["rows"]) > 0
+        || out["notes"].as_array().is_some_and(|notes| !notes.is_empty())
         || out["tables"]
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t["rows_lost_estimate"].is_null() || count(&t["rows_lost_estimate"]) > 0))
@@ -95,5 +96,6 @@ mod tests {
         assert!(damage_found(&json!({"pages_damaged": 2})));
         assert!(damage_found(&json!({"lost_and_found": {"rows": 1}})));
         assert!(damage_found(&json!({"tables": [{"rows_lost_estimate": 3}]})));
+        assert!(damage_found(&json!({"notes": ["the header is damaged; reading 4096-byte pages"]})));
     }
 }

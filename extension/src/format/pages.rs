@@ -93,6 +93,13 @@ impl FilePages {
         // pages themselves, and the fields that would make the reader skip pages (reserved bytes, pointer
         // maps, the freelist) are ignored.
         let field = if magic { DatabaseHeader::page_size_field(&first) } else { None };
+        // A plausible but wrong page size (damage that left another power of two) is caught by the pages. At
+        // half the real size only every other boundary starts a page; at a size too large, half of it explains
+        // the pages as well (every boundary of it is also one of the real size), so that size is suspect.
+        let field = field.filter(|&size| {
+            let here = btree_fraction(&file, len, size);
+            size == 512 || here == 0.0 || btree_fraction(&file, len, size / 2) < 0.75 * here
+        });
         let (page_size, btree_fraction) = match field {
             Some(size) => (size, None),
             None => {
@@ -221,6 +228,19 @@ impl FilePages {
     }
 }
 
+/// The share of the file's first pages (page 1 aside, up to 256) that parse as b-tree pages at `size`.
+fn btree_fraction(file: &OwnedVfsFile, len: u64, size: u32) -> f64 {
+    let pages = (len / u64::from(size)).min(256);
+    let mut page = vec![0u8; size as usize];
+    let matching = (1..pages)
+        .filter(|&p| {
+            file.read_at(&mut page, p * u64::from(size)) == page.len()
+                && BtreePage::parse(p as u32 + 1, &page, size).is_ok()
+        })
+        .count();
+    matching as f64 / pages.saturating_sub(1).max(1) as f64
+}
+
 /// Below this share of pages that look like b-tree pages, a file without the header's magic string is not
 /// taken for a database (random bytes or text pass the page-header checks far more rarely; a database whose
 /// pages are mostly overflow pages still has some b-tree pages in every 20).
@@ -230,18 +250,8 @@ const MIN_BTREE_FRACTION: f64 = 0.05;
 /// pages as at the best size (every multiple of the real size matches too, smaller sizes match less often),
 /// and the share of pages that do at that size.
 fn guess_page_size(file: &OwnedVfsFile, len: u64) -> (u32, f64) {
-    let fraction = |size: u32| {
-        let pages = (len / u64::from(size)).min(512);
-        let mut page = vec![0u8; size as usize];
-        let matching = (1..pages)
-            .filter(|&p| {
-                file.read_at(&mut page, p * u64::from(size)) == page.len()
-                    && BtreePage::parse(p as u32 + 1, &page, size).is_ok()
-            })
-            .count();
-        matching as f64 / pages.saturating_sub(1).max(1) as f64
-    };
-    let sizes: Vec<(u32, f64)> = (9..=16).map(|shift| 1u32 << shift).map(|size| (size, fraction(size))).collect();
+    let sizes: Vec<(u32, f64)> =
+        (9..=16).map(|shift| 1u32 << shift).map(|size| (size, btree_fraction(file, len, size))).collect();
     let best = sizes.iter().map(|&(_, f)| f).fold(0.0, f64::max);
     sizes.iter().find(|&&(_, f)| best > 0.0 && f >= 0.75 * best).copied().unwrap_or((4096, 0.0))
 }
