@@ -13,15 +13,12 @@ use super::buffer::{Buffer, READ_BLOCK};
 use super::feed::{Chunk, Sink};
 use crate::error::{Error, Result};
 use crate::format::header::{DatabaseHeader, HEADER_BYTES};
-use crate::format::wal_index::{newest_frames, WalIndexHeader};
+use crate::format::pages::{database_file, number, pin, wal_overlay, Pinned, MMAP_SIZE};
 use crate::maintenance::elapsed_ms;
 use crate::sqlite::{open_flags, Backup, BackupProgress, Db, OwnedDb, VfsFile};
 use crate::store::quote;
 
 const CHUNK: usize = 1 << 20;
-const MMAP_SIZE: &str = "PRAGMA mmap_size = 1099511627776";
-/// A writer commits between our two looks at the wal-index at most this often in a row before we give up.
-const PIN_ATTEMPTS: usize = 1000;
 
 /// How the copy was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,71 +174,6 @@ pub fn copy<T: Send + 'static>(
     };
     copied.path = origin.path.clone();
     Ok(copied)
-}
-
-/// The pinned read transaction: its page size and count, and in WAL mode the wal-index header it reads.
-struct Pinned {
-    page_size: u32,
-    page_count: u32,
-    journal_mode: String,
-    wal: Option<WalIndexHeader>,
-}
-
-impl Pinned {
-    fn bytes(&self) -> u64 {
-        self.page_count as u64 * self.page_size as u64
-    }
-}
-
-fn number(db: Db, sql: &str) -> Result<i64> {
-    db.query_value(sql, &[])?.as_i64().ok_or_else(|| Error::new(format!("{sql} returned no number")))
-}
-
-/// Opens a read transaction on `db` and learns exactly which state it reads. In WAL mode that is the
-/// wal-index header current when the transaction began: read before and after beginning, equal change
-/// counters prove no commit came between.
-fn pin(db: Db) -> Result<Pinned> {
-    let mut wal_mode = false;
-    for _ in 0..PIN_ATTEMPTS {
-        let file = database_file(&db)?;
-        // Look at the wal-index only once this connection has read in WAL mode: mapping it otherwise would
-        // create a -shm file beside a rollback-journal database.
-        let before = if wal_mode { WalIndexHeader::read(&file) } else { None };
-        db.exec("BEGIN")?;
-        let pinned = (|| {
-            db.query("SELECT 1 FROM sqlite_schema LIMIT 1", &[])?;
-            let journal_mode = db.query_value("PRAGMA journal_mode", &[])?.as_str().unwrap_or("").to_lowercase();
-            let page_size = number(db, "PRAGMA page_size")? as u32;
-            let page_count = number(db, "PRAGMA page_count")? as u32;
-            Ok::<_, Error>(Pinned { page_size, page_count, journal_mode, wal: None })
-        })();
-        let mut pinned = match pinned {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = db.exec("ROLLBACK");
-                return Err(e);
-            }
-        };
-        if pinned.journal_mode != "wal" {
-            return Ok(pinned);
-        }
-        wal_mode = true;
-        let after = WalIndexHeader::read(&file);
-        if let (Some(before), Some(after)) = (before, after) {
-            if before == after && (after.max_frame == 0 || after.pages == pinned.page_count) {
-                pinned.wal = Some(after);
-                return Ok(pinned);
-            }
-        }
-        db.exec("COMMIT")?;
-    }
-    Err(Error::new(format!(
-        "could not pin a snapshot: another connection committed during each of {PIN_ATTEMPTS} attempts"
-    )))
-}
-
-fn database_file(db: &Db) -> Result<VfsFile<'_>> {
-    db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))
 }
 
 /// Copies the snapshot pinned on `db` into `sink` in one pass (WAL mode; or a rollback journal whose lock
@@ -505,16 +437,6 @@ fn differs<T: Send + 'static>(sink: &Sink<T>, theirs: &[u8], offset: u64, ours: 
         }
     }
     Ok(false)
-}
-
-/// (page, offset in the WAL) of every page the pinned snapshot reads from the WAL, by page number.
-fn wal_overlay(db: Db, pinned: &Pinned) -> Result<Vec<(u32, u64)>> {
-    let Some(header) = pinned.wal.filter(|h| h.max_frame > 0) else { return Ok(Vec::new()) };
-    let wal = db.journal_file("main")?.ok_or_else(|| Error::new("the WAL file is not open"))?;
-    let mut frames: Vec<(u32, u64)> =
-        newest_frames(&wal, &header, pinned.page_size)?.into_iter().filter(|(p, _)| *p <= pinned.page_count).collect();
-    frames.sort_unstable();
-    Ok(frames)
 }
 
 /// SQLite's backup API, all pages in one step (one read transaction: consistent, and never restarted).

@@ -217,6 +217,14 @@ impl<'a> BtreePage<'a> {
         Ok(free)
     }
 
+    /// dbstat's `unused` figure: [`Self::unused_bytes`], except that dbstat takes the content-area start as
+    /// stored, and an empty 65536-byte page stores 0 there (meaning 65536): dbstat counts it −8, not 65528.
+    pub fn unused_as_dbstat(&self) -> Result<i64, String> {
+        let stored_zero = short(self.bytes, self.header_at + 5) == 0;
+        let correction = if stored_zero { self.content_start().min(self.usable) } else { 0 };
+        Ok(self.unused_bytes()? as i64 - correction as i64)
+    }
+
     /// The usable bytes of the page counted by dbstat as its size (`pgsize` is the page size).
     pub fn usable(&self) -> usize {
         self.usable

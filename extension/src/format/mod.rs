@@ -7,5 +7,6 @@ pub mod header;
 pub mod journal;
 pub mod pages;
 pub mod record;
+pub mod usage;
 pub mod wal;
 pub mod wal_index;

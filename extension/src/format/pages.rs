@@ -1,6 +1,8 @@
 //! Page sources: a database read page by page, with the newest committed WAL frames laid over the file, or a
-//! hot rollback journal's original pages, exactly as SQLite would read the last committed state.
+//! hot rollback journal's original pages, exactly as SQLite would read the last committed state. For a raw file
+//! ([`FilePages`]), or for the read snapshot a live connection holds ([`SnapshotPages`]).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,19 @@ use super::btree::BtreePage;
 use super::header::{lock_page, DatabaseHeader, HEADER_BYTES};
 use super::journal::{self, JournalHeader, JournalScan};
 use super::wal::{self, WalScan};
-use crate::sqlite::OwnedVfsFile;
+use super::wal_index::{newest_frames, WalIndexHeader};
+use crate::error::{self, Error};
+use crate::sqlite::{Db, Mapped, OwnedVfsFile, VfsFile};
+
+/// Pages read one at a time, each borrowed until the next is asked for.
+pub trait PageSource {
+    fn page_size(&self) -> u32;
+    /// Bytes of each page b-tree content may use (page size minus the reserved bytes).
+    fn usable_size(&self) -> u32;
+    fn page_count(&self) -> u32;
+    /// Page `number` (1-based), whole.
+    fn page(&mut self, number: u32) -> Result<&[u8], String>;
+}
 
 /// A database file (and its -wal or -journal) read directly, for files SQLite may not be able to open. The
 /// database file is opened through the host's VFS (see `OwnedVfsFile`: a plain descriptor's close would drop
@@ -254,4 +268,226 @@ fn guess_page_size(file: &OwnedVfsFile, len: u64) -> (u32, f64) {
         (9..=16).map(|shift| 1u32 << shift).map(|size| (size, btree_fraction(file, len, size))).collect();
     let best = sizes.iter().map(|&(_, f)| f).fold(0.0, f64::max);
     sizes.iter().find(|&&(_, f)| best > 0.0 && f >= 0.75 * best).copied().unwrap_or((4096, 0.0))
+}
+
+/// A raw file's pages through one reused buffer.
+pub struct FileReader<'a> {
+    pages: &'a FilePages,
+    buffer: Vec<u8>,
+}
+
+impl<'a> FileReader<'a> {
+    pub fn new(pages: &'a FilePages) -> FileReader<'a> {
+        FileReader { pages, buffer: vec![0u8; pages.page_size() as usize] }
+    }
+}
+
+impl PageSource for FileReader<'_> {
+    fn page_size(&self) -> u32 {
+        self.pages.page_size()
+    }
+
+    fn usable_size(&self) -> u32 {
+        self.pages.usable_size()
+    }
+
+    fn page_count(&self) -> u32 {
+        self.pages.page_count
+    }
+
+    fn page(&mut self, number: u32) -> Result<&[u8], String> {
+        if !self.pages.read(number, &mut self.buffer) {
+            return Err(format!("page {number} lies past the end of the file"));
+        }
+        Ok(&self.buffer)
+    }
+}
+
+/// Asks for the whole file to be mappable (SQLite caps it at its SQLITE_MAX_MMAP_SIZE).
+pub const MMAP_SIZE: &str = "PRAGMA mmap_size = 1099511627776";
+/// A writer commits between our two looks at the wal-index at most this often in a row before we give up.
+const PIN_ATTEMPTS: usize = 1000;
+
+/// A read transaction pinned on a connection: its page size and count, and in WAL mode the wal-index header
+/// it reads.
+pub struct Pinned {
+    pub page_size: u32,
+    pub page_count: u32,
+    pub journal_mode: String,
+    pub wal: Option<WalIndexHeader>,
+}
+
+impl Pinned {
+    pub fn bytes(&self) -> u64 {
+        self.page_count as u64 * self.page_size as u64
+    }
+}
+
+pub fn number(db: Db, sql: &str) -> error::Result<i64> {
+    db.query_value(sql, &[])?.as_i64().ok_or_else(|| Error::new(format!("{sql} returned no number")))
+}
+
+/// Opens a read transaction on `db` (its `main` schema) and learns exactly which state it reads. In WAL mode
+/// that is the wal-index header current when the transaction began: read before and after beginning, equal
+/// change counters prove no commit came between. The caller ends the transaction (COMMIT).
+pub fn pin(db: Db) -> error::Result<Pinned> {
+    let mut wal_mode = false;
+    for _ in 0..PIN_ATTEMPTS {
+        let file = database_file(&db)?;
+        // Look at the wal-index only once this connection has read in WAL mode: mapping it otherwise would
+        // create a -shm file beside a rollback-journal database.
+        let before = if wal_mode { WalIndexHeader::read(&file) } else { None };
+        db.exec("BEGIN")?;
+        let pinned = (|| {
+            db.query("SELECT 1 FROM sqlite_schema LIMIT 1", &[])?;
+            let journal_mode = db.query_value("PRAGMA journal_mode", &[])?.as_str().unwrap_or("").to_lowercase();
+            let page_size = number(db, "PRAGMA page_size")? as u32;
+            let page_count = number(db, "PRAGMA page_count")? as u32;
+            Ok::<_, Error>(Pinned { page_size, page_count, journal_mode, wal: None })
+        })();
+        let mut pinned = match pinned {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = db.exec("ROLLBACK");
+                return Err(e);
+            }
+        };
+        if pinned.journal_mode != "wal" {
+            return Ok(pinned);
+        }
+        wal_mode = true;
+        let after = WalIndexHeader::read(&file);
+        if let (Some(before), Some(after)) = (before, after) {
+            if before == after && (after.max_frame == 0 || after.pages == pinned.page_count) {
+                pinned.wal = Some(after);
+                return Ok(pinned);
+            }
+        }
+        db.exec("COMMIT")?;
+    }
+    Err(Error::new(format!(
+        "could not pin a snapshot: another connection committed during each of {PIN_ATTEMPTS} attempts"
+    )))
+}
+
+pub fn database_file(db: &Db) -> error::Result<VfsFile<'_>> {
+    db.database_file("main")?.ok_or_else(|| Error::new("the database file is not open"))
+}
+
+/// (page, offset in the WAL) of every page the pinned snapshot reads from the WAL, by page number.
+pub fn wal_overlay(db: Db, pinned: &Pinned) -> error::Result<Vec<(u32, u64)>> {
+    let Some(header) = pinned.wal.filter(|h| h.max_frame > 0) else { return Ok(Vec::new()) };
+    let wal = db.journal_file("main")?.ok_or_else(|| Error::new("the WAL file is not open"))?;
+    let mut frames: Vec<(u32, u64)> =
+        newest_frames(&wal, &header, pinned.page_size)?.into_iter().filter(|(p, _)| *p <= pinned.page_count).collect();
+    frames.sort_unstable();
+    Ok(frames)
+}
+
+/// Pages of the file mapped at once: a window the VFS maps with one fetch (xFetch takes an int length).
+const WINDOW: u64 = 1 << 28;
+
+/// The snapshot pinned on a connection ([`pin`]), page by page through the connection's own VFS handles: the
+/// file's pages as the VFS maps them (read into a buffer where it maps nothing), the pinned WAL frames laid
+/// over. Valid while the read transaction lasts; dropping it hands the mappings back.
+pub struct SnapshotPages<'a> {
+    database: VfsFile<'a>,
+    wal: Option<VfsFile<'a>>,
+    overlay: HashMap<u32, u64>,
+    windows: Vec<Option<Option<Mapped>>>,
+    /// Bytes of the file the VFS can map (whole pages); pages past it are read.
+    mappable: u64,
+    buffer: Vec<u8>,
+    page_size: u32,
+    usable: u32,
+    page_count: u32,
+}
+
+impl<'a> SnapshotPages<'a> {
+    /// `db` must hold the read transaction `pinned` describes, with `mmap_size` set to map the file.
+    pub fn new(db: &'a Db, pinned: &Pinned) -> error::Result<SnapshotPages<'a>> {
+        let database = database_file(db)?;
+        let overlay: HashMap<u32, u64> = wal_overlay(*db, pinned)?.into_iter().collect();
+        let wal = if overlay.is_empty() { None } else { db.journal_file("main")? };
+        let page_size = pinned.page_size;
+        let mappable = database.size()? / u64::from(page_size) * u64::from(page_size);
+        let windows = (0..pinned.bytes().div_ceil(WINDOW)).map(|_| None).collect();
+        let mut pages = SnapshotPages {
+            database,
+            wal,
+            overlay,
+            windows,
+            mappable,
+            buffer: vec![0u8; page_size as usize],
+            page_size,
+            usable: page_size,
+            page_count: pinned.page_count,
+        };
+        if pages.page_count > 0 {
+            let mut header = [0u8; HEADER_BYTES];
+            header.copy_from_slice(&pages.page(1).map_err(Error::new)?[..HEADER_BYTES]);
+            pages.usable = DatabaseHeader::parse(&header).map_err(Error::new)?.usable_size();
+        }
+        Ok(pages)
+    }
+
+    /// Maps window `index` on first use; false when the VFS maps nothing there.
+    fn map_window(&mut self, index: usize) -> bool {
+        let start = index as u64 * WINDOW;
+        let (database, mappable) = (&self.database, self.mappable);
+        let Some(slot) = self.windows.get_mut(index) else { return false };
+        slot.get_or_insert_with(|| {
+            let len = (start + WINDOW).min(mappable).saturating_sub(start);
+            if len == 0 {
+                return None;
+            }
+            database.fetch(start, len as usize)
+        })
+        .is_some()
+    }
+}
+
+impl PageSource for SnapshotPages<'_> {
+    fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    fn usable_size(&self) -> u32 {
+        self.usable
+    }
+
+    fn page_count(&self) -> u32 {
+        self.page_count
+    }
+
+    fn page(&mut self, number: u32) -> Result<&[u8], String> {
+        if number == 0 || number > self.page_count {
+            return Err(format!("page {number} is outside the database ({} pages)", self.page_count));
+        }
+        let size = self.page_size as usize;
+        let offset = u64::from(number - 1) * size as u64;
+        let failed = |e: Error| format!("cannot read page {number}: {e}");
+        if let Some(&at) = self.overlay.get(&number) {
+            let wal = self.wal.as_ref().ok_or_else(|| format!("cannot read page {number}: the WAL is not open"))?;
+            wal.read_at(&mut self.buffer, at).map_err(failed)?;
+            return Ok(&self.buffer);
+        }
+        let window = (offset / WINDOW) as usize;
+        if offset + size as u64 <= self.mappable && self.map_window(window) {
+            if let Some(Some(mapped)) = &self.windows[window] {
+                let start = (offset % WINDOW) as usize;
+                return Ok(&mapped.bytes()[start..start + size]);
+            }
+        }
+        self.database.read_at(&mut self.buffer, offset).map_err(failed)?;
+        Ok(&self.buffer)
+    }
+}
+
+impl Drop for SnapshotPages<'_> {
+    fn drop(&mut self) {
+        for mapped in self.windows.drain(..).flatten().flatten() {
+            self.database.unfetch(mapped);
+        }
+    }
 }

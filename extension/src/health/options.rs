@@ -17,10 +17,13 @@ pub enum Integrity {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FragmentationMethod {
-    /// dbstat when the host has it, else the freelist.
+    /// vigil's page reader for a database file on the unix VFS, else dbstat when the host has it, else the
+    /// freelist.
     Auto,
     Dbstat,
     Freelist,
+    /// vigil's page reader (format::usage) over a read snapshot of its own.
+    Pages,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -158,7 +161,8 @@ impl Options {
                         "auto" => FragmentationMethod::Auto,
                         "dbstat" => FragmentationMethod::Dbstat,
                         "freelist" => FragmentationMethod::Freelist,
-                        other => return Err(bad_choice(key, other, "auto, dbstat, freelist")),
+                        "pages" => FragmentationMethod::Pages,
+                        other => return Err(bad_choice(key, other, "auto, pages, dbstat, freelist")),
                     }
                 }
                 "thresholds" => self.thresholds.apply(value)?,

@@ -1,0 +1,191 @@
+//! Space usage of b-trees, page by page, with the definitions of SQLite's dbstat virtual table (which
+//! sqlite3_analyzer reports): pages by kind, cells, payload, unused bytes, and the gaps in page order.
+//!
+//! One pass: every b-tree page is read once; an overflow chain's figures follow from its length (its last
+//! page is never read, the others only for the number of the next).
+
+use super::btree::{local_payload, overflow_pages, BtreePage, PageKind};
+use super::pages::PageSource;
+
+/// Page usage of one b-tree, as dbstat counts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeUsage {
+    pub internal_pages: i64,
+    pub leaf_pages: i64,
+    pub overflow_pages: i64,
+    pub leaf_cells: i64,
+    pub internal_cells: i64,
+    /// Bytes of payload on the tree's pages (each cell's local part, plus what its overflow pages hold).
+    pub payload: i64,
+    pub unused: i64,
+    /// Page size × pages.
+    pub bytes: i64,
+    /// Leaf pages not directly after another page of the same b-tree (sqlite3_analyzer's gap count).
+    pub gaps: i64,
+}
+
+impl TreeUsage {
+    pub fn pages(&self) -> i64 {
+        self.internal_pages + self.leaf_pages + self.overflow_pages
+    }
+
+    /// Counts the gaps from the tree's pages `(page number, is a leaf)`: sorted by number, a leaf page that does
+    /// not follow the page before it is a gap.
+    pub fn count_gaps(&mut self, pages: &mut [(u32, bool)]) {
+        pages.sort_unstable();
+        let mut previous = 0;
+        for &(page, is_leaf) in pages.iter() {
+            if previous > 0 && is_leaf && page != previous + 1 {
+                self.gaps += 1;
+            }
+            previous = page;
+        }
+    }
+}
+
+/// Marks who owns each page: the tree's index + 1, with [`LEAF`] for leaf pages; 0 for no tree.
+const LEAF: u32 = 1 << 31;
+
+/// Walks the b-trees rooted at `roots` and measures each. An error names the page that cannot be read, is
+/// not a b-tree page, or is reached twice (a loop, or two trees sharing it).
+pub fn measure(source: &mut dyn PageSource, roots: &[u32]) -> Result<Vec<TreeUsage>, String> {
+    let mut walk = Walk {
+        owner: vec![0; source.page_count() as usize + 1],
+        stack: Vec::new(),
+        chains: Vec::new(),
+        page_size: i64::from(source.page_size()),
+        usable: source.usable_size(),
+    };
+    let mut trees = Vec::with_capacity(roots.len());
+    for (index, &root) in roots.iter().enumerate() {
+        let mut usage = TreeUsage::default();
+        walk.tree(source, index as u32 + 1, root, &mut usage)?;
+        trees.push(usage);
+    }
+    walk.count_gaps(&mut trees);
+    Ok(trees)
+}
+
+struct Walk {
+    owner: Vec<u32>,
+    /// Pages still to visit in the current tree.
+    stack: Vec<u32>,
+    /// Overflow chains of the current page: (first page, pages, payload bytes on them).
+    chains: Vec<(u32, u64, u64)>,
+    page_size: i64,
+    usable: u32,
+}
+
+impl Walk {
+    fn tree(&mut self, source: &mut dyn PageSource, id: u32, root: u32, usage: &mut TreeUsage) -> Result<(), String> {
+        self.stack.clear();
+        self.stack.push(root);
+        while let Some(number) = self.stack.pop() {
+            self.claim(number, id)?;
+            let leaf = self.page(source.page(number)?, number, usage)?;
+            if leaf {
+                self.owner[number as usize] |= LEAF;
+            }
+            for i in 0..self.chains.len() {
+                let (first, pages, payload) = self.chains[i];
+                self.overflow(source, id, first, pages, payload, usage)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes page `number` for tree `id`.
+    fn claim(&mut self, number: u32, id: u32) -> Result<(), String> {
+        match self.owner.get_mut(number as usize) {
+            Some(owner) if number > 0 && *owner == 0 => {
+                *owner = id;
+                Ok(())
+            }
+            Some(_) if number > 0 => Err(format!("page {number} is reached twice (a loop, or shared by two b-trees)")),
+            _ => Err(format!("page {number} is outside the database ({} pages)", self.owner.len() - 1)),
+        }
+    }
+
+    /// Counts one b-tree page, queues its children and notes its overflow chains. True for a leaf page.
+    fn page(&mut self, bytes: &[u8], number: u32, usage: &mut TreeUsage) -> Result<bool, String> {
+        let page = BtreePage::parse(number, bytes, self.usable)?;
+        let cells = page.cell_count();
+        self.chains.clear();
+        let mut payload = 0;
+        for i in 0..cells {
+            let cell = page.cell(i)?;
+            if let Some(child) = cell.left_child {
+                self.stack.push(child);
+            }
+            if page.kind == PageKind::InteriorTable {
+                continue;
+            }
+            let local = local_payload(page.kind, cell.payload_size, self.usable);
+            payload += local as i64;
+            if let Some(first) = cell.overflow {
+                let pages = overflow_pages(cell.payload_size, local, self.usable);
+                self.chains.push((first, pages, cell.payload_size - local as u64));
+            }
+        }
+        if !page.kind.is_leaf() {
+            self.stack.push(page.right_child());
+        }
+        let (pages, cells_total) = if page.kind.is_leaf() {
+            (&mut usage.leaf_pages, &mut usage.leaf_cells)
+        } else {
+            (&mut usage.internal_pages, &mut usage.internal_cells)
+        };
+        *pages += 1;
+        *cells_total += cells as i64;
+        usage.payload += payload;
+        usage.unused += page.unused_as_dbstat()?;
+        usage.bytes += self.page_size;
+        Ok(page.kind.is_leaf())
+    }
+
+    /// Counts an overflow chain of `pages` pages holding `payload` bytes: every page but the last is full
+    /// (usable − 4 bytes after the next-page number). Only the pages before the last are read, for the number
+    /// of the next.
+    fn overflow(
+        &mut self,
+        source: &mut dyn PageSource,
+        id: u32,
+        first: u32,
+        pages: u64,
+        payload: u64,
+        usage: &mut TreeUsage,
+    ) -> Result<(), String> {
+        let per_page = u64::from(self.usable) - 4;
+        let mut number = first;
+        for i in 0..pages {
+            self.claim(number, id)?;
+            if i + 1 < pages {
+                let bytes = source.page(number)?;
+                number = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            }
+        }
+        let last = payload - (pages - 1) * per_page;
+        usage.overflow_pages += pages as i64;
+        usage.payload += payload as i64;
+        usage.unused += (per_page - last) as i64;
+        usage.bytes += pages as i64 * self.page_size;
+        Ok(())
+    }
+
+    /// The gaps of every tree in one pass over the pages in file order.
+    fn count_gaps(&self, trees: &mut [TreeUsage]) {
+        let mut previous = vec![0u32; trees.len()];
+        for (number, &owner) in self.owner.iter().enumerate().skip(1) {
+            let id = owner & !LEAF;
+            if id == 0 {
+                continue;
+            }
+            let tree = id as usize - 1;
+            let before = previous[tree];
+            if owner & LEAF != 0 && before > 0 && number as u32 != before + 1 {
+                trees[tree].gaps += 1;
+            }
+            previous[tree] = number as u32;
+        }
+    }
+}
