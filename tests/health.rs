@@ -121,7 +121,12 @@ fn quick_and_full_integrity_on_a_healthy_database() {
         let full = by_check(&host.query(&db, "SELECT * FROM health_report('full')").unwrap());
         assert_eq!(full["integrity"]["detail"], "full check: ok", "{}", host.name());
         assert_eq!(full["foreign_keys"]["value"], 0);
-        assert_eq!(full["fragmentation_method"]["value"], "dbstat");
+        assert_eq!(
+            full["fragmentation_method"]["value"],
+            "pages",
+            "{}: a file is read by vigil's page reader",
+            host.name()
+        );
     }
 }
 

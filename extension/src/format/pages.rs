@@ -467,7 +467,9 @@ impl PageSource for SnapshotPages<'_> {
         let size = self.page_size as usize;
         let offset = u64::from(number - 1) * size as u64;
         let failed = |e: Error| format!("cannot read page {number}: {e}");
-        if let Some(&at) = self.overlay.get(&number) {
+        // Most scans have no WAL frames to lay over: no hashing per page then.
+        let overlaid = if self.overlay.is_empty() { None } else { self.overlay.get(&number).copied() };
+        if let Some(at) = overlaid {
             let wal = self.wal.as_ref().ok_or_else(|| format!("cannot read page {number}: the WAL is not open"))?;
             wal.read_at(&mut self.buffer, at).map_err(failed)?;
             return Ok(&self.buffer);

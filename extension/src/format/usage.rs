@@ -4,7 +4,7 @@
 //! One pass: every b-tree page is read once; an overflow chain's figures follow from its length (its last
 //! page is never read, the others only for the number of the next).
 
-use super::btree::{local_payload, overflow_pages, BtreePage, PageKind};
+use super::btree::{overflow_pages, BtreePage, PageKind};
 use super::pages::PageSource;
 
 /// Page usage of one b-tree, as dbstat counts it.
@@ -120,7 +120,8 @@ impl Walk {
             if page.kind == PageKind::InteriorTable {
                 continue;
             }
-            let local = local_payload(page.kind, cell.payload_size, self.usable);
+            // The parsed cell's local part has the file format's length (btree::local_payload).
+            let local = cell.local.len();
             payload += local as i64;
             if let Some(first) = cell.overflow {
                 let pages = overflow_pages(cell.payload_size, local, self.usable);
