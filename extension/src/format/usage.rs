@@ -190,3 +190,102 @@ impl Walk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages in memory, 512 bytes each.
+    struct Memory(Vec<Vec<u8>>);
+
+    impl PageSource for Memory {
+        fn page_size(&self) -> u32 {
+            512
+        }
+        fn usable_size(&self) -> u32 {
+            512
+        }
+        fn page_count(&self) -> u32 {
+            self.0.len() as u32
+        }
+        fn page(&mut self, number: u32) -> Result<&[u8], String> {
+            self.0.get(number as usize - 1).map(Vec::as_slice).ok_or_else(|| format!("no page {number}"))
+        }
+    }
+
+    /// A b-tree page of `kind` holding `cells` (each given whole), packed at the page's end.
+    fn page(kind: u8, cells: &[Vec<u8>], right_child: u32) -> Vec<u8> {
+        let mut page = vec![0u8; 512];
+        page[0] = kind;
+        page[3..5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
+        let header = if kind == 13 || kind == 10 { 8 } else { 12 };
+        if header == 12 {
+            page[8..12].copy_from_slice(&right_child.to_be_bytes());
+        }
+        let mut end = 512;
+        for (i, cell) in cells.iter().enumerate() {
+            end -= cell.len();
+            page[end..end + cell.len()].copy_from_slice(cell);
+            page[header + 2 * i..header + 2 * i + 2].copy_from_slice(&(end as u16).to_be_bytes());
+        }
+        page[5..7].copy_from_slice(&(end as u16).to_be_bytes());
+        page
+    }
+
+    /// A table leaf cell with rowid `rowid` and a payload of `size` bytes; past 477 bytes (512 − 35) the
+    /// payload keeps its local part and the number of its first overflow page.
+    fn leaf_cell(rowid: u8, size: u16, overflow: u32) -> Vec<u8> {
+        let local = if size <= 477 { size as usize } else { 39 + (size as usize - 39) % 508 };
+        let local = if local > 477 { 39 } else { local };
+        let mut cell = vec![0x80 | (size >> 7) as u8, (size & 0x7f) as u8, rowid];
+        cell.extend(std::iter::repeat_n(0u8, local));
+        if (local as u16) < size {
+            cell.extend_from_slice(&overflow.to_be_bytes());
+        }
+        cell
+    }
+
+    #[test]
+    fn counts_pages_cells_payload_overflow_and_gaps_as_dbstat() {
+        // Page 1: an empty schema leaf. Tree at 2: interior → leaves 3 and 7; leaf 3 holds a row whose
+        // 1100-byte payload keeps 84 bytes local and spills over pages 4 and 5 (508 bytes each); page 6 is free.
+        let mut schema = page(13, &[], 0);
+        schema.splice(0..0, std::iter::repeat_n(0u8, 100));
+        schema.truncate(512);
+        schema[100] = 13;
+        schema[105..107].copy_from_slice(&512u16.to_be_bytes());
+        let interior = page(5, &[vec![0, 0, 0, 3, 1]], 7);
+        let leaf = page(13, &[leaf_cell(1, 1100, 4)], 0);
+        let mut first_overflow = vec![0u8; 512];
+        first_overflow[..4].copy_from_slice(&5u32.to_be_bytes());
+        let last_overflow = vec![0xffu8; 512]; // never read: its figures follow from the chain
+        let right = page(13, &[leaf_cell(2, 10, 0)], 0);
+        let mut pages = Memory(vec![schema, interior, leaf, first_overflow, last_overflow, vec![0; 512], right]);
+        let trees = measure(&mut pages, &[1, 2]).unwrap();
+        assert_eq!((trees[0].leaf_pages, trees[0].unused, trees[0].gaps), (1, 512 - 108, 0));
+        let t = &trees[1];
+        assert_eq!((t.internal_pages, t.leaf_pages, t.overflow_pages), (1, 2, 2));
+        assert_eq!((t.internal_cells, t.leaf_cells), (1, 2));
+        assert_eq!(t.payload, 1100 + 10);
+        assert_eq!(t.bytes, 5 * 512);
+        // Interior: 507 − 14; leaf 3: its 91-byte cell, 421 − 10; leaf 7: 13-byte cell, 499 − 10; the
+        // overflow pages are full.
+        assert_eq!(t.unused, 493 + 411 + 489);
+        // Sorted 2, 3, 4, 5, 7: leaf 7 does not follow page 5, leaf 3 follows page 2.
+        assert_eq!(t.gaps, 1);
+    }
+
+    #[test]
+    fn a_page_reached_twice_is_an_error_not_a_loop() {
+        let mut schema = page(13, &[], 0);
+        schema.splice(0..0, std::iter::repeat_n(0u8, 100));
+        schema.truncate(512);
+        schema[100] = 13;
+        let looping = page(5, &[vec![0, 0, 0, 2, 1]], 2);
+        let mut pages = Memory(vec![schema, looping]);
+        let err = measure(&mut pages, &[1, 2]).unwrap_err();
+        assert!(err.contains("page 2 is reached twice"), "{err}");
+        let err = measure(&mut pages, &[1, 9]).unwrap_err();
+        assert!(err.contains("page 9 is outside the database"), "{err}");
+    }
+}
