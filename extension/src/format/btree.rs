@@ -50,7 +50,14 @@ impl PageKind {
 }
 
 /// Reads an SQLite varint at the start of `bytes`: (value, length), or `None` when it runs off the end.
+#[inline]
 pub fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    // Most varints in a page (payload sizes, small rowids) are one byte.
+    match bytes.first() {
+        Some(&byte) if byte < 0x80 => return Some((u64::from(byte), 1)),
+        None => return None,
+        _ => {}
+    }
     let mut value: u64 = 0;
     for i in 0..9 {
         let byte = *bytes.get(i)?;
@@ -65,10 +72,12 @@ pub fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+#[inline]
 fn word(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
+#[inline]
 fn short(bytes: &[u8], at: usize) -> usize {
     usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]))
 }
@@ -153,6 +162,7 @@ impl<'a> BtreePage<'a> {
     }
 
     /// The byte offset of cell `i`, checked to lie in the cell content area.
+    #[inline]
     pub fn cell_offset(&self, i: usize) -> Result<usize, String> {
         let offset = short(self.bytes, self.pointers_at() + 2 * i);
         if offset < self.content_start() || offset >= self.usable {
@@ -162,6 +172,7 @@ impl<'a> BtreePage<'a> {
     }
 
     /// Cell `i`, with its lengths checked against the page.
+    #[inline]
     pub fn cell(&self, i: usize) -> Result<Cell<'a>, String> {
         let at = self.cell_offset(i)?;
         let area = &self.bytes[at..self.usable];
@@ -232,6 +243,7 @@ impl<'a> BtreePage<'a> {
 }
 
 /// How many payload bytes a cell keeps on its own page (the rest goes to overflow pages).
+#[inline]
 pub fn local_payload(kind: PageKind, payload_size: u64, usable: u32) -> usize {
     let usable = u64::from(usable);
     let max_local = if kind == PageKind::LeafTable { usable - 35 } else { (usable - 12) * 64 / 255 - 23 };

@@ -66,6 +66,18 @@ pub fn measure(source: &mut dyn PageSource, roots: &[u32]) -> Result<Vec<TreeUsa
     Ok(trees)
 }
 
+/// Touches every cache line of a page at once, in independent loads the CPU overlaps: its cells are then read
+/// in pointer order, one dependent load after another, and a page fresh from the page cache would otherwise cost
+/// a memory round trip per line (most of the scan's time, measured).
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    let mut any = 0u8;
+    for line in bytes.chunks(64) {
+        any ^= line[0];
+    }
+    std::hint::black_box(any);
+}
+
 struct Walk {
     owner: Vec<u32>,
     /// Pages still to visit in the current tree.
@@ -82,7 +94,9 @@ impl Walk {
         self.stack.push(root);
         while let Some(number) = self.stack.pop() {
             self.claim(number, id)?;
-            let leaf = self.page(source.page(number)?, number, usage)?;
+            let bytes = source.page(number)?;
+            prefetch(bytes);
+            let leaf = self.page(bytes, number, usage)?;
             if leaf {
                 self.owner[number as usize] |= LEAF;
             }
