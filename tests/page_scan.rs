@@ -271,6 +271,13 @@ fn auto_picks_the_page_reader_for_files_and_dbstat_elsewhere() {
     let err = rows(&conn, "SELECT * FROM health_tables('{\"fragmentation_method\":\"pages\"}')").unwrap_err();
     assert!(err.contains("open transaction"), "{err}");
     conn.execute_batch("ROLLBACK").unwrap();
+    // An empty file has no page yet: no b-tree, as dbstat says.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    for m in ["pages", "dbstat"] {
+        let sql = format!("SELECT * FROM health_tables('{{\"fragmentation_method\":\"{m}\"}}')");
+        assert_eq!(Bundled.query(&empty, &sql).unwrap().len(), 0, "{m}");
+    }
     let err = method("SELECT * FROM health_tables('{\"fragmentation_method\":\"bogus\"}')").unwrap_err();
     assert!(err.contains("auto, pages, dbstat, freelist"), "{err}");
 }

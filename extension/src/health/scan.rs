@@ -196,6 +196,9 @@ fn page_btrees(db: Db, schema: &str) -> Result<Vec<Btree>> {
 /// The b-trees dbstat lists (sqlite_schema on page 1, then every schema entry with a root page), measured in
 /// the snapshot pinned on `db`.
 fn snapshot_btrees(db: Db, pinned: &Pinned) -> Result<Vec<Btree>> {
+    if pinned.page_count == 0 {
+        return Ok(Vec::new()); // an empty file: not even sqlite_schema has a page yet (dbstat lists nothing)
+    }
     let mut names = vec!["sqlite_schema".to_string()];
     let mut roots = vec![1u32];
     for row in db.query("SELECT name, rootpage FROM sqlite_schema WHERE rootpage != 0", &[])? {
