@@ -211,7 +211,8 @@ impl<'a> BtreePage<'a> {
     }
 
     /// Bytes of the page no cell uses: the gap between the pointer array and the content area, the freeblocks,
-    /// and the fragmented bytes (dbstat's `unused`). An error when the freeblock chain is damaged.
+    /// and the fragmented bytes (dbstat's `unused`, except for an empty 65536-byte page: see
+    /// [`Self::unused_as_dbstat`]). An error when the freeblock chain is damaged.
     pub fn unused_bytes(&self) -> Result<usize, String> {
         let gap = self.content_start().min(self.usable) - (self.pointers_at() + 2 * self.cell_count());
         let mut free = gap + usize::from(self.bytes[self.header_at + 7]);

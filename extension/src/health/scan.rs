@@ -182,8 +182,8 @@ fn page_reader_refusal(db: Db, schema: &str) -> Result<Option<String>> {
 /// Every b-tree of `schema`, measured by vigil's page reader in one read snapshot of a connection of its own.
 fn page_btrees(db: Db, schema: &str) -> Result<Vec<Btree>> {
     let path = db.filename(schema)?.ok_or_else(|| Error::new("the database has no file"))?;
-    let own = OwnedDb::open(&path, open_flags::READ_ONLY, db.vfs_name(schema)?.as_deref())?;
-    let own = own.db();
+    let connection = OwnedDb::open(&path, open_flags::READ_ONLY, db.vfs_name(schema)?.as_deref())?;
+    let own = connection.db();
     own.set_busy_timeout(PAGE_READER_BUSY_MS)?;
     // Pages are read straight from the file's memory map where the VFS maps it.
     own.exec(MMAP_SIZE)?;
