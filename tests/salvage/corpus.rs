@@ -522,6 +522,14 @@ pub fn rows_physically_lost(map: &Map, damaged: &BTreeSet<u32>, contents: &Conte
     lost + chains.len()
 }
 
+/// Whether a leaf or interior page of a user table's b-tree was destroyed: a salvage must notice that.
+pub fn table_pages_hit(map: &Map, damaged: &BTreeSet<u32>, contents: &Contents) -> bool {
+    map.pages
+        .iter()
+        .filter(|p| damaged.contains(&p.number) && (p.kind == "leaf" || p.kind == "internal"))
+        .any(|p| contents.tables.iter().any(|t| t.name == p.tree))
+}
+
 /// Destroyed overflow pages of user tables: each may leave one altered row behind.
 pub fn overflow_hits(map: &Map, damaged: &BTreeSet<u32>, contents: &Contents) -> usize {
     map.pages
