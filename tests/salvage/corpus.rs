@@ -438,6 +438,8 @@ pub enum Damage {
     Garbage(Vec<u32>, u64),
     /// Bytes `from..to` of page 1 (the header is 0..100, the schema b-tree's page header follows).
     Page1(usize, usize, u64),
+    /// One byte set to a value.
+    Byte(usize, u8),
     /// Nothing: the undamaged original.
     Nothing,
     /// The file cut to this many bytes.
@@ -467,6 +469,7 @@ pub fn make_damaged(case: &Case, path: &Path) {
         }
         Damage::Page1(from, to, seed) => file[*from..*to].copy_from_slice(&Rng::new(*seed).bytes(to - from)),
         Damage::Truncate(len) => file.truncate(*len as usize),
+        Damage::Byte(offset, value) => file[*offset] = *value,
         Damage::Nothing => {}
         Damage::TornWal => {
             let wal = sidecar(path, "-wal");
@@ -491,7 +494,7 @@ pub fn damaged_pages(damage: &Damage, map: &Map) -> BTreeSet<u32> {
     match damage {
         Damage::Zero(pages) | Damage::Garbage(pages, _) => pages.iter().copied().collect(),
         Damage::Truncate(len) => ((*len / map.page_size as u64) as u32 + 1..=map.page_count).collect(),
-        Damage::Page1(..) | Damage::TornWal | Damage::Nothing => BTreeSet::new(),
+        Damage::Page1(..) | Damage::Byte(..) | Damage::TornWal | Damage::Nothing => BTreeSet::new(),
     }
 }
 
