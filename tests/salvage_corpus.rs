@@ -84,65 +84,8 @@ fn salvage_python(src: &Path, dest: &Path) -> Result<Json, String> {
     }
 }
 
-/// The originals: the fossil repository and one generated database per layout.
 fn originals(dir: &Path) -> Vec<Original> {
-    let mut all = vec![corpus::fossil_original(&vigil_tests::root(), dir, 120)];
-    all.extend(corpus::layouts().into_iter().map(|layout| corpus::generated_original(layout, dir)));
-    all
-}
-
-/// The damage done to copies of one original: pages of every kind its map has, picked by dbstat.
-fn cases_of(original: &Original, map: &Map, contents: &Contents) -> Vec<Case> {
-    let case = |name: &str, damage: Damage| Case {
-        name: format!("{} {name}", original.name),
-        original: original.clone(),
-        damage,
-    };
-    if original.wal().exists() {
-        return vec![case("wal intact", Damage::Nothing), case("wal torn last frame", Damage::TornWal)];
-    }
-    let user = |tree: &str| contents.tables.iter().any(|t| t.name == tree);
-    let without_rowid = |tree: &str| contents.tables.iter().any(|t| t.name == tree && t.without_rowid);
-    let index = |tree: &str| !user(tree) && !tree.starts_with("sqlite_schema") && tree != "sqlite_master";
-    let schema = |tree: &str| tree == "sqlite_schema" || tree == "sqlite_master";
-    let middle = |pages: Vec<&corpus::Page>| pages.get(pages.len() / 2).map(|p| p.number);
-    let seed = original.name.len() as u64 * 1000;
-    let mut cases = Vec::new();
-    let mut add = |name: &str, page: Option<u32>, zero: bool| {
-        if let Some(page) = page {
-            let damage = if zero { Damage::Zero(vec![page]) } else { Damage::Garbage(vec![page], seed + page as u64) };
-            cases.push(case(&format!("{name} p{page}"), damage));
-        }
-    };
-    let leaves = map.of("leaf", |t| user(t) && !without_rowid(t));
-    add("table leaf zeroed", leaves.get(leaves.len() / 3).map(|p| p.number), true);
-    add("table leaf garbage", leaves.get(leaves.len() * 2 / 3).map(|p| p.number), false);
-    add("table interior garbage", middle(map.of("internal", |t| user(t) && !without_rowid(t))), false);
-    add("overflow zeroed", middle(map.of("overflow", user)), true);
-    add("index leaf garbage", middle(map.of("leaf", index)), false);
-    add("index interior zeroed", middle(map.of("internal", index)), true);
-    add("without-rowid leaf garbage", middle(map.of("leaf", without_rowid)), false);
-    add("without-rowid interior zeroed", middle(map.of("internal", without_rowid)), true);
-    add("schema leaf zeroed", map.of("leaf", schema).iter().map(|p| p.number).find(|&n| n != 1), true);
-    let file = std::fs::read(&original.path).unwrap();
-    if map.freelist_trunk != 0 {
-        add("freelist trunk zeroed", Some(map.freelist_trunk), true);
-        add("freelist leaf garbage", map.freelist_leaves(&file).first().copied(), false);
-    }
-    if map.auto_vacuum {
-        add("pointer-map garbage", Some(2), false);
-    }
-    let mut rng = corpus::Rng::new(seed + 7);
-    let several: Vec<u32> = (0..4).map(|_| 2 + rng.below(map.page_count as u64 - 1) as u32).collect();
-    cases.push(case(&format!("4 random pages garbage {several:?}"), Damage::Garbage(several, seed + 8)));
-    let page_size = map.page_size as usize;
-    cases.push(case("page 1 b-tree garbage", Damage::Page1(100, page_size.min(4096), seed + 9)));
-    cases.push(case("header magic garbage", Damage::Page1(0, 16, seed + 10)));
-    cases.push(case("header page count zeroed", Damage::Page1(28, 32, seed + 11)));
-    cases.push(case("header reserved-space byte 226", Damage::Byte(20, 226)));
-    let cut = (map.page_count as u64 * 7 / 10) * map.page_size as u64 + map.page_size as u64 / 2;
-    cases.push(case("truncated at 70 %", Damage::Truncate(cut)));
-    cases
+    corpus::originals(&vigil_tests::root(), dir)
 }
 
 /// One case's figures and what went wrong with it.
@@ -336,7 +279,7 @@ fn salvage_recovers_the_intact_rows_of_every_damaged_file() {
         let work = dir.path().join(format!("{}.map", original.name));
         std::fs::create_dir_all(&work).unwrap();
         let known = Known { contents: Contents::read(&original.path, &work), map: Map::read(&original.path, &work) };
-        for case in cases_of(&original, &known.map, &known.contents) {
+        for case in corpus::cases_of(&original, &known.map, &known.contents) {
             let route = routes[outcomes.len() % routes.len()];
             outcomes.push(run_case(&case, &known, route, dir.path()));
         }
