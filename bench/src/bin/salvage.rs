@@ -100,7 +100,7 @@ fn undamaged(db: &Path, runs: usize) {
 /// The corpus through the release CLI: rows per case vs the physical limit vs `.dump`.
 fn corpus_figures(work: &Path) {
     let originals = corpus::originals(&common::root(), work);
-    println!("\n{:<58} {:>7} {:>8} {:>6} {:>7}", "corpus case", "limit", "salvage", "+l&f", ".dump");
+    println!("\n{:<58} {:>7} {:>8} {:>6} {:>7} {:>8}", "corpus case", "limit", "salvage", "+l&f", ".dump", "not orig");
     let (mut limit_total, mut salvage_total, mut dump_total) = (0, 0, 0);
     for original in &originals {
         let contents = Contents::read(&original.path, work);
@@ -117,14 +117,14 @@ fn corpus_figures(work: &Path) {
             let dump = corpus::dump_rows(&src, contents, work);
             let status =
                 Command::new(vigil()).args(["salvage", "--no-emergency-copy"]).arg(&src).arg(&dest).output().unwrap();
-            let (got, found) = if dest.exists() {
+            let (got, found, alien) = if dest.exists() {
                 let verdict = corpus::judge(&dest, contents, "lost_and_found");
-                (verdict.matched, verdict.matched_in_lost_and_found)
+                (verdict.matched, verdict.matched_in_lost_and_found, verdict.foreign.len())
             } else {
                 eprintln!("{}: {}", case.name, String::from_utf8_lossy(&status.stderr).trim());
-                (0, 0)
+                (0, 0, 0)
             };
-            println!("{:<58} {limit:>7} {got:>8} {found:>6} {dump:>7}", case.name);
+            println!("{:<58} {limit:>7} {got:>8} {found:>6} {dump:>7} {alien:>8}", case.name);
             limit_total += limit;
             salvage_total += got + found;
             dump_total += dump;
@@ -165,7 +165,12 @@ fn long_fuzz(work: &Path, cases: u64) {
         salvaged += outcome.is_ok() as u64;
         let problems = fuzz::problems(&mutation, &subjects[mutation.subject], outcome, &dest);
         if !problems.is_empty() {
-            failures.push(format!("seed {seed}: {problems:?}"));
+            let name = &subjects[mutation.subject].original.name;
+            failures.push(format!(
+                "seed {seed} ({name}, {} flips, cut {:?}): {problems:?}",
+                mutation.flips.len(),
+                mutation.cut
+            ));
         }
     }
     println!(
