@@ -124,8 +124,17 @@ impl Worker {
     }
 }
 
-/// What is wrong with one case's outcome (empty when nothing is).
+/// What is wrong with one case's outcome (empty when nothing is); an output that cannot even be read is one.
 pub fn problems(mutation: &Mutation, subject: &Subject, outcome: Result<String, String>, dest: &Path) -> Vec<String> {
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(mutation, subject, outcome, dest)));
+    checked.unwrap_or_else(|panic| {
+        let what =
+            panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        vec![format!("its output cannot be read: {}", what.unwrap_or_default())]
+    })
+}
+
+fn check(mutation: &Mutation, subject: &Subject, outcome: Result<String, String>, dest: &Path) -> Vec<String> {
     let report = match outcome {
         Err(error) if error.contains("internal error") => return vec![format!("panicked: {error}")],
         Err(error) if dest.exists() => return vec![format!("failed ({error}) but left its output")],
