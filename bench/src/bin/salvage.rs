@@ -89,6 +89,19 @@ fn undamaged(db: &Path, runs: usize) {
         clear(&out);
         copied = copied.min(seconds(Command::new(vigil()).arg("salvage").arg(db).arg(&out)));
     }
+    let counts = |path: &Path| {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let tables = corpus::tables(&conn, "lost_and_found");
+        let count = |t: &corpus::Table| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {}", corpus::quoted(&t.name)), [], |r| r.get(0)).unwrap()
+        };
+        tables.iter().map(|t| (t.name.clone(), count(t))).collect::<Vec<_>>()
+    };
+    let (before, after) = (counts(db), counts(&out));
+    println!("rows per table, original vs salvaged: {}", if before == after { "equal" } else { "DIFFERENT" });
+    if before != after {
+        println!("  original {before:?}\n  salvaged {after:?}");
+    }
     clear(&out);
     let size = std::fs::metadata(db).unwrap().len() as f64 / (1 << 20) as f64;
     println!("undamaged {size:.0} MiB database, best of {runs}:");
