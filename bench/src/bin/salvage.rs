@@ -186,12 +186,15 @@ fn long_fuzz(work: &Path, cases: u64) {
             ));
         }
     }
+    let cut = failures.iter().filter(|f| !f.contains("cut None")).count();
     println!(
-        "\nfuzz: {cases} cases from seed {SEED} in {:.1} s: {salvaged} salvaged, {} failed",
+        "\nfuzz: {cases} cases from seed {SEED} in {:.1} s: {salvaged} salvaged, {} failed ({cut} of them cut short)",
         started.elapsed().as_secs_f64(),
         failures.len()
     );
-    for failure in failures.iter().take(10) {
+    // The first few of each kind: a file cut short, and flips only.
+    let (short, flipped): (Vec<&String>, Vec<&String>) = failures.iter().partition(|f| !f.contains("cut None"));
+    for failure in short.iter().take(5).chain(flipped.iter().take(5)) {
         println!("  {failure}");
     }
 }
