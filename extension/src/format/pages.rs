@@ -135,6 +135,16 @@ impl FilePages {
             problems.push(format!("the header's reserved-bytes field ({}) is impossible; using 0", header.reserved));
             header.reserved = 0;
         }
+        // A damaged reserved-bytes field hides the end of every page: cells there seem to run past the page. When
+        // more cells parse without it, it is wrong (a real reserve is never used by cells: both counts are equal).
+        let reserved = u32::from(header.reserved);
+        if reserved > 0
+            && cells_that_parse(&file, len, page_size, page_size)
+                > cells_that_parse(&file, len, page_size, page_size - reserved)
+        {
+            problems.push(format!("the header's reserved-bytes field ({reserved}) does not fit the pages; using 0"));
+            header.reserved = 0;
+        }
         let wal = wal.filter(|(_, w)| w.page_size == page_size && w.committed_frames > 0);
         let journal = if wal.is_none() { Self::open_journal(path, page_size) } else { None };
         let from_file = len.div_ceil(u64::from(page_size)).min(u64::from(u32::MAX)) as u32;
@@ -197,7 +207,7 @@ impl FilePages {
     }
 
     /// Reads page `number` (1-based) into `buffer` (one page long). False when the page lies past the end of
-    /// the file (truncated); a page cut short by the end of the file is read zero-padded.
+    /// the file, or is cut short by it (truncated).
     pub fn read(&self, number: u32, buffer: &mut [u8]) -> bool {
         if number == 0 || number > self.page_count {
             return false;
@@ -217,9 +227,8 @@ impl FilePages {
         if offset >= self.len {
             return false;
         }
-        let got = self.file.read_at(&mut buffer[..size], offset);
-        buffer[got..size].fill(0);
-        true
+        // A page cut short by the end of the file is lost: padding it would invent its missing bytes.
+        self.file.read_at(&mut buffer[..size], offset) == size
     }
 
     /// Page `number` as a new buffer.
@@ -253,6 +262,21 @@ fn btree_fraction(file: &OwnedVfsFile, len: u64, size: u32) -> f64 {
         })
         .count();
     matching as f64 / pages.saturating_sub(1).max(1) as f64
+}
+
+/// How many cells of the file's first b-tree pages (up to 64 pages) parse with `usable` bytes per page.
+fn cells_that_parse(file: &OwnedVfsFile, len: u64, size: u32, usable: u32) -> usize {
+    let mut page = vec![0u8; size as usize];
+    let mut cells = 0;
+    for number in 1..=(len / u64::from(size)).min(64) as u32 {
+        if file.read_at(&mut page, u64::from(number - 1) * u64::from(size)) != page.len() {
+            break;
+        }
+        if let Ok(parsed) = BtreePage::parse(number, &page, usable) {
+            cells += (0..parsed.cell_count()).filter(|&i| parsed.cell(i).is_ok()).count();
+        }
+    }
+    cells
 }
 
 /// Below this share of pages that look like b-tree pages, a file without the header's magic string is not

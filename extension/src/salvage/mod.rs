@@ -249,6 +249,7 @@ fn extract(pages: &FilePages, rebuild: &mut Rebuild, options: &Options, tracker:
             && run.rejected_cells == 0
             && !damaged_indexes.contains(&run.entry.name.to_ascii_lowercase());
         if !(whole && rebuild.copy_table(&schema, &run.entry.name, walk.entries)) {
+            rebuild.prepare_rows(&schema, &run.entry.name);
             read_rows(pages, rebuild, run, tracker)?;
         }
     }

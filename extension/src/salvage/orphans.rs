@@ -81,7 +81,15 @@ fn verdict<'w>(
         });
         let fitting = shapes.iter().filter(|shape| walk.profile.fits(shape)).count();
         let room = !walked.entry.is_table() || rebuild.columns(&walked.entry.name).unwrap_or(0) >= fields;
-        Scan::keyed_by_rowid(&walked.entry) == keyed && in_lost_range && room && fitting * 10 >= shapes.len() * 9
+        // A table's INTEGER PRIMARY KEY is stored as NULL: records with a value there are another table's.
+        let alias_null = rebuild.rowid_column(&walked.entry.name).is_none_or(|at| {
+            whole.iter().all(|(e, _)| e.values.get(at).is_none_or(|v| matches!(v, crate::sqlite::Value::Null)))
+        });
+        Scan::keyed_by_rowid(&walked.entry) == keyed
+            && in_lost_range
+            && room
+            && alias_null
+            && fitting * 10 >= shapes.len() * 9
     };
     // An index of a rowid table ends each entry with the rowid: entries that do not cannot be its.
     let end_with_rowids = shapes.iter().all(|shape| shape.last() == Some(&2));
