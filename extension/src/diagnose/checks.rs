@@ -36,12 +36,14 @@ pub fn page_aligned(d: &mut Diagnosis, fields: &DatabaseHeader, size: u64) {
     }
 }
 
-/// The header rows; true when the file is not an SQLite database at all (nothing more to check).
-pub fn header(d: &mut Diagnosis, f: &DatabaseHeader, size: u64) -> bool {
+/// The header rows; true when the file is not an SQLite database at all (nothing more to check). `pages_say_sqlite`:
+/// vigil's page reader finds pages that parse as b-tree pages (a database whose page 1 was overwritten).
+pub fn header(d: &mut Diagnosis, f: &DatabaseHeader, size: u64, pages_say_sqlite: bool) -> bool {
     let versions_ok = (1..=2).contains(&f.write_version) && (1..=2).contains(&f.read_version);
     let mode = if f.wal { "WAL mode" } else { "rollback-journal mode" };
-    // Without the magic, a file is taken for a damaged database only when more of the header says SQLite.
-    let looks_like_sqlite = f.page_size_valid() && (versions_ok || f.fractions == [64, 32, 32]);
+    // Without the magic, a file is taken for a damaged database only when more of the header, or its pages, say
+    // SQLite.
+    let looks_like_sqlite = pages_say_sqlite || (f.page_size_valid() && (versions_ok || f.fractions == [64, 32, 32]));
     if !f.magic && (!looks_like_sqlite || size < 512) {
         let why = "no SQLite header: neither the \"SQLite format 3\" magic nor the page size and versions of one";
         d.push(row("header", Status::Critical, "not SQLite", why));
