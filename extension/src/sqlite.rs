@@ -656,6 +656,7 @@ pub struct OwnedVfsFile {
     /// The sqlite3_file, szOsFile bytes, 8-aligned.
     _storage: Vec<u64>,
     name: *const c_char,
+    locked: bool,
 }
 
 impl OwnedVfsFile {
@@ -679,7 +680,7 @@ impl OwnedVfsFile {
         if name.is_null() {
             return Err(Error::new("out of memory"));
         }
-        let file = OwnedVfsFile { raw, _storage: storage, name };
+        let file = OwnedVfsFile { raw, _storage: storage, name, locked: false };
         let mut out_flags: c_int = 0;
         let rc = unsafe { open(vfs, name, raw, open_flags::READ_ONLY | SQLITE_OPEN_MAIN_DB, &mut out_flags) };
         if rc != SQLITE_OK {
@@ -705,6 +706,24 @@ impl OwnedVfsFile {
         }
     }
 
+    /// Takes a SHARED lock (what a reader holds: writers of a rollback-journal database cannot commit while
+    /// it is held), retrying for up to `wait`; false when a writer kept it longer. Released on drop.
+    pub fn lock_shared(&mut self, wait: std::time::Duration) -> bool {
+        const SQLITE_LOCK_SHARED: c_int = 1;
+        let Some(lock) = self.methods().and_then(|m| m.xLock) else { return false };
+        let started = std::time::Instant::now();
+        loop {
+            if unsafe { lock(self.raw, SQLITE_LOCK_SHARED) } == SQLITE_OK {
+                self.locked = true;
+                return true;
+            }
+            if started.elapsed() >= wait {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub fn size(&self) -> Result<u64> {
         let file_size = self.methods().and_then(|m| m.xFileSize).ok_or_else(|| Error::new("the file is not open"))?;
         let mut size: i64 = 0;
@@ -717,6 +736,11 @@ impl OwnedVfsFile {
 
 impl Drop for OwnedVfsFile {
     fn drop(&mut self) {
+        if self.locked {
+            if let Some(unlock) = self.methods().and_then(|m| m.xUnlock) {
+                unsafe { unlock(self.raw, 0) };
+            }
+        }
         if let Some(close) = self.methods().and_then(|m| m.xClose) {
             unsafe { close(self.raw) };
         }

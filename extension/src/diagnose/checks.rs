@@ -273,7 +273,16 @@ pub fn database(d: &mut Diagnosis, db: Db, path: &Path) {
     };
     damaged_btrees(d, &groups);
     foreign_keys(d, db);
+    // The survey reads the file directly: a read transaction held meanwhile keeps writers from committing into
+    // it (rollback journal) or restarting the WAL under it, so a live database is read as one state.
+    let began = db.exec("BEGIN").is_ok();
+    if began {
+        let _ = db.query("SELECT 1 FROM sqlite_schema LIMIT 1", &[]);
+    }
     damaged_pages(d, path, &groups);
+    if began {
+        let _ = db.exec("COMMIT");
+    }
     backup(d, db);
 }
 

@@ -91,7 +91,10 @@ fn create_directory(dest: &Path) -> Result<PathBuf> {
 fn copy_database(src: &Path, to: &Path, perms: Option<Perms>) -> Result<()> {
     use std::io::Write;
     let text = src.to_str().ok_or_else(|| dir::not_utf8("the damaged database's path"))?;
-    let file = OwnedVfsFile::open_database(text)?;
+    let mut file = OwnedVfsFile::open_database(text)?;
+    // As a reader would: a rollback-journal writer cannot commit into the file while it is copied (a WAL
+    // writer only appends to the -wal, copied after it).
+    file.lock_shared(std::time::Duration::from_secs(5));
     let len = file.size()?;
     let mut out = create(to, perms)?;
     let mut buffer = vec![0u8; 1 << 20];

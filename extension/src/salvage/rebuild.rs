@@ -43,7 +43,7 @@ pub struct Rebuild {
     recovered: HashMap<String, u64>,
     /// Indexes created so far.
     indexes: std::collections::HashSet<String>,
-    /// Tables copied with the automatic indexes of their constraints: integrity_check compares them.
+    /// Tables copied with their indexes: integrity_check compares them.
     verify: Vec<String>,
     pub lost: Vec<LostRow>,
     pub notes: Vec<String>,
@@ -243,10 +243,16 @@ impl Rebuild {
         if !self.attached || !self.targets.contains_key(table) {
             return false;
         }
-        // Indexes come after the copy, built by SQLite from the rows: a copied index b-tree could carry damage no
-        // page check sees (a changed byte in a key). The automatic indexes of UNIQUE and PRIMARY KEY constraints
-        // are part of the table and copied with it, so the final check compares them with it.
-        if schema.iter().any(|e| e.kind == "index" && e.sql.is_none() && e.table == table) {
+        // With the same indexes on both sides SQLite copies the table's records and its index b-trees as they are
+        // (keeping rowids; without them it would renumber the rows of a table without INTEGER PRIMARY KEY). A
+        // copied index could carry damage no page check sees (a changed byte in a key): the final check compares
+        // every copied table with its indexes (integrity_check).
+        let indexes: Vec<SchemaEntry> =
+            schema.iter().filter(|e| e.kind == "index" && e.sql.is_some() && e.table == table).cloned().collect();
+        for index in &indexes {
+            self.create_index(index);
+        }
+        if schema.iter().any(|e| e.kind == "index" && e.table == table) {
             self.verify.push(table.to_string());
         }
         let db = self.db();
