@@ -207,7 +207,7 @@ impl FilePages {
     }
 
     /// Reads page `number` (1-based) into `buffer` (one page long). False when the page lies past the end of
-    /// the file, or is cut short by it (truncated).
+    /// the file; a page cut short by it is zero-padded (see `valid_bytes`).
     pub fn read(&self, number: u32, buffer: &mut [u8]) -> bool {
         if number == 0 || number > self.page_count {
             return false;
@@ -227,8 +227,29 @@ impl FilePages {
         if offset >= self.len {
             return false;
         }
-        // A page cut short by the end of the file is lost: padding it would invent its missing bytes.
-        self.file.read_at(&mut buffer[..size], offset) == size
+        // A page cut short by the end of the file is read zero-padded; `valid_bytes` says where its bytes end, so
+        // that nothing past the cut is taken for data.
+        let got = self.file.read_at(&mut buffer[..size], offset);
+        buffer[got..size].fill(0);
+        got > 0
+    }
+
+    /// How many bytes of page `number` the file really holds: less than a page only for a last page cut short
+    /// by the end of the file (and not replaced by a WAL frame or journal record).
+    pub fn valid_bytes(&self, number: u32) -> usize {
+        let size = self.page_size() as u64;
+        let replaced = self.wal().is_some_and(|w| w.newest.contains_key(&number))
+            || self.journal().is_some_and(|j| j.originals.contains_key(&number));
+        let end = u64::from(number) * size;
+        if replaced || end <= self.len {
+            return size as usize;
+        }
+        self.len.saturating_sub(end - size) as usize
+    }
+
+    /// Page `number` whole, for reads that cannot tell a cut page's padding from data (overflow pages).
+    pub fn whole_page(&self, number: u32) -> Option<Vec<u8>> {
+        self.page(number).filter(|_| self.valid_bytes(number) == self.page_size() as usize)
     }
 
     /// Page `number` as a new buffer.
@@ -251,17 +272,30 @@ impl FilePages {
     }
 }
 
-/// The share of the file's first pages (page 1 aside, up to 256) that parse as b-tree pages at `size`.
+/// The share of sampled boundaries of `size` that start a page parsing as a b-tree page. The samples are odd
+/// multiples of `size` spread over the whole file: at the real page size and above, every one is a page start;
+/// below it, none is (so the real size is the smallest that scores high), and spreading them keeps one region
+/// of the file (overflow pages, say) from deciding.
 fn btree_fraction(file: &OwnedVfsFile, len: u64, size: u32) -> f64 {
-    let pages = (len / u64::from(size)).min(256);
+    const SAMPLES: u64 = 128;
+    let pages = len / u64::from(size);
     let mut page = vec![0u8; size as usize];
-    let matching = (1..pages)
-        .filter(|&p| {
-            file.read_at(&mut page, p * u64::from(size)) == page.len()
-                && BtreePage::parse(p as u32 + 1, &page, size).is_ok()
-        })
-        .count();
-    matching as f64 / pages.saturating_sub(1).max(1) as f64
+    let mut tried = 0;
+    let mut matching = 0;
+    let mut last = 0;
+    for j in 0..SAMPLES {
+        let k = (j * pages / SAMPLES) | 1;
+        if k >= pages || k == last {
+            continue;
+        }
+        last = k;
+        tried += 1;
+        let whole = file.read_at(&mut page, k * u64::from(size)) == page.len();
+        if whole && BtreePage::parse(k as u32 + 1, &page, size).is_ok() {
+            matching += 1;
+        }
+    }
+    f64::from(matching) / f64::from(tried.max(1))
 }
 
 /// How many cells of the file's first b-tree pages (up to 64 pages) parse with `usable` bytes per page.

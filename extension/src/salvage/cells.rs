@@ -2,7 +2,7 @@
 //! overflow chain can be followed to the end; otherwise it is kept as a damaged row with the values that
 //! could be read, or rejected.
 
-use crate::format::btree::{read_payload, BtreePage, PageKind};
+use crate::format::btree::{read_payload, BtreePage, Cell, PageKind};
 use crate::format::header::TextEncoding;
 use crate::format::pages::FilePages;
 use crate::format::record::{decode, decode_prefix, text_utf8, validate, Field};
@@ -28,7 +28,7 @@ pub enum Read {
 
 /// Reads cell `index` of `page`; `bounds_ok` says whether a table key lies where the tree put the page.
 pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_ok: &dyn Fn(i64) -> bool) -> Read {
-    let cell = match page.cell(index) {
+    let cell = match page.cell(index).and_then(|cell| within_file(pages, page, index, cell)) {
         Ok(cell) => cell,
         Err(why) => return Read::Rejected(why),
     };
@@ -50,7 +50,7 @@ pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_o
         };
     }
     let usable = pages.usable_size();
-    match read_payload(&cell, usable, pages.page_count, &mut |n| pages.page(n)) {
+    match read_payload(&cell, usable, pages.page_count, &mut |n| pages.whole_page(n)) {
         Ok((payload, chain)) => match decode(&payload).and_then(|fields| values(&fields, encoding)) {
             Ok(values) => Read::Whole(entry(values), chain),
             Err(why) => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
@@ -76,7 +76,7 @@ pub fn check_cell(
     index: usize,
     bounds_ok: &dyn Fn(i64) -> bool,
 ) -> Result<(Vec<u32>, Vec<u64>), String> {
-    let cell = page.cell(index)?;
+    let cell = within_file(pages, page, index, page.cell(index)?)?;
     if page.kind == PageKind::InteriorTable {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -87,7 +87,7 @@ pub fn check_cell(
     let (payload, chain) = if cell.overflow.is_none() && !utf16 {
         (std::borrow::Cow::Borrowed(cell.local), Vec::new())
     } else {
-        let (payload, chain) = read_payload(&cell, pages.usable_size(), pages.page_count, &mut |n| pages.page(n))
+        let (payload, chain) = read_payload(&cell, pages.usable_size(), pages.page_count, &mut |n| pages.whole_page(n))
             .map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
         (std::borrow::Cow::Owned(payload), chain)
     };
@@ -110,6 +110,20 @@ pub fn value_class(value: &Value) -> u8 {
         Value::Text(_) | Value::RawText(_) => 8,
         Value::Blob(_) => 16,
     }
+}
+
+/// A cell whose bytes lie before the end of the file (a last page cut short holds only some of its cells).
+fn within_file<'a>(pages: &FilePages, page: &BtreePage<'a>, index: usize, cell: Cell<'a>) -> Result<Cell<'a>, String> {
+    let end = if cell.local.is_empty() {
+        page.cell_offset(index)? + 1
+    } else {
+        let start = cell.local.as_ptr() as usize - page.bytes().as_ptr() as usize;
+        start + cell.local.len() + if cell.overflow.is_some() { 4 } else { 0 }
+    };
+    if end > pages.valid_bytes(page.number) {
+        return Err(format!("page {}: cell {index} lies past the end of the file", page.number));
+    }
+    Ok(cell)
 }
 
 fn values(fields: &[Field<'_>], encoding: TextEncoding) -> Result<Vec<Value>, String> {
