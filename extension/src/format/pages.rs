@@ -267,8 +267,14 @@ impl FilePages {
         if self.header.largest_root == 0 || number < 2 {
             return false;
         }
+        // SQLite's ptrmapPageno: the map page of the group `number` falls in, moved one page on when it would be
+        // the lock page.
         let per_map = self.usable_size() / 5 + 1;
-        (number - 2) % per_map == 0
+        let mut map = (number - 2) / per_map * per_map + 2;
+        if map == lock_page(self.page_size()) {
+            map += 1;
+        }
+        map == number
     }
 }
 
