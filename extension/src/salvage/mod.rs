@@ -1,9 +1,10 @@
 //! `salvage_to(src, dest [, options])`: every row that can still be read from a damaged database, in a new
 //! database. The raw files are first copied into an emergency directory beside dest and read from there (a
-//! still image, and the originals are never touched again). vigil's own b-tree reader walks each table from the
-//! schema; pages cut off by damage are found by scanning the file and given back to the one table whose lost
-//! key range holds them, or kept in a lost-and-found table. SQLite rebuilds the indexes from the rows, checks
-//! the new file, and it is published by rename, never replacing anything.
+//! still image, and the originals are never touched again). vigil's own b-tree reader surveys every b-tree from
+//! the schema; tables found whole are copied by SQLite, the others read row by row; pages cut off by damage are
+//! found by scanning the file and given back to the one table whose lost key range holds them, or kept in a
+//! lost-and-found table. SQLite builds the indexes, checks the new file, and it is published by rename, never
+//! replacing anything.
 
 pub mod cells;
 mod emergency;
@@ -24,8 +25,7 @@ use self::rebuild::Rebuild;
 use self::schema::SchemaEntry;
 use self::survey::{CellChecker, Scan};
 use self::walk::{Bounds, Visitor, Walker};
-use crate::args::path_arg;
-use crate::args::{boolean, object_arg, string};
+use crate::args::{boolean, object_arg, path_arg, string};
 use crate::backup::dir::{self, sync_dir, Perms, TempFile};
 use crate::error::{Error, Result};
 use crate::format::btree::BtreePage;
