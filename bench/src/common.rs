@@ -40,3 +40,16 @@ pub fn ensure(db: &Path, mb: u32, fragment: u32) {
         .expect("python3");
     assert!(status.success(), "make_db.py failed");
 }
+
+/// Runs a statement to the end, reading every column of every row (the health and scan benches).
+#[allow(dead_code)]
+pub fn drain(conn: &rusqlite::Connection, sql: &str) {
+    let mut stmt = conn.prepare(sql).unwrap();
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        for i in 0..columns {
+            let _ = row.get_ref(i).unwrap();
+        }
+    }
+}

@@ -11,23 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{ensure, root};
+use common::{drain, ensure, root};
 use rusqlite::{Connection, OpenFlags};
 
 fn open(db: &Path) -> Connection {
     common::open(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-}
-
-/// Runs a statement to the end, reading every column of every row.
-fn drain(conn: &Connection, sql: &str) {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let columns = stmt.column_count();
-    let mut rows = stmt.query([]).unwrap();
-    while let Some(row) = rows.next().unwrap() {
-        for i in 0..columns {
-            let _ = row.get_ref(i).unwrap();
-        }
-    }
 }
 
 /// Median wall time of `runs` executions after one warm-up, in ms.

@@ -13,20 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{ensure, root};
+use common::{drain, ensure, root};
 use rusqlite::{Connection, OpenFlags};
-
-/// Runs a statement to the end, reading every column of every row.
-fn drain(conn: &Connection, sql: &str) {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let columns = stmt.column_count();
-    let mut rows = stmt.query([]).unwrap();
-    while let Some(row) = rows.next().unwrap() {
-        for i in 0..columns {
-            let _ = row.get_ref(i).unwrap();
-        }
-    }
-}
 
 /// CPU time this thread has run, in ms (/proc/thread-self/schedstat): every statement here runs on the calling
 /// thread, and on a shared machine the wall clock swings with the load of others far more than this does.
