@@ -2,6 +2,8 @@
 //! overflow chain can be followed to the end; otherwise it is kept as a damaged row with the values that
 //! could be read, or rejected.
 
+use std::borrow::Cow;
+
 use crate::format::btree::{read_payload, BtreePage, Cell, PageKind};
 use crate::format::header::TextEncoding;
 use crate::format::pages::FilePages;
@@ -28,43 +30,34 @@ pub enum Read {
 
 /// Reads cell `index` of `page`; `bounds_ok` says whether a table key lies where the tree put the page.
 pub fn read_cell(pages: &FilePages, page: &BtreePage<'_>, index: usize, bounds_ok: &dyn Fn(i64) -> bool) -> Read {
-    let cell = match page.cell(index).and_then(|cell| within_file(pages, page, index, cell)) {
+    let cell = match placed_cell(pages, page, index, bounds_ok) {
+        Ok(_) if page.kind == PageKind::InteriorTable => {
+            return Read::Rejected(format!("page {}: interior table cells hold no rows", page.number))
+        }
         Ok(cell) => cell,
         Err(why) => return Read::Rejected(why),
     };
-    if page.kind == PageKind::InteriorTable {
-        return Read::Rejected(format!("page {}: interior table cells hold no rows", page.number));
-    }
-    if let Some(rowid) = cell.rowid.filter(|&r| !bounds_ok(r)) {
-        return Read::Rejected(format!(
-            "page {}: cell {index}: rowid {rowid} lies outside its page's range",
-            page.number
-        ));
-    }
     let entry = |values| Entry { rowid: cell.rowid, values, page: page.number, cell: index };
     let encoding = pages.header.encoding;
-    if cell.overflow.is_none() {
-        return match decode(cell.local).and_then(|fields| values(&fields, encoding)) {
-            Ok(values) => Read::Whole(entry(values), Vec::new()),
-            Err(why) => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
-        };
-    }
-    let usable = pages.usable_size();
-    match read_payload(&cell, usable, pages.page_count, &mut |n| pages.whole_page(n)) {
-        Ok((payload, chain)) => match decode(&payload).and_then(|fields| values(&fields, encoding)) {
-            Ok(values) => Read::Whole(entry(values), chain),
-            Err(why) => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
-        },
-        Err(why) => match decode_prefix(cell.local, cell.payload_size) {
-            Some(fields) => {
-                let values = fields
-                    .iter()
-                    .map(|f| f.as_ref().and_then(|f| value(f, encoding).ok()).unwrap_or(Value::Null))
-                    .collect();
-                Read::Damaged(entry(values), why)
+    let broken = |why: String| format!("page {}: cell {index}: {why}", page.number);
+    let (payload, chain) = match whole_payload(pages, &cell) {
+        Ok(read) => read,
+        Err(why) => {
+            return match decode_prefix(cell.local, cell.payload_size) {
+                Some(fields) => {
+                    let values = fields
+                        .iter()
+                        .map(|f| f.as_ref().and_then(|f| value(f, encoding).ok()).unwrap_or(Value::Null))
+                        .collect();
+                    Read::Damaged(entry(values), why)
+                }
+                None => Read::Rejected(broken(why)),
             }
-            None => Read::Rejected(format!("page {}: cell {index}: {why}", page.number)),
-        },
+        }
+    };
+    match decode(&payload).and_then(|fields| values(&fields, encoding)) {
+        Ok(values) => Read::Whole(entry(values), chain),
+        Err(why) => Read::Rejected(broken(why)),
     }
 }
 
@@ -76,29 +69,43 @@ pub fn check_cell(
     index: usize,
     bounds_ok: &dyn Fn(i64) -> bool,
 ) -> Result<(Vec<u32>, Vec<u64>), String> {
-    let cell = within_file(pages, page, index, page.cell(index)?)?;
+    let cell = placed_cell(pages, page, index, bounds_ok)?;
     if page.kind == PageKind::InteriorTable {
         return Ok((Vec::new(), Vec::new()));
     }
-    if let Some(rowid) = cell.rowid.filter(|&r| !bounds_ok(r)) {
-        return Err(format!("page {}: cell {index}: rowid {rowid} lies outside its page's range", page.number));
-    }
-    let utf16 = pages.header.encoding != TextEncoding::Utf8;
-    let (payload, chain) = if cell.overflow.is_none() && !utf16 {
-        (std::borrow::Cow::Borrowed(cell.local), Vec::new())
-    } else {
-        let (payload, chain) = read_payload(&cell, pages.usable_size(), pages.page_count, &mut |n| pages.whole_page(n))
-            .map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
-        (std::borrow::Cow::Owned(payload), chain)
-    };
+    let broken = |why: String| format!("page {}: cell {index}: {why}", page.number);
+    let (payload, chain) = whole_payload(pages, &cell).map_err(broken)?;
     let checked = validate(&payload).and_then(|types| {
-        if utf16 {
+        // UTF-16 text must decode too (UTF-8 text is kept byte for byte, whatever it holds).
+        if pages.header.encoding != TextEncoding::Utf8 {
             decode(&payload).and_then(|f| values(&f, pages.header.encoding))?;
         }
         Ok(types)
     });
-    let types = checked.map_err(|why| format!("page {}: cell {index}: {why}", page.number))?;
-    Ok((chain, types))
+    Ok((chain, checked.map_err(broken)?))
+}
+
+/// Cell `index`, when its bytes lie inside the file and its rowid inside the range the tree gave its page.
+fn placed_cell<'a>(
+    pages: &FilePages,
+    page: &BtreePage<'a>,
+    index: usize,
+    bounds_ok: &dyn Fn(i64) -> bool,
+) -> Result<Cell<'a>, String> {
+    let cell = within_file(pages, page, index, page.cell(index)?)?;
+    match cell.rowid.filter(|&r| !bounds_ok(r)) {
+        Some(rowid) => Err(format!("page {}: cell {index}: rowid {rowid} lies outside its page's range", page.number)),
+        None => Ok(cell),
+    }
+}
+
+/// A cell's whole payload (its own bytes, or followed through its overflow chain) and the chain's pages.
+fn whole_payload<'a>(pages: &FilePages, cell: &Cell<'a>) -> Result<(Cow<'a, [u8]>, Vec<u32>), String> {
+    if cell.overflow.is_none() {
+        return Ok((Cow::Borrowed(cell.local), Vec::new()));
+    }
+    let (payload, chain) = read_payload(cell, pages.usable_size(), pages.page_count, &mut |n| pages.whole_page(n))?;
+    Ok((Cow::Owned(payload), chain))
 }
 
 /// The storage class of a value as `class_bit` gives it.
