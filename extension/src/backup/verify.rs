@@ -344,10 +344,8 @@ fn bare_limit(dir: &Path, head: &[u8]) -> std::result::Result<Limit, String> {
     let bytes: &[u8; HEADER_BYTES] = head.try_into().map_err(|_| not_a_database())?;
     let header = DatabaseHeader::parse(bytes).map_err(|_| not_a_database())?;
     let free = crate::health::checks::volume_of(dir).map_or(u64::MAX, |disk| disk.free).saturating_sub(RESERVE);
-    // SQLite trusts the in-header size only when the "version valid for" number (offset 92) matches the
-    // change counter.
-    let valid_for = u32::from_be_bytes([bytes[92], bytes[93], bytes[94], bytes[95]]);
-    let trusted = valid_for == header.change_counter && header.page_count > 0;
+    // SQLite trusts the in-header size only when the "version valid for" number matches the change counter.
+    let trusted = header.page_count_is_current();
     match u64::from(header.page_size) * u64::from(header.page_count) {
         declared if trusted && declared <= free => {
             Ok(Limit { bytes: declared, why: "its SQLite header declares (page size × page count)".into() })

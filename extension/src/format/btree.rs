@@ -72,10 +72,7 @@ pub fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-#[inline]
-fn word(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
+use super::be_u32 as word;
 
 #[inline]
 fn short(bytes: &[u8], at: usize) -> usize {

@@ -85,7 +85,7 @@ impl DatabaseHeader {
 
     /// The fields as they are, for a header whose magic or page size may be damaged (salvage, diagnose).
     pub fn fields(bytes: &[u8; HEADER_BYTES], page_size: u32) -> DatabaseHeader {
-        let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| super::be_u32(bytes, at);
         DatabaseHeader {
             magic: DatabaseHeader::has_magic(bytes),
             page_size,

@@ -18,9 +18,7 @@ pub struct JournalScan {
     pub stopped: Option<String>,
 }
 
-fn word(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
+use super::be_u32 as word;
 
 /// SQLite's page-record checksum: the nonce plus every 200th byte, from the end of the page.
 fn record_checksum(nonce: u32, page: &[u8]) -> u32 {

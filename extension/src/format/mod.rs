@@ -10,3 +10,9 @@ pub mod record;
 pub mod usage;
 pub mod wal;
 pub mod wal_index;
+
+/// The big-endian 32-bit integer at `at` (every multi-byte integer of SQLite's file formats is big-endian).
+#[inline]
+pub fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}

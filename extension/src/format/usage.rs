@@ -176,7 +176,7 @@ impl Walk {
             self.claim(number, id)?;
             if i + 1 < pages {
                 let bytes = source.page(number)?;
-                number = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                number = super::be_u32(&bytes, 0);
             }
         }
         let last = payload - (pages - 1) * per_page;

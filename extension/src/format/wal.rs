@@ -39,9 +39,7 @@ pub struct WalScan {
     pub newest: HashMap<u32, u64>,
 }
 
-fn word(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
+use super::be_u32 as word;
 
 /// SQLite's WAL checksum, continued from `sums` over `data` (a multiple of 8 bytes): pairs of 32-bit words in
 /// the byte order the WAL's magic names, summed into two running totals that continue from frame to frame.

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::sqlite::VfsFile;
 
 const WAL_INDEX_VERSION: u32 = 3_007_000;
-const WAL_HEADER_BYTES: u64 = 32;
-const FRAME_HEADER_BYTES: u64 = 24;
+const WAL_HEADER_BYTES: u64 = super::wal::WAL_HEADER_BYTES as u64;
+const FRAME_HEADER_BYTES: u64 = super::wal::FRAME_HEADER_BYTES as u64;
 
 /// The wal-index header: which WAL frames hold the newest committed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn newest_frames(wal: &VfsFile<'_>, header: &WalIndexHeader, page_size: u32)
                 frame + 1
             )));
         }
-        let page = u32::from_be_bytes(frame_header[0..4].try_into().unwrap_or_default());
+        let page = super::be_u32(&frame_header, 0);
         frames.insert(page, offset + FRAME_HEADER_BYTES);
     }
     Ok(frames)

@@ -209,7 +209,7 @@ impl<'p> Walker<'p> {
                 problems.push(format!("freelist trunk page {trunk} cannot be used"));
                 break;
             };
-            let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            let word = |at: usize| crate::format::be_u32(&bytes, at);
             let count = word(4) as usize;
             if count > per_trunk {
                 problems.push(format!("freelist trunk page {trunk} claims {count} leaves"));
