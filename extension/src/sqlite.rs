@@ -646,6 +646,20 @@ impl VfsFile<'_> {
     }
 }
 
+/// The `file:` URI that opens `path` with `params` (SQLite's URI syntax: every byte that is not plainly safe
+/// percent-encoded, so that `?`, `#`, `%` and spaces in a name stay part of it).
+pub fn file_uri(path: &std::path::Path, params: &str) -> String {
+    let mut out = String::from("file:");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{out}?{params}")
+}
+
 /// A database file opened read-only through the host's default VFS, to read its bytes (salvage, diagnose).
 /// Going through the VFS matters: POSIX drops every lock a process holds on a file when the process closes
 /// any descriptor of it, and the unix VFS keeps one lock table per file for the whole process, deferring

@@ -76,15 +76,7 @@ impl Drill {
 /// A `file:` URI that opens `path` read-only and immutable: no locks, no journal, no -wal or -shm files, no
 /// writes. Only for files nobody else changes (artifacts and vigil's own temporary copies).
 pub fn immutable_uri(path: &Path) -> String {
-    let mut uri = String::from("file:");
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
-            c => uri.push(c),
-        }
-    }
-    uri.push_str("?immutable=1");
-    uri
+    crate::sqlite::file_uri(path, "immutable=1")
 }
 
 pub fn open_immutable(path: &Path) -> Result<OwnedDb> {

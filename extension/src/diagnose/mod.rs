@@ -148,7 +148,7 @@ pub fn diagnose(path: &str) -> Vec<Row> {
 /// Reads the header through a read-only connection (never a descriptor of vigil's own: see [`open`]).
 fn read_header(path: &Path) -> Result<(crate::sqlite::OwnedDb, [u8; HEADER_BYTES])> {
     let probe = crate::sqlite::OwnedDb::open(
-        &open::uri(path, "mode=ro"),
+        &crate::sqlite::file_uri(path, "mode=ro"),
         crate::sqlite::open_flags::READ_ONLY | crate::sqlite::open_flags::URI,
         None,
     )?;

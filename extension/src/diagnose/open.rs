@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backup::scratch::Scratch;
 use crate::error::{Error, Result};
-use crate::sqlite::{open_flags, OwnedDb};
+use crate::sqlite::{file_uri, open_flags, OwnedDb};
 
 use super::files::side_size;
 use crate::format::pages::sidecar;
@@ -70,20 +70,6 @@ impl Opened {
     }
 }
 
-/// The URI that opens `path` with `params` (SQLite's URI syntax: every byte that is not plainly safe
-/// percent-encoded, so that `?`, `#` and `%` in a name stay part of it).
-pub fn uri(path: &Path, params: &str) -> String {
-    let mut out = String::from("file:");
-    for &byte in path.as_os_str().as_encoded_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    format!("{out}?{params}")
-}
-
 /// A -journal, -wal or -shm beside the database that is there but is not a regular file (a FIFO, a directory,
 /// a device, a symlink): SQLite would open it when reading the database (and block forever on a FIFO, or read a
 /// device), so the database is not opened at all.
@@ -127,7 +113,7 @@ pub fn open_safely(path: &Path, wal_mode: bool, probe: &OwnedDb) -> Result<Opene
 }
 
 fn open_with(path: &Path, params: &str, how: How) -> Result<Opened> {
-    let conn = OwnedDb::open(&uri(path, params), open_flags::READ_ONLY | open_flags::URI, None)?;
+    let conn = OwnedDb::open(&file_uri(path, params), open_flags::READ_ONLY | open_flags::URI, None)?;
     conn.db().set_busy_timeout(BUSY_TIMEOUT_MS)?;
     // The first read is where SQLite meets a hot journal or a locked file (schema_version reads the header
     // only: a damaged schema is the schema step's finding, not a failure to open).
@@ -197,6 +183,6 @@ mod tests {
 
     #[test]
     fn uris_keep_every_byte_of_the_name() {
-        assert_eq!(uri(Path::new("/a b/c?d#e%.db"), "mode=ro"), "file:/a%20b/c%3Fd%23e%25.db?mode=ro");
+        assert_eq!(file_uri(Path::new("/a b/c?d#e%.db"), "mode=ro"), "file:/a%20b/c%3Fd%23e%25.db?mode=ro");
     }
 }

@@ -81,7 +81,7 @@ impl Rebuild {
         // Attached after the PRAGMAs (a journal_mode or locking_mode would try to apply to it) and before BEGIN
         // (no ATTACH inside a transaction).
         let attached = source.is_some_and(|source| {
-            let uri = format!("file:{}?mode=ro&immutable=1", uri_path(source));
+            let uri = crate::sqlite::file_uri(source, "mode=ro&immutable=1");
             db.db().query("ATTACH ?1 AS vigil_source", &[Value::from(uri)]).is_ok()
         });
         db.db().exec("BEGIN")?;
@@ -465,21 +465,6 @@ fn schema_sql_of_kind(entry: &SchemaEntry, sql: &str) -> Result<()> {
     } else {
         Err(Error::new(format!("its stored SQL is not a CREATE {} statement: refused", entry.kind.to_uppercase())))
     }
-}
-
-/// A path as a `file:` URI's path: every byte but unreserved characters and `/` percent-encoded.
-fn uri_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    absolute
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .map(|&b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Binds a record's values to an INSERT built by `Target::statement`.
