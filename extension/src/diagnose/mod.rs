@@ -171,7 +171,9 @@ fn run_from_header(mut d: Diagnosis, path: &Path, size: u64) -> Vec<Row> {
     };
     let fields = DatabaseHeader::as_stored(&bytes);
     checks::page_aligned(&mut d, &fields, size);
-    let pages_say_sqlite = crate::format::pages::FilePages::open(path).is_ok_and(|p| p.looks_like_database);
+    // Asked only of a file without the magic string (the survey opens the file again later).
+    let pages_say_sqlite =
+        !fields.magic && crate::format::pages::FilePages::open(path).is_ok_and(|p| p.looks_like_database);
     if checks::header(&mut d, &fields, size, pages_say_sqlite) {
         return d.finish("not an SQLite database");
     }
