@@ -7,6 +7,7 @@ mod extension;
 mod health;
 mod interrupt;
 mod maintain;
+mod metrics;
 mod output;
 mod pit;
 mod salvage;

@@ -18,6 +18,7 @@ pub mod pit;
 pub mod progress;
 pub mod salvage;
 pub mod sqlite;
+pub mod stats;
 pub mod store;
 mod vtab;
 

@@ -5,6 +5,7 @@
 pub mod backup_log;
 pub mod maintenance_log;
 pub mod pit;
+pub mod query_stats;
 
 use crate::error::Result;
 use crate::sqlite::{Db, Value};
