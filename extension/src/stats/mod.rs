@@ -3,6 +3,8 @@
 //!
 //! CONTRACT: [`live_totals`] is what `vigil_metrics()` exports for the calling process.
 
+pub mod normalize;
+
 use crate::store::query_stats::QueryTotals;
 
 /// This process's live statistics (all traced connections), or None when no connection was ever traced.
