@@ -20,6 +20,7 @@ pub mod salvage;
 pub mod sqlite;
 pub mod stats;
 pub mod store;
+mod volume;
 mod vtab;
 
 use std::os::raw::{c_char, c_uint};

@@ -17,7 +17,7 @@ use super::digest::hex;
 use super::dir::sweep;
 use super::dir::{io_error, parent_of};
 use crate::error::Result;
-use crate::health::checks::volume_of;
+use crate::volume::volume_of;
 
 /// Free space kept beyond what a file needs: file system overhead and other writers.
 const MARGIN: u64 = 16 << 20;

@@ -335,7 +335,7 @@ fn bare_limit(dir: &Path, head: &[u8]) -> std::result::Result<Limit, String> {
     let not_a_database = || "the decompressed data does not start with an SQLite header: not a database".to_string();
     let bytes: &[u8; HEADER_BYTES] = head.try_into().map_err(|_| not_a_database())?;
     let header = DatabaseHeader::parse(bytes).map_err(|_| not_a_database())?;
-    let free = crate::health::checks::volume_of(dir).map_or(u64::MAX, |disk| disk.free).saturating_sub(RESERVE);
+    let free = crate::volume::volume_of(dir).map_or(u64::MAX, |disk| disk.free).saturating_sub(RESERVE);
     // SQLite trusts the in-header size only when the "version valid for" number matches the change counter.
     let trusted = header.page_count_is_current();
     match u64::from(header.page_size) * u64::from(header.page_count) {

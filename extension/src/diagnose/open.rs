@@ -140,7 +140,7 @@ fn open_copy(path: &Path, probe: &OwnedDb, side: &Path, suffix: &str, why: &str)
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let need = size + side_size(side).unwrap_or(0) + MARGIN;
     let temp = std::env::temp_dir();
-    if crate::health::checks::volume_of(&temp).is_some_and(|disk| disk.free < need) {
+    if crate::volume::volume_of(&temp).is_some_and(|disk| disk.free < need) {
         return Err(Error::new(format!(
             "{why}; a private copy needs {need} bytes free in {} (set TMPDIR to a directory with room)",
             temp.display()

@@ -1,7 +1,6 @@
 //! The cheap checks: header figures, schema, file and volume metadata. None of them reads table data, so
 //! their cost does not grow with the database.
 
-use std::path::Path;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -11,6 +10,7 @@ use super::thresholds::show;
 use super::{Check, Status};
 use crate::error::{Context as _, Error, Result};
 use crate::sqlite::{Db, Value};
+use crate::volume::{disk_of, Disk};
 
 pub use crate::store::{has_table, quote};
 
@@ -29,12 +29,6 @@ impl SchemaObject {
     pub fn key(&self) -> String {
         format!("{} {}", self.kind, self.name)
     }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Disk {
-    pub free: u64,
-    pub used_pct: f64,
 }
 
 /// What the cheap checks measured; scans, history and the recommendation build on it.
@@ -183,25 +177,6 @@ fn signature(objects: &[SchemaObject]) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The directory holding a file ("." for a bare file name).
-pub fn parent_dir(path: &str) -> &Path {
-    Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// Free space and use of the volume holding a file.
-pub fn disk_of(path: &str) -> Option<Disk> {
-    volume_of(parent_dir(path))
-}
-
-/// Free space (for unprivileged writers) and use of the volume holding a directory.
-pub fn volume_of(dir: &Path) -> Option<Disk> {
-    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
-    let fragment = stat.fragment_size() as u64;
-    let available = stat.blocks_available() as u64 * fragment;
-    let used = (stat.blocks() as u64).saturating_sub(stat.blocks_free() as u64) * fragment;
-    Some(Disk { free: available, used_pct: percent(used as f64, (used + available) as f64) })
 }
 
 const JOURNAL_LIMIT_HINT: &str = "a checkpoint (PRAGMA wal_checkpoint(TRUNCATE)) brings it back";

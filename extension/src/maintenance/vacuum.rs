@@ -13,11 +13,12 @@ use super::checkpoint::{self, Mode};
 use super::options::{percentage, MaintenanceOptions, Method, Metric};
 use super::{elapsed_ms, Target};
 use crate::error::{Error, Result};
-use crate::health::checks::{parent_dir, percent, volume_of, Facts};
+use crate::health::checks::{percent, Facts};
 use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, Check};
 use crate::sqlite::{Db, Value};
 use crate::store::maintenance_log;
+use crate::volume::{parent_dir, volume_of};
 
 pub const OPTION_KEYS: &[&str] = &["schema", "busy_timeout_ms", "dry_run", "log", "metric", "method"];
 

@@ -55,7 +55,7 @@ fn check_room(src: &Path, dest: &Path) -> Result<()> {
     let size = |path: &Path| std::fs::metadata(path).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     let needed = ["", "-wal", "-journal"].iter().map(|s| size(&sidecar(src, s))).sum::<u64>();
     let parent = dir::parent_of(dest);
-    let Some(free) = crate::health::checks::volume_of(&parent).map(|disk| disk.free) else { return Ok(()) };
+    let Some(free) = crate::volume::volume_of(&parent).map(|disk| disk.free) else { return Ok(()) };
     if needed + needed / 20 > free {
         return Err(Error::new(format!(
             "not enough free space in {} for the emergency copy of the damaged files ({} MiB needed, {} MiB free): \
