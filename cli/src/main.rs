@@ -80,6 +80,8 @@ enum Command {
     /// Salvage every readable row of a damaged database into a new one: exit 0 nothing damaged, 1 damage found
     /// (see the report), 2 failed
     Salvage(salvage::SalvageArgs),
+    /// Prometheus metrics of databases (stdout or --textfile DIR); exit 3 when one cannot be read
+    Metrics(metrics::MetricsArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         Command::Export(args) => backup::export(&cli.global, &args),
         Command::Pit(args) => pit::run(&cli.global, &args),
         Command::Salvage(args) => salvage::salvage(&cli.global, &args),
+        Command::Metrics(args) => metrics::run(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
@@ -164,7 +167,9 @@ fn interrupted_note(command: &Command) -> Option<String> {
         ),
         Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
-        Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) => "nothing was changed".into(),
+        Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) | Command::Metrics(_) => {
+            "nothing was changed".into()
+        }
         Command::Pit(args) => return args.command.interrupted_note(),
         Command::Salvage(args) => format!(
             "the salvage did not finish; {} was not created and {} was not changed{}",

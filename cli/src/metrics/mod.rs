@@ -3,11 +3,17 @@
 //! CONTRACT (issue 14, shared by the metrics and serve work): `serve` uses exactly these items. The metrics
 //! engineer owns this module's bodies (and may add private items and submodules); changing a signature means
 //! telling the serve engineer.
-#![allow(dead_code)] // until `vigil metrics` and `vigil serve` use every item
+
+mod collect;
+mod render;
+mod targets;
+mod textfile;
 
 use std::path::PathBuf;
 
-use crate::{Failure, Global};
+use clap::Args;
+
+use crate::{exit, Failure, Global};
 
 /// One database to report on.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +36,7 @@ pub enum Depth {
 }
 
 #[derive(Clone, Debug, Default)]
+#[allow(dead_code)] // backups and statements: read once the extension's vigil_metrics() exports them
 pub struct Options {
     /// A backup directory (`--backups DIR`): the newest verified backup of each database in it.
     pub backups: Option<PathBuf>,
@@ -62,6 +69,7 @@ pub struct Sample {
 
 /// What one collection learned of one database.
 #[derive(Clone, Debug)]
+#[allow(dead_code)] // collected_at: for `vigil serve`
 pub struct DbReport {
     pub target: Target,
     /// Could the database be opened and read this time (`vigil_up`).
@@ -76,28 +84,72 @@ pub struct DbReport {
     pub collected_at: std::time::SystemTime,
 }
 
-/// Expands DB paths and globs into targets, with unique `db` labels; an unmatched glob, a non-database file
-/// named explicitly or a label collision is a usage error.
-pub fn targets(_patterns: &[String]) -> Result<Vec<Target>, Failure> {
-    Err(Failure::usage("vigil metrics: not built yet"))
+/// Expands DB paths and globs into targets, with unique `db` labels; an unmatched glob or a label collision is a
+/// usage error. A path named explicitly is a target whatever it holds (missing or not a database: `vigil_up 0`);
+/// a glob keeps only files that start with SQLite's magic header.
+pub fn targets(patterns: &[String]) -> Result<Vec<Target>, Failure> {
+    if patterns.is_empty() {
+        return Err(Failure::usage("name at least one database file or glob"));
+    }
+    targets::labelled(targets::expand(patterns)?)
 }
 
 /// Collects one database, opened read-only and never written; never fails: an unreadable database is a report
 /// with `up == false`.
-pub fn collect(_global: &Global, target: &Target, _options: &Options) -> DbReport {
-    DbReport {
-        target: target.clone(),
-        up: false,
-        error: Some("not built yet".into()),
-        status: None,
-        failing: vec![],
-        samples: vec![],
-        collected_at: std::time::SystemTime::now(),
-    }
+pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport {
+    collect::collect(global, target, options)
 }
 
 /// The Prometheus text exposition (format 0.0.4) of every report: one family per metric, `db` label on each
 /// sample, escaped; `vigil_up` for every database.
-pub fn render(_reports: &[DbReport]) -> String {
-    String::new()
+pub fn render(reports: &[DbReport]) -> String {
+    render::render(reports)
+}
+
+#[derive(Args)]
+pub struct MetricsArgs {
+    /// Database files or globs (quoted, e.g. '/srv/*/data/*.db'); globs keep only SQLite files
+    #[arg(value_name = "DB|GLOB", required = true)]
+    pub databases: Vec<String>,
+    /// Write DIR/vigil.prom atomically (node_exporter's textfile collector) instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
+    /// A backup directory: export the newest backup of each database found in it
+    #[arg(long, value_name = "DIR")]
+    pub backups: Option<PathBuf>,
+    /// Also export the top N saved statements by total time (per-statement series)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub statements: usize,
+    /// Also run PRAGMA quick_check
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+    /// Also run integrity_check and the fragmentation scan
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `vigil metrics`: exit 0 when every database could be read, 3 when one could not (its `vigil_up 0` is written).
+pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
+    let targets = targets(&args.databases)?;
+    let depth = if args.full {
+        Depth::Full
+    } else if args.quick {
+        Depth::Quick
+    } else {
+        Depth::Cheap
+    };
+    let options = Options { backups: args.backups.clone(), statements: args.statements, depth };
+    let reports: Vec<DbReport> = targets.iter().map(|t| collect(global, t, &options)).collect();
+    for report in reports.iter().filter(|r| !r.up) {
+        let error = report.error.clone().unwrap_or_else(|| format!("{}: unreadable", report.target.path.display()));
+        eprintln!("vigil metrics: {error}");
+    }
+    let text = render(&reports);
+    match &args.textfile {
+        Some(dir) => {
+            textfile::write(dir, &text)?;
+        }
+        None => print!("{text}"),
+    }
+    Ok(if reports.iter().all(|r| r.up) { exit::OK } else { exit::UNKNOWN })
 }

@@ -1,0 +1,142 @@
+//! The Prometheus text exposition (format 0.0.4) of many databases' reports, through the `prometheus` crate's
+//! TextEncoder over plain metric families (it escapes names' help and label values and writes the histogram
+//! layout); vigil only groups samples into families.
+
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+
+use super::{DbReport, Sample};
+
+const UP_HELP: &str = "1 when vigil could open and read the database in this collection, 0 when it could not";
+
+pub fn render(reports: &[DbReport]) -> String {
+    let mut families: Vec<MetricFamily> = vec![up_family(reports)];
+    for report in reports.iter().filter(|r| r.up) {
+        for (name, samples) in grouped(&report.samples) {
+            let Some(metric) = metric(&report.target.name, &samples) else { continue };
+            match families.iter_mut().find(|f| f.name() == name) {
+                Some(family) => family.mut_metric().push(metric),
+                None => families.push(family(&name, &samples[0], metric)),
+            }
+        }
+    }
+    let mut text = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        // Only an empty family can fail, and vigil_up is never empty; keep the output valid all the same.
+        eprintln!("vigil metrics: cannot encode: {e}");
+    }
+    text
+}
+
+fn up_family(reports: &[DbReport]) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name("vigil_up".into());
+    family.set_help(UP_HELP.into());
+    family.set_field_type(MetricType::GAUGE);
+    for report in reports {
+        let mut gauge = Gauge::default();
+        gauge.set_value(if report.up { 1.0 } else { 0.0 });
+        let mut metric = Metric::from_gauge(gauge);
+        metric.set_label(vec![label("db", &report.target.name)]);
+        family.mut_metric().push(metric);
+    }
+    family
+}
+
+/// The family a sample belongs to: a histogram's `_bucket`, `_sum` and `_count` samples are one family.
+fn family_name(sample: &Sample) -> &str {
+    if sample.kind != "histogram" {
+        return &sample.metric;
+    }
+    ["_bucket", "_sum", "_count"].iter().find_map(|s| sample.metric.strip_suffix(s)).unwrap_or(&sample.metric)
+}
+
+/// One report's samples as (family, series) groups: samples of one series (same family and labels other than
+/// `le`) together, in order of first appearance; `vigil_up` is rendered from the report itself.
+fn grouped(samples: &[Sample]) -> Vec<(String, Vec<&Sample>)> {
+    let mut groups: Vec<(String, Vec<&Sample>)> = Vec::new();
+    for sample in samples.iter().filter(|s| s.metric != "vigil_up" && s.value.is_finite()) {
+        let name = family_name(sample).to_string();
+        let key = series_labels(sample);
+        match groups.iter_mut().find(|(n, g)| *n == name && series_labels(g[0]) == key) {
+            Some((_, group)) => group.push(sample),
+            None => groups.push((name, vec![sample])),
+        }
+    }
+    groups
+}
+
+fn series_labels(sample: &Sample) -> Vec<&(String, String)> {
+    sample.labels.iter().filter(|(k, _)| k != "le").collect()
+}
+
+fn family(name: &str, first: &Sample, metric: Metric) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.into());
+    family.set_help(first.help.clone());
+    family.set_field_type(match first.kind.as_str() {
+        "counter" => MetricType::COUNTER,
+        "histogram" => MetricType::HISTOGRAM,
+        _ => MetricType::GAUGE,
+    });
+    family.set_metric(vec![metric]);
+    family
+}
+
+fn metric(db: &str, series: &[&Sample]) -> Option<Metric> {
+    let first = series[0];
+    let mut labels = vec![label("db", db)];
+    labels.extend(series_labels(first).into_iter().filter(|(k, _)| k != "db").map(|(k, v)| label(k, v)));
+    let mut metric = Metric::from_label(labels);
+    match first.kind.as_str() {
+        "counter" => {
+            let mut counter = Counter::default();
+            counter.set_value(first.value);
+            metric.set_counter(counter);
+        }
+        "histogram" => metric.set_histogram(histogram(series)?),
+        _ => {
+            let mut gauge = Gauge::default();
+            gauge.set_value(first.value);
+            metric.set_gauge(gauge);
+        }
+    }
+    Some(metric)
+}
+
+/// A histogram from its flat samples; the encoder writes `+Inf` from the count, so that bucket is not copied.
+fn histogram(series: &[&Sample]) -> Option<Histogram> {
+    let mut histogram = Histogram::default();
+    let mut buckets = Vec::new();
+    for sample in series {
+        if let Some(bound) = sample.metric.strip_suffix("_bucket").and(le(sample)) {
+            if bound.is_finite() {
+                let mut bucket = Bucket::default();
+                bucket.set_upper_bound(bound);
+                bucket.set_cumulative_count(sample.value as u64);
+                buckets.push(bucket);
+            }
+        } else if sample.metric.ends_with("_sum") {
+            histogram.set_sample_sum(sample.value);
+        } else if sample.metric.ends_with("_count") {
+            histogram.set_sample_count(sample.value as u64);
+        }
+    }
+    buckets.sort_by(|a, b| a.upper_bound().total_cmp(&b.upper_bound()));
+    histogram.set_bucket(buckets);
+    Some(histogram)
+}
+
+fn le(sample: &Sample) -> Option<f64> {
+    let (_, text) = sample.labels.iter().find(|(k, _)| k == "le")?;
+    match text.as_str() {
+        "+Inf" => Some(f64::INFINITY),
+        number => number.parse().ok(),
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut pair = LabelPair::default();
+    pair.set_name(name.into());
+    pair.set_value(value.into());
+    pair
+}
