@@ -21,7 +21,10 @@
 //!    (so a cut literal never leaks): two statements alike in their first 64 KiB are one. Output is at most
 //!    about 2.3 times the bytes read (the worst case, `IN()` repeated, grows 4 bytes into 9).
 //!
-//! Like SQLite, the text ends at a NUL character. Linear in the input, one allocation for the output.
+//! Like SQLite, the text ends at a NUL character. Give it the statement's own text as SQLite keeps it
+//! (`sqlite3_sql()`, the text of a `SQLITE_TRACE_STMT` event), which ends at the statement's `;`: like SQLite,
+//! whitespace or a comment after that `;` would add a second one. Linear in the input (≤ 64 KiB read), one
+//! allocation for the output.
 
 /// Bytes of SQL text read; the rest is ignored (deviation 3).
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
@@ -59,17 +62,17 @@ pub fn queryid(normalized: &str) -> i64 {
 }
 
 /// The bytes SQLite would read (up to a NUL), at most MAX_INPUT_BYTES cut at a character boundary; and whether
-/// the bound cut them.
+/// the bound cut them. Never looks past the bound, so the work is bounded whatever the input's size.
 fn bounded(sql: &str) -> (&[u8], bool) {
-    let sql = sql.split('\0').next().unwrap_or("");
-    if sql.len() <= MAX_INPUT_BYTES {
-        return (sql.as_bytes(), false);
-    }
-    let mut end = MAX_INPUT_BYTES;
+    let mut end = sql.len().min(MAX_INPUT_BYTES);
     while !sql.is_char_boundary(end) {
         end -= 1;
     }
-    (&sql.as_bytes()[..end], true)
+    let head = &sql.as_bytes()[..end];
+    match head.iter().position(|&b| b == 0) {
+        Some(nul) => (&head[..nul], false),
+        None => (head, end < sql.len()),
+    }
 }
 
 /// Tokens are cut at ASCII bytes and only ASCII letters change case, so the output is UTF-8; the lossy path
