@@ -113,6 +113,19 @@ struct Oracle {
 /// Prepares each statement on the oracle build, after `setup`; panics naming any statement that does not
 /// prepare (the corpus must be valid SQL for that schema).
 fn ask_oracle(setup: &str, statements: &[&str]) -> Vec<Oracle> {
+    let answers = ask_oracle_lenient(setup, statements);
+    let refused: Vec<String> = statements
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_err())
+        .map(|(s, a)| format!("{s:?}: {}", a.as_ref().err().unwrap()))
+        .collect();
+    assert!(refused.is_empty(), "the oracle could not prepare:\n{}", refused.join("\n"));
+    answers.into_iter().map(|a| a.unwrap()).collect()
+}
+
+/// What the oracle made of each statement, or SQLite's error for one that does not prepare.
+fn ask_oracle_lenient(setup: &str, statements: &[&str]) -> Vec<Result<Oracle, String>> {
     let mut input = Vec::new();
     for record in std::iter::once(setup).chain(statements.iter().copied()) {
         assert!(!record.contains('\0'), "a corpus record cannot hold NUL: {record:?}");
@@ -127,17 +140,14 @@ fn ask_oracle(setup: &str, statements: &[&str]) -> Vec<Oracle> {
     assert!(output.status.success(), "the oracle failed ({})", output.status);
     let fields: Vec<String> =
         output.stdout.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-    let mut answers = Vec::new();
-    let mut refused = Vec::new();
-    for (f, statement) in fields.chunks(3).zip(statements) {
-        match f {
-            [ok, sql, normalized] if ok == "OK" => {
-                answers.push(Oracle { sql: sql.clone(), normalized: normalized.clone() })
-            }
-            _ => refused.push(format!("{statement:?}: {}", f.get(1).map_or("", String::as_str))),
-        }
-    }
-    assert!(refused.is_empty(), "the oracle could not prepare:\n{}", refused.join("\n"));
+    let answers: Vec<Result<Oracle, String>> = fields
+        .chunks(3)
+        .take(statements.len())
+        .map(|f| match f {
+            [ok, sql, normalized] if ok == "OK" => Ok(Oracle { sql: sql.clone(), normalized: normalized.clone() }),
+            _ => Err(f.get(1).cloned().unwrap_or_default()),
+        })
+        .collect();
     assert_eq!(answers.len(), statements.len(), "the oracle answered {} of {}", answers.len(), statements.len());
     answers
 }
@@ -475,6 +485,70 @@ fn matches_sqlite_normalized_sql_byte_for_byte_on_the_corpus() {
     for (statement, _, _) in DEVIATIONS {
         assert!(CORPUS.contains(statement), "deviation {statement:?} is not in the corpus");
     }
+}
+
+/// Random respellings of the corpus (letters' case flipped, spaces replaced by other whitespace or comments) that
+/// still prepare normalise exactly as SQLite's do: the spacing and case rules, beyond the statements as written.
+#[test]
+fn respelled_corpus_statements_match_sqlite_too() {
+    let mut random = Random(0x5eed_1234_abcd_0001);
+    let respelled: Vec<String> = (0..6)
+        .flat_map(|_| CORPUS.iter().filter(|s| deviation(s).is_none() && !has_digit_separator(s)).copied())
+        .map(|statement| respell(statement, &mut random))
+        .collect();
+    let statements: Vec<&str> = respelled.iter().map(String::as_str).collect();
+    let answers = ask_oracle_lenient(SETUP, &statements);
+    let prepared: Vec<(&str, &Oracle)> =
+        statements.iter().zip(&answers).filter_map(|(s, a)| a.as_ref().ok().map(|a| (*s, a))).collect();
+    assert!(
+        prepared.len() * 2 > statements.len(),
+        "only {} of {} respellings prepared",
+        prepared.len(),
+        statements.len()
+    );
+    let failures: Vec<String> = prepared
+        .iter()
+        .filter(|(_, oracle)| normalize(&oracle.sql) != oracle.normalized)
+        .map(|(s, oracle)| {
+            format!("{s:?}\n   SQLite: {:?}\n   vigil:  {:?}", oracle.normalized, normalize(&oracle.sql))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} of {} differ:\n{}", failures.len(), prepared.len(), failures.join("\n"));
+}
+
+/// `statement` with random letters' case flipped and each space outside quotes replaced by a random run of
+/// whitespace, a block comment or a line comment (inside quotes it would change a name).
+fn respell(statement: &str, random: &mut Random) -> String {
+    const GAPS: &[&str] = &[" ", "  ", "\t", "\n", "\r\n", "/**/", " /* c */ ", "-- c\n", "\u{c}", " \u{b}"];
+    let mut out = String::with_capacity(statement.len() * 2);
+    let mut closing_quote = None;
+    for c in statement.chars() {
+        match (c, closing_quote) {
+            (c, Some(close)) if c == close => closing_quote = None,
+            (_, Some(_)) => {}
+            ('\'' | '"' | '`', None) => closing_quote = Some(c),
+            ('[', None) => closing_quote = Some(']'),
+            (' ', None) => {
+                out.push_str(GAPS[random.below(GAPS.len())]);
+                continue;
+            }
+            _ => {}
+        }
+        let flip = c.is_ascii_alphabetic() && random.below(3) == 0;
+        out.push(if flip && c.is_ascii_uppercase() {
+            c.to_ascii_lowercase()
+        } else if flip {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
+    }
+    out
+}
+
+/// A `_` between digits (`1_000`): the digit-separator deviation, which respelling can move out of an IN list.
+fn has_digit_separator(statement: &str) -> bool {
+    statement.as_bytes().windows(3).any(|w| w[0].is_ascii_hexdigit() && w[1] == b'_' && w[2].is_ascii_hexdigit())
 }
 
 /// The corpus statements as the application wrote them (not SQLite's copy) normalise the same way: SQLite's

@@ -20,9 +20,8 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, Failure> {
             paths.push(PathBuf::from(pattern));
             continue;
         }
-        let matched = glob::glob(pattern).map_err(|e| {
-            Failure::usage(format!("bad glob {}: {} at character {}", quoted(pattern), e.msg, e.pos))
-        })?;
+        let matched = glob::glob(pattern)
+            .map_err(|e| Failure::usage(format!("bad glob {}: {} at character {}", quoted(pattern), e.msg, e.pos)))?;
         let before = paths.len();
         paths.extend(matched.filter_map(Result::ok).filter(|path| is_sqlite_file(path)));
         if paths.len() == before {
