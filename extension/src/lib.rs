@@ -14,6 +14,7 @@ mod guard;
 pub mod health;
 mod info;
 pub mod maintenance;
+mod metrics;
 pub mod pit;
 pub mod progress;
 pub mod salvage;
@@ -131,6 +132,7 @@ fn sql_objects() -> Vec<SqlObject> {
         },
         SqlObject::Scalar { name: "pit_prune", arities: &[0, 1], access: Access::Writes, func: pit::prune::pit_prune },
         SqlObject::Scalar { name: "salvage_to", arities: &[2, 3], access: Access::Writes, func: salvage::salvage_to },
+        SqlObject::Table { name: "vigil_metrics", define: vtab::define::<metrics::VigilMetrics> },
         SqlObject::Scalar {
             name: "export_to",
             arities: &[2, 3],

@@ -118,8 +118,8 @@ pub struct MetricsArgs {
     #[arg(long, value_name = "DIR")]
     pub backups: Option<PathBuf>,
     /// Also export the top N saved statements by total time (per-statement series)
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub statements: usize,
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub statements: u16,
     /// Also run PRAGMA quick_check
     #[arg(long, conflicts_with = "full")]
     pub quick: bool,
@@ -130,6 +130,12 @@ pub struct MetricsArgs {
 
 /// `vigil metrics`: exit 0 when every database could be read, 3 when one could not (its `vigil_up 0` is written).
 pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
+    if let Some(dir) = args.backups.as_ref().filter(|d| !d.is_dir()) {
+        return Err(Failure::usage(format!(
+            "--backups {}: not a directory; name the directory `vigil backup` writes into",
+            dir.display()
+        )));
+    }
     let targets = targets(&args.databases)?;
     let depth = if args.full {
         Depth::Full
@@ -138,7 +144,7 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
     } else {
         Depth::Cheap
     };
-    let options = Options { backups: args.backups.clone(), statements: args.statements, depth };
+    let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth };
     let reports: Vec<DbReport> = targets.iter().map(|t| collect(global, t, &options)).collect();
     for report in reports.iter().filter(|r| !r.up) {
         let error = report.error.clone().unwrap_or_else(|| format!("{}: unreadable", report.target.path.display()));

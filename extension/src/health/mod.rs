@@ -88,7 +88,7 @@ impl Check {
     }
 }
 
-fn value_json(value: &Value) -> Json {
+pub fn value_json(value: &Value) -> Json {
     match value {
         Value::Null | Value::Blob(_) => Json::Null,
         Value::Integer(i) => json!(i),

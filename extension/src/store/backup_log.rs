@@ -96,6 +96,8 @@ pub struct Recorded {
     pub created_at: String,
     pub path: String,
     pub verify: String,
+    pub bytes: u64,
+    pub duration_ms: f64,
 }
 
 /// Newest first, only backups whose verification passed (`verify` quick or full), at most `limit`.
@@ -106,7 +108,7 @@ pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
     }
     let rows = db.query(
         &format!(
-            "SELECT created_at, path, verify FROM {q}.{TABLE} WHERE verification = 'ok' ORDER BY created_at DESC, \
+            "SELECT created_at, path, verify, bytes, duration_ms FROM {q}.{TABLE} WHERE verification = 'ok' ORDER BY created_at DESC, \
              id DESC LIMIT ?1"
         ),
         &[Value::Integer(limit)],
@@ -117,6 +119,8 @@ pub fn verified(db: Db, schema: &str, limit: i64) -> Result<Vec<Recorded>> {
             created_at: r[0].as_str().unwrap_or_default().to_string(),
             path: r[1].as_str().unwrap_or_default().to_string(),
             verify: r[2].as_str().unwrap_or_default().to_string(),
+            bytes: r[3].as_i64().unwrap_or(0).max(0) as u64,
+            duration_ms: r[4].as_f64().unwrap_or(0.0),
         })
         .collect())
 }
