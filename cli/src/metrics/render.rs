@@ -19,9 +19,11 @@ pub fn render(reports: &[DbReport]) -> String {
             }
         }
     }
+    // An empty family is an encoder error: none without databases.
+    families.retain(|f| !f.get_metric().is_empty());
     let mut text = String::new();
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
-        // Only an empty family can fail, and vigil_up is never empty; keep the output valid all the same.
+        // Only a family without metrics or name can fail, and neither is left.
         eprintln!("vigil metrics: cannot encode: {e}");
     }
     text
@@ -139,4 +141,66 @@ fn label(name: &str, value: &str) -> LabelPair {
     pair.set_name(name.into());
     pair.set_value(value.into());
     pair
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{DbReport, Target};
+
+    fn report(name: &str, up: bool, samples: Vec<Sample>) -> DbReport {
+        DbReport {
+            target: Target { name: name.into(), path: name.into() },
+            up,
+            error: None,
+            status: None,
+            failing: vec![],
+            samples,
+            collected_at: std::time::SystemTime::now(),
+        }
+    }
+
+    fn sample(metric: &str, kind: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Sample { metric: metric.into(), kind: kind.into(), help: "h".into(), labels, value }
+    }
+
+    #[test]
+    fn families_are_contiguous_across_databases_and_histograms_end_with_their_count() {
+        let samples = |n: f64| {
+            vec![
+                sample("vigil_health_status", "gauge", &[("check", "a")], n),
+                sample("vigil_health_status", "gauge", &[("check", "b")], 0.0),
+                sample("vigil_q_seconds_bucket", "histogram", &[("le", "0.1")], 1.0),
+                sample("vigil_q_seconds_bucket", "histogram", &[("le", "+Inf")], 3.0),
+                sample("vigil_q_seconds_sum", "histogram", &[], 0.5),
+                sample("vigil_q_seconds_count", "histogram", &[], 3.0),
+                sample("vigil_up", "gauge", &[], 1.0),
+            ]
+        };
+        let text = render(&[report("a.db", true, samples(1.0)), report("b\"\n.db", true, samples(2.0))]);
+        let expected = "# HELP vigil_up 1 when vigil could open and read the database in this collection, 0 when it \
+                        could not\n# TYPE vigil_up gauge\nvigil_up{db=\"a.db\"} 1\nvigil_up{db=\"b\\\"\\n.db\"} 1\n\
+                        # HELP vigil_health_status h\n# TYPE vigil_health_status gauge\n\
+                        vigil_health_status{db=\"a.db\",check=\"a\"} 1\nvigil_health_status{db=\"a.db\",check=\"b\"} 0\n\
+                        vigil_health_status{db=\"b\\\"\\n.db\",check=\"a\"} 2\n\
+                        vigil_health_status{db=\"b\\\"\\n.db\",check=\"b\"} 0\n\
+                        # HELP vigil_q_seconds h\n# TYPE vigil_q_seconds histogram\n\
+                        vigil_q_seconds_bucket{db=\"a.db\",le=\"0.1\"} 1\nvigil_q_seconds_bucket{db=\"a.db\",le=\"+Inf\"} 3\n\
+                        vigil_q_seconds_sum{db=\"a.db\"} 0.5\nvigil_q_seconds_count{db=\"a.db\"} 3\n\
+                        vigil_q_seconds_bucket{db=\"b\\\"\\n.db\",le=\"0.1\"} 1\n\
+                        vigil_q_seconds_bucket{db=\"b\\\"\\n.db\",le=\"+Inf\"} 3\n\
+                        vigil_q_seconds_sum{db=\"b\\\"\\n.db\"} 0.5\nvigil_q_seconds_count{db=\"b\\\"\\n.db\"} 3\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_database_that_is_down_has_only_vigil_up_and_no_databases_render_nothing() {
+        let down = report("gone.db", false, vec![sample("vigil_pages", "gauge", &[], 3.0)]);
+        assert_eq!(
+            render(&[down]).lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(),
+            ["vigil_up{db=\"gone.db\"} 0"]
+        );
+        assert_eq!(render(&[]), "");
+    }
 }
