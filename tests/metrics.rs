@@ -674,7 +674,7 @@ fn saved_query_statistics_are_exported_with_the_calls_the_application_counted() 
         conn.query_row("SELECT count(*) FROM customers WHERE id > ?1", [i], |_| Ok(())).unwrap();
     }
     for i in 0..20 {
-        conn.execute("UPDATE products SET price = price WHERE id = ?1", [i]).unwrap();
+        conn.execute("UPDATE products SET price_cents = price_cents WHERE id = ?1", [i]).unwrap();
     }
     let counted: Vec<(String, i64)> = {
         let mut stmt = conn.prepare("SELECT queryid, calls FROM query_stats ORDER BY total_ms DESC").unwrap();
