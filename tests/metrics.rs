@@ -696,3 +696,29 @@ fn saved_query_statistics_are_exported_with_the_calls_the_application_counted() 
     let top2 = assert_sound(&top2);
     assert_eq!(top2.iter().filter(|s| s.name == "vigil_statement_calls_total").count(), 2.min(counted.len()));
 }
+
+#[test]
+fn the_point_in_time_window_is_exported_when_the_journal_is_enabled_and_only_then() {
+    let dir = scratch();
+    let d = dir.path();
+    demo_db(&d.join("plain.db"));
+    demo_db(&d.join("pit.db"));
+    let before = now();
+    let enable = "SELECT pit_enable('*');\nUPDATE products SET price_cents = price_cents + 1 WHERE id < 5;\n";
+    let out = shell_run(&d.join("pit.db"), &format!(".load {}\n{enable}", library().display()), &[]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", both(&out));
+    let after = now();
+    let digest = sha256sum(&d.join("pit.db"));
+    let (status, out, err) = metrics(d, &["plain.db", "pit.db"]);
+    assert_eq!(status, 0, "{err}");
+    let samples = assert_sound(&out);
+    let pit = |name: &str, db: &str| value(&samples, name, &[("db", db)]);
+    let start = pit("vigil_pit_window_start_timestamp_seconds", "pit.db").unwrap();
+    let last = pit("vigil_pit_last_change_timestamp_seconds", "pit.db").unwrap();
+    assert!(before - 1.0 <= start && start <= last && last <= after + 1.0, "{before} {start} {last} {after}");
+    assert!(pit("vigil_pit_journal_rows", "pit.db").unwrap() >= 4.0);
+    for name in ["vigil_pit_window_start_timestamp_seconds", "vigil_pit_journal_rows"] {
+        assert_eq!(pit(name, "plain.db"), None, "{name} without a journal");
+    }
+    assert_eq!(sha256sum(&d.join("pit.db")), digest);
+}
