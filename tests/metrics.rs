@@ -176,11 +176,14 @@ fn structure(text: &str) -> (Vec<String>, Vec<Sample>) {
     (problems, samples)
 }
 
+/// One histogram series: (upper bound, cumulative count) of each bucket, and `_count`.
+type Histogram = (Vec<(f64, f64)>, Option<f64>);
+
 fn histogram_problems(samples: &[Sample], types: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = Vec::new();
     for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
         // Series of the family by labels other than `le`.
-        let mut by_series: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+        let mut by_series: BTreeMap<Vec<(String, String)>, Histogram> = BTreeMap::new();
         let ours = |name: &str| ["_bucket", "_sum", "_count"].iter().any(|x| name == format!("{family}{x}"));
         for s in samples.iter().filter(|s| ours(&s.name)) {
             let mut labels: Vec<(String, String)> = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();
@@ -196,7 +199,7 @@ fn histogram_problems(samples: &[Sample], types: &BTreeMap<String, String>) -> V
         }
         for (labels, (buckets, count)) in by_series {
             let name = format!("{family}{labels:?}");
-            if buckets.windows(2).any(|w| !(w[0].0 < w[1].0)) {
+            if buckets.windows(2).any(|w| w[0].0.partial_cmp(&w[1].0) != Some(std::cmp::Ordering::Less)) {
                 problems.push(format!("{name}: bucket bounds not increasing"));
             }
             if buckets.windows(2).any(|w| w[1].1 < w[0].1) {

@@ -12,10 +12,10 @@ pub fn render(reports: &[DbReport]) -> String {
     let mut families: Vec<MetricFamily> = vec![up_family(reports)];
     for report in reports.iter().filter(|r| r.up) {
         for (name, samples) in grouped(&report.samples) {
-            let Some(metric) = metric(&report.target.name, &samples) else { continue };
+            let metric = metric(&report.target.name, &samples);
             match families.iter_mut().find(|f| f.name() == name) {
                 Some(family) => family.mut_metric().push(metric),
-                None => families.push(family(&name, &samples[0], metric)),
+                None => families.push(family(&name, samples[0], metric)),
             }
         }
     }
@@ -84,7 +84,7 @@ fn family(name: &str, first: &Sample, metric: Metric) -> MetricFamily {
     family
 }
 
-fn metric(db: &str, series: &[&Sample]) -> Option<Metric> {
+fn metric(db: &str, series: &[&Sample]) -> Metric {
     let first = series[0];
     let mut labels = vec![label("db", db)];
     labels.extend(series_labels(first).into_iter().filter(|(k, _)| k != "db").map(|(k, v)| label(k, v)));
@@ -95,18 +95,18 @@ fn metric(db: &str, series: &[&Sample]) -> Option<Metric> {
             counter.set_value(first.value);
             metric.set_counter(counter);
         }
-        "histogram" => metric.set_histogram(histogram(series)?),
+        "histogram" => metric.set_histogram(histogram(series)),
         _ => {
             let mut gauge = Gauge::default();
             gauge.set_value(first.value);
             metric.set_gauge(gauge);
         }
     }
-    Some(metric)
+    metric
 }
 
 /// A histogram from its flat samples; the encoder writes `+Inf` from the count, so that bucket is not copied.
-fn histogram(series: &[&Sample]) -> Option<Histogram> {
+fn histogram(series: &[&Sample]) -> Histogram {
     let mut histogram = Histogram::default();
     let mut buckets = Vec::new();
     for sample in series {
@@ -125,7 +125,7 @@ fn histogram(series: &[&Sample]) -> Option<Histogram> {
     }
     buckets.sort_by(|a, b| a.upper_bound().total_cmp(&b.upper_bound()));
     histogram.set_bucket(buckets);
-    Some(histogram)
+    histogram
 }
 
 fn le(sample: &Sample) -> Option<f64> {

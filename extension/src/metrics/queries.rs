@@ -65,12 +65,15 @@ fn histogram(totals: &QueryTotals) -> Vec<Row> {
     rows
 }
 
+/// (metric, type, help, the statement's value).
+type StatementFamily = (&'static str, Kind, &'static str, fn(&StatementTotals) -> f64);
+
 /// The top `n` statements by total time: calls, seconds, rows, and an info series with the normalised text.
 fn statements(all: &[StatementTotals], n: usize) -> Vec<Row> {
     let mut top: Vec<&StatementTotals> = all.iter().collect();
     top.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds).then(a.queryid.cmp(&b.queryid)));
     top.truncate(n);
-    let families: [(&str, Kind, &'static str, fn(&StatementTotals) -> f64); 4] = [
+    let families: [StatementFamily; 4] = [
         ("vigil_statement_calls_total", Kind::Counter, "Calls of the statement", |s| s.calls as f64),
         ("vigil_statement_seconds_total", Kind::Counter, "Total time in the statement", |s| s.total_seconds),
         ("vigil_statement_rows_total", Kind::Counter, "Rows the statement returned or changed", |s| s.rows as f64),
