@@ -645,19 +645,19 @@ fn vigil_metrics_in_the_sqlite3_shell_and_python_on_read_only_connections() {
     assert!(py.iter().all(|r| ["gauge", "counter", "histogram"].contains(&r[1].as_str().unwrap())));
 
     // Bad options name the function and the option.
-    let bad = shell_run(
-        &db,
-        &format!(".load {}\nSELECT * FROM vigil_metrics('{{\"statements\":-1}}');\n", library().display()),
-        &[],
-    );
-    let err = text(&bad.stderr);
-    assert!(err.contains("vigil_metrics: bad options: option \"statements\""), "{err}");
-    let bad = shell_run(
-        &db,
-        &format!(".load {}\nSELECT * FROM vigil_metrics('{{\"bogus\":1}}');\n", library().display()),
-        &[],
-    );
-    assert!(text(&bad.stderr).contains("unknown option \"bogus\""), "{}", text(&bad.stderr));
+    for (options, expected) in [
+        (r#"{"statements":-1}"#, "vigil_metrics: bad options: option \"statements\""),
+        (r#"{"bogus":1}"#, "vigil_metrics: bad options: unknown option \"bogus\""),
+        (r#"{"query_stats":"later"}"#, "option \"query_stats\" must be one of auto, saved, live, none"),
+        (r#"{"backups":"/no/such/dir"}"#, "option \"backups\": /no/such/dir is not a directory"),
+        (r#"{"integrity":"deep"}"#, "option \"integrity\" must be one of none, quick, full"),
+        (r#"{"schema":"nope"}"#, "vigil_metrics: "),
+        ("not json", "options are not valid JSON"),
+    ] {
+        let script = format!(".load {}\nSELECT * FROM vigil_metrics('{options}');\n", library().display());
+        let err = text(&shell_run(&db, &script, &[]).stderr);
+        assert!(err.contains(expected) && err.lines().count() == 1 && err.len() < 500, "{options}: {err}");
+    }
     assert_eq!(sha256sum(&db), before);
 }
 
