@@ -36,7 +36,6 @@ pub enum Depth {
 }
 
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)] // backups and statements: read once the extension's vigil_metrics() exports them
 pub struct Options {
     /// A backup directory (`--backups DIR`): the newest verified backup of each database in it.
     pub backups: Option<PathBuf>,
