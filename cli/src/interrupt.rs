@@ -46,6 +46,10 @@ pub fn install() {
     }
 }
 
+/// Connections watched at most: no command holds more open at once (a few), so the oldest handle dropped is a
+/// closed connection's.
+const KEEP_WATCHED: usize = 64;
+
 fn interrupt_all() {
     for handle in WATCHED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         handle.interrupt();
@@ -54,7 +58,14 @@ fn interrupt_all() {
 
 /// Interrupts this connection's SQL when a signal arrives (at once if one already has).
 pub fn watch(conn: &Connection) {
-    WATCHED.lock().unwrap_or_else(|e| e.into_inner()).push(conn.get_interrupt_handle());
+    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    // Handles of closed connections are never removed (rusqlite cannot say which are closed), and `vigil serve`
+    // opens a connection per database per refresh: keep the newest ones, far more than any command holds open.
+    if watched.len() >= KEEP_WATCHED {
+        watched.remove(0);
+    }
+    watched.push(conn.get_interrupt_handle());
+    drop(watched);
     if received().is_some() {
         interrupt_all();
     }
@@ -67,5 +78,19 @@ pub fn received() -> Option<&'static str> {
         libc::SIGINT => Some("SIGINT"),
         libc::SIGTERM => Some("SIGTERM"),
         _ => Some("a signal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watching_a_connection_per_refresh_keeps_a_bounded_list() {
+        for _ in 0..3 * KEEP_WATCHED {
+            let conn = Connection::open_in_memory().unwrap();
+            watch(&conn);
+        }
+        assert_eq!(WATCHED.lock().unwrap().len(), KEEP_WATCHED);
     }
 }

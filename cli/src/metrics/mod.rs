@@ -144,6 +144,9 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
         Depth::Cheap
     };
     let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth };
+    // One connection holding the extension keeps its library mapped, so that each database's connection loads
+    // it without SQLite's dlclose and the next dlopen mapping it all again.
+    let _library = crate::extension::open_memory(global).ok();
     let reports: Vec<DbReport> = targets.iter().map(|t| collect(global, t, &options)).collect();
     for report in reports.iter().filter(|r| !r.up) {
         let error = report.error.clone().unwrap_or_else(|| format!("{}: unreadable", report.target.path.display()));
