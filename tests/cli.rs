@@ -204,3 +204,21 @@ fn backup_commands_verify_restore_and_report_failures_by_exit_code() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(exported.join("orders.csv").exists());
 }
+
+#[test]
+fn a_hot_journal_beside_a_database_is_named_with_what_to_do() {
+    let dir = scratch();
+    let db = dir.path().join("crashed.db");
+    demo_db(&db);
+    // A journal no writer holds: SQLite takes it for a crashed writer's and must roll it back before reading.
+    std::fs::write(dir.path().join("crashed.db-journal"), b"left by a crashed writer").unwrap();
+    let out = health(&db, &[]);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    let said = text(&out.stderr);
+    assert!(said.contains("crashed.db") && said.contains("hot journal"), "{said}");
+    assert!(said.contains("vigil health --snapshot"), "{said}");
+    // The advice works: a read-write open rolls the journal back, and the report is then read.
+    let out = health(&db, &["--snapshot"]);
+    assert!(code(&out) <= 2, "{}", both(&out));
+    assert!(code(&health(&db, &[])) <= 2);
+}

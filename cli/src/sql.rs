@@ -158,10 +158,22 @@ pub fn explained(failure: Failure, db: Option<&std::path::Path>, busy_timeout_ms
         )
     } else if message.contains("file is not a database") {
         format!("{file}{message} (not an SQLite database, or encrypted): check the path")
+    } else if message.contains("attempt to write a readonly database") && db.is_some_and(has_journal) {
+        format!(
+            "{file}{message}: a hot journal beside it (left by a crashed writer) must be rolled back first, which only \
+             a read-write connection can do: let the application open it, or run `vigil health --snapshot` once"
+        )
     } else {
         message
     };
     Failure { message, ..failure }
+}
+
+/// Whether a rollback journal lies beside the database (SQLite reading it read-only cannot roll it back).
+fn has_journal(db: &std::path::Path) -> bool {
+    let mut journal = db.as_os_str().to_owned();
+    journal.push("-journal");
+    std::path::Path::new(&journal).is_file()
 }
 
 /// User input echoed in a message: quoted, at most 80 characters.

@@ -127,12 +127,6 @@ fn explained(failure: Failure, global: &Global, target: &Target) -> String {
     if !message.starts_with(&file) {
         message = format!("{file}{message}");
     }
-    if message.contains("attempt to write a readonly database") {
-        message.push_str(
-            " (most likely a hot journal left by a crashed writer, which only a read-write connection can roll back: \
-             let the application open it, or run `vigil health` with --snapshot once)",
-        );
-    }
     let line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
     crate::output::cut(&line, 300)
 }
