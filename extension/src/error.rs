@@ -73,6 +73,19 @@ pub fn cut(text: &str) -> String {
     format!("{head}… ({chars} characters)")
 }
 
+/// Bytes as text (invalid UTF-8 replaced), at most `max_bytes` long, cut on a character boundary with "…".
+pub fn cut_bytes(bytes: &[u8], max_bytes: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= max_bytes {
+        return text.into_owned();
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// User input in single quotes (SQL's way), cut to a bounded length.
 pub fn quoted(text: &str) -> String {
     format!("'{}'", cut(text))

@@ -32,6 +32,11 @@ pub fn is_nested() -> bool {
     DEPTH.with(|d| d.get() > 1)
 }
 
+/// Whether a vigil callback is running on this thread: SQL run now is vigil's own (query statistics skip it).
+pub fn is_running() -> bool {
+    DEPTH.with(|d| d.get() > 0)
+}
+
 /// Runs `work` for the SQL function `name`; errors and panics come back as `"<name>: <what>"`.
 pub fn run<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
     let _running = Running::enter();

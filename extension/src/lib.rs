@@ -139,6 +139,38 @@ fn sql_objects() -> Vec<SqlObject> {
             access: Access::Writes,
             func: backup::export::export_to,
         },
+        SqlObject::Scalar {
+            name: "query_stats_start",
+            arities: &[0, 1],
+            access: Access::Writes,
+            func: stats::sql::query_stats_start,
+        },
+        SqlObject::Scalar {
+            name: "query_stats_stop",
+            arities: &[0],
+            access: Access::Writes,
+            func: stats::sql::query_stats_stop,
+        },
+        SqlObject::Scalar {
+            name: "query_stats_reset",
+            arities: &[0],
+            access: Access::Writes,
+            func: stats::sql::query_stats_reset,
+        },
+        SqlObject::Scalar {
+            name: "query_stats_info",
+            arities: &[0],
+            access: Access::ReadOnly,
+            func: stats::sql::query_stats_info,
+        },
+        SqlObject::Scalar {
+            name: "query_stats_save",
+            arities: &[0],
+            access: Access::Writes,
+            func: stats::sql::query_stats_save,
+        },
+        SqlObject::Table { name: "query_stats", define: vtab::define::<stats::sql::QueryStats> },
+        SqlObject::Table { name: "slow_queries", define: vtab::define::<stats::sql::SlowQueries> },
     ]
 }
 

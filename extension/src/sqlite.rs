@@ -1004,3 +1004,208 @@ pub fn declare_vtab(db: Db, schema: &str) -> Result<()> {
 pub fn vtab_collation(info: *mut sqlite3_index_info, constraint: c_int) -> String {
     owned_text(unsafe { call!(vtab_collation(info, constraint)) }).unwrap_or_else(|| "BINARY".into())
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Statement tracing (sqlite3_trace_v2), for query statistics. A connection has one trace callback: whoever
+// installs one last (the host, the shell's `.trace`, Python's set_trace_callback) silently replaces the other.
+
+/// sqlite3_trace_v2 event mask bits.
+pub mod trace_mask {
+    pub const STMT: u32 = 0x01;
+    pub const PROFILE: u32 = 0x02;
+    pub const ROW: u32 = 0x04;
+    pub const CLOSE: u32 = 0x08;
+}
+
+/// `sqlite3_stmt_status` counters vigil reads.
+#[derive(Clone, Copy, Debug)]
+pub enum StmtCounter {
+    FullscanStep = 1,
+    Sort = 2,
+    Autoindex = 3,
+    VmStep = 4,
+    Reprepare = 5,
+}
+
+/// A statement SQLite passed to a trace callback: valid only for the duration of that event.
+#[derive(Clone, Copy)]
+pub struct TracedStmt<'event> {
+    raw: *mut sqlite3_stmt,
+    _event: PhantomData<&'event ()>,
+}
+
+impl TracedStmt<'_> {
+    /// Identifies the statement while it lives (its address; SQLite may reuse it after finalize).
+    pub fn id(&self) -> usize {
+        self.raw as usize
+    }
+
+    /// A cumulative counter of the statement (not reset: the host may read them too).
+    pub fn counter(&self, which: StmtCounter) -> u32 {
+        match api().stmt_status {
+            Some(status) => unsafe { status(self.raw, which as c_int, 0) as u32 },
+            None => 0,
+        }
+    }
+
+    /// The statement's text with its bound parameters' values, at most `max_bytes` long; None when the host
+    /// lacks sqlite3_expanded_sql or memory ran out.
+    pub fn expanded_sql(&self, max_bytes: usize) -> Option<String> {
+        let expand = api().expanded_sql?;
+        let raw = unsafe { expand(self.raw) };
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: sqlite3_expanded_sql returns a NUL-terminated string from sqlite3_malloc that the caller frees.
+        let text = unsafe { CStr::from_ptr(raw) }.to_bytes();
+        let cut = crate::error::cut_bytes(text, max_bytes);
+        unsafe { call!(free(raw.cast())) };
+        Some(cut)
+    }
+
+    /// Whether the statement cannot write the database.
+    pub fn is_readonly(&self) -> bool {
+        api().stmt_readonly.is_some_and(|readonly| unsafe { readonly(self.raw) } != 0)
+    }
+}
+
+/// One trace event.
+pub enum TraceEvent<'event> {
+    /// A statement starts running (its first step), or, text starting with `--`, a trigger program starts
+    /// inside the running statement.
+    Stmt { stmt: TracedStmt<'event>, sql: &'event [u8] },
+    /// The statement finished or was reset; `nanos` is SQLite's own (millisecond-quantised) time.
+    Profile { stmt: TracedStmt<'event>, nanos: i64 },
+    /// The statement produced a row.
+    Row { stmt: TracedStmt<'event> },
+    /// The connection is closing: the last event, after which the hook is removed and released.
+    Close { db: Db },
+}
+
+/// What a trace hook does with events. It runs inside SQLite's calls on the connection's thread; it must not
+/// run SQL on the connection.
+pub trait TraceHandler: Send + Sync + 'static {
+    fn event(&self, event: TraceEvent<'_>);
+}
+
+struct HookInner<H> {
+    handler: H,
+    /// SQLite holds a reference (an Arc count) to this hook, given when it was installed.
+    held: std::sync::atomic::AtomicBool,
+}
+
+/// A trace handler that can be installed on a connection. SQLite holds one reference while it is installed;
+/// it is given back when vigil uninstalls it, when the connection closes, or by [`TraceHook::release`] when
+/// the host replaced it.
+pub struct TraceHook<H: TraceHandler> {
+    inner: std::sync::Arc<HookInner<H>>,
+}
+
+impl<H: TraceHandler> Clone for TraceHook<H> {
+    fn clone(&self) -> Self {
+        TraceHook { inner: self.inner.clone() }
+    }
+}
+
+impl<H: TraceHandler> TraceHook<H> {
+    pub fn new(handler: H) -> Self {
+        TraceHook { inner: std::sync::Arc::new(HookInner { handler, held: false.into() }) }
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.inner.handler
+    }
+
+    fn context(&self) -> *mut c_void {
+        std::sync::Arc::as_ptr(&self.inner) as *mut c_void
+    }
+
+    /// Makes this hook the connection's trace callback for the events in `mask` (replacing any other).
+    pub fn install(&self, db: Db, mask: u32) -> Result<()> {
+        let trace = api().trace_v2.ok_or_else(|| Error::new("the host SQLite lacks sqlite3_trace_v2"))?;
+        if !self.inner.held.swap(true, Ordering::AcqRel) {
+            // The reference SQLite holds: given back by uninstall, release or the close event.
+            std::mem::forget(self.inner.clone());
+        }
+        let rc = unsafe { trace(db.0, mask, Some(trace_callback::<H>), self.context()) };
+        if rc != SQLITE_OK {
+            self.release();
+            return Err(db.error(rc));
+        }
+        Ok(())
+    }
+
+    /// Removes the connection's trace callback, which must be this hook, and gives back SQLite's reference.
+    pub fn uninstall(&self, db: Db) {
+        if let Some(trace) = api().trace_v2 {
+            unsafe { trace(db.0, 0, None, ptr::null_mut()) };
+        }
+        self.release();
+    }
+
+    /// Gives back SQLite's reference without touching the connection: the host replaced the callback.
+    pub fn release(&self) {
+        if self.inner.held.swap(false, Ordering::AcqRel) {
+            // SAFETY: install leaked exactly one count for SQLite while `held` was false → true.
+            unsafe { std::sync::Arc::decrement_strong_count(std::sync::Arc::as_ptr(&self.inner)) };
+        }
+    }
+}
+
+/// The C callback: turns SQLite's (mask, P, X) into a [`TraceEvent`]; panics never cross into SQLite.
+unsafe extern "C" fn trace_callback<H: TraceHandler>(
+    mask: std::ffi::c_uint,
+    context: *mut c_void,
+    p: *mut c_void,
+    x: *mut c_void,
+) -> c_int {
+    if context.is_null() {
+        return 0;
+    }
+    // SAFETY: `context` is the HookInner SQLite holds a reference to until the close event below.
+    let inner = unsafe { &*(context as *const HookInner<H>) };
+    let stmt = TracedStmt { raw: p.cast(), _event: PhantomData };
+    let event = match mask {
+        trace_mask::STMT if !x.is_null() => {
+            TraceEvent::Stmt { stmt, sql: unsafe { CStr::from_ptr(x as *const c_char) }.to_bytes() }
+        }
+        trace_mask::PROFILE if !x.is_null() => TraceEvent::Profile { stmt, nanos: unsafe { *(x as *const i64) } },
+        trace_mask::ROW => TraceEvent::Row { stmt },
+        trace_mask::CLOSE => TraceEvent::Close { db: Db(p.cast()) },
+        _ => return 0,
+    };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.handler.event(event)));
+    if mask == trace_mask::CLOSE {
+        // sqlite3_close can still fail (unfinalized statements) and leave the connection open: untrace it so
+        // that SQLite never calls a released hook, then give back SQLite's reference (last use of `inner`).
+        if let Some(trace) = api().trace_v2 {
+            unsafe { trace(p.cast(), 0, None, ptr::null_mut()) };
+        }
+        if inner.held.swap(false, Ordering::AcqRel) {
+            unsafe { std::sync::Arc::decrement_strong_count(context as *const HookInner<H>) };
+        }
+    }
+    0
+}
+
+impl Db {
+    /// Addresses of the statements running on the connection now (stepped, neither done nor reset).
+    pub fn running_statement_ids(&self) -> Vec<usize> {
+        let mut ids = Vec::new();
+        let mut stmt: *mut sqlite3_stmt = ptr::null_mut();
+        loop {
+            stmt = unsafe { call!(next_stmt(self.0, stmt)) };
+            if stmt.is_null() {
+                return ids;
+            }
+            if unsafe { call!(stmt_busy(stmt)) } != 0 {
+                ids.push(stmt as usize);
+            }
+        }
+    }
+
+    /// Rows changed by INSERT, UPDATE and DELETE since the connection opened (triggers' included).
+    pub fn total_changes(&self) -> i64 {
+        i64::from(unsafe { call!(total_changes(self.0)) })
+    }
+}

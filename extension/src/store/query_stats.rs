@@ -4,8 +4,11 @@
 //! CONTRACT (issue 14, shared by the stats and metrics work): the types below are what both sides use. The stats
 //! engineer owns this file's table, its writer and `load_saved`'s body.
 
-use crate::error::Result;
-use crate::sqlite::Db;
+use std::collections::BTreeMap;
+
+use super::quote;
+use crate::error::{Error, Result};
+use crate::sqlite::{open_flags, Db, OwnedDb, Value};
 
 pub const TABLE: &str = "vigil_query_stats";
 
@@ -50,7 +53,203 @@ pub struct QueryTotals {
     pub statements: Vec<StatementTotals>,
 }
 
+/// Saved contributors not saved again for this long are pruned (a process that ended long ago).
+const KEEP_DAYS: i64 = 7;
+
+/// One statement of a contribution, with what merging needs (sums, M2, buckets).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SavedStatement {
+    pub queryid: i64,
+    pub query: String,
+    pub calls: u64,
+    pub rows: u64,
+    pub total_seconds: f64,
+    /// Sum of squared deviations from the mean (Welford's M2), in seconds².
+    pub m2_seconds: f64,
+    pub min_seconds: f64,
+    pub max_seconds: f64,
+    pub slow_calls: u64,
+    /// Not cumulative, at [`EXPORT_BUCKETS_SECONDS`].
+    pub buckets: [u64; 16],
+    pub fullscan_steps: u64,
+    pub sorts: u64,
+    pub vm_steps: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// What one process saves: its statistics of one database since it started (or reset them).
+#[derive(Clone, Debug, Default)]
+pub struct Contribution {
+    pub durations: DurationHistogram,
+    pub slow_total: u64,
+    pub evictions: u64,
+    pub statements: Vec<SavedStatement>,
+}
+
+pub struct SaveOutcome {
+    /// Contributors in the table after saving.
+    pub contributors: i64,
+    /// Contributors pruned as older than a week.
+    pub pruned: i64,
+}
+
+/// Who saves: this process, since vigil's first use in it (a restarted process is a new contributor).
+fn contributor() -> (i64, &'static str) {
+    static STARTED: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    (i64::from(std::process::id()), STARTED.as_str())
+}
+
+/// Replaces this process's rows in the caller's main database, in a write transaction of vigil's own connection
+/// (in-memory databases: on the caller's, in a savepoint); prunes contributors older than a week.
+pub fn save(caller: Db, contribution: &Contribution, busy_timeout_ms: i32) -> Result<SaveOutcome> {
+    match caller.filename("main")? {
+        Some(path) => {
+            let own = OwnedDb::open(&path, open_flags::READ_WRITE, caller.vfs_name("main")?.as_deref())?;
+            if own.db().is_readonly("main")? == Some(true) {
+                return Err(Error::new(format!("{path} is read-only (the file or its medium)")));
+            }
+            own.db().set_busy_timeout(busy_timeout_ms)?;
+            let mut outcome = None;
+            super::in_write_transaction(own.db(), || {
+                outcome = Some(write(own.db(), "main", contribution)?);
+                Ok(())
+            })?;
+            outcome.ok_or_else(|| Error::new("nothing was saved"))
+        }
+        None => caller.in_savepoint("vigil_query_stats", || write(caller, "main", contribution)),
+    }
+}
+
+fn write(db: Db, schema: &str, c: &Contribution) -> Result<SaveOutcome> {
+    let q = quote(schema);
+    db.exec(&format!(
+        "CREATE TABLE IF NOT EXISTS {q}.{TABLE}(
+            pid INTEGER NOT NULL,
+            process_start TEXT NOT NULL,
+            saved_at TEXT NOT NULL,
+            queryid INTEGER,
+            query TEXT,
+            calls INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            total_seconds REAL NOT NULL,
+            m2_seconds REAL NOT NULL,
+            min_seconds REAL,
+            max_seconds REAL,
+            slow_calls INTEGER NOT NULL,
+            evictions INTEGER NOT NULL,
+            buckets TEXT NOT NULL,
+            fullscan_steps INTEGER NOT NULL,
+            sorts INTEGER NOT NULL,
+            vm_steps INTEGER NOT NULL,
+            first_seen TEXT,
+            last_seen TEXT);
+         CREATE INDEX IF NOT EXISTS {q}.vigil_query_stats_contributor ON {TABLE}(pid, process_start)"
+    ))?;
+    let (pid, started) = contributor();
+    let saved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    db.query(&format!("DELETE FROM {q}.{TABLE} WHERE pid = ?1 AND process_start = ?2"), &[pid.into(), started.into()])?;
+    let pruned = db.query_value(
+        &format!(
+            "SELECT count(DISTINCT pid || ' ' || process_start) FROM {q}.{TABLE} \
+             WHERE julianday(saved_at) < julianday('now', '-{KEEP_DAYS} days')"
+        ),
+        &[],
+    )?;
+    db.query(
+        &format!("DELETE FROM {q}.{TABLE} WHERE julianday(saved_at) < julianday('now', '-{KEEP_DAYS} days')"),
+        &[],
+    )?;
+    let mut insert = db.prepare(&format!(
+        "INSERT INTO {q}.{TABLE}(pid, process_start, saved_at, queryid, query, calls, rows, total_seconds, m2_seconds, \
+         min_seconds, max_seconds, slow_calls, evictions, buckets, fullscan_steps, sorts, vm_steps, first_seen, \
+         last_seen) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+    ))?;
+    let common = [Value::from(pid), Value::from(started), Value::from(saved_at.as_str())];
+    // The totals row (queryid NULL): every call, evicted statements included.
+    let d = &c.durations;
+    let mut totals = common.to_vec();
+    totals.extend([Value::Null, Value::Null, int(d.count), Value::Integer(0), Value::Real(d.sum_seconds)]);
+    totals.extend([Value::Real(0.0), Value::Null, Value::Null, int(c.slow_total), int(c.evictions)]);
+    totals.extend([buckets_json(&d.counts), int(0), int(0), int(0), Value::Null, Value::Null]);
+    insert.run(&totals)?;
+    for s in &c.statements {
+        let mut row = common.to_vec();
+        row.extend([Value::Integer(s.queryid), Value::from(s.query.as_str()), int(s.calls), int(s.rows)]);
+        row.extend([Value::Real(s.total_seconds), Value::Real(s.m2_seconds), Value::Real(s.min_seconds)]);
+        row.extend([Value::Real(s.max_seconds), int(s.slow_calls), int(0), buckets_json(&s.buckets)]);
+        row.extend([int(s.fullscan_steps), int(s.sorts), int(s.vm_steps)]);
+        row.extend([Value::from(s.first_seen.as_str()), Value::from(s.last_seen.as_str())]);
+        insert.run(&row)?;
+    }
+    drop(insert);
+    let contributors =
+        db.query_value(&format!("SELECT count(DISTINCT pid || ' ' || process_start) FROM {q}.{TABLE}"), &[])?;
+    Ok(SaveOutcome { contributors: contributors.as_i64().unwrap_or(0), pruned: pruned.as_i64().unwrap_or(0) })
+}
+
+fn int(n: u64) -> Value {
+    Value::Integer(n.min(i64::MAX as u64) as i64)
+}
+
+fn buckets_json(counts: &[u64; 16]) -> Value {
+    Value::Text(serde_json::to_string(counts).unwrap_or_else(|_| "[]".into()))
+}
+
+fn parse_buckets(value: &Value) -> [u64; 16] {
+    let parsed: Option<Vec<u64>> = value.as_str().and_then(|t| serde_json::from_str(t).ok());
+    let mut counts = [0u64; 16];
+    for (slot, n) in counts.iter_mut().zip(parsed.unwrap_or_default()) {
+        *slot = n;
+    }
+    counts
+}
+
 /// The merged statistics every process saved into `schema` (a quoted schema name), or None when nothing was saved.
-pub fn load_saved(_db: Db, _schema_quoted: &str) -> Result<Option<QueryTotals>> {
-    Ok(None)
+pub fn load_saved(db: Db, schema_quoted: &str) -> Result<Option<QueryTotals>> {
+    if !super::has_table(db, schema_quoted, TABLE)? {
+        return Ok(None);
+    }
+    let rows = db.query(
+        &format!(
+            "SELECT queryid, query, calls, rows, total_seconds, slow_calls, evictions, buckets \
+             FROM {schema_quoted}.{TABLE} ORDER BY saved_at, pid"
+        ),
+        &[],
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let count = |v: &Value| v.as_i64().unwrap_or(0).max(0) as u64;
+    let mut out = QueryTotals::default();
+    let mut statements: BTreeMap<i64, StatementTotals> = BTreeMap::new();
+    for r in &rows {
+        match r[0].as_i64() {
+            None => {
+                let counts = parse_buckets(&r[7]);
+                for (a, b) in out.durations.counts.iter_mut().zip(counts) {
+                    *a += b;
+                }
+                out.durations.count += count(&r[2]);
+                out.durations.sum_seconds += r[4].as_f64().unwrap_or(0.0);
+                out.slow_total += count(&r[5]);
+                out.evictions += count(&r[6]);
+            }
+            Some(queryid) => {
+                let s = statements.entry(queryid).or_insert_with(|| StatementTotals {
+                    queryid,
+                    query: r[1].as_str().unwrap_or_default().to_string(),
+                    ..Default::default()
+                });
+                s.calls += count(&r[2]);
+                s.rows += count(&r[3]);
+                s.total_seconds += r[4].as_f64().unwrap_or(0.0);
+                s.slow_calls += count(&r[5]);
+            }
+        }
+    }
+    out.statements = statements.into_values().collect();
+    out.entries = out.statements.len() as u64;
+    Ok(Some(out))
 }
