@@ -81,9 +81,16 @@ pub fn query_stats_reset(_db: Db, _args: &[Value]) -> Result<Value> {
     Ok(Value::Text(rfc3339(registry.since)))
 }
 
-/// `query_stats_info()`: whether this connection is traced (on / off / lost) and the registry's figures.
+/// `query_stats_info()`: whether this connection is traced (on / off / lost), the registry's figures, and what
+/// every process saved in this database (merged).
 pub fn query_stats_info(db: Db, _args: &[Value]) -> Result<Value> {
-    Ok(Value::Text(info_json(tracer::status(db)).to_string()))
+    let mut info = info_json(tracer::status(db));
+    info["saved"] = match saved::load_saved(db, "\"main\"")? {
+        Some(t) => json!({"calls": t.durations.count, "statements": t.entries, "slow_total": t.slow_total,
+                          "evictions": t.evictions, "total_seconds": t.durations.sum_seconds}),
+        None => Json::Null,
+    };
+    Ok(Value::Text(info.to_string()))
 }
 
 /// `query_stats_save()`: stores this process's statistics of this database in `vigil_query_stats`.
