@@ -60,10 +60,34 @@ pub struct Call<'a> {
     pub parameters: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// (database, queryid): queryids are already hashes, so the table mixes them with a multiply, not SipHash.
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     database: u32,
     queryid: i64,
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((self.queryid as u64) ^ (u64::from(self.database) << 32).rotate_left(7));
+    }
+}
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 pub struct Entry {
@@ -142,10 +166,11 @@ pub struct DatabaseTotals {
 pub struct Registry {
     pub max: usize,
     pub slow_log_size: usize,
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, std::hash::BuildHasherDefault<KeyHasher>>,
     /// Interned main-database file names ("" for in-memory and temporary databases).
     databases: Vec<String>,
-    totals: HashMap<u32, DatabaseTotals>,
+    /// Indexed by database id.
+    totals: Vec<DatabaseTotals>,
     pub slow: VecDeque<SlowCall>,
     pub evictions: u64,
     pub slow_total: u64,
@@ -168,9 +193,9 @@ impl Registry {
         Registry {
             max: DEFAULT_MAX,
             slow_log_size: DEFAULT_SLOW_LOG,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             databases: Vec::new(),
-            totals: HashMap::new(),
+            totals: Vec::new(),
             slow: VecDeque::new(),
             evictions: 0,
             slow_total: 0,
@@ -223,7 +248,7 @@ impl Registry {
 
     pub fn record(&mut self, call: Call) {
         let slow = call.ns >= slow_threshold_ns();
-        let totals = self.totals.entry(call.database).or_default();
+        let totals = self.totals_mut(call.database);
         record_export(&mut totals.durations, call.ns as f64 / 1e9);
         totals.slow_total += u64::from(slow);
         self.calls += 1;
@@ -263,7 +288,7 @@ impl Registry {
         ranked.select_nth_unstable_by(n - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         for (_, _, key) in &ranked[..n] {
             self.entries.remove(key);
-            self.totals.entry(key.database).or_default().evictions += 1;
+            self.totals_mut(key.database).evictions += 1;
         }
         self.evictions += n as u64;
     }
@@ -296,14 +321,22 @@ impl Registry {
     }
 
     pub fn totals_of(&self, database: u32) -> Option<&DatabaseTotals> {
-        self.totals.get(&database)
+        self.totals.get(database as usize)
+    }
+
+    fn totals_mut(&mut self, database: u32) -> &mut DatabaseTotals {
+        let at = database as usize;
+        if self.totals.len() <= at {
+            self.totals.resize_with(at + 1, DatabaseTotals::default);
+        }
+        &mut self.totals[at]
     }
 
     /// This process's statistics: one database's (`Some(id)`) or all of them.
     pub fn query_totals(&self, database: Option<u32>) -> QueryTotals {
         let mut out = QueryTotals::default();
-        for (id, totals) in &self.totals {
-            if database.is_none_or(|d| d == *id) {
+        for (id, totals) in self.totals.iter().enumerate() {
+            if database.is_none_or(|d| d as usize == id) {
                 merge_export(&mut out.durations, &totals.durations);
                 out.slow_total += totals.slow_total;
                 out.evictions += totals.evictions;

@@ -119,7 +119,8 @@ impl Tracer {
     }
 
     fn statement_started(&self, stmt: TracedStmt, sql: &[u8]) {
-        let changes_before = self.connection().total_changes();
+        // Only a statement that can write may change rows (total_changes takes the connection's mutex).
+        let changes_before = if stmt.is_readonly() { -1 } else { self.connection().total_changes() };
         let mut cache = self.cache();
         let id = stmt.id();
         if let Some(slot) = cache.slots.get(&id) {
@@ -160,7 +161,7 @@ impl Tracer {
         // Rows returned; for a statement that returned none, the rows it changed (if it changed any).
         let rows = if run.rows > 0 {
             run.rows
-        } else if connection.total_changes() != run.changes_before {
+        } else if run.changes_before >= 0 && connection.total_changes() != run.changes_before {
             connection.changes().max(0) as u64
         } else {
             0
