@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::histogram::{merge_export, record_export, LogHistogram, Moments};
 use crate::store::query_stats::{DurationHistogram, QueryTotals, StatementTotals};
@@ -366,11 +366,6 @@ fn cut_shared(text: &Arc<str>) -> Arc<str> {
     } else {
         Arc::from(crate::error::cut_bytes(text.as_bytes(), TEXT_BYTES))
     }
-}
-
-/// Milliseconds of a duration, for reports.
-pub fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value as Json};
 
-use super::registry::{self, ms, rfc3339, wall_time, Registry};
+use super::registry::{self, rfc3339, wall_time, Registry};
 use super::tracer::{self, Tracing};
 use crate::args;
 use crate::error::{Error, Result};
@@ -235,7 +235,7 @@ impl TableFunction for SlowQueries {
                 vec![
                     Value::from(rfc3339(wall_time(call.at))),
                     Value::Integer(call.queryid),
-                    Value::Real(ms(std::time::Duration::from_nanos(call.ns))),
+                    Value::Real(call.ns as f64 / 1e6),
                     Value::from(&*call.query),
                     Value::from(call.parameters.clone()),
                     Value::from(registry.database_name(call.database)),
