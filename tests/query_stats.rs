@@ -41,6 +41,9 @@ fn json_of(conn: &Connection, sql: &str) -> Json {
 fn traced(db: &Path, options: &str) -> Connection {
     let conn = Rusqlite::open(db);
     conn.query_row("SELECT query_stats_reset()", [], |_| Ok(())).unwrap();
+    // Options are process-wide: back to the defaults first, whatever another test set.
+    let defaults = r#"{"slow_ms": 1000, "max": 5000, "slow_log": 100, "log_parameters": false}"#;
+    conn.query_row(&format!("SELECT query_stats_start('{defaults}')"), [], |_| Ok(())).unwrap();
     let info = json_of(&conn, &format!("SELECT query_stats_start('{options}')"));
     assert_eq!(info["tracing"], "on", "{info}");
     conn
@@ -448,4 +451,35 @@ fn closing_a_traced_connection_frees_its_hook() {
     let stopped = json_of(&watcher, "SELECT query_stats_stop()");
     assert_eq!(stopped["was"], "on");
     assert_eq!(json_of(&watcher, "SELECT query_stats_info()")["tracing"], "off");
+}
+
+#[test]
+fn parameters_reach_the_slow_log_only_when_asked_for() {
+    let _one = exclusive();
+    let dir = scratch();
+    let db = table_db(dir.path());
+    let conn = traced(&db, r#"{"slow_ms": 0, "slow_log": 5, "log_parameters": false}"#);
+    conn.query_row("SELECT w FROM t WHERE id = ?1", [417], |_| Ok(())).unwrap();
+    let kept: Option<String> = conn
+        .query_row("SELECT parameters FROM slow_queries(1) WHERE query LIKE '%FROM t WHERE id%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, None);
+    conn.query_row(r#"SELECT query_stats_start('{"log_parameters": true}')"#, [], |_| Ok(())).unwrap();
+    conn.query_row("SELECT w FROM t WHERE id = ?1", [418], |_| Ok(())).unwrap();
+    let kept: Option<String> = conn
+        .query_row("SELECT parameters FROM slow_queries(1) WHERE query LIKE '%FROM t WHERE id%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("SELECT w FROM t WHERE id = 418"));
+    // The ring holds the newest `slow_log` calls only.
+    for i in 0..20 {
+        conn.query_row("SELECT w FROM t WHERE id = ?1", [i + 1], |_| Ok(())).unwrap();
+    }
+    let held: i64 = conn.query_row("SELECT count(*) FROM slow_queries", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 5);
+    conn.query_row(
+        r#"SELECT query_stats_start('{"log_parameters": false, "slow_ms": 1000, "slow_log": 100}')"#,
+        [],
+        |_| Ok(()),
+    )
+    .unwrap();
 }

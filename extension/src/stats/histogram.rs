@@ -168,7 +168,8 @@ mod tests {
     #[test]
     fn percentiles_are_within_five_percent_of_the_exact_order_statistic() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let distributions: [(&str, Box<dyn FnMut(&mut Rng) -> f64>); 4] = [
+        type Draw = Box<dyn FnMut(&mut Rng) -> f64>;
+        let distributions: [(&str, Draw); 4] = [
             ("uniform 50-500 µs", Box::new(|r| 50_000.0 + 450_000.0 * r.next())),
             ("exponential, mean 200 µs", Box::new(|r| -200_000.0 * (1.0 - r.next()).ln())),
             ("log-normal around 1 ms", Box::new(|r| (13.8 + 1.5 * (r.next() + r.next() + r.next() - 1.5)).exp())),

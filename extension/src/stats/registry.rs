@@ -303,7 +303,7 @@ impl Registry {
         self.since = SystemTime::now();
     }
 
-    pub fn len(&self) -> usize {
+    pub fn entry_count(&self) -> usize {
         self.entries.len()
     }
 
@@ -397,7 +397,7 @@ mod tests {
         }
         for cold in 10..2000 {
             call(&mut registry, cold, 1000);
-            assert!(registry.len() <= 100);
+            assert!(registry.entry_count() <= 100);
         }
         assert!(registry.evictions >= 1900, "{}", registry.evictions);
         let totals = registry.query_totals(None);

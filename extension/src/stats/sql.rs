@@ -46,7 +46,7 @@ fn info_json(tracing: Tracing) -> Json {
     let registry = registry::registry();
     json!({
         "tracing": tracing.name(),
-        "entries": registry.len(),
+        "entries": registry.entry_count(),
         "max": registry.max,
         "evictions": registry.evictions,
         "calls": registry.calls,
