@@ -36,6 +36,11 @@ pub fn rfc3339(at: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// When this process began collecting statistics (vigil's first look at the clock in it).
+pub fn process_start() -> SystemTime {
+    ANCHOR.1
+}
+
 pub fn slow_threshold_ns() -> u64 {
     SLOW_NS.load(Ordering::Relaxed)
 }
@@ -190,6 +195,7 @@ pub fn registry() -> MutexGuard<'static, Registry> {
 
 impl Registry {
     fn new() -> Registry {
+        LazyLock::force(&ANCHOR);
         Registry {
             max: DEFAULT_MAX,
             slow_log_size: DEFAULT_SLOW_LOG,

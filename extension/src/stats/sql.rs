@@ -137,6 +137,7 @@ fn contribution(registry: &Registry, database: u32) -> saved::Contribution {
         })
         .collect();
     saved::Contribution {
+        process_start: rfc3339(registry::process_start()),
         durations: totals.map(|t| t.durations.clone()).unwrap_or_default(),
         slow_total: totals.map_or(0, |t| t.slow_total),
         evictions: totals.map_or(0, |t| t.evictions),

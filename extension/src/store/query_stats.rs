@@ -81,6 +81,8 @@ pub struct SavedStatement {
 /// What one process saves: its statistics of one database since it started (or reset them).
 #[derive(Clone, Debug, Default)]
 pub struct Contribution {
+    /// When the process began collecting (RFC 3339): with the pid, who contributes (a restart is a new one).
+    pub process_start: String,
     pub durations: DurationHistogram,
     pub slow_total: u64,
     pub evictions: u64,
@@ -92,13 +94,6 @@ pub struct SaveOutcome {
     pub contributors: i64,
     /// Contributors pruned as older than a week.
     pub pruned: i64,
-}
-
-/// Who saves: this process, since vigil's first use in it (a restarted process is a new contributor).
-fn contributor() -> (i64, &'static str) {
-    static STARTED: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-    (i64::from(std::process::id()), STARTED.as_str())
 }
 
 /// Replaces this process's rows in the caller's main database, in a write transaction of vigil's own connection
@@ -147,7 +142,7 @@ fn write(db: Db, schema: &str, c: &Contribution) -> Result<SaveOutcome> {
             last_seen TEXT);
          CREATE INDEX IF NOT EXISTS {q}.vigil_query_stats_contributor ON {TABLE}(pid, process_start)"
     ))?;
-    let (pid, started) = contributor();
+    let (pid, started) = (i64::from(std::process::id()), c.process_start.as_str());
     let saved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     db.query(&format!("DELETE FROM {q}.{TABLE} WHERE pid = ?1 AND process_start = ?2"), &[pid.into(), started.into()])?;
     let pruned = db.query_value(
