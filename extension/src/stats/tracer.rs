@@ -17,8 +17,9 @@ use crate::guard;
 use crate::sqlite::{trace_mask, Db, StmtCounter, TraceEvent, TraceHandler, TraceHook, TracedStmt};
 
 const MASK: u32 = trace_mask::STMT | trace_mask::PROFILE | trace_mask::ROW | trace_mask::CLOSE;
-/// Statements remembered per connection before the ones not running are forgotten.
+/// Statements (and bytes of their texts) remembered per connection before the ones not running are forgotten.
 const MAX_SLOTS: usize = 512;
+const MAX_SLOT_BYTES: usize = 4 << 20;
 /// Raw statement texts whose normalisation is cached per connection, and their bytes.
 const MAX_SHAPES: usize = 1024;
 const MAX_SHAPE_BYTES: usize = 1 << 20;
@@ -68,6 +69,7 @@ impl Hasher for AddressHasher {
 #[derive(Default)]
 struct Cache {
     slots: HashMap<usize, Slot, BuildHasherDefault<AddressHasher>>,
+    slot_bytes: usize,
     shapes: HashMap<Box<[u8]>, Arc<Shape>>,
     shape_bytes: usize,
 }
@@ -90,10 +92,12 @@ impl Cache {
     }
 
     /// Keeps the table bounded: statements finalized long ago leave no trace event, so forget the idle ones.
-    fn make_room(&mut self) {
-        if self.slots.len() >= MAX_SLOTS {
+    fn make_room(&mut self, adding: usize) {
+        if self.slots.len() >= MAX_SLOTS || self.slot_bytes + adding > MAX_SLOT_BYTES {
             self.slots.retain(|_, slot| slot.run.is_some());
+            self.slot_bytes = self.slots.values().map(|slot| slot.sql.len()).sum();
         }
+        self.slot_bytes += adding;
     }
 }
 
@@ -130,7 +134,7 @@ impl Tracer {
         }
         let known = cache.slots.get(&id).is_some_and(|slot| *slot.sql == *sql);
         if !known {
-            cache.make_room();
+            cache.make_room(sql.len());
             let shape = cache.shape(sql);
             cache.slots.insert(id, Slot { sql: sql.into(), shape, baseline: counters(stmt), run: None });
         }
