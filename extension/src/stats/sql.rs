@@ -43,6 +43,8 @@ fn apply_options(registry: &mut Registry, arg: Option<&Value>) -> Result<()> {
 }
 
 fn info_json(tracing: Tracing) -> Json {
+    // Never hold the registry's lock while taking the hooks' (one order everywhere: no deadlock).
+    let connections = tracer::traced_connections();
     let registry = registry::registry();
     json!({
         "tracing": tracing.name(),
@@ -54,7 +56,7 @@ fn info_json(tracing: Tracing) -> Json {
         "slow_total": registry.slow_total,
         "slow_log": registry.slow_log_size,
         "log_parameters": registry::log_parameters(),
-        "connections": tracer::traced_connections(),
+        "connections": connections,
         "since": rfc3339(registry.since),
     })
 }
