@@ -117,7 +117,12 @@ pub fn export_bucket(seconds: f64) -> usize {
 }
 
 pub fn record_export(histogram: &mut DurationHistogram, seconds: f64) {
-    if let Some(count) = histogram.counts.get_mut(export_bucket(seconds)) {
+    record_export_at(histogram, export_bucket(seconds), seconds);
+}
+
+/// [`record_export`] with the bucket already found ([`export_bucket`]).
+pub fn record_export_at(histogram: &mut DurationHistogram, bucket: usize, seconds: f64) {
+    if let Some(count) = histogram.counts.get_mut(bucket) {
         *count += 1;
     }
     histogram.count += 1;

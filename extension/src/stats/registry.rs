@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use super::histogram::{merge_export, record_export, LogHistogram, Moments};
+use super::histogram::{export_bucket, merge_export, record_export_at, LogHistogram, Moments};
 use crate::store::query_stats::{DurationHistogram, QueryTotals, StatementTotals};
 
 pub const DEFAULT_SLOW_MS: f64 = 1000.0;
@@ -129,7 +129,7 @@ impl Entry {
         }
     }
 
-    fn add(&mut self, call: &Call, slow: bool) {
+    fn add(&mut self, call: &Call, slow: bool, bucket: usize) {
         self.moments.add(call.ns as f64 / 1e6);
         self.total_ns += call.ns;
         self.min_ns = self.min_ns.min(call.ns);
@@ -140,7 +140,7 @@ impl Entry {
             *total += run;
         }
         self.histogram.record(call.ns);
-        record_export(&mut self.export, call.ns as f64 / 1e9);
+        record_export_at(&mut self.export, bucket, call.ns as f64 / 1e9);
         self.last_seen = call.at;
     }
 
@@ -254,8 +254,10 @@ impl Registry {
 
     pub fn record(&mut self, call: Call) {
         let slow = call.ns >= slow_threshold_ns();
+        let seconds = call.ns as f64 / 1e9;
+        let bucket = export_bucket(seconds);
         let totals = self.totals_mut(call.database);
-        record_export(&mut totals.durations, call.ns as f64 / 1e9);
+        record_export_at(&mut totals.durations, bucket, seconds);
         totals.slow_total += u64::from(slow);
         self.calls += 1;
         self.slow_total += u64::from(slow);
@@ -267,7 +269,7 @@ impl Registry {
             self.evict(batch);
         }
         let entry = self.entries.entry(key).or_insert_with(|| Entry::new(cut_shared(call.query), call.at));
-        entry.add(&call, slow);
+        entry.add(&call, slow, bucket);
         if slow && self.slow_log_size > 0 {
             if self.slow.len() >= self.slow_log_size {
                 self.slow.pop_front();

@@ -127,20 +127,21 @@ impl Tracer {
         let changes_before = if stmt.is_readonly() { -1 } else { self.connection().total_changes() };
         let mut cache = self.cache();
         let id = stmt.id();
-        if let Some(slot) = cache.slots.get(&id) {
-            if slot.run.is_some() && sql.starts_with(b"--") {
-                return; // A trigger program inside the running statement.
+        let run = Run { start: Instant::now(), rows: 0, changes_before };
+        match cache.slots.get_mut(&id) {
+            // A trigger program inside the running statement.
+            Some(slot) if slot.run.is_some() && sql.starts_with(b"--") => return,
+            Some(slot) if *slot.sql == *sql => {
+                slot.run = Some(run);
+                return;
             }
+            _ => {}
         }
-        let known = cache.slots.get(&id).is_some_and(|slot| *slot.sql == *sql);
-        if !known {
-            cache.make_room(sql.len());
-            let shape = cache.shape(sql);
-            cache.slots.insert(id, Slot { sql: sql.into(), shape, baseline: counters(stmt), run: None });
-        }
-        if let Some(slot) = cache.slots.get_mut(&id) {
-            slot.run = Some(Run { start: Instant::now(), rows: 0, changes_before });
-        }
+        cache.make_room(sql.len());
+        let shape = cache.shape(sql);
+        // Normalising took time: the run starts now.
+        let run = Run { start: Instant::now(), ..run };
+        cache.slots.insert(id, Slot { sql: sql.into(), shape, baseline: counters(stmt), run: Some(run) });
     }
 
     fn row(&self, stmt: TracedStmt) {
