@@ -483,3 +483,29 @@ fn parameters_reach_the_slow_log_only_when_asked_for() {
     )
     .unwrap();
 }
+
+#[test]
+fn vigil_metrics_exports_only_the_statements_of_its_own_database() {
+    let _one = exclusive();
+    let dir = scratch();
+    let traced_db = table_db(dir.path());
+    let other_db = dir.path().join("other.db");
+    create_db(&other_db, "CREATE TABLE u(x)");
+    let conn = traced(&traced_db, "{}");
+    for id in 1..=20 {
+        conn.query_row("SELECT v FROM t WHERE id = ?1", [id], |_| Ok(())).unwrap();
+    }
+    let count_of = |db: &Path| -> f64 {
+        let conn = Rusqlite::open(db);
+        conn.query_row(
+            "SELECT coalesce(max(value), -1) FROM vigil_metrics('{\"query_stats\":\"live\"}') \
+             WHERE metric = 'vigil_query_duration_seconds_count'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(count_of(&traced_db) >= 20.0, "the traced database's own calls");
+    // An application exporting another database of the same process gets none of the traced one's statements.
+    assert_eq!(count_of(&other_db), -1.0);
+}

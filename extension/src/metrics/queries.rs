@@ -15,13 +15,15 @@ const DURATION_HELP: &str = "Duration of traced statements (first step to comple
 const QUERY_CHARS: usize = 120;
 
 pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
+    let schema = &options.health.schema;
+    let live = || -> Result<Option<QueryTotals>> { Ok(stats::live_totals(&db.filename(schema)?.unwrap_or_default())) };
     let totals = match options.query_stats {
         QuerySource::None => None,
-        QuerySource::Live => stats::live_totals(),
-        QuerySource::Saved => query_stats::load_saved(db, &quote(&options.health.schema))?,
-        QuerySource::Auto => match stats::live_totals() {
+        QuerySource::Live => live()?,
+        QuerySource::Saved => query_stats::load_saved(db, &quote(schema))?,
+        QuerySource::Auto => match live()? {
             Some(live) => Some(live),
-            None => query_stats::load_saved(db, &quote(&options.health.schema))?,
+            None => query_stats::load_saved(db, &quote(schema))?,
         },
     };
     let Some(totals) = totals else { return Ok(Vec::new()) };

@@ -248,6 +248,11 @@ impl Registry {
         }
     }
 
+    /// The id of a database some traced connection has used, without interning a new one.
+    pub fn known_database(&self, name: &str) -> Option<u32> {
+        self.databases.iter().position(|d| d == name).map(|i| i as u32)
+    }
+
     pub fn database_name(&self, id: u32) -> &str {
         self.databases.get(id as usize).map_or("", String::as_str)
     }
