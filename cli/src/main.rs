@@ -11,6 +11,7 @@ mod metrics;
 mod output;
 mod pit;
 mod salvage;
+mod serve;
 mod sql;
 
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Command {
     Salvage(salvage::SalvageArgs),
     /// Prometheus metrics of databases (stdout or --textfile DIR); exit 3 when one cannot be read
     Metrics(metrics::MetricsArgs),
+    /// Serve /metrics (Prometheus) and /health (200/503 + JSON) for databases, from a cache refreshed every
+    /// --every; runs until SIGINT or SIGTERM, then exits 0
+    Serve(serve::ServeArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -104,6 +108,8 @@ fn main() -> ExitCode {
     interrupt::install();
     let interrupted = interrupted_note(&cli.command);
     let db = database_of(&cli.command);
+    // serve runs until a signal: stopping then is its normal end, not work cut short.
+    let serving = matches!(cli.command, Command::Serve(_));
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
         Command::Diagnose(args) => diagnose::run(&cli.global, &args),
@@ -118,11 +124,12 @@ fn main() -> ExitCode {
         Command::Pit(args) => pit::run(&cli.global, &args),
         Command::Salvage(args) => salvage::salvage(&cli.global, &args),
         Command::Metrics(args) => metrics::run(&cli.global, &args),
+        Command::Serve(args) => serve::run(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
         Ok(code) => {
-            if let Some(signal) = interrupt::received() {
+            if let Some(signal) = interrupt::received().filter(|_| !serving) {
                 eprintln!("vigil: {signal} came when the work could no longer stop: it was completed");
             }
             ExitCode::from(code)

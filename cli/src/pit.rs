@@ -181,7 +181,7 @@ fn parse_instant(text: &str) -> Result<At, String> {
 }
 
 /// A period such as 1s, 250ms, 2m, 1h or 3 (seconds); at least 10 ms.
-fn parse_period(text: &str) -> Result<Duration, String> {
+pub fn parse_period(text: &str) -> Result<Duration, String> {
     let bad = || "expected a period such as 1s, 250ms, 2m or 1h (at least 10ms)".to_string();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

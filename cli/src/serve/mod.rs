@@ -1,0 +1,324 @@
+//! `vigil serve`: an HTTP endpoint for Prometheus and load balancers. A loop refreshes a cache every
+//! `--every` (each database collected in turn, read-only, the exposition rendered once); requests are answered
+//! from that cache only, so no number of scrapes or health probes ever reaches a database.
+
+mod cache;
+mod health;
+mod http;
+mod routes;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+
+use self::cache::{Cache, Snapshot};
+use self::http::{Request, Response};
+use self::routes::Route;
+use crate::metrics::{self, Depth, Options, Target};
+use crate::{exit, interrupt, Failure, Global};
+
+/// Not in 9100–9999, the range Prometheus' exporter port list has handed out in full, nor an IANA-assigned
+/// service port we know of, and below Linux's ephemeral ports (32768+).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:18450";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Databases: files, or globs (quote them so the shell leaves them to vigil)
+    #[arg(required = true, value_name = "DB|GLOB")]
+    pub patterns: Vec<String>,
+    /// Where to listen: IP:PORT (port 0: any free port). Loopback by default; another address is served to
+    /// whoever can reach it, without authentication
+    #[arg(long, value_name = "IP:PORT", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// How often to refresh every database: 500ms, 10s, 1m, 1h (at least 10ms)
+    #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = crate::pit::parse_period)]
+    pub every: Duration,
+    /// A backup directory: export each database's newest verified backup in it
+    #[arg(long, value_name = "DIR")]
+    pub backups: Option<PathBuf>,
+    /// Per-statement series for the top N saved statements by total time (default none)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub statements: usize,
+    /// Also run PRAGMA quick_check at every refresh
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+    /// Also run integrity_check and the fragmentation scan at every refresh
+    #[arg(long)]
+    pub full: bool,
+    /// Stop after N refreshes, exit 0 (a smoke test of the databases and the address; default: until SIGINT
+    /// or SIGTERM)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("expected IP:PORT such as {DEFAULT_LISTEN}, [::1]:18450 or 0.0.0.0:18450 (names are not resolved)")
+    })
+}
+
+/// What a refresh collects, from the flags.
+fn options(args: &ServeArgs) -> Options {
+    let depth = if args.full {
+        Depth::Full
+    } else if args.quick {
+        Depth::Quick
+    } else {
+        Depth::Cheap
+    };
+    Options { backups: args.backups.clone(), statements: args.statements, depth }
+}
+
+pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
+    let targets = metrics::targets(&args.patterns)?;
+    let listener = TcpListener::bind(args.listen).map_err(|e| {
+        Failure::usage(format!("vigil serve: cannot listen on {}: {e}; choose another --listen IP:PORT", args.listen))
+    })?;
+    let bound = listener.local_addr().map_err(|e| Failure::unknown(format!("vigil serve: {e}")))?;
+    let cache = Arc::new(Cache::default());
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let every = args.every;
+    let answers = cache.clone();
+    http::spawn(listener, http::LIMITS, Arc::new(move |request: &Request| answer(request, &answers, &names, every)))
+        .map_err(|e| Failure::unknown(format!("vigil serve: cannot start the HTTP thread: {e}")))?;
+    announce(bound, &targets, every);
+    refresh_loop(global, &targets, &options(args), args, &cache)
+}
+
+/// The first line on stderr: where to scrape (tests read the address from it).
+fn announce(bound: SocketAddr, targets: &[Target], every: Duration) {
+    eprintln!(
+        "vigil serve: listening on http://{bound} (GET /metrics, /health, /health/<db>) for {} database{}, \
+         refreshed every {}",
+        targets.len(),
+        if targets.len() == 1 { "" } else { "s" },
+        period_text(every)
+    );
+    if !bound.ip().is_loopback() {
+        eprintln!(
+            "vigil serve: {} is not a loopback address: anyone who can reach it can read the health and metrics \
+             of every database served (no authentication, no TLS: put a reverse proxy in front)",
+            bound.ip()
+        );
+    }
+}
+
+fn period_text(period: Duration) -> String {
+    match period.as_millis() {
+        ms if ms % 1000 != 0 => format!("{ms}ms"),
+        ms => format!("{}s", ms / 1000),
+    }
+}
+
+/// Refreshes on a fixed schedule until a signal (exit 0) or `--count` refreshes.
+fn refresh_loop(
+    global: &Global,
+    targets: &[Target],
+    options: &Options,
+    args: &ServeArgs,
+    cache: &Cache,
+) -> Result<u8, Failure> {
+    let started = Instant::now();
+    let mut done = 0;
+    let mut previous: Option<Arc<Snapshot>> = None;
+    loop {
+        let Some(snapshot) = refresh(global, targets, options) else { return Ok(stopped()) };
+        for line in changes(previous.as_deref(), &snapshot) {
+            eprintln!("vigil serve: {line}");
+        }
+        cache.publish(snapshot);
+        previous = cache.latest();
+        done += 1;
+        if args.count == Some(done) {
+            return Ok(exit::OK);
+        }
+        if !sleep_until(started + crate::pit::next_slot(started.elapsed(), args.every)) {
+            return Ok(stopped());
+        }
+    }
+}
+
+fn stopped() -> u8 {
+    eprintln!("vigil serve: stopped by {}", interrupt::received().unwrap_or("a signal"));
+    exit::OK
+}
+
+/// Sleeps until `until` in short naps; false when a signal came.
+fn sleep_until(until: Instant) -> bool {
+    loop {
+        if interrupt::received().is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// Collects every database once, one after the other, and renders the exposition; None when a signal came.
+fn refresh(global: &Global, targets: &[Target], options: &Options) -> Option<Snapshot> {
+    let started = Instant::now();
+    let mut reports = Vec::with_capacity(targets.len());
+    for target in targets {
+        if interrupt::received().is_some() {
+            return None;
+        }
+        reports.push(metrics::collect(global, target, options));
+    }
+    // Each collection's connection is closed by now: forget their interrupt handles, or a long-running loop
+    // would keep one per database and refresh.
+    interrupt::forget_closed();
+    if interrupt::received().is_some() {
+        return None;
+    }
+    let took = started.elapsed();
+    let generated_at = SystemTime::now();
+    let mut text = metrics::render(&reports);
+    text.push_str(&own_metrics(took, generated_at));
+    for report in &mut reports {
+        report.samples = Vec::new(); // rendered: only /health's fields are kept
+    }
+    Some(Snapshot { reports, metrics: Arc::from(text.into_bytes()), generated_at, took })
+}
+
+/// serve's own families, after the databases' (which never use the `vigil_serve_` prefix).
+fn own_metrics(took: Duration, at: SystemTime) -> String {
+    let at = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    format!(
+        "# HELP vigil_serve_refresh_duration_seconds How long vigil serve's last refresh of every database took.\n\
+         # TYPE vigil_serve_refresh_duration_seconds gauge\n\
+         vigil_serve_refresh_duration_seconds {:.6}\n\
+         # HELP vigil_serve_refresh_timestamp_seconds When vigil serve's last refresh finished (Unix time).\n\
+         # TYPE vigil_serve_refresh_timestamp_seconds gauge\n\
+         vigil_serve_refresh_timestamp_seconds {at:.3}\n",
+        took.as_secs_f64()
+    )
+}
+
+/// One line per database whose status changed since the previous refresh (every database on the first).
+fn changes(previous: Option<&Snapshot>, now: &Snapshot) -> Vec<String> {
+    let before = |name: &str| {
+        previous
+            .and_then(|p| p.reports.iter().find(|r| r.target.name == name))
+            .map(|r| health::status_of(r).to_string())
+    };
+    now.reports
+        .iter()
+        .filter_map(|report| {
+            let status = health::status_of(report);
+            let was = before(&report.target.name);
+            if was.as_deref() == Some(status) {
+                return None;
+            }
+            let why = match (&report.error, report.failing.first()) {
+                (Some(error), _) => format!(": {error}"),
+                (None, Some(check)) => format!(" ({}: {})", check.check, check.detail),
+                (None, None) => String::new(),
+            };
+            let from = was.map(|w| format!("{w} -> ")).unwrap_or_default();
+            Some(format!("{}: {from}{status}{why}", report.target.name))
+        })
+        .collect()
+}
+
+/// Every request's answer, from the cache alone.
+fn answer(request: &Request, cache: &Cache, names: &[String], every: Duration) -> Response {
+    match routes::route(&request.method, &request.target, names) {
+        Route::Metrics => match cache.latest() {
+            Some(snapshot) => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                headers: vec![],
+                body: snapshot.metrics.clone(),
+            },
+            None => Response::text(503, "vigil serve has not finished its first refresh yet\n"),
+        },
+        Route::Health => health_response(cache, None, every),
+        Route::HealthOf(index) => health_response(cache, Some(index), every),
+        Route::NotFound => Response::text(404, "not found: vigil serve answers /metrics, /health and /health/<db>\n"),
+        Route::MethodNotAllowed => {
+            let mut response = Response::text(405, "method not allowed: use GET or HEAD\n");
+            response.headers.push(("Allow", routes::ALLOWED.into()));
+            response
+        }
+    }
+}
+
+fn health_response(cache: &Cache, only: Option<usize>, every: Duration) -> Response {
+    let (status, body) = match cache.latest() {
+        Some(snapshot) => health::answer(&snapshot, only, every, SystemTime::now()),
+        None => (503, health::starting(every)),
+    };
+    let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    text.push('\n');
+    Response { status, content_type: "application/json", headers: vec![], body: Arc::from(text.into_bytes()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::DbReport;
+
+    fn snapshot(statuses: &[(&str, Option<&str>)]) -> Snapshot {
+        let reports = statuses
+            .iter()
+            .map(|(name, status)| DbReport {
+                target: Target { name: name.to_string(), path: PathBuf::from(name) },
+                up: status.is_some(),
+                error: status.is_none().then(|| "gone.db: no such file".to_string()),
+                status: status.map(String::from),
+                failing: vec![],
+                samples: vec![],
+                collected_at: SystemTime::now(),
+            })
+            .collect();
+        Snapshot { reports, metrics: Arc::from(&b"m 1\n"[..]), generated_at: SystemTime::now(), took: Duration::ZERO }
+    }
+
+    #[test]
+    fn status_changes_are_logged_once() {
+        let first = snapshot(&[("a", Some("ok")), ("b", None)]);
+        assert_eq!(changes(None, &first), ["a: ok", "b: unknown: gone.db: no such file"]);
+        assert!(changes(Some(&first), &snapshot(&[("a", Some("ok")), ("b", None)])).is_empty());
+        assert_eq!(changes(Some(&first), &snapshot(&[("a", Some("critical")), ("b", None)])), ["a: ok -> critical"]);
+    }
+
+    #[test]
+    fn answers_come_from_the_cache() {
+        let cache = Cache::default();
+        let names = vec!["a".to_string()];
+        let ask = |method: &str, target: &str| {
+            answer(&Request { method: method.into(), target: target.into() }, &cache, &names, Duration::from_secs(60))
+        };
+        assert_eq!(ask("GET", "/metrics").status, 503, "nothing collected yet");
+        assert_eq!(ask("GET", "/health").status, 503);
+        cache.publish(snapshot(&[("a", Some("warning"))]));
+        let metrics = ask("GET", "/metrics");
+        assert_eq!((metrics.status, &*metrics.body), (200, &b"m 1\n"[..]));
+        assert!(metrics.content_type.starts_with("text/plain; version=0.0.4"));
+        assert_eq!(ask("GET", "/health").status, 200);
+        assert_eq!(ask("GET", "/health/a").status, 200);
+        assert_eq!(ask("GET", "/health/b").status, 404);
+        let post = ask("POST", "/health");
+        assert_eq!((post.status, &post.headers[0]), (405, &("Allow", "GET, HEAD".to_string())));
+    }
+
+    #[test]
+    fn listen_addresses_are_ip_and_port() {
+        assert_eq!(parse_listen("127.0.0.1:0").unwrap().port(), 0);
+        assert!(parse_listen("[::1]:9").is_ok());
+        assert!(parse_listen("localhost:9").unwrap_err().contains("IP:PORT"));
+        assert!(parse_listen("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn periods_are_printed_as_given() {
+        assert_eq!(period_text(Duration::from_secs(60)), "60s");
+        assert_eq!(period_text(Duration::from_millis(500)), "500ms");
+    }
+}
