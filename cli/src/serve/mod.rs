@@ -85,7 +85,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     http::spawn(listener, http::LIMITS, Arc::new(move |request: &Request| answer(request, &answers, &names, every)))
         .map_err(|e| Failure::unknown(format!("vigil serve: cannot start the HTTP thread: {e}")))?;
     announce(bound, &targets, every);
-    refresh_loop(global, &targets, &options(args), args, &cache)
+    refresh_until_stopped(global, targets, options(args), args, cache)
 }
 
 /// The first line on stderr: where to scrape (tests read the address from it).
@@ -113,30 +113,57 @@ fn period_text(period: Duration) -> String {
     }
 }
 
-/// Refreshes on a fixed schedule until a signal (exit 0) or `--count` refreshes.
+/// Refreshes on a fixed schedule on a thread of its own; this thread waits for a signal (exit 0 at once, even
+/// when a refresh is waiting for a lock: the databases are only read, so nothing is left half done) or for
+/// the `--count` refreshes.
+fn refresh_until_stopped(
+    global: &Global,
+    targets: Vec<Target>,
+    options: Options,
+    args: &ServeArgs,
+    cache: Arc<Cache>,
+) -> Result<u8, Failure> {
+    let (done, finished) = std::sync::mpsc::channel();
+    let (global, every, count) = (global.clone(), args.every, args.count);
+    std::thread::Builder::new()
+        .name("vigil-refresh".into())
+        .spawn(move || {
+            refresh_loop(&global, &targets, &options, every, count, &cache);
+            let _ = done.send(());
+        })
+        .map_err(|e| Failure::unknown(format!("vigil serve: cannot start the refresh thread: {e}")))?;
+    loop {
+        if interrupt::received().is_some() {
+            return Ok(stopped());
+        }
+        if finished.recv_timeout(Duration::from_millis(20)).is_ok() {
+            return Ok(interrupt::received().map_or(exit::OK, |_| stopped()));
+        }
+    }
+}
+
+/// Refreshes until a signal came or `count` refreshes are done.
 fn refresh_loop(
     global: &Global,
     targets: &[Target],
     options: &Options,
-    args: &ServeArgs,
+    every: Duration,
+    count: Option<u64>,
     cache: &Cache,
-) -> Result<u8, Failure> {
+) {
     let started = Instant::now();
     let mut done = 0;
     let mut previous: Option<Arc<Snapshot>> = None;
     loop {
-        let Some(snapshot) = refresh(global, targets, options) else { return Ok(stopped()) };
+        let Some(snapshot) = refresh(global, targets, options) else { return };
         for line in changes(previous.as_deref(), &snapshot) {
             eprintln!("vigil serve: {line}");
         }
         cache.publish(snapshot);
         previous = cache.latest();
         done += 1;
-        if args.count == Some(done) {
-            return Ok(exit::OK);
-        }
-        if !sleep_until(started + crate::pit::next_slot(started.elapsed(), args.every)) {
-            return Ok(stopped());
+        if count == Some(done) || !sleep_until(started + crate::pit::next_slot(started.elapsed(), every)) {
+            return;
         }
     }
 }

@@ -1,0 +1,792 @@
+//! `vigil serve`: the real binary on 127.0.0.1 (port 0), real databases changed under it (corrupted, locked by
+//! another process, deleted), real clients on raw sockets (slow, idle, hostile), real signals, and a real
+//! Prometheus (Debian's package) scraping it and evaluating the shipped dashboard's and rules' expressions.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use vigil_tests::*;
+
+/// A running `vigil serve`, killed when dropped (also when a test fails).
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    /// Starts `vigil serve ARGS --listen 127.0.0.1:0` in `dir` and waits for the line naming its address.
+    fn start(dir: &Path, args: &[&str]) -> Serve {
+        let mut child = Command::new(cli_binary())
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut serve = Serve { child, addr: "127.0.0.1:0".parse().unwrap(), stderr };
+        let found = wait_for(Duration::from_secs(30), || {
+            let lines = serve.stderr.lock().unwrap();
+            let first = lines.first()?;
+            let rest = first.split("listening on http://").nth(1)?;
+            rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+        });
+        serve.addr = found.unwrap_or_else(|| panic!("vigil serve did not announce its address: {}", serve.log()));
+        serve
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path)
+    }
+
+    /// /health's JSON once the first refresh is in the cache.
+    fn health(&self, path: &str) -> (u16, Json) {
+        let reply = self.get(path);
+        (reply.status, serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.text())))
+    }
+
+    fn wait_ready(&self) {
+        let ready = wait_for(Duration::from_secs(30), || (self.get("/metrics").status == 200).then_some(()));
+        assert!(ready.is_some(), "no refresh finished: {}", self.log());
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args(["-s", name, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -s {name}");
+    }
+
+    /// The exit code once it ended, waiting up to `limit`.
+    fn exit_within(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` every 50 ms until it gives a value or `limit` passes.
+fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        format!("{}\n{}", self.head, String::from_utf8_lossy(&self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (Connection: close), read to the end.
+fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    raw(addr, format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    parse_reply(&all)
+}
+
+fn parse_reply(all: &[u8]) -> Reply {
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+        panic!("no HTTP head in {:?}", String::from_utf8_lossy(all));
+    });
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Reply { status, head, body: all[end + 4..].to_vec() }
+}
+
+/// A database's entry in a /health body.
+fn entry<'a>(body: &'a Json, db: &str) -> &'a Json {
+    body["databases"].as_array().unwrap().iter().find(|d| d["db"] == db).unwrap_or_else(|| panic!("{db} in {body}"))
+}
+
+fn collected_at(body: &Json, db: &str) -> String {
+    entry(body, db)["collected_at"].as_str().unwrap().to_string()
+}
+
+fn utc_now() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().unwrap();
+    text(&out.stdout).trim().to_string()
+}
+
+/// The first /health answer whose collection of `db` started after `since` (RFC 3339 strings of one shape
+/// compare as times): the refresh that must see a change made before `since`.
+fn health_after(serve: &Serve, db: &str, since: &str) -> (u16, Json) {
+    let found = wait_for(Duration::from_secs(30), || {
+        let (code, body) = serve.health("/health");
+        (collected_at(&body, db).as_str() > since).then_some((code, body))
+    });
+    found.unwrap_or_else(|| panic!("no refresh of {db} after {since}: {}", serve.log()))
+}
+
+/// The demo database `name` in `dir`, made by `vigil demo`.
+fn demo(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = Command::new(cli_binary()).arg("demo").arg(&path).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    path
+}
+
+/// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 until dropped.
+struct Locker(Child);
+
+impl Locker {
+    fn lock(db: &Path) -> Locker {
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            c.execute('BEGIN EXCLUSIVE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.readline()\n\
+            c.execute('ROLLBACK')\n";
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        Locker(child)
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn health_turns_503_within_one_refresh_when_a_database_is_corrupted_locked_or_deleted_and_200_when_repaired() {
+    let dir = scratch();
+    let a = demo(dir.path(), "a.db");
+    demo(dir.path(), "b.db");
+    let original = std::fs::read(&a).unwrap();
+    let mut serve = Serve::start(dir.path(), &["a.db", "b.db", "--every", "200ms", "--quick", "--busy-timeout", "300"]);
+    serve.wait_ready();
+    let (code, body) = health_after(&serve, "a.db", &utc_now());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["healthy"], true);
+    assert_eq!(serve.health("/health/a.db").0, 200);
+
+    let expect_503 = |what: &str, serve: &Serve, status: &str| {
+        let (code, body) = health_after(serve, "a.db", &utc_now());
+        assert_eq!(code, 503, "{what}: {body}");
+        assert_eq!(entry(&body, "a.db")["status"], status, "{what}: {body}");
+        assert_eq!(entry(&body, "b.db")["up"], true, "{what}: the other database is still collected: {body}");
+        assert_eq!(serve.health("/health/a.db").0, 503, "{what}");
+        assert_eq!(serve.health("/health/b.db").0, 200, "{what}: b.db alone is healthy");
+        body
+    };
+    let expect_200 = |what: &str, serve: &Serve| {
+        let (code, body) = health_after(serve, "a.db", &utc_now());
+        assert_eq!(code, 200, "{what}: {body}");
+    };
+
+    // A b-tree page of the orders table, flipped: quick_check sees it.
+    let page = 4096 * (root_page(&a, "orders") - 1);
+    flip_bytes(&a, page, 16);
+    let body = expect_503("b-tree page flipped", &serve, "critical");
+    let failing = entry(&body, "a.db")["failing"].as_array().unwrap().clone();
+    assert!(failing.iter().any(|f| f["status"] == "critical" && f["check"].is_string()), "{body}");
+    std::fs::write(&a, &original).unwrap();
+    expect_200("repaired", &serve);
+
+    // The header's magic string, flipped: the file is no database at all.
+    flip_bytes(&a, 0, 16);
+    let body = expect_503("header flipped", &serve, "unknown");
+    assert_eq!(entry(&body, "a.db")["up"], false);
+    assert!(entry(&body, "a.db")["error"].as_str().unwrap().contains("a.db"), "{body}");
+    std::fs::write(&a, &original).unwrap();
+    expect_200("header repaired", &serve);
+
+    let locker = Locker::lock(&a);
+    let body = expect_503("locked by another process", &serve, "unknown");
+    assert!(entry(&body, "a.db")["error"].as_str().unwrap().contains("locked"), "{body}");
+    drop(locker);
+    expect_200("released", &serve);
+
+    let aside = dir.path().join("a.db.aside");
+    std::fs::rename(&a, &aside).unwrap();
+    let body = expect_503("deleted", &serve, "unknown");
+    assert!(entry(&body, "a.db")["error"].as_str().unwrap().contains("no such file"), "{body}");
+    std::fs::rename(&aside, &a).unwrap();
+    expect_200("restored", &serve);
+
+    let log = serve.log();
+    assert!(log.contains("a.db: ok -> critical") || log.contains("a.db: warning -> critical"), "{log}");
+    serve.signal("TERM");
+    assert_eq!(serve.exit_within(Duration::from_secs(10)), Some(0), "{}", serve.log());
+}
+
+#[test]
+fn unknown_paths_are_404_other_methods_405_head_has_no_body_and_nothing_is_read_from_disk() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let odd = dir.path().join("we \"ird\\ ü.db");
+    std::fs::copy(dir.path().join("shop.db"), &odd).unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), "[package] secret").unwrap();
+    let serve = Serve::start(dir.path(), &["shop.db", "we \"ird\\ ü.db", "--every", "1h"]);
+    serve.wait_ready();
+
+    let metrics = serve.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert_eq!(metrics.header("Content-Type").unwrap(), "text/plain; version=0.0.4; charset=utf-8");
+    let head = request(serve.addr, "HEAD", "/metrics");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "HEAD has no body");
+    assert_eq!(head.header("Content-Length"), Some(metrics.body.len().to_string()), "the cache did not change");
+
+    let (code, all) = serve.health("/health");
+    assert_eq!(code, 200, "{all}");
+    let odd_name = all["databases"][1]["db"].as_str().unwrap().to_string();
+    let encoded: String = odd_name.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (code, one) = serve.health(&format!("/health/{encoded}"));
+    assert_eq!((code, one["databases"][0]["db"].as_str()), (200, Some(odd_name.as_str())));
+    let head = request(serve.addr, "HEAD", "/health/shop.db");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+
+    for path in [
+        "/health/nope",
+        "/health/..%2f..%2fetc%2fpasswd",
+        "/health/..%2fCargo.toml",
+        "/../Cargo.toml",
+        "/Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/metrics/../../etc/passwd",
+        "/",
+        "/shop.db",
+        "/health/shop.db/x",
+        "/etc/passwd",
+    ] {
+        let reply = serve.get(path);
+        assert_eq!(reply.status, 404, "{path}: {}", reply.text());
+        let body = String::from_utf8_lossy(&reply.body);
+        assert!(!body.contains("secret") && !body.contains("root:") && !body.contains("SQLite format"), "{path}");
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for path in ["/metrics", "/health", "/health/shop.db"] {
+            let reply = request(serve.addr, method, path);
+            assert_eq!(reply.status, 405, "{method} {path}");
+            assert_eq!(reply.header("Allow").as_deref(), Some("GET, HEAD"), "{method} {path}");
+        }
+    }
+    let posted = raw(serve.addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd");
+    assert_eq!(posted.status, 405);
+    assert_eq!(raw(serve.addr, b"GARBAGE\r\n\r\n").status, 400);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let mut stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = stream.write_all(huge.as_bytes()); // the server may close before taking it all
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    assert!(all.starts_with(b"HTTP/1.1 431 "), "{}", String::from_utf8_lossy(&all));
+    assert_eq!(serve.get("/metrics").status, 200, "still serving");
+}
+
+#[test]
+fn keep_alive_connections_answer_several_requests() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "1h"]);
+    serve.wait_ready();
+    let mut stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for path in ["/metrics", "/health", "/nope", "/metrics"] {
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        let expected = if path == "/nope" { " 404 " } else { " 200 " };
+        assert!(status.contains(expected), "{path}: {status}");
+    }
+}
+
+#[test]
+fn a_client_sending_one_byte_a_second_is_dropped_while_metrics_keeps_answering() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "1h"]);
+    serve.wait_ready();
+    let addr = serve.addr;
+    let slow = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let request = b"GET /metrics HTTP/1.1\r\nHost: a-slow-client.example\r\nUser-Agent: one-byte-a-second\r\n\r\n";
+        let started = Instant::now();
+        for (sent, byte) in request.iter().enumerate() {
+            if stream.write_all(&[*byte]).is_err() {
+                return (sent, request.len(), started.elapsed(), Vec::new());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            // Closed by the server? A read that does not block tells.
+            stream.set_nonblocking(true).unwrap();
+            let mut buffer = [0u8; 512];
+            let answer = stream.read(&mut buffer);
+            stream.set_nonblocking(false).unwrap();
+            match answer {
+                Ok(n) => return (sent + 1, request.len(), started.elapsed(), buffer[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return (sent + 1, request.len(), started.elapsed(), Vec::new()),
+            }
+        }
+        (request.len(), request.len(), started.elapsed(), b"the whole request went through".to_vec())
+    });
+    let mut answered = 0;
+    while !slow.is_finished() {
+        let reply = serve.get("/metrics");
+        assert_eq!(reply.status, 200, "another client is answered meanwhile");
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (sent, request_len, after, said) = slow.join().unwrap();
+    assert!(sent < request_len, "the slow client was dropped before it finished its head ({sent} bytes, {after:?})");
+    assert!(said.is_empty() || said.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&said));
+    assert!(answered >= 10, "{answered} answers to the other client");
+    eprintln!("slow client dropped after {sent} bytes, {after:?}; {answered} scrapes answered meanwhile");
+}
+
+#[test]
+fn many_idle_connections_do_not_stop_service() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "1h"]);
+    serve.wait_ready();
+    // More than the server keeps open (128): silent ones, and ones that sent half a request.
+    let mut idle = Vec::new();
+    for i in 0..300 {
+        let mut stream = TcpStream::connect(serve.addr).unwrap();
+        if i % 2 == 0 {
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost:").unwrap();
+        }
+        idle.push(stream);
+    }
+    for _ in 0..20 {
+        assert_eq!(serve.get("/metrics").status, 200);
+        assert_eq!(serve.health("/health").0, 200);
+    }
+    // The oldest idle connections were pushed out to make room.
+    let mut closed = 0;
+    for stream in &mut idle {
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buffer = [0u8; 64];
+        let reset = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionReset;
+        if matches!(stream.read(&mut buffer), Ok(0)) || stream.read(&mut buffer).is_err_and(|e| reset(&e)) {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no idle connection was pushed out");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_it_with_exit_0_also_while_a_database_is_locked() {
+    let dir = scratch();
+    let db = demo(dir.path(), "shop.db");
+    for signal in ["TERM", "INT"] {
+        let mut serve = Serve::start(dir.path(), &["shop.db", "--every", "100ms"]);
+        serve.wait_ready();
+        let sent = Instant::now();
+        serve.signal(signal);
+        assert_eq!(serve.exit_within(Duration::from_secs(10)), Some(0), "SIG{signal}: {}", serve.log());
+        let said = wait_for(Duration::from_secs(5), || {
+            serve.log().ends_with(&format!("stopped by SIG{signal}")).then_some(())
+        });
+        assert!(said.is_some(), "{}", serve.log());
+        eprintln!("SIG{signal}: exited 0 after {:?}", sent.elapsed());
+    }
+    // A refresh waiting for a lock (for up to 60 s) is interrupted.
+    let locker = Locker::lock(&db);
+    let mut serve = Serve::start(dir.path(), &["shop.db", "--every", "100ms", "--busy-timeout", "60000"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(serve.get("/metrics").status, 503, "the first refresh is still waiting for the lock");
+    let sent = Instant::now();
+    serve.signal("TERM");
+    let code = serve.exit_within(Duration::from_secs(20));
+    drop(locker);
+    assert_eq!(code, Some(0), "{}", serve.log());
+    eprintln!("SIGTERM during a locked refresh: exited 0 after {:?}", sent.elapsed());
+}
+
+#[test]
+fn databases_are_never_written_over_many_scrapes_and_refreshes() {
+    let dir = scratch();
+    let db = demo(dir.path(), "shop.db");
+    let before = (sha256sum(&db), std::fs::metadata(&db).unwrap().modified().unwrap());
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let files = listing(dir.path());
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "50ms", "--quick"]);
+    serve.wait_ready();
+    let first = serve.health("/health").1["generated_at"].clone();
+    for _ in 0..200 {
+        assert_eq!(serve.get("/metrics").status, 200);
+        assert!(matches!(serve.health("/health/shop.db").0, 200 | 503));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(serve.health("/health").1["generated_at"], first, "refreshed meanwhile");
+    assert_eq!(listing(dir.path()), files, "no -journal, -wal or -shm created");
+    drop(serve);
+    let after = (sha256sum(&db), std::fs::metadata(&db).unwrap().modified().unwrap());
+    assert_eq!(before, after, "bytes and mtime unchanged");
+}
+
+#[test]
+fn promtool_check_metrics_passes_on_metrics_with_odd_database_names() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    for name in ["we \"ird\".db", "back\\slash.db", "spa ce.db", "ünï€ode.db"] {
+        std::fs::copy(dir.path().join("shop.db"), dir.path().join(name)).unwrap();
+    }
+    let serve = Serve::start(dir.path(), &["*.db", "--every", "1h"]);
+    serve.wait_ready();
+    let metrics = serve.get("/metrics");
+    let text = String::from_utf8(metrics.body).unwrap();
+    for name in ["we \\\"ird\\\".db", "back\\\\slash.db", "spa ce.db", "ünï€ode.db"] {
+        assert!(text.contains(&format!("db=\"{name}\"")), "{name} escaped in:\n{text}");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup installs it)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", both(&out));
+}
+
+#[test]
+fn bad_flags_are_usage_errors_and_other_addresses_are_announced() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    for (args, says) in [
+        (&["shop.db", "--every", "5x"][..], "--every"),
+        (&["shop.db", "--every", "1ms"][..], "at least 10ms"),
+        (&["shop.db", "--listen", "localhost:1"][..], "IP:PORT"),
+        (&["nothing-*.db"][..], "nothing-*.db"),
+        (&["shop.db", "--quick", "--full"][..], "--full"),
+    ] {
+        let out = Command::new(cli_binary()).arg("serve").args(args).current_dir(dir.path()).output().unwrap();
+        assert_eq!(code(&out), 64, "{args:?}: {}", both(&out));
+        assert!(text(&out.stderr).contains(says), "{args:?}: {}", both(&out));
+    }
+    // The port is taken: a clear error naming --listen.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(cli_binary())
+        .args(["serve", "shop.db", "--listen", &addr])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains(&format!("cannot listen on {addr}")), "{}", both(&out));
+    assert!(text(&out.stderr).contains("--listen"), "{}", both(&out));
+
+    // Any address: served, and said on stderr.
+    let out = Command::new(cli_binary())
+        .args(["serve", "shop.db", "--listen", "0.0.0.0:0", "--every", "10ms", "--count", "2"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(text(&out.stderr).contains("0.0.0.0 is not a loopback address"), "{}", both(&out));
+    let out = Command::new(cli_binary())
+        .args(["serve", "shop.db", "--listen", "127.0.0.1:0", "--every", "10ms", "--count", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(!text(&out.stderr).contains("loopback"), "{}", both(&out));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A real Prometheus.
+
+/// A port nobody listens on now (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Debian's prometheus on loopback, killed when dropped.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn scraping(target: SocketAddr) -> Prometheus {
+        let dir = scratch();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vigil\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/usr/bin/prometheus (Debian package prometheus; scripts/setup installs it)");
+        Prometheus { child, addr, _dir: dir }
+    }
+
+    /// An instant query through the HTTP API: (status, result).
+    fn query(&self, expr: &str) -> Option<(String, Json)> {
+        let encoded: String = expr
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut stream = TcpStream::connect(self.addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let path = format!("/api/v1/query?query={encoded}");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).ok()?;
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).ok()?;
+        let reply = parse_reply(&all);
+        let body = if reply.header("Transfer-Encoding").is_some_and(|v| v.contains("chunked")) {
+            unchunk(&reply.body)
+        } else {
+            reply.body
+        };
+        let json: Json = serde_json::from_slice(&body).ok()?;
+        Some((json["status"].as_str()?.to_string(), json["data"]["result"].clone()))
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unchunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[end + 2..end + 2 + size]);
+        body = &body[end + 2 + size + 2..];
+    }
+}
+
+/// Every `expr` of the shipped dashboard's panels, Grafana's variables replaced by what matches everything.
+fn dashboard_exprs(path: &Path) -> Vec<String> {
+    let dashboard: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    exprs
+        .into_iter()
+        .map(|e| {
+            e.replace("$__rate_interval", "1m")
+                .replace("$__interval", "1m")
+                .replace("$__range", "5m")
+                .replace("${db}", ".*")
+                .replace("$db", ".*")
+                .replace("${job}", ".*")
+                .replace("$job", ".*")
+        })
+        .collect()
+}
+
+fn collect_exprs(value: &Json, out: &mut Vec<String>) {
+    match value {
+        Json::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", Json::String(expr)) if !expr.is_empty() => out.push(expr.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// Every `expr:` of the shipped rules file (one line each, or a folded/literal block under it).
+fn rule_exprs(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut exprs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("expr:") else { continue };
+        let rest = rest.trim();
+        if rest.is_empty() || rest == "|" || rest == ">" || rest.starts_with("|-") || rest.starts_with(">-") {
+            let indent = line.len() - line.trim_start().len();
+            let block: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                .map(|l| l.trim())
+                .collect();
+            exprs.push(block.join(" "));
+        } else {
+            exprs.push(rest.trim_matches(|c| c == '\'' || c == '"').to_string());
+        }
+    }
+    exprs
+}
+
+/// An alert rule's expression is empty while nothing is wrong; the series it compares must exist: the
+/// expression with its last comparison (`> 0`, `== 2`, `< 0`…) taken off.
+fn without_threshold(expr: &str) -> String {
+    let comparison = regex::Regex::new(r"(?s)^(.*?)\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?[-+0-9.e*/() ]+$").unwrap();
+    match comparison.captures(expr.trim()) {
+        Some(c) => c[1].to_string(),
+        None => expr.to_string(),
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_serve_and_every_dashboard_and_rule_expression_returns_data() {
+    let dir = scratch();
+    let db = demo(dir.path(), "shop.db");
+    let backup = Command::new(cli_binary()).arg("backup").arg(&db).arg("backups/").current_dir(dir.path()).output();
+    let backup = backup.unwrap();
+    assert_eq!(code(&backup), 0, "{}", both(&backup));
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "500ms", "--backups", "backups", "--statements", "5"]);
+    serve.wait_ready();
+    let prometheus = Prometheus::scraping(serve.addr);
+
+    let up = wait_for(Duration::from_secs(60), || {
+        let (_, result) = prometheus.query("up{job=\"vigil\"}")?;
+        (result[0]["value"][1] == "1").then_some(())
+    });
+    assert!(up.is_some(), "Prometheus never saw the target up");
+    // rate() and deriv() need two samples in their window, and more scrapes make them steadier.
+    std::thread::sleep(Duration::from_secs(4));
+
+    let (_, result) = prometheus.query("vigil_up{db=\"shop.db\"}").unwrap();
+    assert_eq!(result[0]["value"][1], "1", "{result}");
+    let (_, result) = prometheus.query("count(vigil_health_status{db=\"shop.db\"})").unwrap();
+    assert!(result[0]["value"][1].as_str().unwrap().parse::<u32>().unwrap() >= 10, "{result}");
+
+    let dashboard = root().join("contrib/grafana/vigil-dashboard.json");
+    let rules = root().join("contrib/prometheus/vigil.rules.yml");
+    let mut checks: Vec<(String, String)> = Vec::new(); // (what, expression that must return data)
+    if dashboard.exists() {
+        for expr in dashboard_exprs(&dashboard) {
+            checks.push(("dashboard".into(), expr));
+        }
+    } else {
+        eprintln!("NOTE: {} is not there yet: checking built-in expressions only", dashboard.display());
+        for expr in
+            ["vigil_health_status", "vigil_health_overall_status", "vigil_up", "vigil_serve_refresh_duration_seconds"]
+        {
+            checks.push(("built-in".into(), expr.into()));
+        }
+    }
+    if rules.exists() {
+        for expr in rule_exprs(&rules) {
+            checks.push(("rule".into(), without_threshold(&expr)));
+        }
+    } else {
+        eprintln!("NOTE: {} is not there yet", rules.display());
+    }
+    let mut failures = Vec::new();
+    for (what, expr) in &checks {
+        match prometheus.query(expr) {
+            Some((status, result)) if status == "success" && result.as_array().is_some_and(|r| !r.is_empty()) => {}
+            other => failures.push(format!("{what}: {expr}: {other:?}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} expressions returned no data:\n{}",
+        failures.len(),
+        checks.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} expressions returned data", checks.len());
+}
