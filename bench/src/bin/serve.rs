@@ -89,7 +89,8 @@ fn start_python(dir: &Path) -> Server {
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let Ok(mut stream) = TcpStream::connect(addr) else { return (0, vec![]) };
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    if write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
+    if stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).is_err()
+    {
         return (0, vec![]);
     }
     let mut all = Vec::new();
@@ -117,8 +118,55 @@ struct Run {
     rss: Vec<u64>,
 }
 
-/// `SCRAPES` requests of `path` from `CLIENTS` threads; the server's RSS sampled every 500 requests.
+/// GETs on one kept-alive connection, as Prometheus scrapes: (status, body length) of each.
+struct KeptAlive {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl KeptAlive {
+    fn connect(addr: SocketAddr) -> KeptAlive {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        KeptAlive { reader: BufReader::new(stream.try_clone().unwrap()), stream }
+    }
+
+    fn get(&mut self, path: &str) -> (u16, usize) {
+        // One write: a request split over several would wait on Nagle's algorithm for the server's delayed ACK.
+        if self.stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).is_err() {
+            return (0, 0);
+        }
+        let (mut status, mut length) = (0, 0);
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return (0, 0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if line.starts_with("HTTP/") {
+                status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        match self.reader.read_exact(&mut body) {
+            Ok(()) => (status, length),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
+/// `SCRAPES` requests of `path` from `CLIENTS` threads (a connection per request, or one kept alive per
+/// client); the server's RSS sampled every 500 requests.
 fn load(server: &Server, path: &str, expected_len: usize) -> Run {
+    load_with(server, path, expected_len, false)
+}
+
+fn load_with(server: &Server, path: &str, expected_len: usize, keep_alive: bool) -> Run {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let addr = server.addr;
@@ -128,11 +176,18 @@ fn load(server: &Server, path: &str, expected_len: usize) -> Run {
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
                 let mut failures = 0;
+                let mut connection = keep_alive.then(|| KeptAlive::connect(addr));
                 while done.fetch_add(1, Ordering::Relaxed) < SCRAPES {
                     let t = Instant::now();
-                    let (status, body) = get(addr, &path);
+                    let (status, length) = match connection.as_mut() {
+                        Some(kept) => kept.get(&path),
+                        None => {
+                            let (status, body) = get(addr, &path);
+                            (status, body.len())
+                        }
+                    };
                     latencies.push(t.elapsed());
-                    if status != 200 || body.len() < expected_len / 2 {
+                    if status != 200 || length < expected_len / 2 {
                         failures += 1;
                     }
                 }
@@ -187,6 +242,10 @@ fn main() {
     std::fs::create_dir_all(dir.join("static")).unwrap();
     databases(&dir, databases_wanted);
 
+    println!(
+        "load average (/proc/loadavg) at the start: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let vigil_server = start_vigil(&dir);
     let (_, body) = get(vigil_server.addr, "/metrics");
     std::fs::write(dir.join("static/metrics"), &body).unwrap();
@@ -203,6 +262,8 @@ fn main() {
     let python_run = load(&python, "/metrics", body.len());
     let (_, vigil_p99) = report("vigil serve /metrics (cache)", &vigil_run);
     let (_, python_p99) = report("python3 -m http.server (same bytes)", &python_run);
+    let kept = load_with(&vigil_server, "/metrics", body.len(), true);
+    report("vigil serve /metrics, kept alive", &kept);
     let health = load(&vigil_server, "/health", 10);
     report("vigil serve /health (JSON per request)", &health);
     println!(
@@ -217,6 +278,10 @@ fn main() {
         rss.last().unwrap(),
         *rss.last().unwrap() as i64 - rss[0] as i64,
         rss
+    );
+    println!(
+        "load average (/proc/loadavg) at the end: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     drop(vigil_server);
     drop(python);
