@@ -488,13 +488,21 @@ fn databases_are_never_written_over_many_scrapes_and_refreshes() {
         names.sort();
         names
     };
+    // A WAL database no other process has open: its file is not written either (SQLite's read-only open still
+    // makes the -wal and -shm it needs when they are missing, empty, in its own directory).
+    std::fs::create_dir(dir.path().join("wal")).unwrap();
+    let wal = dir.path().join("wal/app.db");
+    std::fs::copy(&db, &wal).unwrap();
+    rusqlite::Connection::open(&wal).unwrap().query_row("PRAGMA journal_mode = wal", [], |_| Ok(())).unwrap();
+    let wal_before = (sha256sum(&wal), std::fs::metadata(&wal).unwrap().modified().unwrap());
     let files = listing(dir.path());
-    let serve = Serve::start(dir.path(), &["shop.db", "--every", "50ms", "--quick"]);
+    let serve = Serve::start(dir.path(), &["shop.db", "wal/app.db", "--every", "50ms", "--quick"]);
     serve.wait_ready();
     let first = serve.health("/health").1["generated_at"].clone();
     for _ in 0..200 {
         assert_eq!(serve.get("/metrics").status, 200);
         assert!(matches!(serve.health("/health/shop.db").0, 200 | 503));
+        assert_eq!(serve.health("/health/app.db").1["databases"][0]["up"], true);
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_ne!(serve.health("/health").1["generated_at"], first, "refreshed meanwhile");
@@ -502,6 +510,9 @@ fn databases_are_never_written_over_many_scrapes_and_refreshes() {
     drop(serve);
     let after = (sha256sum(&db), std::fs::metadata(&db).unwrap().modified().unwrap());
     assert_eq!(before, after, "bytes and mtime unchanged");
+    let wal_after = (sha256sum(&wal), std::fs::metadata(&wal).unwrap().modified().unwrap());
+    assert_eq!(wal_before, wal_after, "the WAL database's bytes and mtime unchanged");
+    eprintln!("beside the WAL database: {:?}", listing(&dir.path().join("wal")));
 }
 
 #[test]
