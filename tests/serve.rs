@@ -343,6 +343,28 @@ fn unknown_paths_are_404_other_methods_405_head_has_no_body_and_nothing_is_read_
 }
 
 #[test]
+fn requests_are_answered_from_the_cache_never_from_the_database() {
+    let dir = scratch();
+    let db = demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "1h"]);
+    serve.wait_ready();
+    let (code, before) = serve.health("/health");
+    assert_eq!(code, 200, "{before}");
+    let metrics = serve.get("/metrics").body;
+    // Gone, and then a directory in its place: no request notices until the next refresh, an hour away.
+    std::fs::remove_file(&db).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    for _ in 0..50 {
+        let (code, now) = serve.health("/health");
+        assert_eq!(
+            (code, &now["generated_at"], &now["databases"]),
+            (200, &before["generated_at"], &before["databases"])
+        );
+        assert_eq!(serve.get("/metrics").body, metrics);
+    }
+}
+
+#[test]
 fn keep_alive_connections_answer_several_requests() {
     let dir = scratch();
     demo(dir.path(), "shop.db");
