@@ -75,17 +75,27 @@ fn options(args: &ServeArgs) -> Options {
 pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     let targets = metrics::targets(&args.patterns)?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
-        Failure::usage(format!("vigil serve: cannot listen on {}: {e}; choose another --listen IP:PORT", args.listen))
+        Failure::usage(format!(
+            "serve: cannot listen on {}: {}; choose another --listen IP:PORT",
+            args.listen,
+            plain(&e)
+        ))
     })?;
-    let bound = listener.local_addr().map_err(|e| Failure::unknown(format!("vigil serve: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Failure::unknown(format!("serve: {}", plain(&e))))?;
     let cache = Arc::new(Cache::default());
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let every = args.every;
     let answers = cache.clone();
     http::spawn(listener, http::LIMITS, Arc::new(move |request: &Request| answer(request, &answers, &names, every)))
-        .map_err(|e| Failure::unknown(format!("vigil serve: cannot start the HTTP thread: {e}")))?;
+        .map_err(|e| Failure::unknown(format!("serve: cannot start the HTTP thread: {}", plain(&e))))?;
     announce(bound, &targets, every);
     refresh_until_stopped(global, targets, options(args), args, cache)
+}
+
+/// An I/O error as a person reads it: "Address already in use", without Rust's "(os error 98)".
+fn plain(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 /// The first line on stderr: where to scrape (tests read the address from it).
@@ -131,7 +141,7 @@ fn refresh_until_stopped(
             refresh_loop(&global, &targets, &options, every, count, &cache);
             let _ = done.send(());
         })
-        .map_err(|e| Failure::unknown(format!("vigil serve: cannot start the refresh thread: {e}")))?;
+        .map_err(|e| Failure::unknown(format!("serve: cannot start the refresh thread: {}", plain(&e))))?;
     loop {
         if interrupt::received().is_some() {
             return Ok(stopped());
