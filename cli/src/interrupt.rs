@@ -71,12 +71,6 @@ pub fn watch(conn: &Connection) {
     }
 }
 
-/// Forgets every watched connection: for loops that open connections again and again (vigil serve), called
-/// when none of them is open any more, so that the list does not grow for ever.
-pub fn forget_closed() {
-    WATCHED.lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
-
 /// The signal received, by name.
 pub fn received() -> Option<&'static str> {
     match RECEIVED.load(Ordering::SeqCst) {

@@ -161,6 +161,9 @@ fn refresh_loop(
     count: Option<u64>,
     cache: &Cache,
 ) {
+    // A connection holding the extension keeps its library mapped for the life of the loop: each database's
+    // connection then loads it without SQLite's dlclose and a new dlopen per database and refresh.
+    let _library = crate::extension::open_memory(global).ok();
     let started = Instant::now();
     let mut done = 0;
     let mut previous: Option<Arc<Snapshot>> = None;
@@ -207,9 +210,6 @@ fn refresh(global: &Global, targets: &[Target], options: &Options) -> Option<Sna
         }
         reports.push(metrics::collect(global, target, options));
     }
-    // Each collection's connection is closed by now: forget their interrupt handles, or a long-running loop
-    // would keep one per database and refresh.
-    interrupt::forget_closed();
     if interrupt::received().is_some() {
         return None;
     }
