@@ -39,7 +39,7 @@ pub struct ServeArgs {
     /// A backup directory: export each database's newest verified backup in it
     #[arg(long, value_name = "DIR")]
     pub backups: Option<PathBuf>,
-    /// Per-statement series for the top N saved statements by total time (default none)
+    /// Per-statement series for the top N saved statements by total time (0: none)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub statements: usize,
     /// Also run PRAGMA quick_check at every refresh
