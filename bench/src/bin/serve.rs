@@ -266,6 +266,10 @@ fn main() {
     report("vigil serve /metrics, kept alive", &kept);
     let health = load(&vigil_server, "/health", 10);
     report("vigil serve /health (JSON per request)", &health);
+    // Memory that /health's per-request JSON leaves with the allocator's per-thread arenas is bounded: a second
+    // run must not grow it again.
+    let again = load(&vigil_server, "/health", 10);
+    report("vigil serve /health, again", &again);
     println!(
         "p99 ratio vigil/python {:.2} (goal: p99 <= 50 ms: {})",
         vigil_p99 / python_p99,
