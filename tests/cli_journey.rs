@@ -494,3 +494,38 @@ fn a_signal_during_a_zstd_backup_stops_it_or_is_acknowledged() {
     }
     assert!(signalled >= 4, "only {signalled} of 16 backups were still running when signalled");
 }
+
+/// Ctrl-C while a command waits for another process's lock (SQLite's own busy wait sleeps through
+/// sqlite3_interrupt): it stops at once, exit 130, and says nothing was changed — not "database is locked".
+#[test]
+fn a_signal_ends_a_wait_for_a_lock_at_once() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2);").unwrap();
+    for signal in ["INT", "TERM"] {
+        let child = Command::new(cli_binary())
+            .args(["health", db.to_str().unwrap(), "--fast", "--busy-timeout", "60000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let sent = std::time::Instant::now();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        assert!(sent.elapsed().as_secs() < 5, "SIG{signal} waited for the lock: {:?}", sent.elapsed());
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
+        assert!(
+            text(&out.stderr).contains(&format!("interrupted by SIG{signal}: nothing was changed")),
+            "{}",
+            both(&out)
+        );
+    }
+    lock.execute_batch("ROLLBACK").unwrap();
+}

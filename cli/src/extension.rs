@@ -43,10 +43,9 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     }
     let mode = if writable { OpenFlags::SQLITE_OPEN_READ_WRITE } else { OpenFlags::SQLITE_OPEN_READ_ONLY };
     let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(db, flags)
+    let mut conn = Connection::open_with_flags(db, flags)
         .map_err(|e| Failure::unknown(format!("cannot open {}: {e}", db.display())))?;
-    conn.busy_timeout(std::time::Duration::from_millis(global.busy_timeout.into()))
-        .map_err(|e| Failure::unknown(e.to_string()))?;
+    crate::interrupt::wait_for_locks(&mut conn, global.busy_timeout).map_err(|e| Failure::unknown(e.to_string()))?;
     load(&conn, global)?;
     crate::interrupt::watch(&conn);
     Ok(conn)

@@ -5,7 +5,7 @@
 //! The signals are blocked in every thread and taken by one thread of their own with sigwait, so no code runs
 //! in a signal handler.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, InterruptHandle};
@@ -69,6 +69,29 @@ pub fn watch(conn: &Connection) {
     if received().is_some() {
         interrupt_all();
     }
+}
+
+static BUSY_TIMEOUT_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Waits up to `timeout_ms` for a lock another connection holds, like SQLite's busy timeout, but gives up as
+/// soon as a signal has arrived: SQLite's own busy wait sleeps through sqlite3_interrupt.
+pub fn wait_for_locks(conn: &mut Connection, timeout_ms: u32) -> rusqlite::Result<()> {
+    BUSY_TIMEOUT_MS.store(timeout_ms, Ordering::Relaxed);
+    conn.busy_handler(Some(busy_wait))
+}
+
+/// Sleeps a little longer on each retry (as SQLite does), for at most the busy timeout in all.
+fn busy_wait(retries: i32) -> bool {
+    const STEPS_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    let retries = retries.max(0) as usize;
+    let waited: u64 = (0..retries).map(|i| STEPS_MS[i.min(STEPS_MS.len() - 1)]).sum();
+    let timeout = u64::from(BUSY_TIMEOUT_MS.load(Ordering::Relaxed));
+    if received().is_some() || waited >= timeout {
+        return false;
+    }
+    let step = STEPS_MS[retries.min(STEPS_MS.len() - 1)].min(timeout - waited);
+    std::thread::sleep(std::time::Duration::from_millis(step));
+    received().is_none()
 }
 
 /// The signal received, by name.

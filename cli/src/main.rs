@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         }
         Err(failure) => match (interrupt::received(), interrupted) {
             // Only a failure the interrupt caused: anything else keeps its own message and code.
-            (Some(signal), Some(left)) if failure.message.contains("interrupted") => {
+            (Some(signal), Some(left)) if caused_by_signal(&failure) => {
                 eprintln!("vigil: interrupted by {signal}: {left}");
                 ExitCode::from(exit::INTERRUPTED)
             }
@@ -147,6 +147,12 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Whether a failure is what a signal does: an interrupted statement, or a lock wait the signal cut short.
+fn caused_by_signal(failure: &Failure) -> bool {
+    let said = &failure.message;
+    said.contains("interrupted") || said.contains("database is locked") || said.contains("database is busy")
 }
 
 /// The database file a command works on, named in its errors.
