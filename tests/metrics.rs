@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -19,23 +19,6 @@ fn metrics(dir: &Path, args: &[&str]) -> (i32, String, String) {
     all.extend_from_slice(args);
     let out = vigil(dir, &all);
     (code(&out), text(&out.stdout), text(&out.stderr))
-}
-
-/// `promtool check metrics` on stdin: (exit code, everything it printed).
-fn promtool_check(exposition: &str) -> (i32, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; scripts/setup installs it)");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = exposition.to_string();
-    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    (code(&out), format!("{}{}", text(&out.stdout), text(&out.stderr)))
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -94,6 +94,20 @@ fn busy_wait(retries: i32) -> bool {
     received().is_none()
 }
 
+/// Sleeps until `until` in short naps, returning early (false) when a signal arrived.
+pub fn sleep_until(until: std::time::Instant) -> bool {
+    loop {
+        if received().is_some() {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(std::time::Duration::from_millis(20)));
+    }
+}
+
 /// The signal received, by name.
 pub fn received() -> Option<&'static str> {
     match RECEIVED.load(Ordering::SeqCst) {

@@ -583,20 +583,6 @@ pub fn next_slot(elapsed: Duration, every: Duration) -> Duration {
     Duration::from_nanos(u64::try_from(slots * period).unwrap_or(u64::MAX))
 }
 
-/// Sleeps until `until` in short naps, returning early (false) when a signal arrived.
-fn sleep_until(until: Clock) -> bool {
-    loop {
-        if interrupt::received().is_some() {
-            return false;
-        }
-        let now = Clock::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(20)));
-    }
-}
-
 fn interrupted() -> Failure {
     Failure { message: "interrupted".into(), code: exit::INTERRUPTED }
 }
@@ -627,7 +613,7 @@ fn tick(global: &Global, args: &TickArgs) -> Result<u8, Failure> {
             }
             Err(failure) => return Err(failure),
         }
-        if !sleep_until(started + next_slot(started.elapsed(), args.every)) {
+        if !interrupt::sleep_until(started + next_slot(started.elapsed(), args.every)) {
             return Err(interrupted());
         }
     }

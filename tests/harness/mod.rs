@@ -304,3 +304,20 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn both(out: &std::process::Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr))
 }
+
+/// `promtool check metrics` on stdin: (exit code, everything it printed).
+pub fn promtool_check(exposition: &str) -> (i32, String) {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = exposition.to_string();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    (code(&out), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}

@@ -35,6 +35,19 @@ pub enum Depth {
     Full,
 }
 
+impl Depth {
+    /// From the `--quick` / `--full` flags (clap keeps them exclusive).
+    pub fn from_flags(quick: bool, full: bool) -> Depth {
+        if full {
+            Depth::Full
+        } else if quick {
+            Depth::Quick
+        } else {
+            Depth::Cheap
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// A backup directory (`--backups DIR`): the newest verified backup of each database in it.
@@ -136,13 +149,7 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
         )));
     }
     let targets = targets(&args.databases)?;
-    let depth = if args.full {
-        Depth::Full
-    } else if args.quick {
-        Depth::Quick
-    } else {
-        Depth::Cheap
-    };
+    let depth = Depth::from_flags(args.quick, args.full);
     let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth };
     // One connection holding the extension keeps its library mapped, so that each database's connection loads
     // it without SQLite's dlclose and the next dlopen mapping it all again.

@@ -62,14 +62,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// What a refresh collects, from the flags.
 fn options(args: &ServeArgs) -> Options {
-    let depth = if args.full {
-        Depth::Full
-    } else if args.quick {
-        Depth::Quick
-    } else {
-        Depth::Cheap
-    };
-    Options { backups: args.backups.clone(), statements: args.statements, depth }
+    Options {
+        backups: args.backups.clone(),
+        statements: args.statements,
+        depth: Depth::from_flags(args.quick, args.full),
+    }
 }
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
@@ -175,7 +172,7 @@ fn refresh_loop(
         cache.publish(snapshot);
         previous = cache.latest();
         done += 1;
-        if count == Some(done) || !sleep_until(started + crate::pit::next_slot(started.elapsed(), every)) {
+        if count == Some(done) || !interrupt::sleep_until(started + crate::pit::next_slot(started.elapsed(), every)) {
             return;
         }
     }
@@ -184,20 +181,6 @@ fn refresh_loop(
 fn stopped() -> u8 {
     eprintln!("vigil serve: stopped by {}", interrupt::received().unwrap_or("a signal"));
     exit::OK
-}
-
-/// Sleeps until `until` in short naps; false when a signal came.
-fn sleep_until(until: Instant) -> bool {
-    loop {
-        if interrupt::received().is_some() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(20)));
-    }
 }
 
 /// Collects every database once, one after the other, and renders the exposition; None when a signal came.
