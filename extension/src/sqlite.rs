@@ -481,20 +481,26 @@ impl Db {
         Ok(Some(VfsFile { raw: file, _db: PhantomData }))
     }
 
-    /// The SQL text of each statement running on the connection now (stepped, neither done nor reset), also
-    /// the one calling the current function; `None` for a statement that kept no text (legacy sqlite3_prepare).
-    pub fn running_statements(&self) -> Vec<Option<String>> {
-        let mut texts = Vec::new();
+    /// The statements running on the connection now (stepped, neither done nor reset), also the one calling the
+    /// current function.
+    fn running(&self) -> Vec<*mut sqlite3_stmt> {
+        let mut running = Vec::new();
         let mut stmt: *mut sqlite3_stmt = ptr::null_mut();
         loop {
             stmt = unsafe { call!(next_stmt(self.0, stmt)) };
             if stmt.is_null() {
-                return texts;
+                return running;
             }
             if unsafe { call!(stmt_busy(stmt)) } != 0 {
-                texts.push(unsafe { owned_text(call!(sql(stmt))) });
+                running.push(stmt);
             }
         }
+    }
+
+    /// The SQL text of each running statement; `None` for a statement that kept no text (legacy
+    /// sqlite3_prepare).
+    pub fn running_statements(&self) -> Vec<Option<String>> {
+        self.running().into_iter().map(|stmt| unsafe { owned_text(call!(sql(stmt))) }).collect()
     }
 
     /// SQLITE_FCNTL_DATA_VERSION of a schema: changes whenever a transaction commits on the file (any
@@ -1191,17 +1197,7 @@ unsafe extern "C" fn trace_callback<H: TraceHandler>(
 impl Db {
     /// Addresses of the statements running on the connection now (stepped, neither done nor reset).
     pub fn running_statement_ids(&self) -> Vec<usize> {
-        let mut ids = Vec::new();
-        let mut stmt: *mut sqlite3_stmt = ptr::null_mut();
-        loop {
-            stmt = unsafe { call!(next_stmt(self.0, stmt)) };
-            if stmt.is_null() {
-                return ids;
-            }
-            if unsafe { call!(stmt_busy(stmt)) } != 0 {
-                ids.push(stmt as usize);
-            }
-        }
+        self.running().into_iter().map(|stmt| stmt as usize).collect()
     }
 
     /// Rows changed by INSERT, UPDATE and DELETE since the connection opened (triggers' included).
