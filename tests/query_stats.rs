@@ -509,3 +509,28 @@ fn vigil_metrics_exports_only_the_statements_of_its_own_database() {
     // An application exporting another database of the same process gets none of the traced one's statements.
     assert_eq!(count_of(&other_db), -1.0);
 }
+
+/// A web app opening a connection per request: SQLite unloads vigil with each connection that loaded it, yet
+/// the statistics of every request stay (the library pins itself when tracing starts).
+#[test]
+fn statistics_outlive_the_connections_of_a_connection_per_request_app() {
+    let dir = scratch();
+    let db = table_db(dir.path());
+    let script = r#"
+con.close()
+def request(i):
+    c = sqlite3.connect(sys.argv[1], isolation_level=None)
+    c.enable_load_extension(True)
+    c.load_extension(sys.argv[2])
+    c.execute("SELECT query_stats_start()").fetchone()
+    c.execute("SELECT w FROM t WHERE id = ?", (i,)).fetchone()
+    c.close()
+for i in range(1, 31):
+    request(i)
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.enable_load_extension(True)
+c.load_extension(sys.argv[2])
+print(c.execute("SELECT calls FROM query_stats WHERE query LIKE '%FROM t WHERE id%'").fetchone()[0])
+"#;
+    assert_eq!(python(&db, script).trim(), "30");
+}

@@ -1205,3 +1205,22 @@ impl Db {
         i64::from(unsafe { call!(total_changes(self.0)) })
     }
 }
+
+/// Keeps this library mapped until the process ends, whatever connections close: SQLite unloads an extension
+/// with the connection that loaded it, and query statistics live in the library's static memory (a web app that
+/// opens a connection per request would lose them with each request). True when pinned.
+pub fn pin_library() -> bool {
+    static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(|| {
+        // SAFETY: dladdr fills a zeroed Dl_info for an address inside this library; dlopen with RTLD_NOLOAD only
+        // finds the already loaded library and marks it RTLD_NODELETE. The handle is deliberately never closed.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            let here = pin_library as *const c_void;
+            if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+                return false;
+            }
+            !libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE).is_null()
+        }
+    })
+}

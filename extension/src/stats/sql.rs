@@ -64,6 +64,8 @@ fn info_json(tracing: Tracing) -> Json {
 /// `query_stats_start([options])`: traces this connection; returns the info JSON.
 pub fn query_stats_start(db: Db, args: &[Value]) -> Result<Value> {
     apply_options(&mut registry::registry(), args.first())?;
+    // The statistics must outlive the connection that loaded vigil (see pin_library).
+    crate::sqlite::pin_library();
     tracer::start(db)?;
     Ok(Value::Text(info_json(Tracing::On).to_string()))
 }
