@@ -529,3 +529,34 @@ fn a_signal_ends_a_wait_for_a_lock_at_once() {
     }
     lock.execute_batch("ROLLBACK").unwrap();
 }
+
+/// A FIFO or a device in a database's place (a hostile or broken deployment) is reported unreadable at once:
+/// SQLite's open of a FIFO would block until a writer comes, and no signal ends that wait.
+#[test]
+fn a_fifo_or_device_in_place_of_a_database_is_refused_not_waited_on() {
+    let dir = scratch();
+    let good = dir.path().join("good.db");
+    create_db(&good, "CREATE TABLE t(x)");
+    let fifo = dir.path().join("fifo.db");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let device = dir.path().join("zero.db");
+    std::os::unix::fs::symlink("/dev/zero", &device).unwrap();
+    let (fifo_arg, device_arg, good_arg) = (fifo.to_str().unwrap(), device.to_str().unwrap(), good.to_str().unwrap());
+    let bounded = |args: &[&str]| {
+        let out = Command::new("timeout").arg("20").arg(cli_binary()).args(args).output().unwrap();
+        assert_ne!(code(&out), 124, "{args:?} hung on the FIFO");
+        out
+    };
+    let out = bounded(&["metrics", fifo_arg, device_arg, good_arg]);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    let exposition = text(&out.stdout);
+    for (db, up) in [("fifo.db", 0), ("zero.db", 0), ("good.db", 1)] {
+        assert!(exposition.contains(&format!("vigil_up{{db=\"{db}\"}} {up}")), "{db}: {exposition}");
+    }
+    assert!(text(&out.stderr).contains("is a FIFO (named pipe), not a database file"), "{}", both(&out));
+    assert!(text(&out.stderr).contains("is a device, not a database file"), "{}", both(&out));
+    let out = bounded(&["health", fifo_arg]);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    let out = bounded(&["serve", fifo_arg, good_arg, "--listen", "127.0.0.1:0", "--count", "1"]);
+    assert!(text(&out.stderr).contains("FIFO"), "{}", both(&out));
+}

@@ -41,6 +41,7 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
             db.display()
         )));
     }
+    refuse_special_file(db)?;
     let mode = if writable { OpenFlags::SQLITE_OPEN_READ_WRITE } else { OpenFlags::SQLITE_OPEN_READ_ONLY };
     let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let mut conn = Connection::open_with_flags(db, flags)
@@ -49,6 +50,26 @@ pub fn open(global: &Global, db: &Path, writable: bool) -> Result<Connection, Fa
     load(&conn, global)?;
     crate::interrupt::watch(&conn);
     Ok(conn)
+}
+
+/// A FIFO, device or socket in a database's place (after symlinks) is refused before SQLite opens it: opening a
+/// FIFO blocks until a writer comes, which no signal interrupts, and a device reads as endless zeros.
+fn refuse_special_file(db: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = match std::fs::metadata(db) {
+        Ok(meta) => meta.file_type(),
+        Err(e) => return Err(Failure::unknown(format!("cannot open {}: {e}", db.display()))),
+    };
+    let what = if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::unknown(format!("{}: is {what}, not a database file; name the database file", db.display())))
 }
 
 /// An in-memory connection with vigil loaded, for functions that work on files (backup_list, backup_verify,
