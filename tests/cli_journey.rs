@@ -560,3 +560,41 @@ fn a_fifo_or_device_in_place_of_a_database_is_refused_not_waited_on() {
     let out = bounded(&["serve", fifo_arg, good_arg, "--listen", "127.0.0.1:0", "--count", "1"]);
     assert!(text(&out.stderr).contains("FIFO"), "{}", both(&out));
 }
+
+/// Ctrl-C (or cron's SIGTERM on timeout) during `vigil metrics --textfile`: the collection under way is cut
+/// short, which must not be published as a database being down — exit 130, the previous file kept as it was.
+#[test]
+fn an_interrupted_metrics_run_publishes_nothing() {
+    let dir = scratch();
+    let databases = dir.path().join("dbs");
+    std::fs::create_dir(&databases).unwrap();
+    demo_db(&databases.join("d0.db"));
+    for i in 1..200 {
+        std::fs::copy(databases.join("d0.db"), databases.join(format!("d{i}.db"))).unwrap();
+    }
+    let textfile = dir.path().join("textfile");
+    std::fs::create_dir(&textfile).unwrap();
+    let pattern = format!("{}/*.db", databases.display());
+    let out = vigil(&["metrics", &pattern, "--textfile", textfile.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let published = std::fs::read(textfile.join("vigil.prom")).unwrap();
+    for signal in ["INT", "TERM"] {
+        let child = Command::new(cli_binary())
+            .args(["metrics", &pattern, "--full", "--textfile", textfile.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
+        assert!(text(&out.stderr).contains("no metrics were written"), "{}", both(&out));
+        assert_eq!(std::fs::read(textfile.join("vigil.prom")).unwrap(), published, "SIG{signal}: the file was kept");
+        let names: Vec<_> = std::fs::read_dir(&textfile).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["vigil.prom"], "no temporary file left");
+    }
+}

@@ -180,9 +180,13 @@ fn interrupted_note(command: &Command) -> Option<String> {
         ),
         Command::Export(args) => format!("the export did not finish; {} was not changed", args.db.display()),
         Command::Verify(args) => format!("the drill did not finish; {} was not changed", args.backup.display()),
-        Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) | Command::Metrics(_) => {
-            "nothing was changed".into()
-        }
+        Command::Backups(_) | Command::Health(_) | Command::Diagnose(_) => "nothing was changed".into(),
+        Command::Metrics(args) => match &args.textfile {
+            Some(dir) => {
+                format!("no metrics were written; {} keeps the previous run's", dir.join("vigil.prom").display())
+            }
+            None => "no metrics were written".into(),
+        },
         Command::Pit(args) => return args.command.interrupted_note(),
         Command::Salvage(args) => format!(
             "the salvage did not finish; {} was not created and {} was not changed{}",

@@ -154,7 +154,15 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
     // One connection holding the extension keeps its library mapped, so that each database's connection loads
     // it without SQLite's dlclose and the next dlopen mapping it all again.
     let _library = crate::extension::open_memory(global).ok();
-    let reports: Vec<DbReport> = targets.iter().map(|t| collect(global, t, &options)).collect();
+    let mut reports: Vec<DbReport> = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let report = collect(global, target, &options);
+        // A signal interrupts the collection under way, which would read as `vigil_up 0`: publish nothing.
+        if crate::interrupt::received().is_some() {
+            return Err(Failure::unknown("interrupted"));
+        }
+        reports.push(report);
+    }
     for report in reports.iter().filter(|r| !r.up) {
         let error = report.error.clone().unwrap_or_else(|| format!("{}: unreadable", report.target.path.display()));
         eprintln!("vigil metrics: {error}");
