@@ -534,3 +534,40 @@ print(c.execute("SELECT calls FROM query_stats WHERE query LIKE '%FROM t WHERE i
 "#;
     assert_eq!(python(&db, script).trim(), "30");
 }
+
+/// `vigil metrics` of a database whose saved statistics were tampered with: counters never negative, NaN or
+/// infinite, promtool still accepts the text; a table of that name vigil cannot read costs the query series only.
+#[test]
+fn planted_or_foreign_saved_statistics_never_take_the_database_down() {
+    let dir = scratch();
+    let db = table_db(dir.path());
+    save_from_a_shell(&db, 5);
+    let metrics = || {
+        let out =
+            Command::new(cli_binary()).args(["metrics", db.to_str().unwrap(), "--statements", "5"]).output().unwrap();
+        (code(&out), text(&out.stdout))
+    };
+    let planted = Rusqlite::open(&db);
+    planted
+        .execute_batch(
+            "UPDATE vigil_query_stats SET total_seconds = -1.5, rows = -7, slow_calls = -2 WHERE queryid IS NOT NULL;
+             UPDATE vigil_query_stats SET total_seconds = 9e999 WHERE queryid IS NULL;",
+        )
+        .unwrap();
+    let (status, exposition) = metrics();
+    assert_eq!(status, 0, "{exposition}");
+    for line in exposition.lines().filter(|l| l.starts_with("vigil_statement_") || l.starts_with("vigil_query_")) {
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value.is_finite() && value >= 0.0, "{line}");
+    }
+    assert!(exposition.contains("vigil_statement_seconds_total{"), "{exposition}");
+    assert_eq!(promtool_check(&exposition), (0, String::new()));
+
+    planted.execute_batch("DROP TABLE vigil_query_stats; CREATE TABLE vigil_query_stats(a); INSERT INTO vigil_query_stats VALUES (1);").unwrap();
+    let (status, exposition) = metrics();
+    assert_eq!(status, 0, "{exposition}");
+    assert!(exposition.contains("vigil_up{db=\"q.db\"} 1"), "{exposition}");
+    assert!(exposition.contains("vigil_query_stats_unreadable{db=\"q.db\"} 1"), "{exposition}");
+    assert!(exposition.contains("vigil_database_size_bytes{db=\"q.db\"}"), "{exposition}");
+    assert!(!exposition.contains("vigil_query_duration_seconds"), "{exposition}");
+}

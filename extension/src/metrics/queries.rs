@@ -17,16 +17,30 @@ const QUERY_CHARS: usize = 120;
 pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
     let schema = &options.health.schema;
     let live = || -> Result<Option<QueryTotals>> { Ok(stats::live_totals(&db.filename(schema)?.unwrap_or_default())) };
+    // A table of that name vigil cannot read (an application's own, another vigil version's, damaged) costs the
+    // query series only, never the database's other metrics.
+    let saved = || match query_stats::load_saved(db, &quote(schema)) {
+        Ok(totals) => Ok(totals),
+        Err(_) => Err(Row::gauge(
+            "vigil_query_stats_unreadable",
+            "1 when the saved query statistics (vigil_query_stats) could not be read: their series are left out",
+            1.0,
+        )),
+    };
     let totals = match options.query_stats {
-        QuerySource::None => None,
-        QuerySource::Live => live()?,
-        QuerySource::Saved => query_stats::load_saved(db, &quote(schema))?,
+        QuerySource::None => Ok(None),
+        QuerySource::Live => Ok(live()?),
+        QuerySource::Saved => saved(),
         QuerySource::Auto => match live()? {
-            Some(live) => Some(live),
-            None => query_stats::load_saved(db, &quote(schema))?,
+            Some(live) => Ok(Some(live)),
+            None => saved(),
         },
     };
-    let Some(totals) = totals else { return Ok(Vec::new()) };
+    let totals = match totals {
+        Ok(Some(totals)) => totals,
+        Ok(None) => return Ok(Vec::new()),
+        Err(unreadable) => return Ok(vec![unreadable]),
+    };
     let mut rows = histogram(&totals);
     rows.push(Row::counter(
         "vigil_slow_queries_total",
@@ -62,9 +76,19 @@ fn histogram(totals: &QueryTotals) -> Vec<Row> {
     // The count includes calls above the last bound; a count below the buckets' sum would be inconsistent data.
     let count = d.count.max(cumulative);
     rows.push(sample("_bucket", count as f64).label("le", "+Inf"));
-    rows.push(sample("_sum", d.sum_seconds));
+    rows.push(sample("_sum", counted(d.sum_seconds)));
     rows.push(sample("_count", count as f64));
     rows
+}
+
+/// A counter's value as exported: saved rows may have been planted or damaged, and a counter is never negative,
+/// NaN or infinite.
+fn counted(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        0.0
+    }
 }
 
 /// (metric, type, help, the statement's value).
@@ -73,7 +97,8 @@ type StatementFamily = (&'static str, Kind, &'static str, fn(&StatementTotals) -
 /// The top `n` statements by total time: calls, seconds, rows, and an info series with the normalised text.
 fn statements(all: &[StatementTotals], n: usize) -> Vec<Row> {
     let mut top: Vec<&StatementTotals> = all.iter().collect();
-    top.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds).then(a.queryid.cmp(&b.queryid)));
+    let time = |s: &StatementTotals| counted(s.total_seconds);
+    top.sort_by(|a, b| time(b).total_cmp(&time(a)).then(a.queryid.cmp(&b.queryid)));
     top.truncate(n);
     let families: [StatementFamily; 4] = [
         ("vigil_statement_calls_total", Kind::Counter, "Calls of the statement", |s| s.calls as f64),
@@ -86,7 +111,7 @@ fn statements(all: &[StatementTotals], n: usize) -> Vec<Row> {
     let mut rows = Vec::new();
     for (metric, kind, help, value) in families {
         for s in &top {
-            let row = Row { metric: metric.into(), kind, help, labels: Vec::new(), value: value(s) };
+            let row = Row { metric: metric.into(), kind, help, labels: Vec::new(), value: counted(value(s)) };
             rows.push(row.label("queryid", s.queryid.to_string()));
         }
     }
