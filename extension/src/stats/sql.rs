@@ -104,6 +104,13 @@ pub fn query_stats_save(db: Db, _args: &[Value]) -> Result<Value> {
             "refused inside a transaction: it saves in a transaction of its own; call it after COMMIT or ROLLBACK",
         ));
     }
+    // vigil saves on a connection of its own, which would ignore the application's read-only open.
+    if db.is_readonly("main")? == Some(true) {
+        return Err(Error::new(
+            "refused on a read-only connection (mode=ro, -readonly, SQLITE_OPEN_READONLY): call it from a \
+             connection that may write the database",
+        ));
+    }
     let name = db.filename("main")?.unwrap_or_default();
     let contribution = {
         let mut registry = registry::registry();
@@ -141,7 +148,8 @@ fn contribution(registry: &Registry, database: u32) -> saved::Contribution {
         })
         .collect();
     saved::Contribution {
-        process_start: rfc3339(registry::process_start()),
+        // A reset starts a new contributor: its smaller figures must not replace the rows saved before it.
+        process_start: rfc3339(registry.since),
         durations: totals.map(|t| t.durations.clone()).unwrap_or_default(),
         slow_total: totals.map_or(0, |t| t.slow_total),
         evictions: totals.map_or(0, |t| t.evictions),

@@ -53,7 +53,8 @@ pub struct QueryTotals {
     pub statements: Vec<StatementTotals>,
 }
 
-/// Saved contributors not saved again for this long are pruned (a process that ended long ago).
+/// Contributors not saved again for this long (a process that ended long ago) are folded into the retired
+/// aggregate.
 const KEEP_DAYS: i64 = 7;
 
 /// One statement of a contribution, with what merging needs (sums, M2, buckets).
@@ -81,7 +82,8 @@ pub struct SavedStatement {
 /// What one process saves: its statistics of one database since it started (or reset them).
 #[derive(Clone, Debug, Default)]
 pub struct Contribution {
-    /// When the process began collecting (RFC 3339): with the pid, who contributes (a restart is a new one).
+    /// When the process's statistics began (RFC 3339: its first trace, or its last query_stats_reset()): with the
+    /// pid, who contributes. A restart or a reset is a new contributor, so the old one's rows stay.
     pub process_start: String,
     pub durations: DurationHistogram,
     pub slow_total: u64,
@@ -92,12 +94,12 @@ pub struct Contribution {
 pub struct SaveOutcome {
     /// Contributors in the table after saving.
     pub contributors: i64,
-    /// Contributors pruned as older than a week.
+    /// Contributors older than a week folded into the retired aggregate.
     pub pruned: i64,
 }
 
 /// Replaces this process's rows in the caller's main database, in a write transaction of vigil's own connection
-/// (in-memory databases: on the caller's, in a savepoint); prunes contributors older than a week.
+/// (in-memory databases: on the caller's, in a savepoint); retires contributors older than a week.
 pub fn save(caller: Db, contribution: &Contribution, busy_timeout_ms: i32) -> Result<SaveOutcome> {
     match caller.filename("main")? {
         Some(path) => {
@@ -117,8 +119,46 @@ pub fn save(caller: Db, contribution: &Contribution, busy_timeout_ms: i32) -> Re
     }
 }
 
+/// The retired aggregate's contributor key: pid 0 is never a process's. It holds what left the live
+/// contributors (pruned ones, rows a reset or an eviction replaced), so that the merged sums, which Prometheus
+/// reads as counters, never decrease while the database file lives.
+const RETIRED_PID: i64 = 0;
+const RETIRED: &str = "retired";
+/// Statements the retired aggregate keeps rows for (most total time first); the others stay in its totals only.
+pub const RETIRED_STATEMENTS: usize = 1000;
+
+const COLUMNS: &str = "queryid, query, calls, rows, total_seconds, m2_seconds, min_seconds, max_seconds, \
+                       slow_calls, evictions, buckets, fullscan_steps, sorts, vm_steps, first_seen, last_seen";
+
 fn write(db: Db, schema: &str, c: &Contribution) -> Result<SaveOutcome> {
     let q = quote(schema);
+    create_table(db, &q)?;
+    let (pid, started) = (i64::from(std::process::id()), c.process_start.as_str());
+    let saved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut retired = load_contribution(db, &q, RETIRED_PID, RETIRED)?;
+    let before = load_contribution(db, &q, pid, started)?;
+    retire_what_shrank(&mut retired, before, c);
+    let stale = stale_contributors(db, &q)?;
+    for (stale_pid, stale_start) in &stale {
+        let old = load_contribution(db, &q, *stale_pid, stale_start)?;
+        merge_contribution(&mut retired, &old);
+        delete_contributor(db, &q, *stale_pid, stale_start)?;
+    }
+    bound_statements(&mut retired);
+    delete_contributor(db, &q, RETIRED_PID, RETIRED)?;
+    if retired.durations.count > 0 || !retired.statements.is_empty() {
+        insert_contribution(db, &q, RETIRED_PID, RETIRED, &saved_at, &retired)?;
+    }
+    delete_contributor(db, &q, pid, started)?;
+    insert_contribution(db, &q, pid, started, &saved_at, c)?;
+    let contributors = db.query_value(
+        &format!("SELECT count(DISTINCT pid || ' ' || process_start) FROM {q}.{TABLE} WHERE pid <> {RETIRED_PID}"),
+        &[],
+    )?;
+    Ok(SaveOutcome { contributors: contributors.as_i64().unwrap_or(0), pruned: stale.len() as i64 })
+}
+
+fn create_table(db: Db, q: &str) -> Result<()> {
     db.exec(&format!(
         "CREATE TABLE IF NOT EXISTS {q}.{TABLE}(
             pid INTEGER NOT NULL,
@@ -141,27 +181,167 @@ fn write(db: Db, schema: &str, c: &Contribution) -> Result<SaveOutcome> {
             first_seen TEXT,
             last_seen TEXT);
          CREATE INDEX IF NOT EXISTS {q}.vigil_query_stats_contributor ON {TABLE}(pid, process_start)"
-    ))?;
-    let (pid, started) = (i64::from(std::process::id()), c.process_start.as_str());
-    let saved_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    db.query(&format!("DELETE FROM {q}.{TABLE} WHERE pid = ?1 AND process_start = ?2"), &[pid.into(), started.into()])?;
-    let pruned = db.query_value(
+    ))
+}
+
+/// Contributors (the retired aggregate aside) not saved for [`KEEP_DAYS`].
+fn stale_contributors(db: Db, q: &str) -> Result<Vec<(i64, String)>> {
+    let rows = db.query(
         &format!(
-            "SELECT count(DISTINCT pid || ' ' || process_start) FROM {q}.{TABLE} \
-             WHERE julianday(saved_at) < julianday('now', '-{KEEP_DAYS} days')"
+            "SELECT DISTINCT pid, process_start FROM {q}.{TABLE} WHERE pid <> {RETIRED_PID} \
+             AND julianday(saved_at) < julianday('now', '-{KEEP_DAYS} days')"
         ),
         &[],
     )?;
-    db.query(
-        &format!("DELETE FROM {q}.{TABLE} WHERE julianday(saved_at) < julianday('now', '-{KEEP_DAYS} days')"),
-        &[],
+    Ok(rows.iter().map(|r| (r[0].as_i64().unwrap_or(0), r[1].as_str().unwrap_or_default().to_string())).collect())
+}
+
+fn delete_contributor(db: Db, q: &str, pid: i64, started: &str) -> Result<()> {
+    db.query(&format!("DELETE FROM {q}.{TABLE} WHERE pid = ?1 AND process_start = ?2"), &[pid.into(), started.into()])?;
+    Ok(())
+}
+
+/// Moves into `retired` whatever of this contributor's saved rows the new contribution would make smaller:
+/// everything when its totals shrank (a reset within the same millisecond, a clock step back), else the rows of
+/// statements evicted since (gone, or back with a new first_seen or smaller counts). Their calls stay in the
+/// contributor's totals row, so only their statement rows move.
+fn retire_what_shrank(retired: &mut Contribution, before: Contribution, now: &Contribution) {
+    if totals_shrank(&before, now) {
+        merge_contribution(retired, &before);
+        return;
+    }
+    for old in &before.statements {
+        let kept = now.statements.iter().find(|s| s.queryid == old.queryid);
+        if kept.is_none_or(|new| statement_shrank(old, new)) {
+            merge_statement(&mut retired.statements, old);
+        }
+    }
+}
+
+fn totals_shrank(before: &Contribution, now: &Contribution) -> bool {
+    let (b, n) = (&before.durations, &now.durations);
+    n.count < b.count
+        || n.sum_seconds < b.sum_seconds
+        || n.counts.iter().zip(&b.counts).any(|(n, b)| n < b)
+        || now.slow_total < before.slow_total
+        || now.evictions < before.evictions
+}
+
+fn statement_shrank(old: &SavedStatement, new: &SavedStatement) -> bool {
+    new.first_seen != old.first_seen
+        || new.calls < old.calls
+        || new.rows < old.rows
+        || new.total_seconds < old.total_seconds
+        || new.slow_calls < old.slow_calls
+        || new.buckets.iter().zip(&old.buckets).any(|(n, o)| n < o)
+}
+
+fn merge_contribution(into: &mut Contribution, from: &Contribution) {
+    let (d, f) = (&mut into.durations, &from.durations);
+    for (a, b) in d.counts.iter_mut().zip(f.counts) {
+        *a += b;
+    }
+    d.count += f.count;
+    d.sum_seconds += f.sum_seconds;
+    into.slow_total += from.slow_total;
+    into.evictions += from.evictions;
+    for s in &from.statements {
+        merge_statement(&mut into.statements, s);
+    }
+}
+
+fn merge_statement(into: &mut Vec<SavedStatement>, s: &SavedStatement) {
+    let Some(t) = into.iter_mut().find(|t| t.queryid == s.queryid) else {
+        into.push(s.clone());
+        return;
+    };
+    // Chan et al.'s pairwise update of the sum of squared deviations.
+    let (n1, n2) = (t.calls as f64, s.calls as f64);
+    if n1 + n2 > 0.0 {
+        let delta = s.total_seconds / n2.max(1.0) - t.total_seconds / n1.max(1.0);
+        t.m2_seconds += s.m2_seconds + delta * delta * n1 * n2 / (n1 + n2);
+    }
+    t.calls += s.calls;
+    t.rows += s.rows;
+    t.total_seconds += s.total_seconds;
+    t.min_seconds = t.min_seconds.min(s.min_seconds);
+    t.max_seconds = t.max_seconds.max(s.max_seconds);
+    t.slow_calls += s.slow_calls;
+    for (a, b) in t.buckets.iter_mut().zip(s.buckets) {
+        *a += b;
+    }
+    t.fullscan_steps += s.fullscan_steps;
+    t.sorts += s.sorts;
+    t.vm_steps += s.vm_steps;
+    t.first_seen = t.first_seen.clone().min(s.first_seen.clone());
+    t.last_seen = t.last_seen.clone().max(s.last_seen.clone());
+}
+
+/// Keeps the retired aggregate bounded: statement rows past [`RETIRED_STATEMENTS`] (least total time) are
+/// dropped; their calls stay in the aggregate's totals row.
+fn bound_statements(retired: &mut Contribution) {
+    if retired.statements.len() > RETIRED_STATEMENTS {
+        retired.statements.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds).then(a.queryid.cmp(&b.queryid)));
+        retired.statements.truncate(RETIRED_STATEMENTS);
+    }
+}
+
+/// One contributor's saved rows (empty when it has none).
+fn load_contribution(db: Db, q: &str, pid: i64, started: &str) -> Result<Contribution> {
+    let rows = db.query(
+        &format!("SELECT {COLUMNS} FROM {q}.{TABLE} WHERE pid = ?1 AND process_start = ?2"),
+        &[pid.into(), started.into()],
     )?;
+    let count = |v: &Value| v.as_i64().unwrap_or(0).max(0) as u64;
+    let real = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut out = Contribution { process_start: started.to_string(), ..Default::default() };
+    for r in &rows {
+        match r[0].as_i64() {
+            None => merge_contribution(
+                &mut out,
+                &Contribution {
+                    durations: DurationHistogram {
+                        counts: parse_buckets(&r[10]),
+                        count: count(&r[2]),
+                        sum_seconds: real(&r[4]),
+                    },
+                    slow_total: count(&r[8]),
+                    evictions: count(&r[9]),
+                    ..Default::default()
+                },
+            ),
+            Some(queryid) => merge_statement(
+                &mut out.statements,
+                &SavedStatement {
+                    queryid,
+                    query: text(&r[1]),
+                    calls: count(&r[2]),
+                    rows: count(&r[3]),
+                    total_seconds: real(&r[4]),
+                    m2_seconds: real(&r[5]),
+                    min_seconds: real(&r[6]),
+                    max_seconds: real(&r[7]),
+                    slow_calls: count(&r[8]),
+                    buckets: parse_buckets(&r[10]),
+                    fullscan_steps: count(&r[11]),
+                    sorts: count(&r[12]),
+                    vm_steps: count(&r[13]),
+                    first_seen: text(&r[14]),
+                    last_seen: text(&r[15]),
+                },
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn insert_contribution(db: Db, q: &str, pid: i64, started: &str, saved_at: &str, c: &Contribution) -> Result<()> {
     let mut insert = db.prepare(&format!(
-        "INSERT INTO {q}.{TABLE}(pid, process_start, saved_at, queryid, query, calls, rows, total_seconds, m2_seconds, \
-         min_seconds, max_seconds, slow_calls, evictions, buckets, fullscan_steps, sorts, vm_steps, first_seen, \
-         last_seen) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+        "INSERT INTO {q}.{TABLE}(pid, process_start, saved_at, {COLUMNS}) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
     ))?;
-    let common = [Value::from(pid), Value::from(started), Value::from(saved_at.as_str())];
+    let common = [Value::from(pid), Value::from(started), Value::from(saved_at)];
     // The totals row (queryid NULL): every call, evicted statements included.
     let d = &c.durations;
     let mut totals = common.to_vec();
@@ -178,10 +358,7 @@ fn write(db: Db, schema: &str, c: &Contribution) -> Result<SaveOutcome> {
         row.extend([Value::from(s.first_seen.as_str()), Value::from(s.last_seen.as_str())]);
         insert.run(&row)?;
     }
-    drop(insert);
-    let contributors =
-        db.query_value(&format!("SELECT count(DISTINCT pid || ' ' || process_start) FROM {q}.{TABLE}"), &[])?;
-    Ok(SaveOutcome { contributors: contributors.as_i64().unwrap_or(0), pruned: pruned.as_i64().unwrap_or(0) })
+    Ok(())
 }
 
 fn int(n: u64) -> Value {
