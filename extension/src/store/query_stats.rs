@@ -4,7 +4,7 @@
 //! CONTRACT (issue 14, shared by the stats and metrics work): the types below are what both sides use. The stats
 //! engineer owns this file's table, its writer and `load_saved`'s body.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::quote;
 use crate::error::{Error, Result};
@@ -210,12 +210,10 @@ fn retire_what_shrank(retired: &mut Contribution, before: Contribution, now: &Co
         merge_contribution(retired, &before);
         return;
     }
-    for old in &before.statements {
-        let kept = now.statements.iter().find(|s| s.queryid == old.queryid);
-        if kept.is_none_or(|new| statement_shrank(old, new)) {
-            merge_statement(&mut retired.statements, old);
-        }
-    }
+    let kept: HashMap<i64, &SavedStatement> = now.statements.iter().map(|s| (s.queryid, s)).collect();
+    let gone =
+        before.statements.iter().filter(|old| kept.get(&old.queryid).is_none_or(|new| statement_shrank(old, new)));
+    merge_statements(&mut retired.statements, gone);
 }
 
 fn totals_shrank(before: &Contribution, now: &Contribution) -> bool {
@@ -245,16 +243,24 @@ fn merge_contribution(into: &mut Contribution, from: &Contribution) {
     d.sum_seconds += f.sum_seconds;
     into.slow_total += from.slow_total;
     into.evictions += from.evictions;
-    for s in &from.statements {
-        merge_statement(&mut into.statements, s);
+    merge_statements(&mut into.statements, &from.statements);
+}
+
+/// Adds statements into a list, by queryid.
+fn merge_statements<'a>(into: &mut Vec<SavedStatement>, from: impl IntoIterator<Item = &'a SavedStatement>) {
+    let mut at: HashMap<i64, usize> = into.iter().enumerate().map(|(i, s)| (s.queryid, i)).collect();
+    for s in from {
+        match at.get(&s.queryid) {
+            Some(&i) => add_statement(&mut into[i], s),
+            None => {
+                at.insert(s.queryid, into.len());
+                into.push(s.clone());
+            }
+        }
     }
 }
 
-fn merge_statement(into: &mut Vec<SavedStatement>, s: &SavedStatement) {
-    let Some(t) = into.iter_mut().find(|t| t.queryid == s.queryid) else {
-        into.push(s.clone());
-        return;
-    };
+fn add_statement(t: &mut SavedStatement, s: &SavedStatement) {
     // Chan et al.'s pairwise update of the sum of squared deviations.
     let (n1, n2) = (t.calls as f64, s.calls as f64);
     if n1 + n2 > 0.0 {
@@ -296,6 +302,7 @@ fn load_contribution(db: Db, q: &str, pid: i64, started: &str) -> Result<Contrib
     let real = |v: &Value| v.as_f64().unwrap_or(0.0);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let mut out = Contribution { process_start: started.to_string(), ..Default::default() };
+    let mut statements = Vec::new();
     for r in &rows {
         match r[0].as_i64() {
             None => merge_contribution(
@@ -311,28 +318,27 @@ fn load_contribution(db: Db, q: &str, pid: i64, started: &str) -> Result<Contrib
                     ..Default::default()
                 },
             ),
-            Some(queryid) => merge_statement(
-                &mut out.statements,
-                &SavedStatement {
-                    queryid,
-                    query: text(&r[1]),
-                    calls: count(&r[2]),
-                    rows: count(&r[3]),
-                    total_seconds: real(&r[4]),
-                    m2_seconds: real(&r[5]),
-                    min_seconds: real(&r[6]),
-                    max_seconds: real(&r[7]),
-                    slow_calls: count(&r[8]),
-                    buckets: parse_buckets(&r[10]),
-                    fullscan_steps: count(&r[11]),
-                    sorts: count(&r[12]),
-                    vm_steps: count(&r[13]),
-                    first_seen: text(&r[14]),
-                    last_seen: text(&r[15]),
-                },
-            ),
+            Some(queryid) => statements.push(SavedStatement {
+                queryid,
+                query: text(&r[1]),
+                calls: count(&r[2]),
+                rows: count(&r[3]),
+                total_seconds: real(&r[4]),
+                m2_seconds: real(&r[5]),
+                min_seconds: real(&r[6]),
+                max_seconds: real(&r[7]),
+                slow_calls: count(&r[8]),
+                buckets: parse_buckets(&r[10]),
+                fullscan_steps: count(&r[11]),
+                sorts: count(&r[12]),
+                vm_steps: count(&r[13]),
+                first_seen: text(&r[14]),
+                last_seen: text(&r[15]),
+            }),
         }
     }
+    // A contributor has one row per statement; a bad copy of the table could have more: merge them.
+    merge_statements(&mut out.statements, &statements);
     Ok(out)
 }
 
@@ -424,4 +430,47 @@ pub fn load_saved(db: Db, schema_quoted: &str) -> Result<Option<QueryTotals>> {
     out.statements = statements.into_values().collect();
     out.entries = out.statements.len() as u64;
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(seconds: &[f64]) -> SavedStatement {
+        let n = seconds.len() as f64;
+        let mean = seconds.iter().sum::<f64>() / n;
+        SavedStatement {
+            queryid: 7,
+            calls: seconds.len() as u64,
+            total_seconds: seconds.iter().sum(),
+            m2_seconds: seconds.iter().map(|x| (x - mean) * (x - mean)).sum(),
+            min_seconds: seconds.iter().cloned().fold(f64::MAX, f64::min),
+            max_seconds: seconds.iter().cloned().fold(0.0, f64::max),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merging_two_contributions_of_a_statement_gives_the_moments_of_all_their_calls() {
+        let (a, b) = ([0.001, 0.004, 0.002], [0.010, 0.030]);
+        let mut into = vec![statement(&a)];
+        merge_statements(&mut into, &[statement(&b)]);
+        let all = statement(&[&a[..], &b[..]].concat());
+        assert_eq!(into.len(), 1);
+        assert_eq!(into[0].calls, all.calls);
+        assert!((into[0].total_seconds - all.total_seconds).abs() < 1e-12);
+        assert!((into[0].m2_seconds - all.m2_seconds).abs() < 1e-12, "{} vs {}", into[0].m2_seconds, all.m2_seconds);
+        assert_eq!((into[0].min_seconds, into[0].max_seconds), (0.001, 0.030));
+    }
+
+    #[test]
+    fn the_retired_aggregate_keeps_the_statements_with_the_most_total_time() {
+        let mut retired = Contribution::default();
+        retired.statements = (0..RETIRED_STATEMENTS as i64 + 5)
+            .map(|i| SavedStatement { queryid: i, total_seconds: i as f64, ..Default::default() })
+            .collect();
+        bound_statements(&mut retired);
+        assert_eq!(retired.statements.len(), RETIRED_STATEMENTS);
+        assert!(retired.statements.iter().all(|s| s.queryid >= 5));
+    }
 }
