@@ -4,7 +4,7 @@
 //! CONTRACT (issue 14, shared by the stats and metrics work): the types below are what both sides use. The stats
 //! engineer owns this file's table, its writer and `load_saved`'s body.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::quote;
 use crate::error::{Error, Result};
@@ -389,48 +389,62 @@ pub fn load_saved(db: Db, schema_quoted: &str) -> Result<Option<QueryTotals>> {
     if !super::has_table(db, schema_quoted, TABLE)? {
         return Ok(None);
     }
-    let rows = db.query(
+    let table = format!("{schema_quoted}.{TABLE}");
+    // Bounded whatever the table holds (planted or damaged rows included): contributors' totals rows are few (a
+    // week's processes plus the retired set), and statements are summed by SQLite, the costliest first.
+    let totals = db.query(
         &format!(
-            "SELECT queryid, query, calls, rows, total_seconds, slow_calls, evictions, buckets \
-             FROM {schema_quoted}.{TABLE} ORDER BY saved_at, pid"
+            "SELECT calls, total_seconds, slow_calls, evictions, buckets FROM {table} WHERE queryid IS NULL \
+             ORDER BY saved_at DESC LIMIT {MAX_CONTRIBUTORS_READ}"
         ),
         &[],
     )?;
-    if rows.is_empty() {
+    let statements = db.query(
+        &format!(
+            "SELECT queryid, min(substr(query, 1, {QUERY_CHARS_READ})), sum(max(calls, 0)), sum(max(rows, 0)), \
+             sum(total_seconds), sum(max(slow_calls, 0)) FROM {table} WHERE queryid IS NOT NULL \
+             GROUP BY queryid ORDER BY sum(total_seconds) DESC LIMIT {MAX_STATEMENTS_READ}"
+        ),
+        &[],
+    )?;
+    if totals.is_empty() && statements.is_empty() {
         return Ok(None);
     }
+    let entries = db.query_value(&format!("SELECT count(DISTINCT queryid) FROM {table}"), &[])?;
     let count = |v: &Value| v.as_i64().unwrap_or(0).max(0) as u64;
     let mut out = QueryTotals::default();
-    let mut statements: BTreeMap<i64, StatementTotals> = BTreeMap::new();
-    for r in &rows {
-        match r[0].as_i64() {
-            None => {
-                let counts = parse_buckets(&r[7]);
-                for (a, b) in out.durations.counts.iter_mut().zip(counts) {
-                    *a += b;
-                }
-                out.durations.count += count(&r[2]);
-                out.durations.sum_seconds += r[4].as_f64().unwrap_or(0.0);
-                out.slow_total += count(&r[5]);
-                out.evictions += count(&r[6]);
-            }
-            Some(queryid) => {
-                let s = statements.entry(queryid).or_insert_with(|| StatementTotals {
-                    queryid,
-                    query: r[1].as_str().unwrap_or_default().to_string(),
-                    ..Default::default()
-                });
-                s.calls += count(&r[2]);
-                s.rows += count(&r[3]);
-                s.total_seconds += r[4].as_f64().unwrap_or(0.0);
-                s.slow_calls += count(&r[5]);
-            }
+    for r in &totals {
+        for (a, b) in out.durations.counts.iter_mut().zip(parse_buckets(&r[4])) {
+            *a = a.saturating_add(b);
         }
+        out.durations.count = out.durations.count.saturating_add(count(&r[0]));
+        out.durations.sum_seconds += r[1].as_f64().unwrap_or(0.0);
+        out.slow_total = out.slow_total.saturating_add(count(&r[2]));
+        out.evictions = out.evictions.saturating_add(count(&r[3]));
     }
-    out.statements = statements.into_values().collect();
-    out.entries = out.statements.len() as u64;
+    out.statements = statements
+        .iter()
+        .filter_map(|r| {
+            Some(StatementTotals {
+                queryid: r[0].as_i64()?,
+                query: r[1].as_str().unwrap_or_default().to_string(),
+                calls: count(&r[2]),
+                rows: count(&r[3]),
+                total_seconds: r[4].as_f64().unwrap_or(0.0),
+                slow_calls: count(&r[5]),
+            })
+        })
+        .collect();
+    out.entries = count(&entries);
     Ok(Some(out))
 }
+
+/// Contributors' totals rows read at most (the newest saves): far more than a week of processes.
+const MAX_CONTRIBUTORS_READ: usize = 10_000;
+/// Statements read at most, the costliest first: more than `vigil metrics --statements` exports (1000).
+const MAX_STATEMENTS_READ: usize = 5_000;
+/// Characters of a statement's text read: more than any export shows.
+const QUERY_CHARS_READ: usize = 1024;
 
 #[cfg(test)]
 mod tests {
