@@ -253,13 +253,11 @@ fn hostile_databases(dir: &Path) -> Vec<PathBuf> {
 fn promtool_accepts_the_exposition_of_databases_with_hostile_paths() {
     let dir = scratch();
     let dbs = hostile_databases(dir.path());
-    let mut args: Vec<String> = dbs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    args.push("--quick".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (status, out, err) = metrics(dir.path(), &args);
+    let glob = format!("{}/*/app.db", dir.path().display());
+    let (status, out, err) = metrics(dir.path(), &[&glob, "--quick"]);
     assert_eq!(status, 0, "{err}");
     let samples = assert_sound(&out);
-    // The db label is the shortest distinguishing suffix, escaped and read back intact.
+    // The db label is the path below the glob's literal directory, escaped and read back intact.
     for db in &dbs {
         let parent = db.parent().unwrap().file_name().unwrap().to_string_lossy();
         let label = format!("{parent}/app.db");
@@ -406,7 +404,7 @@ fn wait_for_line(child: &mut std::process::Child, expected: &str) {
 }
 
 #[test]
-fn globs_keep_sqlite_files_labels_tell_equal_names_apart_and_usage_errors_exit_64() {
+fn globs_keep_sqlite_files_label_below_their_literal_directory_and_usage_errors_exit_64() {
     let dir = scratch();
     let d = dir.path();
     for sub in ["a", "b"] {
@@ -427,7 +425,7 @@ fn globs_keep_sqlite_files_labels_tell_equal_names_apart_and_usage_errors_exit_6
         .map(|s| s.labels.iter().find(|(k, _)| k == "db").unwrap().1.clone())
         .collect();
     up.sort();
-    assert_eq!(up, ["a/app.db", "b/app.db", "wal.db"]);
+    assert_eq!(up, ["a/app.db", "b/app.db", "b/wal.db"]);
 
     for (args, expected) in [
         (&["*.nothing"][..], "glob '*.nothing' matches no SQLite database"),
@@ -442,6 +440,140 @@ fn globs_keep_sqlite_files_labels_tell_equal_names_apart_and_usage_errors_exit_6
         assert_eq!(status, 64, "{args:?}: {out}{err}");
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(err.lines().count() <= 6, "{args:?}: {err}");
+    }
+}
+
+fn up_labels(out: &str) -> Vec<String> {
+    let samples = assert_sound(out);
+    let mut up: Vec<String> = samples
+        .iter()
+        .filter(|s| s.name == "vigil_up")
+        .map(|s| s.labels.iter().find(|(k, _)| k == "db").unwrap().1.clone())
+        .collect();
+    up.sort();
+    up
+}
+
+/// A database's `db` label must not depend on which other databases share the command: a new tenant matched by
+/// the glob must not rename the existing series (history, alert `for:` timers and inhibits key on it).
+#[test]
+fn a_label_stays_the_same_whatever_other_databases_the_command_names() {
+    let dir = scratch();
+    let d = dir.path();
+    let srv = d.join("srv");
+    std::fs::create_dir_all(srv.join("shop")).unwrap();
+    demo_db(&srv.join("shop/app.db"));
+    let glob = format!("{}/*/app.db", srv.display());
+    let (status, out, err) = metrics(d, &[&glob]);
+    assert_eq!((status, up_labels(&out)), (0, vec!["shop/app.db".to_string()]), "{err}");
+
+    std::fs::create_dir_all(srv.join("blog")).unwrap();
+    demo_db(&srv.join("blog/app.db"));
+    let (status, out, err) = metrics(d, &[&glob]);
+    assert_eq!((status, up_labels(&out)), (0, vec!["blog/app.db".to_string(), "shop/app.db".to_string()]), "{err}");
+    let (_, out, _) = metrics(&srv.join("shop"), &["*.db"]);
+    assert_eq!(up_labels(&out), ["app.db"], "'*.db': relative to the current directory");
+
+    // Named explicitly: the file name, alone or not.
+    let (status, out, err) = metrics(d, &["srv/shop/app.db"]);
+    assert_eq!((status, up_labels(&out)), (0, vec!["app.db".to_string()]), "{err}");
+    let (status, out, err) = metrics(d, &["srv/shop/app.db", "srv/blog/app.db"]);
+    assert_eq!(status, 64, "two explicit app.db are a usage error, never renamed: {out}{err}");
+    assert!(err.contains("'srv/shop/app.db' and 'srv/blog/app.db' would both be labelled db='app.db'"), "{err}");
+    assert!(err.contains("glob that covers both their directories") && err.lines().count() <= 3, "{err}");
+}
+
+#[test]
+fn thresholds_tune_the_health_status_as_vigil_health_does() {
+    let dir = scratch();
+    demo_db(&dir.path().join("app.db"));
+    let overall = |args: &[&str]| {
+        let (status, out, err) = metrics(dir.path(), args);
+        assert_eq!(status, 0, "{err}");
+        value(&assert_sound(&out), "vigil_health_overall_status", &[("db", "app.db")]).unwrap()
+    };
+    let status_of = |args: &[&str], check: &str| {
+        let (_, out, _) = metrics(dir.path(), args);
+        value(&assert_sound(&out), "vigil_health_status", &[("db", "app.db"), ("check", check)]).unwrap()
+    };
+    assert_eq!(status_of(&["app.db"], "tables"), 0.0);
+    assert_eq!(status_of(&["app.db", "--threshold", "file_size=1,1"], "file_size"), 2.0);
+    assert_eq!(overall(&["app.db", "--threshold", "file_size=1"]), 1.0, "warning only");
+    assert_eq!(
+        status_of(&["app.db", "--threshold", "file_size=1,1", "--threshold", "file_size=none,none"], "file_size"),
+        0.0,
+        "the last one wins, none disables"
+    );
+    let (status, _, err) = metrics(dir.path(), &["app.db", "--threshold", "file_size=lots"]);
+    assert_eq!(status, 64);
+    assert!(err.contains("--threshold 'file_size=lots': expected NAME=WARNING[,CRITICAL]"), "{err}");
+}
+
+/// A reader of a WAL database must create its -shm file; a user who cannot write the directory gets SQLite's
+/// bare "attempt to write a readonly database" unless vigil names the cause and the way out.
+#[test]
+fn a_wal_database_in_a_directory_the_user_cannot_write_names_the_shm_file_and_what_to_do() {
+    let dir = scratch();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    demo_db(&data.join("app.db"));
+    create_db(&data.join("app.db"), "PRAGMA journal_mode=wal;");
+    assert!(!data.join("app.db-shm").exists());
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path(), &data] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(data.join("app.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(cli_binary())
+        .args(["metrics", data.join("app.db").to_str().unwrap()])
+        .env("VIGIL_EXTENSION", library())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    assert!(err.contains("attempt to write a readonly database"), "{err}");
+    assert!(err.contains("in WAL mode, a reader must create the -shm file beside it"), "{err}");
+    assert!(err.contains("run as a user who can, or while the application has the database open"), "{err}");
+    assert_eq!(value(&assert_sound(&text(&out.stdout)), "vigil_up", &[("db", "app.db")]), Some(0.0));
+}
+
+#[test]
+fn textfile_name_lets_several_commands_share_one_directory() {
+    let dir = scratch();
+    let d = dir.path();
+    demo_db(&d.join("a.db"));
+    demo_db(&d.join("b.db"));
+    std::fs::create_dir(d.join("out")).unwrap();
+    let (status, _, err) = metrics(d, &["a.db", "--textfile", "out", "--textfile-name", "vigil-a.prom"]);
+    assert_eq!(status, 0, "{err}");
+    let (status, _, err) = metrics(d, &["b.db", "--textfile", "out"]);
+    assert_eq!(status, 0, "{err}");
+    let a = std::fs::read_to_string(d.join("out/vigil-a.prom")).unwrap();
+    assert_eq!(value(&assert_sound(&a), "vigil_up", &[("db", "a.db")]), Some(1.0));
+    let b = std::fs::read_to_string(d.join("out/vigil.prom")).unwrap();
+    assert_eq!(value(&assert_sound(&b), "vigil_up", &[("db", "b.db")]), Some(1.0));
+    for bad in ["../x.prom", "x.txt", ".prom", ".hidden.prom", "sub/x.prom"] {
+        let (status, _, err) = metrics(d, &["a.db", "--textfile", "out", "--textfile-name", bad]);
+        assert_eq!(status, 64, "{bad}: {err}");
+        assert!(err.contains("plain file name ending in .prom"), "{bad}: {err}");
+    }
+    let (status, _, err) = metrics(d, &["a.db", "--textfile-name", "x.prom"]);
+    assert_eq!(status, 64, "needs --textfile: {err}");
+}
+
+#[test]
+fn ratios_and_durations_carry_no_binary_noise() {
+    let dir = scratch();
+    demo_db(&dir.path().join("app.db"));
+    let (status, out, err) = metrics(dir.path(), &["app.db"]);
+    assert_eq!(status, 0, "{err}");
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        let number = line.rsplit(' ').next().unwrap();
+        let decimals = number.split_once('.').map_or(0, |(_, d)| d.trim_start_matches(|c: char| c == '-').len());
+        assert!(decimals <= 6 || number.contains('e'), "{line}");
     }
 }
 
@@ -588,6 +720,36 @@ fn the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests() {
     let variables: Vec<&str> =
         dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(variables, ["datasource", "job", "db"]);
+}
+
+fn panel<'a>(dashboard: &'a serde_json::Value, title: &str) -> &'a serde_json::Value {
+    let panels = dashboard["panels"].as_array().unwrap();
+    panels.iter().find(|p| p["title"].as_str().unwrap().starts_with(title)).unwrap_or_else(|| panic!("{title}"))
+}
+
+/// What the review found wrong in the shipped dashboard: a table fed a range query, a backup age of 56 years
+/// for a database without a backup, and "ok" for a status that may be info.
+#[test]
+fn the_dashboard_tables_are_instant_backup_age_skips_no_backup_and_0_reads_ok_or_info() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("contrib/grafana/vigil-dashboard.json")).unwrap())
+            .unwrap();
+    for table in dashboard["panels"].as_array().unwrap().iter().filter(|p| p["type"] == "table") {
+        for target in table["targets"].as_array().unwrap() {
+            assert_eq!(
+                (&target["instant"], &target["format"]),
+                (&serde_json::json!(true), &serde_json::json!("table"))
+            );
+        }
+    }
+    let top = panel(&dashboard, "Top statements");
+    assert_eq!(top["fieldConfig"]["defaults"]["unit"], "percentunit", "seconds per second is a share");
+    let age = panel(&dashboard, "Backup age")["targets"][0]["expr"].as_str().unwrap();
+    assert!(age.contains("vigil_backup_last_success_timestamp_seconds{") && age.ends_with("> 0)"), "{age}");
+    let none = panel(&dashboard, "No verified backup")["targets"][0]["expr"].as_str().unwrap();
+    assert!(none.contains("== bool 0"), "{none}");
+    let mapping = &panel(&dashboard, "Health checks")["fieldConfig"]["defaults"]["mappings"][0]["options"]["0"];
+    assert_eq!(mapping["text"], "ok/info");
 }
 
 #[test]

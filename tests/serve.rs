@@ -799,9 +799,20 @@ fn a_real_prometheus_scrapes_serve_and_every_dashboard_and_rule_expression_retur
         checks.push(("dashboard".into(), expr));
     }
     let rule_count = rule_exprs(&rules).len();
+    let mut absent_rules = 0;
     for expr in rule_exprs(&rules) {
-        checks.push(("rule".into(), without_threshold(&expr)));
+        match expr.trim().strip_prefix("absent(").and_then(|e| e.strip_suffix(')')) {
+            // absent(X) is empty while X exists: X must return data and absent(X) none.
+            Some(inner) => {
+                checks.push(("rule (the series absent() watches)".into(), inner.to_string()));
+                let (status, result) = prometheus.query(&expr).unwrap();
+                assert_eq!((status.as_str(), &result), ("success", &serde_json::json!([])), "{expr} with data");
+                absent_rules += 1;
+            }
+            None => checks.push(("rule".into(), without_threshold(&expr))),
+        }
     }
+    assert_eq!(absent_rules, 1, "VigilMetricsAbsent's absent(vigil_up) is checked");
     assert!(checks.len() >= 20 && rule_count >= 5, "{checks:?}");
     let mut failures = Vec::new();
     for (what, expr) in &checks {

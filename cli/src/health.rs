@@ -51,17 +51,23 @@ fn options(args: &HealthArgs) -> Result<Json, Failure> {
     } else {
         "quick"
     };
-    let mut thresholds = Map::new();
-    for spec in &args.thresholds {
-        let (name, levels) = parse_threshold(spec)?;
-        thresholds.insert(name, levels);
-    }
+    let thresholds = parse_thresholds(&args.thresholds)?;
     Ok(json!({
         "schema": args.schema,
         "integrity": integrity,
         "fragmentation": args.full,
         "thresholds": thresholds,
     }))
+}
+
+/// Every `--threshold NAME=WARN[,CRIT]` as the `thresholds` option of health_json and vigil_metrics.
+pub fn parse_thresholds(specs: &[String]) -> Result<Map<String, Json>, Failure> {
+    let mut thresholds = Map::new();
+    for spec in specs {
+        let (name, levels) = parse_threshold(spec)?;
+        thresholds.insert(name, levels);
+    }
+    Ok(thresholds)
 }
 
 fn parse_threshold(spec: &str) -> Result<(String, Json), Failure> {

@@ -163,10 +163,26 @@ pub fn explained(failure: Failure, db: Option<&std::path::Path>, busy_timeout_ms
             "{file}{message}: a hot journal beside it (left by a crashed writer) must be rolled back first, which only \
              a read-write connection can do: let the application open it, or run `vigil health --snapshot` once"
         )
+    } else if message.contains("attempt to write a readonly database") && db.is_some_and(wal_without_shm) {
+        format!(
+            "{file}{message}: in WAL mode, a reader must create the -shm file beside it, in a directory this user \
+             cannot write: run as a user who can, or while the application has the database open"
+        )
     } else {
         message
     };
     Failure { message, ..failure }
+}
+
+/// Whether the database is in WAL mode (header bytes 18 and 19 are 2) with no `-shm` beside it: a reader must
+/// then create the `-shm` file, and fails where it cannot write the directory.
+fn wal_without_shm(db: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let wal = std::fs::File::open(db).and_then(|mut f| f.read_exact(&mut header)).is_ok() && header[18..20] == [2, 2];
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    wal && !std::path::Path::new(&shm).exists()
 }
 
 /// Whether a rollback journal lies beside the database (SQLite reading it read-only cannot roll it back).

@@ -35,7 +35,8 @@ pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport 
                 kind: "gauge".into(),
                 help: "Time vigil took to collect this database's metrics".into(),
                 labels: vec![],
-                value: started.elapsed().as_secs_f64(),
+                // Microseconds: the clock says more than the collection can mean.
+                value: started.elapsed().as_micros() as f64 / 1e6,
             });
         }
         Err(failure) => report.error = Some(explained(failure, global, target)),
@@ -55,6 +56,7 @@ fn options_json(options: &Options) -> Result<Json, Failure> {
         // The CLI never traces: the statistics are those the applications saved.
         "query_stats": "saved",
         "details": true,
+        "thresholds": options.thresholds,
     });
     if let Some(dir) = &options.backups {
         let dir = dir.to_str().ok_or_else(|| {
@@ -97,7 +99,9 @@ fn absorb(report: &mut DbReport, mut sample: Sample) {
             Some(labels.remove(i).1)
         };
         let status = take(&mut sample.labels, "status").unwrap_or_default();
+        // In CLI terms: serve's log and /health speak to someone at a shell, not in SQL.
         let detail = take(&mut sample.labels, "detail").unwrap_or_default();
+        let detail = crate::sql::cli_terms(&detail, Some(&report.target.path));
         let value = take(&mut sample.labels, "value").and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();
         let check = sample.labels.iter().find(|(k, _)| k == "check").map(|(_, v)| v.clone()).unwrap_or_default();
         if rank(&status) > rank(report.status.as_deref().unwrap_or("ok")) || report.status.is_none() {

@@ -55,6 +55,8 @@ pub struct Options {
     /// Per-statement series for the top N saved statements by total time (0 = none, the default).
     pub statements: usize,
     pub depth: Depth,
+    /// Threshold overrides (`--threshold`, parsed as `vigil health` does): vigil_metrics's `thresholds` option.
+    pub thresholds: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A check that is not ok, as /health names it.
@@ -126,6 +128,9 @@ pub struct MetricsArgs {
     /// Write DIR/vigil.prom atomically (node_exporter's textfile collector) instead of printing
     #[arg(long, value_name = "DIR")]
     pub textfile: Option<PathBuf>,
+    /// The file --textfile writes (default vigil.prom): one name per command sharing the directory
+    #[arg(long, value_name = "NAME.prom", requires = "textfile", value_parser = textfile::parse_name)]
+    pub textfile_name: Option<String>,
     /// A backup directory: export the newest backup of each database found in it
     #[arg(long, value_name = "DIR")]
     pub backups: Option<PathBuf>,
@@ -138,6 +143,9 @@ pub struct MetricsArgs {
     /// Also run integrity_check and the fragmentation scan
     #[arg(long)]
     pub full: bool,
+    /// Override a health threshold, as `vigil health --threshold` (tunes vigil_health_status and the exit code)
+    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
+    pub thresholds: Vec<String>,
 }
 
 /// `vigil metrics`: exit 0 when every database could be read, 3 when one could not (its `vigil_up 0` is written).
@@ -150,7 +158,8 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
     }
     let targets = targets(&args.databases)?;
     let depth = Depth::from_flags(args.quick, args.full);
-    let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth };
+    let thresholds = crate::health::parse_thresholds(&args.thresholds)?;
+    let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth, thresholds };
     // One connection holding the extension keeps its library mapped, so that each database's connection loads
     // it without SQLite's dlclose and the next dlopen mapping it all again.
     let _library = crate::extension::open_memory(global).ok();
@@ -170,7 +179,7 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
     let text = render(&reports);
     match &args.textfile {
         Some(dir) => {
-            textfile::write(dir, &text)?;
+            textfile::write(dir, args.textfile_name.as_deref().unwrap_or(textfile::FILE_NAME), &text)?;
         }
         None => print!("{text}"),
     }

@@ -1,6 +1,9 @@
 //! Which databases `vigil metrics` and `vigil serve` report on, and the `db` label each one gets.
+//!
+//! A label must not depend on which other databases share the command: dashboards, alert `for:` timers and
+//! history key on it, so a new tenant appearing under a glob must not rename the others.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -10,32 +13,63 @@ use crate::Failure;
 /// The first 16 bytes of every SQLite database file.
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// A database found on the command line, and the directory its label is relative to.
+#[derive(Debug)]
+pub struct Found {
+    pub path: PathBuf,
+    /// For a glob's match: the glob's literal (wildcard-free) leading directory. None for a path named
+    /// explicitly, whose label is its file name.
+    pub base: Option<PathBuf>,
+}
+
 /// Paths named explicitly are kept whatever they hold (a missing or damaged one must show as `vigil_up 0`);
 /// files matched by a glob are kept only when they start with SQLite's magic header, so that `-wal`, `-shm`,
 /// journals and other files beside the databases are skipped.
-pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, Failure> {
-    let mut paths = Vec::new();
+pub fn expand(patterns: &[String]) -> Result<Vec<Found>, Failure> {
+    let mut found = Vec::new();
     for pattern in patterns {
         if !is_glob(pattern) {
-            paths.push(PathBuf::from(pattern));
+            found.push(Found { path: PathBuf::from(pattern), base: None });
             continue;
         }
         let matched = glob::glob(pattern)
             .map_err(|e| Failure::usage(format!("bad glob {}: {} at character {}", quoted(pattern), e.msg, e.pos)))?;
-        let before = paths.len();
-        paths.extend(matched.filter_map(Result::ok).filter(|path| is_sqlite_file(path)));
-        if paths.len() == before {
+        let before = found.len();
+        let base = literal_base(pattern);
+        found.extend(
+            matched
+                .filter_map(Result::ok)
+                .filter(|path| is_sqlite_file(path))
+                .map(|path| Found { path, base: Some(base.clone()) }),
+        );
+        if found.len() == before {
             return Err(Failure::usage(format!(
                 "glob {} matches no SQLite database; check the pattern (quote it so the shell leaves it alone)",
                 quoted(pattern)
             )));
         }
     }
-    Ok(paths)
+    Ok(found)
 }
 
 fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
+}
+
+/// The glob's leading components up to (not including) the first with a wildcard: `/srv/*/app.db` → `/srv`,
+/// `*.db` → `.` (the current directory).
+fn literal_base(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    for component in Path::new(pattern).components() {
+        if is_glob(&component.as_os_str().to_string_lossy()) {
+            break;
+        }
+        base.push(component);
+    }
+    if base.as_os_str().is_empty() {
+        base.push(".");
+    }
+    base
 }
 
 fn is_sqlite_file(path: &Path) -> bool {
@@ -45,34 +79,48 @@ fn is_sqlite_file(path: &Path) -> bool {
     regular && std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok() && &header == MAGIC
 }
 
-/// One target per distinct file (the same file named twice, by glob or path, is one target), labelled with its
-/// file name or, when file names collide, the shortest path suffix that tells them apart.
-pub fn labelled(paths: Vec<PathBuf>) -> Result<Vec<Target>, Failure> {
+/// One target per distinct file (the same file named twice, by glob or path, is one target: the first naming
+/// wins), labelled on its own: a glob's match by its path below the glob's literal directory, a path named
+/// explicitly by its file name. Two targets with one label are a usage error, never a silent renaming.
+pub fn labelled(found: Vec<Found>) -> Result<Vec<Target>, Failure> {
     let mut seen = HashSet::new();
-    let mut unique = Vec::new();
-    for path in paths {
-        let absolute = absolute(&path);
-        let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(components(&absolute).join("/")));
-        if seen.insert(identity) {
-            unique.push((path, absolute));
+    let mut targets: Vec<Target> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for Found { path, base } in found {
+        let absolute = components(&absolute(&path));
+        let identity = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(absolute.join("/")));
+        if !seen.insert(identity) {
+            continue;
         }
-    }
-    let suffixes: Vec<Vec<String>> = unique.iter().map(|(_, absolute)| components(absolute)).collect();
-    let mut targets = Vec::new();
-    for (i, (path, absolute)) in unique.iter().enumerate() {
-        let name = distinguishing_suffix(i, &suffixes).unwrap_or_else(|| absolute.display().to_string());
-        targets.push(Target { name, path: path.clone() });
-    }
-    let mut names = HashSet::new();
-    for target in &targets {
-        if !names.insert(target.name.clone()) {
-            return Err(Failure::usage(format!(
-                "two databases would both be labelled db={}; name them by distinct paths",
-                quoted(&target.name)
-            )));
+        let name = label(&absolute, base.as_deref());
+        if let Some(&other) = by_name.get(&name) {
+            return Err(collision(&name, &targets[other].path, &path));
         }
+        by_name.insert(name.clone(), targets.len());
+        targets.push(Target { name, path });
     }
     Ok(targets)
+}
+
+/// The label of one database: its components below `base` (when it lies below it), else its file name.
+fn label(absolute: &[String], base: Option<&Path>) -> String {
+    let file_name = || absolute.last().cloned().unwrap_or_default();
+    let Some(base) = base else { return file_name() };
+    let base = components(&self::absolute(base));
+    match absolute.strip_prefix(base.as_slice()) {
+        Some(rest) if !rest.is_empty() => rest.join("/"),
+        _ => file_name(),
+    }
+}
+
+fn collision(name: &str, first: &Path, second: &Path) -> Failure {
+    Failure::usage(format!(
+        "{} and {} would both be labelled db={}; name them through one glob that covers both their directories \
+         (e.g. '/srv/*/app.db' labels them shop/app.db and blog/app.db), or serve them with separate commands",
+        quoted(&first.display().to_string()),
+        quoted(&second.display().to_string()),
+        quoted(name)
+    ))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -94,19 +142,6 @@ fn components(path: &Path) -> Vec<String> {
     parts
 }
 
-/// The last k components of path i, k as small as makes it differ from every other path's last k.
-fn distinguishing_suffix(i: usize, all: &[Vec<String>]) -> Option<String> {
-    let mine = &all[i];
-    let mut needed = 1;
-    for (j, other) in all.iter().enumerate() {
-        if j != i {
-            let common = mine.iter().rev().zip(other.iter().rev()).take_while(|(a, b)| a == b).count();
-            needed = needed.max(common + 1);
-        }
-    }
-    (needed <= mine.len()).then(|| mine[mine.len() - needed..].join("/"))
-}
-
 fn quoted(text: &str) -> String {
     crate::sql::quoted(text)
 }
@@ -115,14 +150,43 @@ fn quoted(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn names(paths: &[&str]) -> Vec<String> {
-        labelled(paths.iter().map(PathBuf::from).collect()).unwrap().into_iter().map(|t| t.name).collect()
+    fn found(path: &str, base: Option<&str>) -> Found {
+        Found { path: PathBuf::from(path), base: base.map(PathBuf::from) }
+    }
+
+    fn names(found: Vec<Found>) -> Vec<String> {
+        labelled(found).unwrap().into_iter().map(|t| t.name).collect()
     }
 
     #[test]
-    fn file_names_unless_they_collide() {
-        assert_eq!(names(&["/x/a/app.db", "/x/b/app.db", "/x/other.db"]), ["a/app.db", "b/app.db", "other.db"]);
-        assert_eq!(names(&["/x/a/app.db", "/y/a/app.db"]), ["x/a/app.db", "y/a/app.db"]);
-        assert_eq!(names(&["/x/app.db", "/x/./app.db", "/x/y/../app.db"]), ["app.db"]);
+    fn globs_label_below_their_literal_directory() {
+        assert_eq!(literal_base("/srv/*/app.db"), PathBuf::from("/srv"));
+        assert_eq!(literal_base("*.db"), PathBuf::from("."));
+        assert_eq!(literal_base("/srv/**/x.db"), PathBuf::from("/srv"));
+        assert_eq!(literal_base("data/t[0-9]/a.db"), PathBuf::from("data"));
+        let glob = Some("/srv");
+        assert_eq!(names(vec![found("/srv/shop/app.db", glob)]), ["shop/app.db"]);
+        assert_eq!(
+            names(vec![found("/srv/blog/app.db", glob), found("/srv/shop/app.db", glob)]),
+            ["blog/app.db", "shop/app.db"]
+        );
+        assert_eq!(names(vec![found("/srv/a/b/x.db", glob)]), ["a/b/x.db"]);
+    }
+
+    #[test]
+    fn explicit_paths_are_their_file_names_whoever_else_is_there() {
+        assert_eq!(names(vec![found("/x/a/app.db", None), found("/x/other.db", None)]), ["app.db", "other.db"]);
+        assert_eq!(
+            names(vec![found("/x/app.db", None), found("/x/./app.db", None), found("/x/y/../app.db", None)]),
+            ["app.db"]
+        );
+    }
+
+    #[test]
+    fn a_label_collision_names_both_paths() {
+        let error = labelled(vec![found("/x/a/app.db", None), found("/x/b/app.db", None)]).unwrap_err();
+        assert_eq!(error.code, crate::exit::USAGE);
+        assert!(error.message.contains("'/x/a/app.db' and '/x/b/app.db'"), "{}", error.message);
+        assert!(error.message.contains("glob"), "{}", error.message);
     }
 }

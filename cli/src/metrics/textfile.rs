@@ -10,12 +10,24 @@ use crate::Failure;
 
 pub const FILE_NAME: &str = "vigil.prom";
 
+/// `--textfile-name`: a plain file name ending in `.prom` (the collector reads only those), so that several
+/// commands can write into one textfile directory without replacing each other's file.
+pub fn parse_name(text: &str) -> Result<String, String> {
+    let stem = text.strip_suffix(".prom").unwrap_or("");
+    let plain = !stem.is_empty() && !text.starts_with('.') && !text.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(text.to_string())
+    } else {
+        Err("expected a plain file name ending in .prom, such as vigil-shop.prom".to_string())
+    }
+}
+
 /// Writes a temporary file in DIR (its name does not end in `.prom`, so the collector ignores it), fsyncs it,
-/// renames it over DIR/vigil.prom and fsyncs DIR. The temporary file is created exclusively and without following
+/// renames it over DIR/NAME (vigil.prom unless `--textfile-name`) and fsyncs DIR. The temporary file is created exclusively and without following
 /// symlinks, so nothing planted at its name is written through; rename replaces a symlink planted at
 /// DIR/vigil.prom itself, never the file it points to.
-pub fn write(dir: &Path, text: &str) -> Result<PathBuf, Failure> {
-    let target = dir.join(FILE_NAME);
+pub fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Failure> {
+    let target = dir.join(name);
     let fail = |what: &str, e: std::io::Error| {
         Failure::unknown(format!("--textfile: cannot {what} in {}: {e}", dir.display()))
     };
@@ -30,7 +42,7 @@ pub fn write(dir: &Path, text: &str) -> Result<PathBuf, Failure> {
     drop(file);
     if let Err(e) = written.and_then(|_| std::fs::rename(&temp, &target)) {
         let _ = std::fs::remove_file(&temp);
-        return Err(fail(&format!("write {FILE_NAME}"), e));
+        return Err(fail(&format!("write {name}"), e));
     }
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("sync the directory", e))?;
     Ok(target)

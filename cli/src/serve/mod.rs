@@ -48,8 +48,11 @@ pub struct ServeArgs {
     /// Also run integrity_check and the fragmentation scan at every refresh
     #[arg(long)]
     pub full: bool,
-    /// Stop after N refreshes, exit 0 (a smoke test of the databases and the address; default: until SIGINT
-    /// or SIGTERM)
+    /// Override a health threshold, as `vigil health --threshold` (tunes vigil_health_status and /health's 503)
+    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
+    pub thresholds: Vec<String>,
+    /// Stop after N refreshes (a smoke test of the databases and the address): exit 0, or 3 when the last
+    /// refresh could not read a database (default: until SIGINT or SIGTERM)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 }
@@ -61,16 +64,18 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// What a refresh collects, from the flags.
-fn options(args: &ServeArgs) -> Options {
-    Options {
+fn options(args: &ServeArgs) -> Result<Options, Failure> {
+    Ok(Options {
         backups: args.backups.clone(),
         statements: args.statements,
         depth: Depth::from_flags(args.quick, args.full),
-    }
+        thresholds: crate::health::parse_thresholds(&args.thresholds)?,
+    })
 }
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     let targets = metrics::targets(&args.patterns)?;
+    let options = options(args)?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Failure::usage(format!(
             "serve: cannot listen on {}: {}; choose another --listen IP:PORT",
@@ -86,7 +91,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     http::spawn(listener, http::LIMITS, Arc::new(move |request: &Request| answer(request, &answers, &names, every)))
         .map_err(|e| Failure::unknown(format!("serve: cannot start the HTTP thread: {}", plain(&e))))?;
     announce(bound, &targets, every);
-    refresh_until_stopped(global, targets, options(args), args, cache)
+    refresh_until_stopped(global, targets, options, args, cache)
 }
 
 /// An I/O error as a person reads it: "Address already in use", without Rust's "(os error 98)".
@@ -135,21 +140,30 @@ fn refresh_until_stopped(
     std::thread::Builder::new()
         .name("vigil-refresh".into())
         .spawn(move || {
-            refresh_loop(&global, &targets, &options, every, count, &cache);
-            let _ = done.send(());
+            let all_up = refresh_loop(&global, &targets, &options, every, count, &cache);
+            let _ = done.send(all_up);
         })
         .map_err(|e| Failure::unknown(format!("serve: cannot start the refresh thread: {}", plain(&e))))?;
     loop {
         if interrupt::received().is_some() {
             return Ok(stopped());
         }
-        if finished.recv_timeout(Duration::from_millis(20)).is_ok() {
-            return Ok(interrupt::received().map_or(exit::OK, |_| stopped()));
+        if let Ok(all_up) = finished.recv_timeout(Duration::from_millis(20)) {
+            return Ok(interrupt::received().map_or_else(|| counted_exit(all_up), |_| stopped()));
         }
     }
 }
 
-/// Refreshes until a signal came or `count` refreshes are done.
+/// After `--count` refreshes, as `vigil metrics` exits: 3 when the last refresh could not read a database.
+fn counted_exit(all_up: bool) -> u8 {
+    if all_up {
+        exit::OK
+    } else {
+        exit::UNKNOWN
+    }
+}
+
+/// Refreshes until a signal came or `count` refreshes are done; whether the last refresh read every database.
 fn refresh_loop(
     global: &Global,
     targets: &[Target],
@@ -157,7 +171,7 @@ fn refresh_loop(
     every: Duration,
     count: Option<u64>,
     cache: &Cache,
-) {
+) -> bool {
     // A connection holding the extension keeps its library mapped for the life of the loop: each database's
     // connection then loads it without SQLite's dlclose and a new dlopen per database and refresh.
     let _library = crate::extension::open_memory(global).ok();
@@ -165,15 +179,16 @@ fn refresh_loop(
     let mut done = 0;
     let mut previous: Option<Arc<Snapshot>> = None;
     loop {
-        let Some(snapshot) = refresh(global, targets, options) else { return };
+        let Some(snapshot) = refresh(global, targets, options) else { return false };
         for line in changes(previous.as_deref(), &snapshot) {
             eprintln!("vigil serve: {line}");
         }
+        let all_up = snapshot.reports.iter().all(|r| r.up);
         cache.publish(snapshot);
         previous = cache.latest();
         done += 1;
         if count == Some(done) || !interrupt::sleep_until(started + crate::pit::next_slot(started.elapsed(), every)) {
-            return;
+            return all_up;
         }
     }
 }

@@ -48,6 +48,18 @@ pub fn code(status: Status) -> f64 {
     }
 }
 
+/// A check's value in base units, rounded to millionths (of a ratio, of a second): multiplying by 0.01 or by
+/// 86400 leaves binary noise such as 0.5650000000000001 that no reader wants in a series.
+fn in_base_units(value: f64, factor: f64) -> f64 {
+    let scaled = value * factor;
+    match scaled {
+        _ if factor == 1.0 || !scaled.is_finite() => scaled,
+        // Beyond 1e9 millionths no longer fit a double's 53 bits: whole units are precise enough there.
+        _ if scaled.abs() >= 1e9 => scaled.round(),
+        _ => (scaled * 1e6).round() / 1e6,
+    }
+}
+
 pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
     let report = health::build_report(db, &options.health)?;
     let mut rows = vec![Row::gauge("vigil_health_overall_status", OVERALL_HELP, code(report.status()))];
@@ -62,7 +74,7 @@ pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
     }
     for (name, metric, factor, help) in CHECK_METRICS {
         if let Some(value) = find(&report.checks, name).and_then(|c| c.value.as_f64()) {
-            rows.push(Row::gauge(metric, help, value * factor));
+            rows.push(Row::gauge(metric, help, in_base_units(value, *factor)));
         }
     }
     let text = |name| find(&report.checks, name).and_then(|c| c.value.as_str().map(str::to_string));
@@ -91,4 +103,19 @@ pub fn maintenance_rows(db: Db, options: &Options) -> Result<Vec<Row>> {
             Row::gauge("vigil_maintenance_last_run_timestamp_seconds", HELP, seconds).label("level", level)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_values_carry_no_binary_noise() {
+        assert_eq!((56.5 * 0.01).to_string(), "0.5650000000000001", "the noise this removes");
+        assert_eq!(in_base_units(56.5, 0.01).to_string(), "0.565");
+        assert_eq!(in_base_units(0.3, 86400.0).to_string(), "25920");
+        assert_eq!(in_base_units(1.1, 3600.0).to_string(), "3960");
+        assert_eq!(in_base_units(123456789.0, 86400.0), 10666666569600.0);
+        assert_eq!(in_base_units(4097.0, 1.0), 4097.0);
+    }
 }
