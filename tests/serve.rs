@@ -598,6 +598,61 @@ fn bad_flags_are_usage_errors_and_other_addresses_are_announced() {
     assert!(!text(&out.stderr).contains("loopback"), "{}", both(&out));
 }
 
+/// `--count N` is a smoke test: it must fail (3, as `vigil metrics`) when the last refresh could not read a
+/// database, and pass (0) when it could.
+#[test]
+fn count_exits_3_when_the_last_refresh_could_not_read_a_database() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = |dbs: &[&str]| {
+        let out = Command::new(cli_binary())
+            .arg("serve")
+            .args(dbs)
+            .args(["--listen", "127.0.0.1:0", "--every", "10ms", "--count", "2"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (code(&out), text(&out.stderr))
+    };
+    let (status, err) = serve(&["shop.db", "gone.db"]);
+    assert_eq!(status, 3, "{err}");
+    assert!(err.contains("gone.db: unknown"), "{err}");
+    assert_eq!(serve(&["shop.db"]).0, 0);
+}
+
+/// `--threshold` (vigil health's syntax) reaches vigil_metrics: a check made critical turns /health to 503;
+/// check details speak CLI (`vigil backup DB DIR/`), not SQL.
+#[test]
+fn thresholds_turn_health_503_and_details_name_cli_commands() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "10s"]);
+    serve.wait_ready();
+    let (status, body) = serve.health("/health/shop.db");
+    assert_eq!(status, 200, "{body}");
+    let details = body.to_string();
+    assert!(details.contains("vigil backup shop.db /path/to/backups/"), "{details}");
+    assert!(!details.contains("SELECT"), "{details}");
+    drop(serve);
+
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "10s", "--threshold", "file_size=1,1"]);
+    serve.wait_ready();
+    let (status, body) = serve.health("/health/shop.db");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("\"check\":\"file_size\""), "{body}");
+    let metrics = serve.get("/metrics").text();
+    assert!(metrics.contains("vigil_health_status{db=\"shop.db\",check=\"file_size\"} 2"), "{metrics}");
+    drop(serve);
+
+    let out = Command::new(cli_binary())
+        .args(["serve", "shop.db", "--threshold", "nonsense", "--count", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains("--threshold 'nonsense': expected NAME=WARNING[,CRITICAL]"), "{}", both(&out));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // A real Prometheus.
 
