@@ -33,7 +33,11 @@ pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
     rows.push(Row::gauge("vigil_backup_last_success_timestamp_seconds", SUCCESS_HELP, at));
     if let Some(b) = newest {
         rows.push(Row::gauge("vigil_backup_last_size_bytes", SIZE_HELP, b.bytes as f64));
-        rows.push(Row::gauge("vigil_backup_last_duration_seconds", DURATION_HELP, b.duration_ms / 1000.0));
+        rows.push(Row::gauge(
+            "vigil_backup_last_duration_seconds",
+            DURATION_HELP,
+            super::millionths(b.duration_ms / 1000.0),
+        ));
     }
     Ok(rows)
 }

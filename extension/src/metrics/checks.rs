@@ -52,12 +52,10 @@ pub fn code(status: Status) -> f64 {
 /// 86400 leaves binary noise such as 0.5650000000000001 that no reader wants in a series.
 fn in_base_units(value: f64, factor: f64) -> f64 {
     let scaled = value * factor;
-    match scaled {
-        _ if factor == 1.0 || !scaled.is_finite() => scaled,
-        // Beyond 1e9 millionths no longer fit a double's 53 bits: whole units are precise enough there.
-        _ if scaled.abs() >= 1e9 => scaled.round(),
-        _ => (scaled * 1e6).round() / 1e6,
+    if factor == 1.0 || !scaled.is_finite() {
+        return scaled;
     }
+    super::millionths(scaled)
 }
 
 pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {

@@ -107,6 +107,16 @@ impl TableFunction for VigilMetrics {
     }
 }
 
+/// A duration or ratio rounded to millionths: sums of floating-point durations and scaled values otherwise show
+/// binary noise (0.5650000000000001) in every series. Rounding is monotonic, so counters stay counters.
+pub fn millionths(value: f64) -> f64 {
+    if !value.is_finite() || value.abs() >= 1e9 {
+        // Beyond 1e9 millionths no longer fit a double's 53 bits: whole units are precise enough there.
+        return value.round();
+    }
+    (value * 1e6).round() / 1e6
+}
+
 /// Seconds since the Unix epoch of an RFC 3339 time.
 fn timestamp(text: &str) -> Option<f64> {
     crate::info::parse_utc(text).map(|t| t.timestamp_millis() as f64 / 1000.0)

@@ -76,7 +76,7 @@ fn histogram(totals: &QueryTotals) -> Vec<Row> {
     // The count includes calls above the last bound; a count below the buckets' sum would be inconsistent data.
     let count = d.count.max(cumulative);
     rows.push(sample("_bucket", count as f64).label("le", "+Inf"));
-    rows.push(sample("_sum", counted(d.sum_seconds)));
+    rows.push(sample("_sum", super::millionths(counted(d.sum_seconds))));
     rows.push(sample("_count", count as f64));
     rows
 }
@@ -102,7 +102,9 @@ fn statements(all: &[StatementTotals], n: usize) -> Vec<Row> {
     top.truncate(n);
     let families: [StatementFamily; 4] = [
         ("vigil_statement_calls_total", Kind::Counter, "Calls of the statement", |s| s.calls as f64),
-        ("vigil_statement_seconds_total", Kind::Counter, "Total time in the statement", |s| s.total_seconds),
+        ("vigil_statement_seconds_total", Kind::Counter, "Total time in the statement", |s| {
+            super::millionths(s.total_seconds)
+        }),
         ("vigil_statement_rows_total", Kind::Counter, "Rows the statement returned or changed", |s| s.rows as f64),
         ("vigil_statement_slow_calls_total", Kind::Counter, "Calls at or above the slow threshold", |s| {
             s.slow_calls as f64
