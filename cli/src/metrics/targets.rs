@@ -116,7 +116,7 @@ fn label(absolute: &[String], base: Option<&Path>) -> String {
 fn collision(name: &str, first: &Path, second: &Path) -> Failure {
     Failure::usage(format!(
         "{} and {} would both be labelled db={}; name them through one glob that covers both their directories \
-         (e.g. '/srv/*/app.db' labels them shop/app.db and blog/app.db), or serve them with separate commands",
+         (e.g. '/srv/*/app.db' labels them shop/app.db and blog/app.db), or name them in separate commands",
         quoted(&first.display().to_string()),
         quoted(&second.display().to_string()),
         quoted(name)
