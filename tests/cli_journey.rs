@@ -558,6 +558,7 @@ fn a_fifo_or_device_in_place_of_a_database_is_refused_not_waited_on() {
     let out = bounded(&["health", fifo_arg]);
     assert_eq!(code(&out), 3, "{}", both(&out));
     let out = bounded(&["serve", fifo_arg, good_arg, "--listen", "127.0.0.1:0", "--count", "1"]);
+    assert_eq!(code(&out), 3, "a refresh that could not read a database: {}", both(&out));
     assert!(text(&out.stderr).contains("FIFO"), "{}", both(&out));
 }
 
