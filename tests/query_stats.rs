@@ -571,3 +571,78 @@ fn planted_or_foreign_saved_statistics_never_take_the_database_down() {
     assert!(exposition.contains("vigil_database_size_bytes{db=\"q.db\"}"), "{exposition}");
     assert!(!exposition.contains("vigil_query_duration_seconds"), "{exposition}");
 }
+
+/// Calls of a statement whose text contains `needle`, as this connection's query_stats shows them.
+fn calls_of(conn: &Connection, needle: &str) -> f64 {
+    stats_of(conn, needle).first().map_or(0.0, |row| f(row, "calls"))
+}
+
+#[test]
+fn calls_of_another_connection_are_visible_as_soon_as_they_finished() {
+    // A reader sees every call that finished before it, from any connection and thread, closed or not, and
+    // however the tracer buffers them (a per-connection batch folded at read time was tried: 64 calls).
+    let _one = exclusive();
+    let dir = scratch();
+    let db = table_db(dir.path());
+    let reader = traced(&db, "{}");
+    let (writer_db, lookups) = (db.clone(), 7);
+    let other = std::thread::spawn(move || {
+        let conn = Rusqlite::open(&writer_db);
+        conn.query_row("SELECT query_stats_start()", [], |_| Ok(())).unwrap();
+        for id in 0..lookups {
+            conn.query_row("SELECT w AS other_conn FROM t WHERE id = ?1", [id + 1], |_| Ok(())).unwrap();
+        }
+        conn
+    })
+    .join()
+    .unwrap();
+    assert_eq!(calls_of(&reader, "other_conn"), 7.0, "another thread's connection, still open");
+    let info = json_of(&reader, "SELECT query_stats_info()");
+    assert!(info["calls"].as_u64().unwrap() >= 7, "{info}");
+    for id in 0..150 {
+        other.query_row("SELECT w AS other_conn FROM t WHERE id = ?1", [id + 1], |_| Ok(())).unwrap();
+    }
+    assert_eq!(calls_of(&reader, "other_conn"), 157.0, "more calls than one batch");
+    other.query_row("SELECT w AS other_conn FROM t WHERE id = 1", [], |_| Ok(())).unwrap();
+    drop(other);
+    assert_eq!(calls_of(&reader, "other_conn"), 158.0, "a closed connection's last calls");
+    // vigil_metrics on an untraced connection of the same process, and query_stats_save, see them too.
+    let exporter = Rusqlite::open(&db);
+    let exported: f64 = exporter
+        .query_row(
+            "SELECT max(value) FROM vigil_metrics('{\"query_stats\":\"live\"}') \
+             WHERE metric = 'vigil_query_duration_seconds_count'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(exported >= 158.0, "vigil_metrics saw {exported} calls");
+    let saved = json_of(&reader, "SELECT query_stats_save()");
+    assert!(saved["calls"].as_f64().unwrap() >= 158.0, "{saved}");
+    // A reset forgets calls still in a batch too.
+    reader.query_row("SELECT query_stats_reset()", [], |_| Ok(())).unwrap();
+    assert_eq!(calls_of(&reader, "other_conn"), 0.0);
+}
+
+#[test]
+fn rows_are_counted_per_statement_when_statements_interleave() {
+    let _one = exclusive();
+    let dir = scratch();
+    let db = table_db(dir.path());
+    let conn = traced(&db, "{}");
+    let mut five = conn.prepare("SELECT id AS five FROM t WHERE id <= 5").unwrap();
+    let mut three = conn.prepare("SELECT id AS three FROM t WHERE id <= 3").unwrap();
+    let mut outer = five.query([]).unwrap();
+    let mut seen = 0;
+    while outer.next().unwrap().is_some() {
+        seen += 1;
+        // Another statement starts and finishes between two rows of the first one.
+        let mut inner = three.query([]).unwrap();
+        while inner.next().unwrap().is_some() {}
+    }
+    drop(outer);
+    assert_eq!(seen, 5);
+    assert_eq!(f(&stats_of(&conn, "AS five")[0], "rows"), 5.0);
+    assert_eq!(f(&stats_of(&conn, "AS three")[0], "rows"), 15.0);
+    assert_eq!(f(&stats_of(&conn, "AS three")[0], "calls"), 5.0);
+}

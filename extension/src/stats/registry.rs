@@ -129,7 +129,8 @@ impl Entry {
         }
     }
 
-    fn add(&mut self, call: &Call, slow: bool, bucket: usize) {
+    /// Adds a call; returns the entry's text when the call goes to the slow-query log (`logged`).
+    fn add(&mut self, call: &Call, slow: bool, bucket: usize, logged: bool) -> Option<Arc<str>> {
         self.moments.add(call.ns as f64 / 1e6);
         self.total_ns += call.ns;
         self.min_ns = self.min_ns.min(call.ns);
@@ -142,6 +143,7 @@ impl Entry {
         self.histogram.record(call.ns);
         record_export_at(&mut self.export, bucket, call.ns as f64 / 1e9);
         self.last_seen = call.at;
+        logged.then(|| self.query.clone())
     }
 
     /// The `p` quantile in milliseconds.
@@ -267,15 +269,13 @@ impl Registry {
         self.calls += 1;
         self.slow_total += u64::from(slow);
         let key = Key { database: call.database, queryid: call.queryid };
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.max {
-            // pg_stat_statements' way: free 5 % at once, so that a stream of new statements does not evict
-            // on every call.
-            let batch = (self.max / 20).max(1).max(self.entries.len() + 1 - self.max);
-            self.evict(batch);
-        }
-        let entry = self.entries.entry(key).or_insert_with(|| Entry::new(cut_shared(call.query), call.at));
-        entry.add(&call, slow, bucket);
-        if slow && self.slow_log_size > 0 {
+        let logged = slow && self.slow_log_size > 0;
+        // One lookup for a known statement (the common case).
+        let query = match self.entries.get_mut(&key) {
+            Some(entry) => entry.add(&call, slow, bucket, logged),
+            None => self.new_entry(key, call.query, call.at).add(&call, slow, bucket, logged),
+        };
+        if let Some(query) = query {
             if self.slow.len() >= self.slow_log_size {
                 self.slow.pop_front();
             }
@@ -284,10 +284,20 @@ impl Registry {
                 database: call.database,
                 queryid: call.queryid,
                 ns: call.ns,
-                query: entry.query.clone(),
+                query,
                 parameters: call.parameters,
             });
         }
+    }
+
+    fn new_entry(&mut self, key: Key, query: &Arc<str>, at: Instant) -> &mut Entry {
+        if self.entries.len() >= self.max {
+            // pg_stat_statements' way: free 5 % at once, so that a stream of new statements does not evict
+            // on every call.
+            let batch = (self.max / 20).max(1).max(self.entries.len() + 1 - self.max);
+            self.evict(batch);
+        }
+        self.entries.entry(key).or_insert_with(|| Entry::new(cut_shared(query), at))
     }
 
     /// Evicts the `n` least-called entries (the least recently used first among equals).
