@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub generated_at: SystemTime,
     /// How long the refresh took.
     pub took: Duration,
+    /// How long a refresh may wait for one database's lock (`--busy-timeout`).
+    pub busy_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -34,11 +36,15 @@ impl Cache {
     }
 }
 
-/// Is a snapshot of this age too old to vouch for the databases? Refreshes run every `every` and the last one
-/// took `took`: three missed refreshes (plus that duration, so that many slow databases are not "stale" by
-/// their size alone) mean the loop is stuck, e.g. on a lock that outlasts the busy timeout again and again.
-pub fn is_stale(age: Duration, every: Duration, took: Duration) -> bool {
-    age > every.saturating_mul(3).saturating_add(took)
+/// Is a snapshot of this age too old to vouch for the databases? The refresh after it starts at most `every`
+/// after it was published (the next slot) and takes about as long as it did (`took`: databases already locked
+/// then are in it), plus up to `busy_timeout` for a database newly locked by another process (a refresh waits
+/// that long for each lock, then reports the database `unknown` and goes on). Three periods instead of one
+/// leave room for a slow disk or a busy machine; only beyond all that is the loop stuck. Without the busy
+/// timeout, one locked database made the cache stale during each blocked refresh whenever 3 × `every` was
+/// shorter than the busy timeout, and /health then failed for every database.
+pub fn is_stale(age: Duration, every: Duration, took: Duration, busy_timeout: Duration) -> bool {
+    age > every.saturating_mul(3).saturating_add(took).saturating_add(busy_timeout)
 }
 
 #[cfg(test)]
@@ -46,14 +52,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staleness_allows_three_periods_plus_the_refresh_time() {
+    fn staleness_allows_three_periods_plus_the_refresh_time_plus_the_busy_timeout() {
         let s = Duration::from_secs;
-        assert!(!is_stale(s(0), s(60), s(0)));
-        assert!(!is_stale(s(180), s(60), s(0)));
-        assert!(is_stale(s(181), s(60), s(0)));
-        assert!(!is_stale(s(185), s(60), s(5)));
-        assert!(is_stale(s(186), s(60), s(5)));
-        assert!(!is_stale(Duration::MAX, Duration::MAX, Duration::MAX), "saturates, never overflows");
+        assert!(!is_stale(s(0), s(60), s(0), s(0)));
+        assert!(!is_stale(s(180), s(60), s(0), s(0)));
+        assert!(is_stale(s(181), s(60), s(0), s(0)));
+        assert!(!is_stale(s(185), s(60), s(5), s(0)));
+        assert!(is_stale(s(186), s(60), s(5), s(0)));
+        assert!(!is_stale(s(190), s(60), s(5), s(5)));
+        assert!(is_stale(s(191), s(60), s(5), s(5)));
+        assert!(!is_stale(Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX), "saturates, never overflows");
+    }
+
+    #[test]
+    fn a_refresh_blocked_by_a_newly_locked_database_does_not_make_the_cache_stale() {
+        let ms = Duration::from_millis;
+        // --every 100ms --busy-timeout 5000: the last refresh took 10 ms; the next starts at most 100 ms later
+        // and waits 5 s for the lock: published at an age of about 5.11 s.
+        let (every, took, busy) = (ms(100), ms(10), ms(5000));
+        assert!(!is_stale(every + took + busy, every, took, busy));
+        // That refresh took 5.01 s; the ones after it, still locked, take as long again.
+        let took = busy + took;
+        assert!(!is_stale(every + took, every, took, busy));
+        // A loop that has not published for three more periods beyond all that is stuck.
+        assert!(is_stale(every * 3 + took + busy + ms(1), every, took, busy));
     }
 
     #[test]
@@ -65,6 +87,7 @@ mod tests {
             metrics: Arc::from(&b"x 1\n"[..]),
             generated_at: SystemTime::now(),
             took: Duration::ZERO,
+            busy_timeout: Duration::ZERO,
         });
         assert_eq!(&*cache.latest().unwrap().metrics, b"x 1\n");
     }

@@ -50,7 +50,7 @@ pub fn answer(snapshot: &Snapshot, only: Option<usize>, every: Duration, now: Sy
         None => snapshot.reports.iter().collect(),
     };
     let age = now.duration_since(snapshot.generated_at).unwrap_or_default();
-    let stale = is_stale(age, every, snapshot.took);
+    let stale = is_stale(age, every, snapshot.took, snapshot.busy_timeout);
     let code = status_code(reports.iter().copied(), stale);
     let body = json!({
         "status": worst(reports.iter().map(|r| status_of(r))),
@@ -129,6 +129,7 @@ mod tests {
             metrics: Arc::from(&b""[..]),
             generated_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
             took: Duration::from_millis(100),
+            busy_timeout: Duration::from_secs(5),
         }
     }
 
@@ -180,7 +181,7 @@ mod tests {
         let (code, body) = answer(&snap, Some(0), Duration::from_secs(60), now);
         assert_eq!((code, body["databases"].as_array().unwrap().len()), (200, 1));
         assert_eq!(body["databases"][0]["db"], "good");
-        let late = snap.generated_at + Duration::from_secs(200);
+        let late = snap.generated_at + Duration::from_secs(186);
         let (code, body) = answer(&snap, Some(0), Duration::from_secs(60), late);
         assert_eq!((code, &body["stale"]), (503, &json!(true)));
     }

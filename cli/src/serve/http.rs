@@ -226,7 +226,9 @@ fn converse(mut stream: TcpStream, id: u64, slots: &Slots, limits: Limits, handl
         }
         let head = match read_head(&mut stream, &mut pending, limits) {
             Ok(head) => head,
-            Err(HeadError::Closed) => return,
+            // No byte of a next request: close without a word. A 408 here would be unsolicited, and a client
+            // sending its next request on a kept-alive connection as it arrives would take it for the answer.
+            Err(HeadError::Closed | HeadError::Idle) => return,
             Err(HeadError::TooLarge) => return refuse(&mut stream, 431, "request head over 8 KiB", limits),
             Err(HeadError::TimedOut) => return refuse(&mut stream, 408, "request head too slow", limits),
         };
@@ -248,7 +250,10 @@ fn converse(mut stream: TcpStream, id: u64, slots: &Slots, limits: Limits, handl
 enum HeadError {
     Closed,
     TooLarge,
+    /// A head started but did not finish within the deadline (slowloris): 408.
     TimedOut,
+    /// The deadline passed before any byte of a request arrived.
+    Idle,
 }
 
 /// Reads until the blank line ending a request head, within the deadline and size; bytes after it (a
@@ -266,18 +271,27 @@ fn read_head(stream: &mut TcpStream, pending: &mut Vec<u8>, limits: Limits) -> R
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return Err(HeadError::TimedOut);
+            return Err(timed_out(pending));
         }
         let room = (limits.head_bytes - pending.len()).min(chunk.len());
         match stream.read(&mut chunk[..room]) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(n) => pending.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(HeadError::TimedOut)
+                return Err(timed_out(pending))
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Err(HeadError::Closed),
         }
+    }
+}
+
+/// A deadline passed: an idle connection when nothing of a request has come, a slow one otherwise.
+fn timed_out(pending: &[u8]) -> HeadError {
+    if pending.is_empty() {
+        HeadError::Idle
+    } else {
+        HeadError::TimedOut
     }
 }
 
@@ -421,6 +435,40 @@ mod tests {
         ] {
             assert!(parse_head(head).is_none(), "{}", String::from_utf8_lossy(head));
         }
+    }
+
+    /// A server with a 300 ms head deadline answering 200 "ok" to everything.
+    fn short_deadline_server() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits { head_deadline: Duration::from_millis(300), ..LIMITS };
+        spawn(listener, limits, Arc::new(|_: &Request| Response::text(200, "ok\n"))).unwrap();
+        addr
+    }
+
+    /// Everything the server sends until it closes the connection.
+    fn read_all(stream: &mut TcpStream) -> String {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_is_closed_silently_a_slow_head_gets_408() {
+        let addr = short_deadline_server();
+        let mut kept = TcpStream::connect(addr).unwrap();
+        kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let said = read_all(&mut kept);
+        assert!(said.starts_with("HTTP/1.1 200 OK\r\n") && said.ends_with("\r\n\r\nok\n"), "{said:?}");
+        assert_eq!(said.matches("HTTP/1.1").count(), 1, "only the answer, no unsolicited 408: {said:?}");
+
+        let mut silent = TcpStream::connect(addr).unwrap();
+        assert_eq!(read_all(&mut silent), "", "a connection that never sent a byte is closed without a word");
+
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+        assert!(read_all(&mut slow).starts_with("HTTP/1.1 408 Request Timeout\r\n"), "a started head is refused");
     }
 
     #[test]

@@ -102,19 +102,19 @@ fn plain(error: &std::io::Error) -> String {
 
 /// The first line on stderr: where to scrape (tests read the address from it).
 fn announce(bound: SocketAddr, targets: &[Target], every: Duration) {
-    eprintln!(
-        "vigil serve: listening on http://{bound} (GET /metrics, /health, /health/<db>) for {} database{}, \
+    log(&format!(
+        "listening on http://{bound} (GET /metrics, /health, /health/<db>) for {} database{}, \
          refreshed every {}",
         targets.len(),
         if targets.len() == 1 { "" } else { "s" },
         period_text(every)
-    );
+    ));
     if !bound.ip().is_loopback() {
-        eprintln!(
-            "vigil serve: {} is not a loopback address: anyone who can reach it can read the health and metrics \
+        log(&format!(
+            "{} is not a loopback address: anyone who can reach it can read the health and metrics \
              of every database served (no authentication, no TLS: put a reverse proxy in front)",
             bound.ip()
-        );
+        ));
     }
 }
 
@@ -181,7 +181,7 @@ fn refresh_loop(
     loop {
         let Some(snapshot) = refresh(global, targets, options) else { return false };
         for line in changes(previous.as_deref(), &snapshot) {
-            eprintln!("vigil serve: {line}");
+            log(&line);
         }
         let all_up = snapshot.reports.iter().all(|r| r.up);
         cache.publish(snapshot);
@@ -194,8 +194,35 @@ fn refresh_loop(
 }
 
 fn stopped() -> u8 {
-    eprintln!("vigil serve: stopped by {}", interrupt::received().unwrap_or("a signal"));
+    log(&format!("stopped by {}", interrupt::received().unwrap_or("a signal")));
     exit::OK
+}
+
+/// One line of serve's log on stderr. Names, paths and details come from file names and database contents:
+/// escaped, a newline in a file name cannot forge a second line (journald splits on it) nor a terminal escape
+/// reach the operator's terminal.
+fn log(line: &str) {
+    eprintln!("vigil serve: {}", escape_controls(line));
+}
+
+/// Control characters as visible escapes (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`) and a backslash doubled, so
+/// that an escape in the log is always vigil's, never a name's.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Collects every database once, one after the other, and renders the exposition; None when a signal came.
@@ -218,7 +245,8 @@ fn refresh(global: &Global, targets: &[Target], options: &Options) -> Option<Sna
     for report in &mut reports {
         report.samples = Vec::new(); // rendered: only /health's fields are kept
     }
-    Some(Snapshot { reports, metrics: Arc::from(text.into_bytes()), generated_at, took })
+    let busy_timeout = Duration::from_millis(global.busy_timeout.into());
+    Some(Snapshot { reports, metrics: Arc::from(text.into_bytes()), generated_at, took, busy_timeout })
 }
 
 /// serve's own families, after the databases' (which never use the `vigil_serve_` prefix).
@@ -312,7 +340,13 @@ mod tests {
                 collected_at: SystemTime::now(),
             })
             .collect();
-        Snapshot { reports, metrics: Arc::from(&b"m 1\n"[..]), generated_at: SystemTime::now(), took: Duration::ZERO }
+        Snapshot {
+            reports,
+            metrics: Arc::from(&b"m 1\n"[..]),
+            generated_at: SystemTime::now(),
+            took: Duration::ZERO,
+            busy_timeout: Duration::ZERO,
+        }
     }
 
     #[test]
@@ -349,6 +383,15 @@ mod tests {
         assert!(parse_listen("[::1]:9").is_ok());
         assert!(parse_listen("localhost:9").unwrap_err().contains("IP:PORT"));
         assert!(parse_listen("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn log_lines_escape_control_characters_and_backslashes() {
+        assert_eq!(escape_controls("a.db: ok"), "a.db: ok");
+        assert_eq!(escape_controls("x\nvigil serve: forged.db: ok"), "x\\nvigil serve: forged.db: ok");
+        assert_eq!(escape_controls("\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}"), "\\r\\t\\x1b[31m\\x7f\\u{85}\\u{2028}");
+        assert_eq!(escape_controls("back\\slash \\n"), "back\\\\slash \\\\n", "a name's own backslash is doubled");
+        assert_eq!(escape_controls("ünï€ode"), "ünï€ode");
     }
 
     #[test]
