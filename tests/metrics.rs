@@ -702,6 +702,57 @@ fn a_symlink_or_fifo_planted_at_the_textfile_is_replaced_not_followed() {
     assert!(std::fs::symlink_metadata(d.join("out/vigil.prom")).unwrap().file_type().is_file());
 }
 
+/// Sets a path's modification time `secs_ago` seconds back, without following a symlink or opening a FIFO.
+fn age(path: &Path, secs_ago: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = Command::new("touch").args(["-h", "-d", &format!("@{}", now - secs_ago)]).arg(path).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+}
+
+#[test]
+fn a_killed_runs_temporary_files_are_removed_at_the_next_run_and_nothing_else() {
+    let dir = scratch();
+    let d = dir.path();
+    demo_db(&d.join("app.db"));
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(d.join("victim"), "precious\n").unwrap();
+    // What a run killed between creating its temporary file and renaming it leaves: removed when old.
+    let leftover = out.join(".vigil.prom.4242.123456789.0.tmp");
+    std::fs::write(&leftover, "vigil_up{db=\"app.db\"} 1\n").unwrap();
+    age(&leftover, 120);
+    // A concurrent run's temporary file (young), and planted things of the same pattern: left alone.
+    let young = out.join(".vigil.prom.4243.5.0.tmp");
+    std::fs::write(&young, "being written\n").unwrap();
+    let link = out.join(".vigil.prom.4244.5.0.tmp");
+    std::os::unix::fs::symlink(d.join("victim"), &link).unwrap();
+    age(&link, 120);
+    age(&d.join("victim"), 120);
+    let fifo = out.join(".vigil.prom.4245.5.0.tmp");
+    let made = Command::new("mkfifo").arg(&fifo).output().unwrap();
+    assert_eq!(code(&made), 0, "{}", both(&made));
+    age(&fifo, 120);
+    // Old regular files of other names: not vigil's.
+    let others = [".vigil.prom.4246.5.0.tmp.bak", ".vigil.prom.x.5.0.tmp", "node.prom", ".vigil.prom.tmp"];
+    for name in others {
+        std::fs::write(out.join(name), "theirs\n").unwrap();
+        age(&out.join(name), 120);
+    }
+
+    let (status, _, err) = metrics(d, &["app.db", "--textfile", "out"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(!leftover.exists(), "the killed run's leftover was removed");
+    assert_eq!(std::fs::read_to_string(&young).unwrap(), "being written\n");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the symlink is still there");
+    assert_eq!(std::fs::read_to_string(d.join("victim")).unwrap(), "precious\n", "its target untouched");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still there");
+    for name in others {
+        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), "theirs\n", "{name}");
+    }
+    assert_sound(&std::fs::read_to_string(out.join("vigil.prom")).unwrap());
+}
+
 extern "C" {
     #[link_name = "mkfifo"]
     fn libc_mkfifo(path: *const std::os::raw::c_char, mode: u32) -> i32;

@@ -396,6 +396,94 @@ fn keep_alive_connections_answer_several_requests() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_without_an_unsolicited_408() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let serve = Serve::start(dir.path(), &["shop.db", "--every", "1h"]);
+    serve.wait_ready();
+    let mut stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    reader.read_exact(&mut vec![0u8; length]).unwrap();
+    // Kept alive and idle past the 5 s head deadline, as Prometheus' connection between scrapes: closed, and
+    // nothing sent that a client's next request could take for its answer.
+    let waited = Instant::now();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(String::from_utf8_lossy(&rest), "", "closed after {:?}", waited.elapsed());
+    // A head that started and stalled still gets its 408.
+    let mut slow = TcpStream::connect(serve.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    let mut said = Vec::new();
+    let _ = slow.read_to_end(&mut said);
+    assert!(said.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&said));
+}
+
+#[test]
+fn file_names_with_newlines_or_escapes_cannot_forge_log_lines() {
+    let dir = scratch();
+    demo(dir.path(), "shop.db");
+    let forger = "evil\nvigil serve: forged.db";
+    std::fs::copy(dir.path().join("shop.db"), dir.path().join(forger)).unwrap();
+    let missing = "gone\r\u{1b}Mvigil serve: fake.db"; // ESC M: a terminal's reverse line feed
+    let out = Command::new(cli_binary())
+        .args(["serve", "shop.db", forger, missing, "--listen", "127.0.0.1:0", "--every", "10ms", "--count", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let log = text(&out.stderr);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "the address and one line per database:\n{log}");
+    assert!(!log.contains(['\r', '\u{1b}']), "no raw control character: {log:?}");
+    assert!(lines.iter().any(|l| l.starts_with("vigil serve: evil\\nvigil serve: forged.db: ")), "{log}");
+    assert!(lines.iter().any(|l| l.starts_with("vigil serve: gone\\r\\x1bMvigil serve: fake.db: unknown: ")), "{log}");
+    assert!(log.contains("\\x1bMvigil serve: fake.db: no such file"), "the error's path escaped too: {log}");
+    assert!(
+        lines.iter().all(|l| !l.starts_with("vigil serve: forged") && !l.starts_with("vigil serve: fake")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_refresh_blocked_by_a_lock_within_the_busy_timeout_leaves_the_other_databases_healthy() {
+    let dir = scratch();
+    let a = demo(dir.path(), "a.db");
+    demo(dir.path(), "b.db");
+    // 3 × --every (300 ms) is far shorter than the busy timeout: each refresh now waits 2 s for a.db.
+    let serve = Serve::start(dir.path(), &["a.db", "b.db", "--every", "100ms", "--busy-timeout", "2000"]);
+    serve.wait_ready();
+    let locker = Locker::lock(&a);
+    let started = Instant::now();
+    let mut probes = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let (code, body) = serve.health("/health/b.db");
+        assert_eq!((code, &body["stale"]), (200, &Json::Bool(false)), "after {:?}: {body}", started.elapsed());
+        probes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, body) = health_after(&serve, "a.db", &utc_now());
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(entry(&body, "a.db")["status"], "unknown", "{body}");
+    assert_eq!(body["stale"], false, "{body}");
+    drop(locker);
+    eprintln!("{probes} probes of b.db answered 200 while every refresh waited 2 s for a.db");
+}
+
+#[test]
 fn a_client_sending_one_byte_a_second_is_dropped_while_metrics_keeps_answering() {
     let dir = scratch();
     demo(dir.path(), "shop.db");
