@@ -444,7 +444,7 @@ fn file_names_with_newlines_or_escapes_cannot_forge_log_lines() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert_eq!(code(&out), 3, "--count exits 3 when its last refresh could not read a database: {}", both(&out));
     let log = text(&out.stderr);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 4, "the address and one line per database:\n{log}");
