@@ -222,3 +222,16 @@ fn a_hot_journal_beside_a_database_is_named_with_what_to_do() {
     assert!(code(&out) <= 2, "{}", both(&out));
     assert!(code(&health(&db, &[])) <= 2);
 }
+
+#[test]
+fn control_characters_in_a_file_name_never_reach_the_terminal_raw() {
+    let dir = scratch();
+    let name = dir.path().join("gone\u{1b}M\r.db");
+    for args in [vec!["health", name.to_str().unwrap()], vec!["metrics", name.to_str().unwrap()]] {
+        let out = vigil(&args);
+        assert_eq!(code(&out), 3, "{}", both(&out));
+        let said = text(&out.stderr);
+        assert!(!said.contains('\u{1b}') && !said.contains('\r'), "{args:?}: {said:?}");
+        assert!(said.contains("gone\\x1bM"), "{args:?}: {said:?}");
+    }
+}

@@ -142,7 +142,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 let failure = sql::explained(failure, db.as_deref(), cli.global.busy_timeout);
-                eprintln!("vigil: {}", failure.message);
+                eprintln!("vigil: {}", output::printable(&failure.message));
                 ExitCode::from(failure.code)
             }
         },

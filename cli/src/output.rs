@@ -255,6 +255,36 @@ pub fn tables(tables: &[Map<String, Json>]) -> String {
     columns(&["NAME", "TYPE", "TABLE", "ROWS", "PAGES", "SIZE", "UNUSED", "NON-SEQUENTIAL"], &rows)
 }
 
+/// Control characters as visible escapes (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`) and a backslash doubled, so
+/// that an escape in the log is always vigil's, never a name's.
+pub fn escape_controls(text: &str) -> String {
+    visible(text, true)
+}
+
+fn visible(text: &str, double_backslashes: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' if double_backslashes => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message as the terminal should show it: control characters other than line breaks as visible escapes
+/// (file names are user data; an ESC in one must not drive the terminal), the rest as it is.
+pub fn printable(text: &str) -> String {
+    text.split('\n').map(|line| visible(line, false)).collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,7 +174,7 @@ pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
     }
     for report in reports.iter().filter(|r| !r.up) {
         let error = report.error.clone().unwrap_or_else(|| format!("{}: unreadable", report.target.path.display()));
-        eprintln!("vigil metrics: {error}");
+        eprintln!("vigil metrics: {}", crate::output::escape_controls(&error));
     }
     let text = render(&reports);
     match &args.textfile {

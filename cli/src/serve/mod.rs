@@ -202,27 +202,7 @@ fn stopped() -> u8 {
 /// escaped, a newline in a file name cannot forge a second line (journald splits on it) nor a terminal escape
 /// reach the operator's terminal.
 fn log(line: &str) {
-    eprintln!("vigil serve: {}", escape_controls(line));
-}
-
-/// Control characters as visible escapes (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`) and a backslash doubled, so
-/// that an escape in the log is always vigil's, never a name's.
-fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    eprintln!("vigil serve: {}", crate::output::escape_controls(line));
 }
 
 /// Collects every database once, one after the other, and renders the exposition; None when a signal came.
@@ -387,11 +367,18 @@ mod tests {
 
     #[test]
     fn log_lines_escape_control_characters_and_backslashes() {
-        assert_eq!(escape_controls("a.db: ok"), "a.db: ok");
-        assert_eq!(escape_controls("x\nvigil serve: forged.db: ok"), "x\\nvigil serve: forged.db: ok");
-        assert_eq!(escape_controls("\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}"), "\\r\\t\\x1b[31m\\x7f\\u{85}\\u{2028}");
-        assert_eq!(escape_controls("back\\slash \\n"), "back\\\\slash \\\\n", "a name's own backslash is doubled");
-        assert_eq!(escape_controls("ünï€ode"), "ünï€ode");
+        assert_eq!(crate::output::escape_controls("a.db: ok"), "a.db: ok");
+        assert_eq!(crate::output::escape_controls("x\nvigil serve: forged.db: ok"), "x\\nvigil serve: forged.db: ok");
+        assert_eq!(
+            crate::output::escape_controls("\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}"),
+            "\\r\\t\\x1b[31m\\x7f\\u{85}\\u{2028}"
+        );
+        assert_eq!(
+            crate::output::escape_controls("back\\slash \\n"),
+            "back\\\\slash \\\\n",
+            "a name's own backslash is doubled"
+        );
+        assert_eq!(crate::output::escape_controls("ünï€ode"), "ünï€ode");
     }
 
     #[test]
