@@ -25,6 +25,10 @@ const WRITING_CALLS: &[(&str, &str)] = &[
     ("pit_restore", "pit_restore('{\"seq\":0}', '{dir}/out/restored.db')"),
     ("pit_prune", "pit_prune('{\"dir\":\"{dir}/out\"}')"),
     ("salvage_to", "salvage_to('{dir}/out/none.db', '{dir}/out/salvaged.db')"),
+    ("query_stats_start", "query_stats_start()"),
+    ("query_stats_stop", "query_stats_stop()"),
+    ("query_stats_reset", "query_stats_reset()"),
+    ("query_stats_save", "query_stats_save()"),
 ];
 
 /// Schema objects that call `{call}`, and the application statement that makes each one run.
