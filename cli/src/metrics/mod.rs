@@ -120,6 +120,44 @@ pub fn render(reports: &[DbReport]) -> String {
     render::render(reports)
 }
 
+/// What each collection reads, shared by `vigil metrics` and `vigil serve`.
+#[derive(Args)]
+pub struct CollectArgs {
+    /// A backup directory: export the newest verified backup of each database found in it
+    #[arg(long, value_name = "DIR")]
+    pub backups: Option<PathBuf>,
+    /// Also export the top N saved statements by total time (per-statement series; 0: none)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub statements: u16,
+    /// Also run PRAGMA quick_check
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+    /// Also run integrity_check and the fragmentation scan
+    #[arg(long)]
+    pub full: bool,
+    /// Override a health threshold, as `vigil health --threshold` (tunes vigil_health_status, the exit code and
+    /// /health's 503)
+    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
+    pub thresholds: Vec<String>,
+}
+
+impl CollectArgs {
+    pub fn options(&self) -> Result<Options, Failure> {
+        if let Some(dir) = self.backups.as_ref().filter(|d| !d.is_dir()) {
+            return Err(Failure::usage(format!(
+                "--backups {}: not a directory; name the directory `vigil backup` writes into",
+                dir.display()
+            )));
+        }
+        Ok(Options {
+            backups: self.backups.clone(),
+            statements: self.statements.into(),
+            depth: Depth::from_flags(self.quick, self.full),
+            thresholds: crate::health::parse_thresholds(&self.thresholds)?,
+        })
+    }
+}
+
 #[derive(Args)]
 pub struct MetricsArgs {
     /// Database files or globs (quoted, e.g. '/srv/*/data/*.db'); globs keep only SQLite files
@@ -131,35 +169,14 @@ pub struct MetricsArgs {
     /// The file --textfile writes (default vigil.prom): one name per command sharing the directory
     #[arg(long, value_name = "NAME.prom", requires = "textfile", value_parser = textfile::parse_name)]
     pub textfile_name: Option<String>,
-    /// A backup directory: export the newest backup of each database found in it
-    #[arg(long, value_name = "DIR")]
-    pub backups: Option<PathBuf>,
-    /// Also export the top N saved statements by total time (per-statement series)
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
-    pub statements: u16,
-    /// Also run PRAGMA quick_check
-    #[arg(long, conflicts_with = "full")]
-    pub quick: bool,
-    /// Also run integrity_check and the fragmentation scan
-    #[arg(long)]
-    pub full: bool,
-    /// Override a health threshold, as `vigil health --threshold` (tunes vigil_health_status and the exit code)
-    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
-    pub thresholds: Vec<String>,
+    #[command(flatten)]
+    pub collect: CollectArgs,
 }
 
 /// `vigil metrics`: exit 0 when every database could be read, 3 when one could not (its `vigil_up 0` is written).
 pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
-    if let Some(dir) = args.backups.as_ref().filter(|d| !d.is_dir()) {
-        return Err(Failure::usage(format!(
-            "--backups {}: not a directory; name the directory `vigil backup` writes into",
-            dir.display()
-        )));
-    }
+    let options = args.collect.options()?;
     let targets = targets(&args.databases)?;
-    let depth = Depth::from_flags(args.quick, args.full);
-    let thresholds = crate::health::parse_thresholds(&args.thresholds)?;
-    let options = Options { backups: args.backups.clone(), statements: args.statements.into(), depth, thresholds };
     // One connection holding the extension keeps its library mapped, so that each database's connection loads
     // it without SQLite's dlclose and the next dlopen mapping it all again.
     let _library = crate::extension::open_memory(global).ok();

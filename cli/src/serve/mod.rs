@@ -8,7 +8,6 @@ mod http;
 mod routes;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,7 +16,7 @@ use clap::Args;
 use self::cache::{Cache, Snapshot};
 use self::http::{Request, Response};
 use self::routes::Route;
-use crate::metrics::{self, Depth, Options, Target};
+use crate::metrics::{self, Options, Target};
 use crate::{exit, interrupt, Failure, Global};
 
 /// Not in 9100–9999, the range Prometheus' exporter port list has handed out in full, nor an IANA-assigned
@@ -36,21 +35,8 @@ pub struct ServeArgs {
     /// How often to refresh every database: 500ms, 10s, 1m, 1h (at least 10ms)
     #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = crate::pit::parse_period)]
     pub every: Duration,
-    /// A backup directory: export each database's newest verified backup in it
-    #[arg(long, value_name = "DIR")]
-    pub backups: Option<PathBuf>,
-    /// Per-statement series for the top N saved statements by total time (0: none)
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub statements: usize,
-    /// Also run PRAGMA quick_check at every refresh
-    #[arg(long, conflicts_with = "full")]
-    pub quick: bool,
-    /// Also run integrity_check and the fragmentation scan at every refresh
-    #[arg(long)]
-    pub full: bool,
-    /// Override a health threshold, as `vigil health --threshold` (tunes vigil_health_status and /health's 503)
-    #[arg(long = "threshold", value_name = "NAME=WARN[,CRIT]")]
-    pub thresholds: Vec<String>,
+    #[command(flatten)]
+    pub collect: metrics::CollectArgs,
     /// Stop after N refreshes (a smoke test of the databases and the address): exit 0, or 3 when the last
     /// refresh could not read a database (default: until SIGINT or SIGTERM)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -63,19 +49,9 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// What a refresh collects, from the flags.
-fn options(args: &ServeArgs) -> Result<Options, Failure> {
-    Ok(Options {
-        backups: args.backups.clone(),
-        statements: args.statements,
-        depth: Depth::from_flags(args.quick, args.full),
-        thresholds: crate::health::parse_thresholds(&args.thresholds)?,
-    })
-}
-
 pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     let targets = metrics::targets(&args.patterns)?;
-    let options = options(args)?;
+    let options = args.collect.options()?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Failure::usage(format!(
             "serve: cannot listen on {}: {}; choose another --listen IP:PORT",
@@ -311,7 +287,7 @@ mod tests {
         let reports = statuses
             .iter()
             .map(|(name, status)| DbReport {
-                target: Target { name: name.to_string(), path: PathBuf::from(name) },
+                target: Target { name: name.to_string(), path: std::path::PathBuf::from(name) },
                 up: status.is_some(),
                 error: status.is_none().then(|| "gone.db: no such file".to_string()),
                 status: status.map(String::from),
