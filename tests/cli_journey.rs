@@ -10,6 +10,12 @@ fn vigil_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(cli_binary()).current_dir(dir).args(args).env_remove("VIGIL_EXTENSION").output().unwrap()
 }
 
+/// Sends SIG`name` (INT, TERM…) to a child with kill(1), as a user's shell or cron would.
+fn send_signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -{name} {}", child.id());
+}
+
 fn vigil(args: &[&str]) -> Output {
     vigil_in(Path::new("/"), args)
 }
@@ -126,8 +132,7 @@ fn an_interrupted_backup_stops_cleans_up_and_exits_130() {
         let backups = dir.path().join(format!("backups-{signal}"));
         std::fs::create_dir(&backups).unwrap();
         let child = backup_under_way(&db, &backups);
-        let killed = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
-        assert!(killed.success());
+        send_signal(&child, signal);
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
         assert!(text(&out.stderr).contains(&format!("interrupted by SIG{signal}")), "{}", both(&out));
@@ -513,11 +518,7 @@ fn a_signal_ends_a_wait_for_a_lock_at_once() {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(700));
         let sent = std::time::Instant::now();
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        send_signal(&child, signal);
         let out = child.wait_with_output().unwrap();
         assert!(sent.elapsed().as_secs() < 5, "SIG{signal} waited for the lock: {:?}", sent.elapsed());
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
@@ -586,11 +587,7 @@ fn an_interrupted_metrics_run_publishes_nothing() {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        send_signal(&child, signal);
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {}", both(&out));
         assert!(text(&out.stderr).contains("no metrics were written"), "{}", both(&out));

@@ -364,6 +364,26 @@ fn requests_are_answered_from_the_cache_never_from_the_database() {
     }
 }
 
+/// Reads one response of a kept-alive connection (head, then exactly Content-Length bytes of body), leaving the
+/// connection at the next one; returns its status line.
+fn read_one_response(reader: &mut BufReader<TcpStream>) -> String {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    reader.read_exact(&mut vec![0u8; length]).unwrap();
+    status
+}
+
 #[test]
 fn keep_alive_connections_answer_several_requests() {
     let dir = scratch();
@@ -375,21 +395,7 @@ fn keep_alive_connections_answer_several_requests() {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     for path in ["/metrics", "/health", "/nope", "/metrics"] {
         write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body).unwrap();
+        let status = read_one_response(&mut reader);
         let expected = if path == "/nope" { " 404 " } else { " 200 " };
         assert!(status.contains(expected), "{path}: {status}");
     }
@@ -405,18 +411,7 @@ fn an_idle_keep_alive_connection_is_closed_without_an_unsolicited_408() {
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-    }
-    reader.read_exact(&mut vec![0u8; length]).unwrap();
+    read_one_response(&mut reader);
     // Kept alive and idle past the 5 s head deadline, as Prometheus' connection between scrapes: closed, and
     // nothing sent that a client's next request could take for its answer.
     let waited = Instant::now();
