@@ -114,7 +114,9 @@ fn absorb(report: &mut DbReport, mut sample: Sample) {
     report.samples.push(sample);
 }
 
-fn rank(status: &str) -> u8 {
+/// How bad a status word is, for taking the worst of several (unknown, or anything unexpected, is the worst:
+/// nothing can be said).
+pub fn rank(status: &str) -> u8 {
     match status {
         "ok" => 0,
         "info" => 1,

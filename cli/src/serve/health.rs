@@ -32,14 +32,7 @@ pub fn status_code<'a>(reports: impl IntoIterator<Item = &'a DbReport>, stale: b
 
 /// The worst of the databases' status words (unknown is the worst: nothing can be said).
 pub fn worst<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'a str {
-    let rank = |s: &str| match s {
-        "ok" => 0,
-        "info" => 1,
-        "warning" => 2,
-        "critical" => 3,
-        _ => 4,
-    };
-    statuses.into_iter().max_by_key(|s| rank(s)).unwrap_or("ok")
+    statuses.into_iter().max_by_key(|s| crate::metrics::status_rank(s)).unwrap_or("ok")
 }
 
 /// The answer for the given databases of a snapshot (all of them, or the one /health/<name> named), `now` being

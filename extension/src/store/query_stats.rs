@@ -1,8 +1,7 @@
 //! `vigil_query_stats`: query statistics saved by `query_stats_save()` so that another process (`vigil metrics`,
 //! `vigil serve`) can export them. The stats capability writes it; metrics reads it through [`load_saved`].
 //!
-//! CONTRACT (issue 14, shared by the stats and metrics work): the types below are what both sides use. The stats
-//! engineer owns this file's table, its writer and `load_saved`'s body.
+//! The totals types below are shared by the stats capability (live statistics) and metrics (their export).
 
 use std::collections::HashMap;
 
