@@ -36,11 +36,6 @@ pub fn rfc3339(at: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// When this process began collecting statistics (vigil's first look at the clock in it).
-pub fn process_start() -> SystemTime {
-    ANCHOR.1
-}
-
 pub fn slow_threshold_ns() -> u64 {
     SLOW_NS.load(Ordering::Relaxed)
 }
