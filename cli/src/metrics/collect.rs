@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
-use super::{DbReport, Depth, FailingCheck, Options, Sample, Target};
+use super::{CheckResult, DbReport, Depth, FailingCheck, Options, Sample, Target};
 use crate::{extension, Failure, Global};
 
 pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport {
@@ -17,6 +17,7 @@ pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport 
         error: None,
         status: None,
         failing: vec![],
+        checks: vec![],
         samples: vec![],
         collected_at: SystemTime::now(),
     };
@@ -102,14 +103,27 @@ fn absorb(report: &mut DbReport, mut sample: Sample) {
         // In CLI terms: serve's log and /health speak to someone at a shell, not in SQL.
         let detail = take(&mut sample.labels, "detail").unwrap_or_default();
         let detail = crate::sql::cli_terms(&detail, Some(&report.target.path));
-        let value = take(&mut sample.labels, "value").and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();
+        let value: Json =
+            take(&mut sample.labels, "value").and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();
         let check = sample.labels.iter().find(|(k, _)| k == "check").map(|(_, v)| v.clone()).unwrap_or_default();
         if rank(&status) > rank(report.status.as_deref().unwrap_or("ok")) || report.status.is_none() {
             report.status = Some(status.clone());
         }
+        let level = |labels: &mut Vec<(String, String)>, name: &str| {
+            take(labels, name).and_then(|v| serde_json::from_str::<Json>(&v).ok()).and_then(|v| v.as_f64())
+        };
+        let warning = level(&mut sample.labels, "warning");
+        let critical = level(&mut sample.labels, "critical");
+        let larger_is_worse = take(&mut sample.labels, "direction").map(|d| d == "above");
         if matches!(status.as_str(), "warning" | "critical" | "unknown") {
-            report.failing.push(FailingCheck { check, status, value, detail });
+            report.failing.push(FailingCheck {
+                check: check.clone(),
+                status: status.clone(),
+                value: value.clone(),
+                detail: detail.clone(),
+            });
         }
+        report.checks.push(CheckResult { check, status, value, detail, warning, critical, larger_is_worse });
     }
     report.samples.push(sample);
 }

@@ -59,6 +59,22 @@ pub struct Options {
     pub thresholds: serde_json::Map<String, serde_json::Value>,
 }
 
+/// One check of one collection, with the levels it was graded against: what alerting needs to tell a breach,
+/// and how far a value is from its level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub check: String,
+    /// ok | info | warning | critical
+    pub status: String,
+    pub value: serde_json::Value,
+    pub detail: String,
+    /// The warning and critical levels in force (None: no such level, or not a graded check).
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    /// For a graded check: whether a larger value is worse (false: a smaller one, as days_until_full).
+    pub larger_is_worse: Option<bool>,
+}
+
 /// A check that is not ok, as /health names it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailingCheck {
@@ -93,6 +109,8 @@ pub struct DbReport {
     /// Overall health status (ok | info | warning | critical); None when not up.
     pub status: Option<String>,
     pub failing: Vec<FailingCheck>,
+    /// Every check of this collection, failing or not (empty when not up).
+    pub checks: Vec<CheckResult>,
     pub samples: Vec<Sample>,
     /// When this report was collected.
     pub collected_at: std::time::SystemTime,

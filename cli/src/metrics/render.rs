@@ -155,6 +155,7 @@ mod tests {
             error: None,
             status: None,
             failing: vec![],
+            checks: vec![],
             samples,
             collected_at: std::time::SystemTime::now(),
         }

@@ -111,6 +111,7 @@ mod tests {
             error: (!up).then(|| format!("/srv/{name}.db: no such file")),
             status: status.map(String::from),
             failing: vec![],
+            checks: vec![],
             samples: vec![],
             collected_at: SystemTime::UNIX_EPOCH,
         }

@@ -292,6 +292,7 @@ mod tests {
                 error: status.is_none().then(|| "gone.db: no such file".to_string()),
                 status: status.map(String::from),
                 failing: vec![],
+                checks: vec![],
                 samples: vec![],
                 collected_at: SystemTime::now(),
             })

@@ -77,6 +77,11 @@ fn spec_of(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
 }
 
+/// Whether a larger value is worse for the named threshold (None: not a graded check).
+pub fn larger_is_worse(name: &str) -> Option<bool> {
+    spec_of(name).map(|s| s.direction == Direction::Above)
+}
+
 /// The default warning level of a threshold.
 pub fn default_warning(name: &str) -> Option<f64> {
     spec_of(name).and_then(|s| s.warning)

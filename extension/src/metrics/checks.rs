@@ -67,6 +67,7 @@ pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
             let value = health::value_json(&check.value).to_string();
             row =
                 row.label("status", check.status.as_str()).label("detail", check.detail.as_str()).label("value", value);
+            row = with_levels(row, check.name, options);
         }
         rows.push(row);
     }
@@ -84,6 +85,17 @@ pub fn rows(db: Db, options: &Options) -> Result<Vec<Row>> {
         rows.push(Row::gauge("vigil_maintenance_recommended_level", RECOMMENDED_HELP, level as f64));
     }
     Ok(rows)
+}
+
+/// A graded check's levels in force (`warning`, `critical`: JSON numbers or null) and `direction` (`above`: a
+/// larger value is worse, `below`: a smaller one), so that alerting can tell how far a value is from a level.
+fn with_levels(row: Row, check: &str, options: &Options) -> Row {
+    let Some(larger_is_worse) = health::thresholds::larger_is_worse(check) else { return row };
+    let (warning, critical) = options.health.thresholds.levels(check);
+    let level = |l: Option<f64>| serde_json::json!(l).to_string();
+    row.label("warning", level(warning))
+        .label("critical", level(critical))
+        .label("direction", if larger_is_worse { "above" } else { "below" })
 }
 
 fn find<'a>(checks: &'a [Check], name: &str) -> Option<&'a Check> {
