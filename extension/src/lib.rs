@@ -60,7 +60,7 @@ impl SqlObject {
 /// Every SQL object vigil registers. docs/api.md documents each; a test keeps the two in step.
 fn sql_objects() -> Vec<SqlObject> {
     use backup::BackupList;
-    use health::{HealthReport, HealthTables};
+    use health::{HealthHistory, HealthReport, HealthTables};
     vec![
         SqlObject::Scalar { name: "vigil_version", arities: &[0], access: Access::ReadOnly, func: info::vigil_version },
         SqlObject::Scalar { name: "vigil_debug", arities: &[0], access: Access::ReadOnly, func: info::vigil_debug },
@@ -85,6 +85,7 @@ fn sql_objects() -> Vec<SqlObject> {
             access: Access::Writes,
             func: health::health_snapshot,
         },
+        SqlObject::Table { name: "health_history", define: vtab::define::<HealthHistory> },
         // Scalars, not table functions: a table function's statement holds a read lock on the database, which
         // would block the maintenance connection's rewrite and checkpoint.
         SqlObject::Scalar {

@@ -14,7 +14,7 @@ use crate::error::{Context as _, Error, Result};
 use crate::info::{days_between, format_utc, now_utc, parse_utc};
 use crate::sqlite::{Db, Value};
 
-pub const TABLE: &str = "vigil_health_history";
+pub use crate::store::health_history::TABLE;
 
 /// Snapshots younger than this do not give a growth rate: noise would dominate.
 const MIN_GROWTH_SPAN_HOURS: i64 = 1;

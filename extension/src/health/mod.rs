@@ -10,6 +10,7 @@ mod maintenance_age;
 pub mod options;
 mod recommend;
 pub(crate) mod scan;
+mod series;
 pub mod thresholds;
 
 use serde_json::{json, Value as Json};
@@ -19,6 +20,7 @@ use crate::sqlite::{Db, Value};
 use crate::vtab::TableFunction;
 pub use options::Options;
 pub use scan::has_dbstat;
+pub use series::HealthHistory;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {

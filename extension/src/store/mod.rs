@@ -1,8 +1,10 @@
-//! vigil's own tables in the databases it looks after: the backup log and the maintenance log. The
+//! vigil's own tables in the databases it looks after: the backup log, the maintenance log, and the readers
+//! of health's snapshot history. The
 //! capabilities (backup, maintenance) write them and health reads them; this module sits below all three so
 //! that health imports no capability and no capability's log imports health.
 
 pub mod backup_log;
+pub mod health_history;
 pub mod maintenance_log;
 pub mod pit;
 pub mod query_stats;

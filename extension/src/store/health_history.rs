@@ -1,0 +1,71 @@
+//! `vigil_health_history`: health_snapshot's table (health writes it through its own module). This is its
+//! reader for series: bounded, newest first, without the report's text beyond what a series needs.
+
+use super::{has_table, quote};
+use crate::error::Result;
+use crate::sqlite::{Db, Value};
+
+pub const TABLE: &str = "vigil_health_history";
+
+/// One recorded snapshot, as a series point needs it.
+pub struct Point {
+    pub id: i64,
+    pub taken_at: String,
+    pub status: String,
+    pub file_size: Option<i64>,
+    pub wal_size: Option<i64>,
+    pub page_count: Option<i64>,
+    pub freelist_count: Option<i64>,
+    pub disk_free: Option<i64>,
+    pub integrity_errors: Option<i64>,
+    /// The fragmentation check's value (%) when the snapshot measured it.
+    pub fragmentation: Option<f64>,
+}
+
+/// The newest `limit` snapshots taken at or after `since` (RFC 3339 text, compared as text as health does),
+/// newest first; empty without the table.
+pub fn newest(db: Db, schema: &str, since: Option<&str>, limit: i64) -> Result<Vec<Point>> {
+    let q = quote(schema);
+    if !has_table(db, &q, TABLE)? {
+        return Ok(Vec::new());
+    }
+    let filter = if since.is_some() { "WHERE taken_at >= ?2" } else { "WHERE ?2 IS NULL" };
+    let params = [Value::Integer(limit), Value::from(since)];
+    read(db, &q, filter, &params)
+}
+
+/// The newest snapshot taken before `taken_at` (the previous point of a series' first one), if any.
+pub fn before(db: Db, schema: &str, taken_at: &str, id: i64) -> Result<Option<Point>> {
+    let q = quote(schema);
+    let filter = "WHERE taken_at < ?2 OR (taken_at = ?2 AND id < ?3)";
+    let params = [Value::Integer(1), Value::from(taken_at), Value::Integer(id)];
+    Ok(read(db, &q, filter, &params)?.into_iter().next())
+}
+
+fn read(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Vec<Point>> {
+    // json_extract keeps the report's text (kilobytes) out of Rust; a report that is not JSON, or has no
+    // fragmentation check, gives NULL rather than an error: the other columns still make a point.
+    let sql = format!(
+        "SELECT id, taken_at, status, file_size, wal_size, page_count, freelist_count, disk_free, integrity_errors, \
+         (SELECT json_extract(c.value, '$.value') \
+          FROM json_each(CASE WHEN json_valid(report) THEN report ELSE '{{}}' END, '$.checks') AS c \
+          WHERE CASE WHEN c.type = 'object' THEN json_extract(c.value, '$.check') END = 'fragmentation') \
+         FROM {q}.{TABLE} {filter} ORDER BY taken_at DESC, id DESC LIMIT ?1"
+    );
+    let rows = db.query(&sql, params)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Point {
+            id: r[0].as_i64().unwrap_or(0),
+            taken_at: r[1].as_str().unwrap_or_default().to_string(),
+            status: r[2].as_str().unwrap_or_default().to_string(),
+            file_size: r[3].as_i64(),
+            wal_size: r[4].as_i64(),
+            page_count: r[5].as_i64(),
+            freelist_count: r[6].as_i64(),
+            disk_free: r[7].as_i64(),
+            integrity_errors: r[8].as_i64(),
+            fragmentation: r[9].as_f64(),
+        })
+        .collect())
+}
