@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::series::Series;
 use crate::metrics::DbReport;
 
 /// One complete refresh: every database collected once, one after the other.
@@ -23,6 +24,8 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Cache {
     latest: Mutex<Option<Arc<Snapshot>>>,
+    /// The dashboard's series, one per target in the targets' order (empty before the first refresh).
+    series: Mutex<Vec<Series>>,
 }
 
 impl Cache {
@@ -33,6 +36,18 @@ impl Cache {
 
     pub fn publish(&self, snapshot: Snapshot) {
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+    }
+
+    /// A copy of one database's series (a request renders it without holding the lock).
+    pub fn series_of(&self, index: usize) -> Option<Series> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner()).get(index).cloned()
+    }
+
+    /// Lets the refresh loop update every database's series; `count` sizes the table on first use.
+    pub fn update_series(&self, count: usize, update: impl FnOnce(&mut [Series])) {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.resize_with(count, Series::default);
+        update(&mut series);
     }
 }
 

@@ -2,10 +2,13 @@
 //! `--every` (each database collected in turn, read-only, the exposition rendered once); requests are answered
 //! from that cache only, so no number of scrapes or health probes ever reaches a database.
 
+mod assets;
 mod cache;
 mod health;
 mod http;
+mod pages;
 mod routes;
+mod series;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -79,7 +82,7 @@ fn plain(error: &std::io::Error) -> String {
 /// The first line on stderr: where to scrape (tests read the address from it).
 fn announce(bound: SocketAddr, targets: &[Target], every: Duration) {
     log(&format!(
-        "listening on http://{bound} (GET /metrics, /health, /health/<db>) for {} database{}, \
+        "listening on http://{bound} (GET /metrics, /health, /health/<db>, the dashboard at /) for {} database{}, \
          refreshed every {}",
         targets.len(),
         if targets.len() == 1 { "" } else { "s" },
@@ -155,7 +158,7 @@ fn refresh_loop(
     let mut done = 0;
     let mut previous: Option<Arc<Snapshot>> = None;
     loop {
-        let Some(snapshot) = refresh(global, targets, options) else { return false };
+        let Some(snapshot) = refresh(global, targets, options, cache) else { return false };
         for line in changes(previous.as_deref(), &snapshot) {
             log(&line);
         }
@@ -182,7 +185,8 @@ fn log(line: &str) {
 }
 
 /// Collects every database once, one after the other, and renders the exposition; None when a signal came.
-fn refresh(global: &Global, targets: &[Target], options: &Options) -> Option<Snapshot> {
+/// The dashboard's series get each database's point, and its snapshots when due.
+fn refresh(global: &Global, targets: &[Target], options: &Options, cache: &Cache) -> Option<Snapshot> {
     let started = Instant::now();
     let mut reports = Vec::with_capacity(targets.len());
     for target in targets {
@@ -198,11 +202,35 @@ fn refresh(global: &Global, targets: &[Target], options: &Options) -> Option<Sna
     let generated_at = SystemTime::now();
     let mut text = metrics::render(&reports);
     text.push_str(&own_metrics(took, generated_at));
+    remember(global, &reports, cache, generated_at);
     for report in &mut reports {
         report.samples = Vec::new(); // rendered: only /health's fields are kept
     }
     let busy_timeout = Duration::from_millis(global.busy_timeout.into());
     Some(Snapshot { reports, metrics: Arc::from(text.into_bytes()), generated_at, took, busy_timeout })
+}
+
+/// Adds each database's point to its ring (from the samples, which are dropped next) and reads the snapshots of
+/// those due, read-only and bounded: a database whose history cannot be read keeps its last series.
+fn remember(global: &Global, reports: &[metrics::DbReport], cache: &Cache, now: SystemTime) {
+    let due: Vec<bool> =
+        (0..reports.len()).map(|i| cache.series_of(i).is_none_or(|s| s.history_due(now)) && reports[i].up).collect();
+    let histories: Vec<Option<Result<Vec<serde_json::Value>, String>>> = reports
+        .iter()
+        .zip(&due)
+        .map(|(report, due)| due.then(|| series::read_history(global, &report.target)))
+        .collect();
+    cache.update_series(reports.len(), |all| {
+        for ((series, report), history) in all.iter_mut().zip(reports).zip(histories) {
+            series.remember(report);
+            if let Some(read) = history {
+                if let Err(error) = &read {
+                    log(&format!("{}: history: {error}", report.target.name));
+                }
+                series.set_history(read, now);
+            }
+        }
+    });
 }
 
 /// serve's own families, after the databases' (which never use the `vigil_serve_` prefix).
@@ -245,8 +273,16 @@ fn changes(previous: Option<&Snapshot>, now: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-/// Every request's answer, from the cache alone.
+/// Every request's answer, from the cache alone, with headers that keep a browser to this origin's files.
 fn answer(request: &Request, cache: &Cache, names: &[String], every: Duration) -> Response {
+    let mut response = route_answer(request, cache, names, every);
+    response.headers.push(("Content-Security-Policy", "default-src 'self'".into()));
+    response.headers.push(("X-Content-Type-Options", "nosniff".into()));
+    response.headers.push(("Referrer-Policy", "no-referrer".into()));
+    response
+}
+
+fn route_answer(request: &Request, cache: &Cache, names: &[String], every: Duration) -> Response {
     match routes::route(&request.method, &request.target, names) {
         Route::Metrics => match cache.latest() {
             Some(snapshot) => Response {
@@ -259,13 +295,92 @@ fn answer(request: &Request, cache: &Cache, names: &[String], every: Duration) -
         },
         Route::Health => health_response(cache, None, every),
         Route::HealthOf(index) => health_response(cache, Some(index), every),
-        Route::NotFound => Response::text(404, "not found: vigil serve answers /metrics, /health and /health/<db>\n"),
+        Route::Fleet => with_snapshot(cache, |snapshot| html(pages::fleet(snapshot))),
+        Route::Page(index) => with_snapshot(cache, |snapshot| match snapshot.reports.get(index) {
+            Some(report) => html(pages::database(snapshot, report)),
+            None => not_found(),
+        }),
+        Route::ApiDatabases => with_snapshot(cache, |snapshot| json_response(databases_json(snapshot))),
+        Route::ApiHistory(index) => with_snapshot(cache, |snapshot| {
+            let series = cache.series_of(index).unwrap_or_default();
+            json_response(series.to_json(&names[index], &rfc3339(snapshot.generated_at)))
+        }),
+        Route::Asset(index) => {
+            let asset = &assets::ASSETS[index];
+            Response { status: 200, content_type: asset.content_type, headers: vec![], body: Arc::from(asset.body) }
+        }
+        Route::NotFound => not_found(),
         Route::MethodNotAllowed => {
             let mut response = Response::text(405, "method not allowed: use GET or HEAD\n");
             response.headers.push(("Allow", routes::ALLOWED.into()));
             response
         }
     }
+}
+
+fn not_found() -> Response {
+    Response::text(
+        404,
+        "not found: vigil serve answers /, /db/<db>, /metrics, /health, /health/<db>, /api/v1/databases, \
+         /api/v1/history/<db> and /assets/<name>\n",
+    )
+}
+
+/// An answer from the latest snapshot; 503 before the first refresh finished.
+fn with_snapshot(cache: &Cache, answer: impl FnOnce(&Snapshot) -> Response) -> Response {
+    match cache.latest() {
+        Some(snapshot) => answer(&snapshot),
+        None => Response::text(503, "vigil serve has not finished its first refresh yet\n"),
+    }
+}
+
+fn html(page: String) -> Response {
+    Response {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        headers: vec![],
+        body: Arc::from(page.into_bytes()),
+    }
+}
+
+fn json_response(body: serde_json::Value) -> Response {
+    let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    text.push('\n');
+    Response { status: 200, content_type: "application/json", headers: vec![], body: Arc::from(text.into_bytes()) }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `GET /api/v1/databases`: every database with its status and every check, and where its series are.
+fn databases_json(snapshot: &Snapshot) -> serde_json::Value {
+    let databases: Vec<serde_json::Value> = snapshot
+        .reports
+        .iter()
+        .map(|report| {
+            let checks: Vec<serde_json::Value> = report
+                .checks
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"check": c.check, "status": c.status, "value": c.value, "detail": c.detail,
+                        "warning": c.warning, "critical": c.critical})
+                })
+                .collect();
+            let segment = pages::percent_encoded(&report.target.name);
+            serde_json::json!({
+                "db": report.target.name,
+                "status": health::status_of(report),
+                "up": report.up,
+                "error": report.error,
+                "collected_at": rfc3339(report.collected_at),
+                "checks": checks,
+                "page": format!("/db/{segment}"),
+                "history": format!("/api/v1/history/{segment}"),
+            })
+        })
+        .collect();
+    serde_json::json!({"generated_at": rfc3339(snapshot.generated_at), "databases": databases})
 }
 
 fn health_response(cache: &Cache, only: Option<usize>, every: Duration) -> Response {
@@ -332,6 +447,17 @@ mod tests {
         assert_eq!(ask("GET", "/health/b").status, 404);
         let post = ask("POST", "/health");
         assert_eq!((post.status, &post.headers[0]), (405, &("Allow", "GET, HEAD".to_string())));
+        for target in ["/", "/db/a", "/api/v1/databases", "/api/v1/history/a", "/assets/dashboard.js", "/nope"] {
+            let response = ask("GET", target);
+            assert!(response.headers.contains(&("Content-Security-Policy", "default-src 'self'".into())), "{target}");
+            assert!(response.headers.contains(&("X-Content-Type-Options", "nosniff".into())), "{target}");
+        }
+        assert_eq!(ask("GET", "/").status, 200);
+        assert_eq!(ask("GET", "/db/a").status, 200);
+        assert_eq!(ask("GET", "/db/b").status, 404);
+        assert_eq!(ask("GET", "/assets/../Cargo.toml").status, 404);
+        let history: serde_json::Value = serde_json::from_slice(&ask("GET", "/api/v1/history/a").body).unwrap();
+        assert_eq!((history["db"].as_str(), history["recent"].as_array().map(Vec::len)), (Some("a"), Some(0)));
     }
 
     #[test]

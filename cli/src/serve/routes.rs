@@ -1,5 +1,6 @@
 //! Which answer a request gets: a plain function of the method, the request target and the served names.
-//! Nothing here touches the filesystem: a name is served only when it is one of the targets' `db` labels.
+//! Nothing here touches the filesystem: a name is served only when it is one of the targets' `db` labels, an
+//! asset only when it is in the fixed table of vendored files.
 
 /// The answer a request gets.
 #[derive(Clone, Debug, PartialEq)]
@@ -9,6 +10,16 @@ pub enum Route {
     Health,
     /// One database, by its index among the targets.
     HealthOf(usize),
+    /// The dashboard: every database (`GET /`).
+    Fleet,
+    /// One database's dashboard page, by index.
+    Page(usize),
+    /// `GET /api/v1/databases`.
+    ApiDatabases,
+    /// `GET /api/v1/history/<db>`, by index.
+    ApiHistory(usize),
+    /// A vendored file, by its index in the assets table.
+    Asset(usize),
     NotFound,
     /// A known path asked with another method than GET or HEAD.
     MethodNotAllowed,
@@ -20,16 +31,32 @@ pub const ALLOWED: &str = "GET, HEAD";
 /// Routes a request: `target` is the request-target as sent (origin form, query string ignored).
 pub fn route(method: &str, target: &str, names: &[String]) -> Route {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let by_name = |prefix: &str| {
+        let name = percent_decoded(path.strip_prefix(prefix)?)?;
+        names.iter().position(|n| *n == name)
+    };
     let found = match path {
         "/metrics" => Route::Metrics,
         "/health" => Route::Health,
-        _ => match path.strip_prefix("/health/").and_then(percent_decoded) {
-            Some(name) => match names.iter().position(|n| *n == name) {
-                Some(index) => Route::HealthOf(index),
+        "/" => Route::Fleet,
+        "/api/v1/databases" => Route::ApiDatabases,
+        _ => {
+            let named = [
+                ("/health/", Route::HealthOf as fn(usize) -> Route),
+                ("/db/", Route::Page),
+                ("/api/v1/history/", Route::ApiHistory),
+            ];
+            let by_prefix = named.iter().find(|(prefix, _)| path.starts_with(prefix));
+            let found = match by_prefix {
+                Some((prefix, make)) => by_name(prefix).map(make),
+                // Asset names are plain: no decoding, so no `..` or `%2f` can ever reach a lookup.
+                None => path.strip_prefix("/assets/").and_then(super::assets::find).map(Route::Asset),
+            };
+            match found {
+                Some(route) => route,
                 None => return Route::NotFound,
-            },
-            None => return Route::NotFound,
-        },
+            }
+        }
     };
     if method == "GET" || method == "HEAD" {
         found
@@ -72,6 +99,12 @@ mod tests {
             assert_eq!(route(method, "/metrics?x=1", &names()), Route::Metrics);
             assert_eq!(route(method, "/health", &names()), Route::Health);
             assert_eq!(route(method, "/health/shop", &names()), Route::HealthOf(0));
+            assert_eq!(route(method, "/", &names()), Route::Fleet);
+            assert_eq!(route(method, "/db/shop", &names()), Route::Page(0));
+            assert_eq!(route(method, "/api/v1/databases", &names()), Route::ApiDatabases);
+            assert_eq!(route(method, "/api/v1/history/a%20b%2F%22%C3%BC%22", &names()), Route::ApiHistory(1));
+            assert_eq!(route(method, "/assets/dashboard.js", &names()), Route::Asset(0));
+            assert!(matches!(route(method, "/assets/uPlot.iife.min.js?v=1", &names()), Route::Asset(_)));
         }
     }
 
@@ -89,8 +122,15 @@ mod tests {
         for target in [
             "/health/..%2f..%2fetc%2fpasswd",
             "/../Cargo.toml",
-            "/",
             "",
+            "/assets/../Cargo.toml",
+            "/assets/..%2fCargo.toml",
+            "/assets/",
+            "/assets/dashboard.js/",
+            "/db/nope",
+            "/db/",
+            "/api/v1/history/nope",
+            "/api/v1/databases/",
             "*",
             "/metrics/",
             "/METRICS",
@@ -107,6 +147,8 @@ mod tests {
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get"] {
             assert_eq!(route(method, "/metrics", &names()), Route::MethodNotAllowed, "{method}");
             assert_eq!(route(method, "/health/shop", &names()), Route::MethodNotAllowed, "{method}");
+            assert_eq!(route(method, "/", &names()), Route::MethodNotAllowed, "{method}");
+            assert_eq!(route(method, "/assets/dashboard.css", &names()), Route::MethodNotAllowed, "{method}");
         }
         assert_eq!(route("POST", "/nope", &names()), Route::NotFound);
     }

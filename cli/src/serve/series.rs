@@ -1,0 +1,229 @@
+//! The series the dashboard draws: each database's health snapshots (read through the extension's
+//! `health_history`, read-only and bounded) and a ring of its last refreshes (so charts have recent points
+//! without snapshots). The refresh loop fills them; requests only read them.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::metrics::{DbReport, Target};
+use crate::{extension, Failure, Global};
+
+/// Recent refreshes kept per database: 12 hours at the default `--every 60s`.
+pub const RING_POINTS: usize = 720;
+/// Snapshots read per database (health_history's own default).
+pub const HISTORY_LIMIT: u32 = 1000;
+/// Snapshots are taken daily: re-reading them once a minute is often enough, whatever `--every`.
+pub const HISTORY_EVERY: Duration = Duration::from_secs(60);
+
+/// One refresh of one database, as the charts need it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recent {
+    /// Unix seconds.
+    pub at: f64,
+    pub file_size: Option<f64>,
+    pub wal_size: Option<f64>,
+    pub freelist_count: Option<f64>,
+    pub freelist_ratio: Option<f64>,
+    pub backup_age_seconds: Option<f64>,
+    pub slow_queries_total: Option<f64>,
+}
+
+/// A database's series: snapshots (oldest first, as JSON objects) and recent refreshes (oldest first).
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub snapshots: Arc<Vec<Json>>,
+    /// Why the snapshots could not be read at the last attempt (one line, naming the file).
+    pub history_error: Option<String>,
+    pub history_read_at: Option<SystemTime>,
+    pub recent: VecDeque<Recent>,
+}
+
+impl Series {
+    /// Adds a refresh's point, dropping the oldest beyond `RING_POINTS`; an unreadable database adds none.
+    pub fn remember(&mut self, report: &DbReport) {
+        if !report.up {
+            return;
+        }
+        if self.recent.len() == RING_POINTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(recent_of(report));
+    }
+
+    /// Whether the snapshots are due for a new read at `now`.
+    pub fn history_due(&self, now: SystemTime) -> bool {
+        self.history_read_at.is_none_or(|at| now.duration_since(at).map_or(true, |age| age >= HISTORY_EVERY))
+    }
+
+    pub fn set_history(&mut self, read: Result<Vec<Json>, String>, now: SystemTime) {
+        match read {
+            Ok(rows) => {
+                self.snapshots = Arc::new(rows);
+                self.history_error = None;
+            }
+            Err(error) => self.history_error = Some(error),
+        }
+        self.history_read_at = Some(now);
+    }
+
+    /// `GET /api/v1/history/<db>`'s body.
+    pub fn to_json(&self, db: &str, generated_at: &str) -> Json {
+        let recent: Vec<Json> = self.recent.iter().map(recent_json).collect();
+        json!({
+            "db": db,
+            "generated_at": generated_at,
+            "history_error": self.history_error,
+            "snapshots": *self.snapshots,
+            "recent": recent,
+        })
+    }
+}
+
+/// The point a report gives: from its samples, so taken before serve drops them.
+fn recent_of(report: &DbReport) -> Recent {
+    let sample = |metric: &str| report.samples.iter().find(|s| s.metric == metric).map(|s| s.value);
+    let at = unix_seconds(report.collected_at);
+    // 0 means no verified backup: no age then.
+    let backup = sample("vigil_backup_last_success_timestamp_seconds").filter(|t| *t > 0.0);
+    let slow: Vec<f64> =
+        report.samples.iter().filter(|s| s.metric == "vigil_slow_queries_total").map(|s| s.value).collect();
+    Recent {
+        at,
+        file_size: sample("vigil_database_size_bytes"),
+        wal_size: sample("vigil_wal_size_bytes"),
+        freelist_count: sample("vigil_freelist_pages"),
+        freelist_ratio: sample("vigil_freelist_ratio"),
+        backup_age_seconds: backup.map(|t| (at - t).max(0.0).round()),
+        slow_queries_total: (!slow.is_empty()).then(|| slow.iter().sum()),
+    }
+}
+
+fn recent_json(point: &Recent) -> Json {
+    json!({
+        "at": (point.at * 1000.0).round() / 1000.0,
+        "file_size": point.file_size,
+        "wal_size": point.wal_size,
+        "freelist_count": point.freelist_count,
+        "freelist_ratio": point.freelist_ratio,
+        "backup_age_seconds": point.backup_age_seconds,
+        "slow_queries_total": point.slow_queries_total,
+    })
+}
+
+pub fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// A database's snapshots through `health_history`, on a read-only connection; each row a JSON object with
+/// `at` (Unix seconds) added for the charts. An error is one line naming the file.
+pub fn read_history(global: &Global, target: &Target) -> Result<Vec<Json>, String> {
+    query_history(global, &target.path).map_err(|failure| {
+        let line = crate::sql::explained(failure, Some(&target.path), global.busy_timeout).message;
+        crate::output::cut(&line.split_whitespace().collect::<Vec<_>>().join(" "), 300)
+    })
+}
+
+fn query_history(global: &Global, path: &Path) -> Result<Vec<Json>, Failure> {
+    let conn = extension::open(global, path, false)?;
+    let sql = format!("SELECT * FROM health_history('{{\"limit\":{HISTORY_LIMIT}}}')");
+    let mut stmt = conn.prepare(&sql).map_err(crate::sql::sql_failure)?;
+    let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
+    let rows = stmt
+        .query_map([], |row| {
+            let mut object = Map::new();
+            for (i, name) in names.iter().enumerate() {
+                object.insert(name.clone(), json_of(row.get_ref(i)?));
+            }
+            let at = object.get("taken_at").and_then(Json::as_str).and_then(parse_time);
+            object.insert("at".into(), json!(at));
+            Ok(Json::Object(object))
+        })
+        .map_err(crate::sql::sql_failure)?;
+    rows.collect::<Result<_, _>>().map_err(crate::sql::sql_failure)
+}
+
+fn json_of(value: rusqlite::types::ValueRef) -> Json {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Integer(i) => json!(i),
+        ValueRef::Real(r) => json!(r),
+        ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+        ValueRef::Null | ValueRef::Blob(_) => Json::Null,
+    }
+}
+
+fn parse_time(text: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Sample;
+
+    fn report(up: bool, samples: &[(&str, f64)], at: SystemTime) -> DbReport {
+        DbReport {
+            target: Target { name: "a".into(), path: "a.db".into() },
+            up,
+            error: None,
+            status: Some("ok".into()),
+            failing: vec![],
+            checks: vec![],
+            samples: samples
+                .iter()
+                .map(|(metric, value)| Sample {
+                    metric: metric.to_string(),
+                    kind: "gauge".into(),
+                    help: String::new(),
+                    labels: vec![],
+                    value: *value,
+                })
+                .collect(),
+            collected_at: at,
+        }
+    }
+
+    #[test]
+    fn a_refresh_gives_a_point_from_its_samples() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let samples = [
+            ("vigil_database_size_bytes", 4096.0),
+            ("vigil_backup_last_success_timestamp_seconds", 9_000.0),
+            ("vigil_slow_queries_total", 2.0),
+            ("vigil_slow_queries_total", 3.0),
+        ];
+        let point = recent_of(&report(true, &samples, at));
+        assert_eq!(point.file_size, Some(4096.0));
+        assert_eq!(point.backup_age_seconds, Some(1000.0));
+        assert_eq!(point.slow_queries_total, Some(5.0));
+        assert_eq!(point.wal_size, None);
+        let none = recent_of(&report(true, &[("vigil_backup_last_success_timestamp_seconds", 0.0)], at));
+        assert_eq!((none.backup_age_seconds, none.slow_queries_total), (None, None), "0: no backup");
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_skips_unreadable_databases() {
+        let mut series = Series::default();
+        for i in 0..RING_POINTS + 5 {
+            series.remember(&report(true, &[], SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64)));
+        }
+        series.remember(&report(false, &[], SystemTime::now()));
+        assert_eq!(series.recent.len(), RING_POINTS);
+        assert_eq!(series.recent.front().unwrap().at, 5.0, "the oldest went first");
+    }
+
+    #[test]
+    fn history_is_read_again_after_a_minute() {
+        let mut series = Series::default();
+        let now = SystemTime::now();
+        assert!(series.history_due(now));
+        series.set_history(Err("a.db: locked".into()), now);
+        assert!(!series.history_due(now + Duration::from_secs(59)));
+        assert!(series.history_due(now + HISTORY_EVERY));
+        assert_eq!(series.to_json("a", "t")["history_error"], "a.db: locked");
+    }
+}
