@@ -312,7 +312,6 @@ fn unknown_paths_are_404_other_methods_405_head_has_no_body_and_nothing_is_read_
         "/Cargo.toml",
         "/%2e%2e/Cargo.toml",
         "/metrics/../../etc/passwd",
-        "/",
         "/shop.db",
         "/health/shop.db/x",
         "/etc/passwd",

@@ -1,0 +1,434 @@
+//! vigil serve's dashboard for real: the real binary over databases with real health snapshots (spread over
+//! days by rewriting their taken_at), a real verified backup and saved query statistics, drawn by a real
+//! headless Chromium with every other origin unresolvable. Skips loudly only when chromium is missing and
+//! $VIGIL_REQUIRE_CHROMIUM is unset (scripts/test sets it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use serde_json::Value as Json;
+use vigil_tests::*;
+
+const ODD: &str = "odd \"<>&ü.db";
+/// The stroke colour of every chart's series (dashboard.js).
+const STROKE: (u8, u8, u8) = (0x1f, 0x4f, 0xd8);
+const CHARTS: usize = 7;
+
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(dir: &Path, dbs: &[&str]) -> Serve {
+        let mut child = Command::new(cli_binary())
+            .arg("serve")
+            .args(dbs)
+            .args(["--listen", "127.0.0.1:0", "--every", "200ms"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut serve = Serve { child, addr: "127.0.0.1:0".parse().unwrap(), stderr };
+        let addr = wait_for(|| {
+            let lines = serve.stderr.lock().unwrap();
+            let rest = lines.first()?.split("listening on http://").nth(1)?.to_string();
+            rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+        });
+        serve.addr = addr.unwrap_or_else(|| panic!("no address announced: {}", serve.log()));
+        serve
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path)
+    }
+
+    fn json(&self, path: &str) -> Json {
+        let reply = self.get(path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        format!("{}\n{}", self.head, String::from_utf8_lossy(&self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head");
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Reply { status, head, body: all[end + 4..].to_vec() }
+}
+
+fn encoded(name: &str) -> String {
+    name.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// A database with history: four snapshots a day apart (with fragmentation measured), growing in between, a
+/// verified backup made before them all, and saved query statistics with slow calls.
+fn database_with_history(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    load(&conn);
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)").unwrap();
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let _: String = conn.query_row("SELECT backup_to(?1)", [backups.to_str().unwrap()], |r| r.get(0)).unwrap();
+    for n in 0..4 {
+        conn.execute(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) \
+             INSERT INTO t SELECT randomblob(2000) FROM k",
+            [50 * (n + 1)],
+        )
+        .unwrap();
+        // Checkpointed (not truncated): the file grows and the WAL keeps its size.
+        conn.execute_batch("DELETE FROM t WHERE rowid % 3 = 0; PRAGMA wal_checkpoint(PASSIVE);").unwrap();
+        let _: String = conn
+            .query_row(r#"SELECT health_snapshot('{"integrity":"full","fragmentation":true}')"#, [], |r| r.get(0))
+            .unwrap();
+    }
+    // Spread the snapshots over the last four days, the backup before them all.
+    conn.execute_batch(
+        "UPDATE vigil_health_history SET taken_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', (id - 5) || ' days');
+         UPDATE vigil_backup_log SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-5 days');",
+    )
+    .unwrap();
+    let _: String = conn.query_row(r#"SELECT query_stats_start('{"slow_ms": 0}')"#, [], |r| r.get(0)).unwrap();
+    for _ in 0..5 {
+        let _: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    }
+    let _: String = conn.query_row("SELECT query_stats_save()", [], |r| r.get(0)).unwrap();
+    let _: String = conn.query_row("SELECT query_stats_stop()", [], |r| r.get(0)).unwrap();
+    path
+}
+
+fn start_fleet(dir: &Path) -> Serve {
+    database_with_history(dir, "shop.db");
+    database_with_history(dir, ODD);
+    let serve = Serve::start(dir, &["shop.db", ODD]);
+    // Ready when both have their snapshots and a few recent refreshes.
+    let ready = wait_for(|| {
+        let ok = ["shop.db", ODD].iter().all(|db| {
+            let reply = serve.get(&format!("/api/v1/history/{}", encoded(db)));
+            let body: Json = serde_json::from_slice(&reply.body).unwrap_or_default();
+            reply.status == 200
+                && body["snapshots"].as_array().is_some_and(|s| s.len() == 4)
+                && body["recent"].as_array().is_some_and(|r| r.len() >= 3)
+        });
+        ok.then_some(())
+    });
+    assert!(ready.is_some(), "no history served: {}", serve.log());
+    serve
+}
+
+#[test]
+fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
+    let dir = scratch();
+    let serve = start_fleet(dir.path());
+
+    let all = serve.json("/api/v1/databases");
+    let dbs = all["databases"].as_array().unwrap();
+    assert_eq!(dbs.len(), 2);
+    assert_eq!(dbs[1]["db"], ODD, "UTF-8 and quotes kept in JSON");
+    assert_eq!(dbs[1]["page"], format!("/db/{}", "odd%20%22%3C%3E%26%C3%BC.db"));
+    for db in dbs {
+        assert!(db["checks"].as_array().unwrap().iter().any(|c| c["check"] == "file_size" && c["status"] == "ok"));
+        assert_eq!(db["up"], true);
+    }
+
+    let history = serve.json(&format!("/api/v1/history/{}", encoded(ODD)));
+    assert_eq!(history["db"], ODD);
+    let snapshots = history["snapshots"].as_array().unwrap();
+    let days: Vec<f64> = snapshots.iter().map(|s| s["at"].as_f64().unwrap()).collect();
+    assert!(days.windows(2).all(|w| (w[1] - w[0] - 86_400.0).abs() < 5.0), "a day apart, oldest first: {days:?}");
+    assert!(snapshots[0]["growth_per_day"].is_null(), "no snapshot before the first");
+    for s in &snapshots[1..] {
+        assert!(s["growth_per_day"].as_f64().unwrap() > 0.0, "it grew every day: {s}");
+    }
+    for (n, s) in snapshots.iter().enumerate() {
+        let age = s["backup_age_seconds"].as_f64().unwrap();
+        let expected = (n as f64 + 1.0) * 86_400.0;
+        assert!((age - expected).abs() < 5.0, "backup age at snapshot {n}: {age}");
+        assert!(s["fragmentation_pct"].is_number() && s["freelist_ratio"].is_number(), "{s}");
+    }
+    let recent = history["recent"].as_array().unwrap();
+    let last = recent.last().unwrap();
+    assert!(last["file_size"].as_f64().unwrap() > 0.0);
+    assert!(last["slow_queries_total"].as_f64().unwrap() >= 5.0, "slow_ms 0: every saved call is slow: {last}");
+    assert!(last["backup_age_seconds"].as_f64().unwrap() >= 5.0 * 86_400.0);
+
+    let fleet = serve.get("/");
+    assert_eq!(fleet.status, 200);
+    assert_eq!(fleet.header("Content-Type").as_deref(), Some("text/html; charset=utf-8"));
+    assert_eq!(fleet.header("Content-Security-Policy").as_deref(), Some("default-src 'self'"));
+    assert_eq!(fleet.header("X-Content-Type-Options").as_deref(), Some("nosniff"));
+    let html = String::from_utf8(fleet.body.clone()).unwrap();
+    assert!(html.contains("odd &quot;&lt;&gt;&amp;ü.db"), "escaped: {html}");
+    assert!(!html.contains("\"<>&"), "never raw");
+    assert!(html.contains("href=\"/db/odd%20%22%3C%3E%26%C3%BC.db\""));
+    let page = serve.get(&format!("/db/{}", encoded(ODD)));
+    assert_eq!(page.status, 200);
+    let page = String::from_utf8(page.body).unwrap();
+    assert!(page.contains("data-label=\"odd &quot;&lt;&gt;&amp;ü.db\"") && !page.contains("\"<>&"));
+
+    for path in [
+        "/assets/../Cargo.toml",
+        "/assets/..%2FCargo.toml",
+        "/assets/nope.js",
+        "/db/unknown",
+        "/db/",
+        "/api/v1/history/unknown",
+    ] {
+        assert_eq!(serve.get(path).status, 404, "{path}");
+    }
+    let asset = serve.get("/assets/uPlot.iife.min.js");
+    assert_eq!(asset.status, 200);
+    assert_eq!(asset.body, std::fs::read(root().join("cli/assets/uplot/uPlot.iife.min.js")).unwrap());
+    let head = request(serve.addr, "HEAD", "/");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert!(head.header("Content-Length").unwrap().parse::<usize>().unwrap() > 100);
+    for path in ["/", "/db/shop.db", "/api/v1/databases", "/assets/dashboard.js"] {
+        let post = request(serve.addr, "POST", path);
+        assert_eq!(post.status, 405, "{path}");
+    }
+}
+
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("chromium")).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_CHROMIUM").is_none(),
+            "VIGIL_REQUIRE_CHROMIUM is set but chromium is not installed: run scripts/setup"
+        );
+        eprintln!(
+            "\n\n*** SKIPPED: chromium is not installed (Debian package chromium; scripts/setup installs it) ***\n\n"
+        );
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with every other origin unresolvable; (stdout, stderr).
+fn run_chromium(chromium: &Path, profile: &Path, url: &str, extra: &[&str]) -> (String, String) {
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--force-device-scale-factor=1",
+            "--hide-scrollbars",
+            "--virtual-time-budget=10000",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-sync",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "chromium failed on {url}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Console messages and failed requests in Chromium's log.
+fn page_problems(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("net::ERR") || l.contains("Failed to load resource"))
+        .map(String::from)
+        .collect()
+}
+
+/// Counts, inside each box (x, y, w, h), the pixels of the series' stroke colour in a PNG (decoded with
+/// Python's zlib: 8-bit RGB or RGBA, every PNG row filter).
+fn stroke_pixels(png: &Path, boxes: &[(u32, u32, u32, u32)]) -> Vec<u64> {
+    const DECODE: &str = r#"
+import json, struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+boxes, stroke = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+pos, idat = 8, b''
+while pos < len(data):
+    length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+    chunk = data[pos + 8:pos + 8 + length]
+    if kind == b'IHDR':
+        width, height, depth, color = struct.unpack('>IIBB', chunk[:10])
+    elif kind == b'IDAT':
+        idat += chunk
+    pos += 12 + length
+assert depth == 8 and color in (2, 6), (depth, color)
+bpp = 3 if color == 2 else 4
+raw, stride = zlib.decompress(idat), width * bpp
+rows, prev, i = [], bytearray(stride), 0
+for _ in range(height):
+    f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x - bpp] if x >= bpp else 0
+        b = prev[x]
+        c = prev[x - bpp] if x >= bpp else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(line); prev = line
+counts = []
+for (x0, y0, w, h) in boxes:
+    n = 0
+    for y in range(y0, min(y0 + h, height)):
+        row = rows[y]
+        for x in range(x0, min(x0 + w, width)):
+            r, g, b = row[x * bpp:x * bpp + 3]
+            if abs(r - stroke[0]) < 40 and abs(g - stroke[1]) < 40 and abs(b - stroke[2]) < 40:
+                n += 1
+    counts.append(n)
+print(json.dumps(counts))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", DECODE])
+        .arg(png)
+        .arg(serde_json::to_string(boxes).unwrap())
+        .arg(serde_json::to_string(&[STROKE.0, STROKE.1, STROKE.2]).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "PNG decode: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every `src=`, `href=` and `url(` in a served text that points to another origin.
+fn off_origin(text: &str) -> Vec<String> {
+    let reference = Regex::new(r#"(?i)(?:src|href)\s*=\s*["']?\s*([^"'\s>]+)|url\(\s*["']?\s*([^"')\s]+)"#).unwrap();
+    reference
+        .captures_iter(text)
+        .filter_map(|c| c.get(1).or(c.get(2)).map(|m| m.as_str().to_string()))
+        .filter(|target| {
+            let lower = target.to_ascii_lowercase();
+            lower.starts_with("//") || lower.contains("://") || lower.starts_with("javascript:")
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_origins() {
+    let Some(chromium) = chromium() else { return };
+    let dir = scratch();
+    let serve = start_fleet(dir.path());
+    let profile = dir.path().join("chromium-profile");
+
+    // Nothing served points anywhere else (the vendored files included).
+    let mut served = vec!["/".to_string(), "/db/shop.db".to_string(), format!("/db/{}", encoded(ODD))];
+    served.extend(
+        ["dashboard.js", "dashboard.css", "uPlot.iife.min.js", "uPlot.min.css"].map(|a| format!("/assets/{a}")),
+    );
+    for path in &served {
+        let reply = serve.get(path);
+        assert_eq!(reply.status, 200, "{path}");
+        let found = off_origin(&String::from_utf8_lossy(&reply.body));
+        assert!(found.is_empty(), "{path} refers to another origin: {found:?}");
+    }
+
+    let (fleet, log) = run_chromium(&chromium, &profile, &serve.url("/"), &["--dump-dom"]);
+    assert!(fleet.contains("data-ready=\"1\"") && fleet.contains("data-charts=\"0\""), "{fleet}");
+    assert!(page_problems(&log).is_empty(), "{:?}", page_problems(&log));
+
+    let point_count = Regex::new(r#"data-points="(\d+)""#).unwrap();
+    let chart_box = Regex::new(r#"data-box="(\d+),(\d+),(\d+),(\d+)""#).unwrap();
+    for db in ["shop.db", ODD] {
+        let url = serve.url(&format!("/db/{}", encoded(db)));
+        let (dom, log) = run_chromium(&chromium, &profile, &url, &["--dump-dom"]);
+        assert!(dom.contains("data-ready=\"1\""), "{db}: not ready: {dom}\n{log}");
+        assert!(dom.contains(&format!("data-charts=\"{CHARTS}\"")), "{db}: {dom}");
+        assert!(!dom.contains("class=\"error\""), "{db}: the page shows an error: {dom}");
+        assert!(dom.matches("<canvas").count() >= CHARTS, "{db}: a canvas per chart");
+        let points: Vec<u32> = point_count.captures_iter(&dom).map(|c| c[1].parse().unwrap()).collect();
+        assert_eq!(points.len(), CHARTS, "{db}");
+        assert!(points.iter().all(|p| *p >= 1), "{db}: every chart has data: {points:?}");
+        assert!(page_problems(&log).is_empty(), "{db}: {:?}", page_problems(&log));
+
+        let boxes: Vec<(u32, u32, u32, u32)> = chart_box
+            .captures_iter(&dom)
+            .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap(), c[3].parse().unwrap(), c[4].parse().unwrap()))
+            .collect();
+        assert_eq!(boxes.len(), CHARTS, "{db}");
+        let artifacts = root().join("target/test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let png = artifacts.join(format!("dashboard-{}.png", if db == ODD { "odd" } else { "shop" }));
+        let _ = std::fs::remove_file(&png);
+        let (_, log) = run_chromium(&chromium, &profile, &url, &[&format!("--screenshot={}", png.display())]);
+        assert!(png.exists(), "no screenshot: {log}");
+        println!("dashboard screenshot: {}", png.display());
+        let drawn = stroke_pixels(&png, &boxes);
+        assert!(drawn.iter().all(|n| *n >= 10), "{db}: every chart box has its series drawn: {drawn:?} in {boxes:?}");
+    }
+}
