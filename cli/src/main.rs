@@ -83,8 +83,8 @@ enum Command {
     Salvage(salvage::SalvageArgs),
     /// Prometheus metrics of databases (stdout or --textfile DIR); exit 3 when one cannot be read
     Metrics(metrics::MetricsArgs),
-    /// Serve /metrics (Prometheus) and /health (200/503 + JSON) for databases, from a cache refreshed every
-    /// --every; runs until SIGINT or SIGTERM, then exits 0
+    /// Serve /metrics (Prometheus), /health (200/503 + JSON) and a dashboard (/) for databases, from a cache
+    /// refreshed every --every; runs until SIGINT or SIGTERM, then exits 0
     Serve(serve::ServeArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
