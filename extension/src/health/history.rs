@@ -124,27 +124,6 @@ fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapsh
     }))
 }
 
-/// The problems the newest recorded integrity check found (empty without history or problems). Reads
-/// the schema quoted as `q`.
-pub fn last_integrity_problems(db: Db, q: &str) -> Result<Vec<String>> {
-    if !has_table(db, q, TABLE)? {
-        return Ok(Vec::new());
-    }
-    let report = db.query_value(
-        &format!(
-            "SELECT report FROM {q}.{TABLE} WHERE integrity_mode IS NOT NULL ORDER BY taken_at DESC, id DESC LIMIT 1"
-        ),
-        &[],
-    )?;
-    let document: Json = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Json::Null);
-    let detail = document["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["check"] == "integrity"))
-        .and_then(|c| c["detail"].as_str())
-        .unwrap_or_default();
-    Ok(detail.split("; ").map(str::to_string).collect())
-}
-
 /// The checks history adds; none when there is no history table.
 pub fn checks(db: Db, facts: &Facts, options: &Options, integrity_scanned: bool) -> Result<Vec<Check>> {
     let q = quote(&options.schema);

@@ -17,7 +17,6 @@ use super::vacuum::{self, Decision, Via};
 use super::{elapsed_ms, file_bytes, Target};
 use crate::backup::{self, options::Verify};
 use crate::error::{Error, Result};
-use crate::health::history;
 use crate::health::scan::problems;
 use crate::health::thresholds::{default_warning, show};
 use crate::health::{self, options::Options};
@@ -305,7 +304,7 @@ fn analyze(run: &mut Run) -> Result<Done> {
 /// function an index depends on changed. integrity_check is what finds that; a standard run rebuilds the
 /// indexes the last recorded check (health_snapshot) named.
 fn reindex_reported(run: &mut Run) -> Result<Done> {
-    let named = history::last_integrity_problems(run.target.db(), "main")?;
+    let named = crate::store::health_history::last_integrity_problems(run.target.db(), "\"main\"")?;
     let indexes = inconsistent_indexes(run.target.db(), &named)?;
     if indexes.is_empty() {
         return Ok(("skipped", "no index was reported inconsistent by the last recorded integrity check".into()));

@@ -1,11 +1,33 @@
-//! `vigil_health_history`: health_snapshot's table (health writes it through its own module). This is its
-//! reader for series: bounded, newest first, without the report's text beyond what a series needs.
+//! `vigil_health_history`: health_snapshot's table (health writes it through its own module). Its readers for
+//! other capabilities: the series (bounded, newest first, without the report's text beyond what a series
+//! needs) and the problems of the last recorded integrity check (for maintenance).
 
 use super::{has_table, quote};
 use crate::error::Result;
 use crate::sqlite::{Db, Value};
 
 pub const TABLE: &str = "vigil_health_history";
+
+/// The problems the newest recorded integrity check found (empty without history or problems). Reads
+/// the schema quoted as `q`.
+pub fn last_integrity_problems(db: Db, q: &str) -> Result<Vec<String>> {
+    if !has_table(db, q, TABLE)? {
+        return Ok(Vec::new());
+    }
+    let report = db.query_value(
+        &format!(
+            "SELECT report FROM {q}.{TABLE} WHERE integrity_mode IS NOT NULL ORDER BY taken_at DESC, id DESC LIMIT 1"
+        ),
+        &[],
+    )?;
+    let document: serde_json::Value = report.as_str().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+    let detail = document["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == "integrity"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default();
+    Ok(detail.split("; ").map(str::to_string).collect())
+}
 
 /// One recorded snapshot, as a series point needs it.
 pub struct Point {
