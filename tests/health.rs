@@ -378,3 +378,60 @@ fn the_shell_recipe_runs() {
     assert!(row.contains("│ warning │ 29.18"), "{printed}");
     assert!(printed.contains("│ orders_by_customer "), "{printed}");
 }
+
+#[test]
+fn health_history_gives_the_series_of_the_snapshots_in_both_hosts() {
+    for host in hosts() {
+        let dir = scratch();
+        let db = dir.path().join("h.db");
+        create_db(&db, "CREATE TABLE t(x)");
+        let count = |sql: &str| host.query(&db, sql).unwrap().len();
+        assert_eq!(count("SELECT * FROM health_history()"), 0, "{}: no history, no rows", host.name());
+        for _ in 0..3 {
+            call(host.as_ref(), &db, "SELECT health_snapshot()");
+        }
+        call(host.as_ref(), &db, &format!("SELECT backup_to('{}/')", dir.path().join("b").display()));
+        // Three days, sizes 1000 → 3000 → 2000; one report that is not JSON; the backup 2.5 days ago, and a
+        // failed one 1.5 days ago that must not count.
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "UPDATE vigil_health_history SET taken_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', (id - 4) || ' days'),
+                     file_size = CASE id WHEN 1 THEN 1000 WHEN 2 THEN 3000 ELSE 2000 END;
+                 UPDATE vigil_health_history SET report = 'not json' WHERE id = 2;
+                 UPDATE vigil_backup_log SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 hours');
+                 INSERT INTO vigil_backup_log(backup_id, created_at, path, bytes, sha256, compression, verify,
+                     verification, duration_ms)
+                   SELECT 'x', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-36 hours'), path, bytes, sha256, compression,
+                     verify, 'failed', duration_ms FROM vigil_backup_log;",
+            )
+            .unwrap();
+        let rows = host
+            .query(&db, "SELECT file_size, growth_per_day, backup_age_seconds, freelist_ratio FROM health_history()")
+            .unwrap();
+        let column = |name: &str| rows.iter().map(|r| r[name].as_f64()).collect::<Vec<_>>();
+        assert_eq!(column("file_size"), [Some(1000.0), Some(3000.0), Some(2000.0)], "{}: oldest first", host.name());
+        assert_eq!(column("growth_per_day"), [None, Some(2000.0), Some(-1000.0)], "{}", host.name());
+        let ages = column("backup_age_seconds");
+        assert_eq!(ages[0], None, "{}: no backup before the first snapshot", host.name());
+        assert!((ages[1].unwrap() - 12.0 * 3600.0).abs() < 5.0, "{}: {ages:?}", host.name());
+        assert!((ages[2].unwrap() - 36.0 * 3600.0).abs() < 5.0, "{}: the failed backup does not count", host.name());
+        assert!(rows.iter().all(|r| r["freelist_ratio"].as_f64() == Some(0.0)));
+
+        let newest = host.query(&db, r#"SELECT growth_per_day FROM health_history('{"limit":1}')"#).unwrap();
+        assert_eq!(newest[0]["growth_per_day"].as_f64(), Some(-1000.0), "{}: from the snapshot before", host.name());
+        let since = host
+            .query(&db, r#"SELECT * FROM health_history(json_object('since', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-30 hours')))"#)
+            .unwrap();
+        assert_eq!(since.len(), 1, "{}", host.name());
+        let error = host.query(&db, r#"SELECT * FROM health_history('{"limit":0}')"#).unwrap_err();
+        assert!(error.contains("health_history") && error.contains("\"limit\""), "{}: {error}", host.name());
+
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("UPDATE vigil_health_history SET taken_at = 'x' WHERE id = 2")
+            .unwrap();
+        let error = host.query(&db, "SELECT * FROM health_history()").unwrap_err();
+        assert!(error.contains("health_history") && error.contains("snapshot id 2"), "{}: {error}", host.name());
+    }
+}

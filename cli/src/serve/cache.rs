@@ -43,6 +43,11 @@ impl Cache {
         self.series.lock().unwrap_or_else(|e| e.into_inner()).get(index).cloned()
     }
 
+    /// Whether a database's snapshots are due for a new read (true before its first).
+    pub fn history_due(&self, index: usize, now: SystemTime) -> bool {
+        self.series.lock().unwrap_or_else(|e| e.into_inner()).get(index).is_none_or(|s| s.history_due(now))
+    }
+
     /// Lets the refresh loop update every database's series; `count` sizes the table on first use.
     pub fn update_series(&self, count: usize, update: impl FnOnce(&mut [Series])) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
