@@ -213,12 +213,13 @@ fn refresh(global: &Global, targets: &[Target], options: &Options, cache: &Cache
 /// Adds each database's point to its ring (from the samples, which are dropped next) and reads the snapshots of
 /// those due, read-only and bounded: a database whose history cannot be read keeps its last series.
 fn remember(global: &Global, reports: &[metrics::DbReport], cache: &Cache, now: SystemTime) {
-    let due: Vec<bool> =
-        (0..reports.len()).map(|i| cache.series_of(i).is_none_or(|s| s.history_due(now)) && reports[i].up).collect();
+    // Read without the lock: requests keep being answered meanwhile.
     let histories: Vec<Option<Result<Vec<serde_json::Value>, String>>> = reports
         .iter()
-        .zip(&due)
-        .map(|(report, due)| due.then(|| series::read_history(global, &report.target)))
+        .enumerate()
+        .map(|(i, report)| {
+            (report.up && cache.history_due(i, now)).then(|| series::read_history(global, &report.target))
+        })
         .collect();
     cache.update_series(reports.len(), |all| {
         for ((series, report), history) in all.iter_mut().zip(reports).zip(histories) {
