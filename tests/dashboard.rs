@@ -166,10 +166,11 @@ fn database_with_history(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn start_fleet(dir: &Path) -> Serve {
+/// Serves shop.db and ODD (with history) and `others`.
+fn start_fleet(dir: &Path, others: &[&str]) -> Serve {
     database_with_history(dir, "shop.db");
     database_with_history(dir, ODD);
-    let serve = Serve::start(dir, &["shop.db", ODD]);
+    let serve = Serve::start(dir, &[&["shop.db", ODD], others].concat());
     // Ready when both have their snapshots and a few recent refreshes.
     let ready = wait_for(|| {
         let ok = ["shop.db", ODD].iter().all(|db| {
@@ -188,16 +189,22 @@ fn start_fleet(dir: &Path) -> Serve {
 #[test]
 fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
     let dir = scratch();
-    let serve = start_fleet(dir.path());
+    // A snapshot whose taken_at is not a time: its series cannot be read, the rest of the database can.
+    let broken = database_with_history(dir.path(), "broken.db");
+    rusqlite::Connection::open(broken)
+        .unwrap()
+        .execute_batch("UPDATE vigil_health_history SET taken_at = '0000-x' WHERE id = 1")
+        .unwrap();
+    let serve = start_fleet(dir.path(), &["broken.db"]);
 
     let all = serve.json("/api/v1/databases");
     let dbs = all["databases"].as_array().unwrap();
-    assert_eq!(dbs.len(), 2);
+    assert_eq!(dbs.len(), 3);
     assert_eq!(dbs[1]["db"], ODD, "UTF-8 and quotes kept in JSON");
     assert_eq!(dbs[1]["page"], format!("/db/{}", "odd%20%22%3C%3E%26%C3%BC.db"));
     for db in dbs {
+        assert_eq!(db["up"], true, "{db}");
         assert!(db["checks"].as_array().unwrap().iter().any(|c| c["check"] == "file_size" && c["status"] == "ok"));
-        assert_eq!(db["up"], true);
     }
 
     let history = serve.json(&format!("/api/v1/history/{}", encoded(ODD)));
@@ -215,6 +222,12 @@ fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
         assert!((age - expected).abs() < 5.0, "backup age at snapshot {n}: {age}");
         assert!(s["fragmentation_pct"].is_number() && s["freelist_ratio"].is_number(), "{s}");
     }
+    let broken = serve.json("/api/v1/history/broken.db");
+    let error = broken["history_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("broken.db: ") && error.contains("snapshot id 1"), "{broken}");
+    assert!(broken["snapshots"].as_array().unwrap().is_empty() && !broken["recent"].as_array().unwrap().is_empty());
+    assert!(serve.log().contains("broken.db: history: broken.db: health_history:"), "{}", serve.log());
+
     let recent = history["recent"].as_array().unwrap();
     let last = recent.last().unwrap();
     assert!(last["file_size"].as_f64().unwrap() > 0.0);
@@ -383,7 +396,7 @@ fn off_origin(text: &str) -> Vec<String> {
 fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_origins() {
     let Some(chromium) = chromium() else { return };
     let dir = scratch();
-    let serve = start_fleet(dir.path());
+    let serve = start_fleet(dir.path(), &[]);
     let profile = dir.path().join("chromium-profile");
 
     // Nothing served points anywhere else (the vendored files included).

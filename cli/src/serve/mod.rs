@@ -225,8 +225,12 @@ fn remember(global: &Global, reports: &[metrics::DbReport], cache: &Cache, now: 
         for ((series, report), history) in all.iter_mut().zip(reports).zip(histories) {
             series.remember(report);
             if let Some(read) = history {
-                if let Err(error) = &read {
-                    log(&format!("{}: history: {error}", report.target.name));
+                // Once per new error, not once a minute.
+                match &read {
+                    Err(error) if series.history_error.as_ref() != Some(error) => {
+                        log(&format!("{}: history: {error}", report.target.name))
+                    }
+                    _ => {}
                 }
                 series.set_history(read, now);
             }

@@ -122,7 +122,11 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
 /// `at` (Unix seconds) added for the charts. An error is one line naming the file.
 pub fn read_history(global: &Global, target: &Target) -> Result<Vec<Json>, String> {
     query_history(global, &target.path).map_err(|failure| {
-        let line = crate::sql::explained(failure, Some(&target.path), global.busy_timeout).message;
+        let mut line = crate::sql::explained(failure, Some(&target.path), global.busy_timeout).message;
+        let file = format!("{}: ", target.path.display());
+        if !line.starts_with(&file) {
+            line = format!("{file}{line}");
+        }
         crate::output::cut(&line.split_whitespace().collect::<Vec<_>>().join(" "), 300)
     })
 }
