@@ -308,7 +308,13 @@ fn route_answer(request: &Request, cache: &Cache, names: &[String], every: Durat
         Route::ApiDatabases => with_snapshot(cache, |snapshot| json_response(databases_json(snapshot))),
         Route::ApiHistory(index) => with_snapshot(cache, |snapshot| {
             let series = cache.series_of(index).unwrap_or_default();
-            json_response(series.to_json(&names[index], &rfc3339(snapshot.generated_at)))
+            let text = series.to_json_text(&names[index], &rfc3339(snapshot.generated_at));
+            Response {
+                status: 200,
+                content_type: "application/json",
+                headers: vec![],
+                body: Arc::from(text.into_bytes()),
+            }
         }),
         Route::Asset(index) => {
             let asset = &assets::ASSETS[index];
