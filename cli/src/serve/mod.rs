@@ -214,7 +214,7 @@ fn refresh(global: &Global, targets: &[Target], options: &Options, cache: &Cache
 /// those due, read-only and bounded: a database whose history cannot be read keeps its last series.
 fn remember(global: &Global, reports: &[metrics::DbReport], cache: &Cache, now: SystemTime) {
     // Read without the lock: requests keep being answered meanwhile.
-    let histories: Vec<Option<Result<Vec<serde_json::Value>, String>>> = reports
+    let histories: Vec<Option<Result<String, String>>> = reports
         .iter()
         .enumerate()
         .map(|(i, report)| {

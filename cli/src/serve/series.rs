@@ -67,10 +67,11 @@ impl Series {
         self.history_read_at.is_none_or(|at| now.duration_since(at).map_or(true, |age| age >= HISTORY_EVERY))
     }
 
-    pub fn set_history(&mut self, read: Result<Vec<Json>, String>, now: SystemTime) {
+    /// Keeps a read of the snapshots (a JSON array's text), or why it failed (keeping the last ones read).
+    pub fn set_history(&mut self, read: Result<String, String>, now: SystemTime) {
         match read {
-            Ok(rows) => {
-                self.snapshots = Arc::from(Json::Array(rows).to_string());
+            Ok(text) => {
+                self.snapshots = Arc::from(text);
                 self.history_error = None;
             }
             Err(error) => self.history_error = Some(error),
@@ -126,9 +127,9 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
-/// A database's snapshots through `health_history`, on a read-only connection; each row a JSON object with
-/// `at` (Unix seconds) added for the charts. An error is one line naming the file.
-pub fn read_history(global: &Global, target: &Target) -> Result<Vec<Json>, String> {
+/// A database's snapshots through `health_history`, on a read-only connection, as a JSON array's text: each
+/// row an object with `at` (Unix seconds) added for the charts. An error is one line naming the file.
+pub fn read_history(global: &Global, target: &Target) -> Result<String, String> {
     query_history(global, &target.path).map_err(|failure| {
         let mut line = crate::sql::explained(failure, Some(&target.path), global.busy_timeout).message;
         let file = format!("{}: ", target.path.display());
@@ -139,23 +140,28 @@ pub fn read_history(global: &Global, target: &Target) -> Result<Vec<Json>, Strin
     })
 }
 
-fn query_history(global: &Global, path: &Path) -> Result<Vec<Json>, Failure> {
+/// Written row by row into one string: a parsed row lives only while it is written.
+fn query_history(global: &Global, path: &Path) -> Result<String, Failure> {
     let conn = extension::open(global, path, false)?;
     let sql = format!("SELECT * FROM health_history('{{\"limit\":{HISTORY_LIMIT}}}')");
     let mut stmt = conn.prepare(&sql).map_err(crate::sql::sql_failure)?;
     let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
-    let rows = stmt
-        .query_map([], |row| {
-            let mut object = Map::new();
-            for (i, name) in names.iter().enumerate() {
-                object.insert(name.clone(), json_of(row.get_ref(i)?));
-            }
-            let at = object.get("taken_at").and_then(Json::as_str).and_then(parse_time);
-            object.insert("at".into(), json!(at));
-            Ok(Json::Object(object))
-        })
-        .map_err(crate::sql::sql_failure)?;
-    rows.collect::<Result<_, _>>().map_err(crate::sql::sql_failure)
+    let mut rows = stmt.query([]).map_err(crate::sql::sql_failure)?;
+    let mut text = String::from("[");
+    while let Some(row) = rows.next().map_err(crate::sql::sql_failure)? {
+        let mut object = Map::new();
+        for (i, name) in names.iter().enumerate() {
+            object.insert(name.clone(), json_of(row.get_ref(i).map_err(crate::sql::sql_failure)?));
+        }
+        let at = object.get("taken_at").and_then(Json::as_str).and_then(parse_time);
+        object.insert("at".into(), json!(at));
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&Json::Object(object).to_string());
+    }
+    text.push(']');
+    Ok(text)
 }
 
 fn json_of(value: rusqlite::types::ValueRef) -> Json {
@@ -239,7 +245,7 @@ mod tests {
         let body: Json = serde_json::from_str(&series.to_json_text("a\"", "t")).unwrap();
         assert_eq!((body["db"].as_str(), body["history_error"].as_str()), (Some("a\""), Some("a.db: locked")));
         assert_eq!(body["snapshots"], json!([]));
-        series.set_history(Ok(vec![json!({"at": 1.5})]), now);
+        series.set_history(Ok(r#"[{"at":1.5}]"#.into()), now);
         let body: Json = serde_json::from_str(&series.to_json_text("a", "t")).unwrap();
         assert_eq!((body["snapshots"][0]["at"].as_f64(), &body["history_error"]), (Some(1.5), &Json::Null));
     }
