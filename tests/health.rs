@@ -435,3 +435,37 @@ fn health_history_gives_the_series_of_the_snapshots_in_both_hosts() {
         assert!(error.contains("health_history") && error.contains("snapshot id 2"), "{}: {error}", host.name());
     }
 }
+
+/// A history or maintenance-log row with a time that is not one (planted, or damaged) is passed over: the report
+/// still comes, from the rows that are sound, in both hosts; before, one such row made every report of the
+/// database fail, and `vigil metrics`/`serve` called it unreadable.
+#[test]
+fn a_bad_time_in_vigils_own_tables_is_passed_over_not_fatal() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    for host in hosts() {
+        call(host.as_ref(), &db, "SELECT health_snapshot()");
+    }
+    call(&Rusqlite, &db, "SELECT maintain('standard')");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "UPDATE vigil_health_history SET taken_at = 'nope' WHERE id = (SELECT max(id) FROM vigil_health_history);
+         INSERT INTO vigil_maintenance_log(finished_at, function, level, result, duration_ms, size_before, size_after,
+                                           detail)
+         SELECT 'zzz', function, level, result, duration_ms, size_before, size_after, detail
+         FROM vigil_maintenance_log LIMIT 1;",
+    )
+    .unwrap();
+    drop(conn);
+    for host in hosts() {
+        let rows = host
+            .query(&db, "SELECT * FROM health_report()")
+            .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+        let checks = by_check(&rows);
+        assert_eq!(checks["schema_drift"]["status"], "ok", "{}: drift from the sound snapshot", host.name());
+        assert!(checks.contains_key("maintenance_age"), "{}: {rows:?}", host.name());
+    }
+    let out = std::process::Command::new(cli_binary()).arg("metrics").arg(&db).output().unwrap();
+    assert!(text(&out.stdout).contains("vigil_up{db=\"a.db\"} 1"), "{}", both(&out));
+}

@@ -97,30 +97,28 @@ struct Snapshot {
     integrity_errors: Option<i64>,
 }
 
+/// The first snapshot in `filter`'s order whose `taken_at` is a time. A row whose `taken_at` is not (written by
+/// someone else, or damaged) is passed over: one bad row must not make the whole report fail. Among the first
+/// `SCAN` rows only, so that a table full of junk costs a bounded read.
 fn load(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Option<Snapshot>> {
+    const SCAN: usize = 64;
     let rows = db.query(
         &format!(
             "SELECT taken_at, file_size, schema_objects, integrity_mode, integrity_errors \
-             FROM {q}.{TABLE} {filter} LIMIT 1"
+             FROM {q}.{TABLE} {filter} LIMIT {SCAN}"
         ),
         params,
     )?;
-    let Some(row) = rows.into_iter().next() else {
-        return Ok(None);
-    };
-    let taken_at = row[0].as_str().and_then(parse_utc).ok_or_else(|| {
-        Error::new(format!(
-            "{TABLE} holds a taken_at that is not an RFC 3339 time: {}",
-            crate::error::describe(&row[0])
-        ))
-    })?;
-    let objects = row[2].as_str().and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
-    Ok(Some(Snapshot {
-        taken_at,
-        file_size: row[1].as_i64(),
-        objects: objects.unwrap_or_default(),
-        integrity_mode: row[3].as_str().map(str::to_string),
-        integrity_errors: row[4].as_i64(),
+    Ok(rows.into_iter().find_map(|row| {
+        let taken_at = row[0].as_str().and_then(parse_utc)?;
+        let objects = row[2].as_str().and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok());
+        Some(Snapshot {
+            taken_at,
+            file_size: row[1].as_i64(),
+            objects: objects.unwrap_or_default(),
+            integrity_mode: row[3].as_str().map(str::to_string),
+            integrity_errors: row[4].as_i64(),
+        })
     }))
 }
 
