@@ -459,9 +459,7 @@ fn a_bad_time_in_vigils_own_tables_is_passed_over_not_fatal() {
     .unwrap();
     drop(conn);
     for host in hosts() {
-        let rows = host
-            .query(&db, "SELECT * FROM health_report()")
-            .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+        let rows = host.query(&db, "SELECT * FROM health_report()").unwrap_or_else(|e| panic!("{}: {e}", host.name()));
         let checks = by_check(&rows);
         assert_eq!(checks["schema_drift"]["status"], "ok", "{}: drift from the sound snapshot", host.name());
         assert!(checks.contains_key("maintenance_age"), "{}: {rows:?}", host.name());
