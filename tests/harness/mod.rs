@@ -3,6 +3,8 @@
 //!
 //! The library must be built first (`cargo build --workspace`; scripts/test does it).
 
+pub mod receiver;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
