@@ -1,6 +1,7 @@
 //! `vigil`: the command line face of the vigil extension. It parses arguments, opens the database with
 //! rusqlite, loads the extension, calls its SQL and formats the result; it holds no database logic.
 
+mod alert;
 mod backup;
 mod diagnose;
 mod extension;
@@ -86,6 +87,9 @@ enum Command {
     /// Serve /metrics (Prometheus), /health (200/503 + JSON) and a dashboard (/) for databases, from a cache
     /// refreshed every --every; runs until SIGINT or SIGTERM, then exits 0
     Serve(serve::ServeArgs),
+    /// Send one firing then one resolved test alert to every --webhook and --alertmanager; exit 0 when all were
+    /// delivered, 2 when one was not
+    AlertTest(alert::AlertTestArgs),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         Command::Salvage(args) => salvage::salvage(&cli.global, &args),
         Command::Metrics(args) => metrics::run(&cli.global, &args),
         Command::Serve(args) => serve::run(&cli.global, &args),
+        Command::AlertTest(args) => alert::alert_test(&args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {
