@@ -476,7 +476,7 @@ fn error_text(error: &ureq::Error, url: &str) -> String {
         ureq::Error::HostNotFound => "host not found".to_string(),
         ureq::Error::ConnectionFailed => "connection failed".to_string(),
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        ureq::Error::Io(e) => format!("network error: {}", e.kind()),
+        ureq::Error::Io(e) => format!("network error: {e}"),
         other => other.to_string(),
     };
     // Whatever the error says, it must not leak the URL's path or query.
