@@ -547,4 +547,76 @@ mod tests {
         let sink = Sink::Alertmanager { url: "http://127.0.0.1:9093/".into() };
         assert_eq!(sink.endpoint(), "http://127.0.0.1:9093/api/v2/alerts");
     }
+
+    fn note(check: &str) -> Notification {
+        let (firing, _) = crate::alert::test_alerts(SystemTime::UNIX_EPOCH);
+        Notification { check: check.into(), ..firing }
+    }
+
+    /// A sink nobody listens on (port 1 on loopback refuses): everything stays queued.
+    fn dead(kind: &str) -> Sink {
+        let url = "http://127.0.0.1:1".to_string();
+        match kind {
+            "alertmanager" => Sink::Alertmanager { url },
+            _ => Sink::Webhook { url, format: Format::Alertmanager },
+        }
+    }
+
+    fn quiet() -> Logger {
+        Arc::new(|_: &Event| {})
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_counts_them() {
+        let dispatcher = Dispatcher::start(vec![dead("webhook")], Vec::new(), quiet());
+        for i in 0..QUEUE_LIMIT + 5 {
+            dispatcher.send(note(&format!("c{i}")));
+        }
+        let stats = dispatcher.stats();
+        assert_eq!(stats.sinks[0].dropped, 5);
+        assert_eq!(stats.sinks[0].queued, QUEUE_LIMIT);
+        let pending = dispatcher.pending();
+        assert_eq!(pending.last().unwrap().notifications[0].check, format!("c{}", QUEUE_LIMIT + 4), "newest kept");
+        assert!(!stats.all_delivered());
+    }
+
+    #[test]
+    fn pending_messages_go_back_to_their_own_sink_only() {
+        let sink = dead("webhook");
+        let mine = Outgoing { sink: sink.key(), notifications: vec![note("a")], attempts: 3, resend: false };
+        let other =
+            Outgoing { sink: "0000000000000000".into(), notifications: vec![note("b")], attempts: 0, resend: false };
+        let dispatcher = Dispatcher::start(vec![sink], vec![mine.clone(), other], quiet());
+        dispatcher.send(note("c"));
+        let pending = dispatcher.pending();
+        let checks: Vec<_> = pending.iter().map(|o| o.notifications[0].check.as_str()).collect();
+        assert_eq!(checks, ["a", "c"], "the earlier run's message first, a forgotten sink's dropped");
+        assert!(pending[0].attempts >= 3);
+        let text = serde_json::to_string(&pending).unwrap();
+        assert!(!text.contains("127.0.0.1:1"), "the state file never holds a sink's URL: {text}");
+        let back: Vec<Outgoing> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.len(), 2);
+    }
+
+    #[test]
+    fn active_alerts_are_resent_to_alertmanagers_only_and_at_most_once_a_minute() {
+        let dispatcher = Dispatcher::start(vec![dead("alertmanager"), dead("webhook")], Vec::new(), quiet());
+        dispatcher.resend_active(vec![note("a"), note("b")]);
+        dispatcher.resend_active(vec![note("a")]);
+        let pending = dispatcher.pending();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(pending[0].resend);
+        assert_eq!(pending[0].sink, dead("alertmanager").key());
+        assert_eq!(pending[0].notifications.len(), 2, "the first call's set: the second came within the minute");
+    }
+
+    #[test]
+    fn flush_returns_at_its_deadline_with_what_is_left() {
+        let dispatcher = Dispatcher::start(vec![dead("webhook")], Vec::new(), quiet());
+        dispatcher.send(note("a"));
+        let stats = dispatcher.flush(Instant::now() + Duration::from_millis(300));
+        assert_eq!((stats.sinks[0].sent, stats.sinks[0].queued), (0, 1));
+        assert_eq!(stats.sinks[0].last_error.as_deref(), Some("connection refused"));
+        assert!(stats.sinks[0].retried >= 1);
+    }
 }
