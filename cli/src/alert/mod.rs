@@ -126,6 +126,9 @@ pub struct AlertTestArgs {
     /// How long to wait for every delivery (retries included)
     #[arg(long, value_name = "PERIOD", default_value = "30s")]
     pub wait: String,
+    /// How long the test alert fires before it is resolved (lets an Alertmanager's group_wait pass)
+    #[arg(long, value_name = "PERIOD", default_value = "0")]
+    pub hold: String,
 }
 
 /// `vigil alert-test`: one firing then one resolved test alert to every sink; exit 0 when all were delivered, 2
@@ -136,6 +139,10 @@ pub fn alert_test(args: &AlertTestArgs) -> Result<u8, Failure> {
         return Err(Failure::usage("alert-test: give at least one --webhook URL or --alertmanager URL"));
     }
     let wait = crate::pit::parse_period(&args.wait).map_err(|e| Failure::usage(format!("--wait: {e}")))?;
+    let hold = match args.hold.trim() {
+        "0" | "0s" => Duration::ZERO,
+        text => crate::pit::parse_period(text).map_err(|e| Failure::usage(format!("--hold: {e}, or 0")))?,
+    };
     let log: Logger = Arc::new(|event: &Event| {
         if event.outcome != Outcome::Delivered {
             eprintln!("vigil alert-test: {}", crate::output::escape_controls(&event.to_string()));
@@ -144,7 +151,10 @@ pub fn alert_test(args: &AlertTestArgs) -> Result<u8, Failure> {
     let dispatcher = Dispatcher::start(sinks, Vec::new(), log);
     let (firing, resolved) = test_alerts(SystemTime::now());
     dispatcher.send(firing);
-    dispatcher.send(resolved);
+    if !hold.is_zero() {
+        crate::interrupt::sleep_until(Instant::now() + hold);
+    }
+    dispatcher.send(Notification { ends_at: Some(SystemTime::now()), ..resolved });
     let stats = dispatcher.flush(Instant::now() + wait);
     for sink in &stats.sinks {
         println!("{}", crate::output::escape_controls(&verdict_line(sink, wait)));
