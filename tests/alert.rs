@@ -43,6 +43,23 @@ fn receiver_records_requests_and_answers_from_its_script() {
 }
 
 #[test]
+fn stopping_the_receiver_also_closes_kept_alive_connections() {
+    let mut receiver = Receiver::start();
+    let mut stream = TcpStream::connect(("127.0.0.1", receiver.port())).unwrap();
+    stream.write_all(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+    assert!(receiver.wait_for(1, Duration::from_secs(5)));
+    receiver.stop();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let again = stream.write_all(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.received().len(), 1, "nothing served after stop ({again:?})");
+}
+
+#[test]
 fn receiver_stops_and_restarts_on_the_same_port() {
     let mut receiver = Receiver::start();
     let port = receiver.port();

@@ -60,6 +60,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     arrived: Condvar,
     script: Mutex<VecDeque<Answer>>,
+    /// Open connections, closed by `stop` so that a client's kept-alive connection goes down with the receiver.
+    open: Mutex<Vec<TcpStream>>,
 }
 
 pub struct Receiver {
@@ -116,11 +118,14 @@ impl Receiver {
         true
     }
 
-    /// Closes the listening socket: connections are refused until `restart`.
+    /// Closes the listening socket and every open connection: connections are refused until `restart`.
     pub fn stop(&mut self) {
         if let Some((stop, thread)) = self.running.take() {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
+        }
+        for stream in self.shared.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -161,9 +166,17 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
+                if let Ok(copy) = stream.try_clone() {
+                    shared.open.lock().unwrap().push(copy);
+                }
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
+                    // `open` holds a copy of the socket: close it explicitly, dropping ours would not.
+                    let copy = stream.try_clone();
                     let _ = handle(stream, &shared);
+                    if let Ok(copy) = copy {
+                        let _ = copy.shutdown(std::net::Shutdown::Both);
+                    }
                 });
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),

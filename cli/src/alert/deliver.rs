@@ -364,6 +364,7 @@ impl Lane {
 }
 
 fn run_lane(lane: &Lane, instance: &str) {
+    let agent = agent();
     loop {
         let outgoing = {
             let mut queue = lane.queue.lock().unwrap();
@@ -377,7 +378,7 @@ fn run_lane(lane: &Lane, instance: &str) {
             queue.entries[0].clone()
         };
         let attempt = outgoing.attempts + 1;
-        let result = post(&lane.sink, &lane.sink.body(&outgoing.notifications, instance));
+        let result = post(&agent, &lane.sink, &lane.sink.body(&outgoing.notifications, instance));
         let (outcome, reason) = match result {
             Ok(Answer { status, .. }) if verdict(status) == Verdict::Delivered => (Outcome::Delivered, None),
             Ok(Answer { status, retry_after }) if verdict(status) == Verdict::Retry => {
@@ -450,15 +451,20 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
-/// One POST with a 10 s timeout; an error says what went wrong without the URL.
-fn post(sink: &Sink, body: &str) -> Result<Answer, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// One client per sink: its kept-alive connection serves the next message. Statuses are answers, not errors;
+/// redirects are not followed (a webhook that moved is a configuration to fix).
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(POST_TIMEOUT))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into();
+        .into()
+}
+
+/// One POST with a 10 s timeout; an error says what went wrong without the URL.
+fn post(agent: &ureq::Agent, sink: &Sink, body: &str) -> Result<Answer, String> {
     let url = sink.endpoint();
     let response =
         agent.post(&url).header("Content-Type", "application/json").send(body).map_err(|e| error_text(&e, &url))?;

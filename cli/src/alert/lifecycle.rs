@@ -112,10 +112,14 @@ impl Observation {
         else {
             return true;
         };
-        if larger_is_worse {
-            value < level * (1.0 - margin)
+        // A level of 0 has no room for a margin: the status alone says clean (else 0 could never resolve).
+        let room = level.abs() * margin;
+        if room == 0.0 {
+            true
+        } else if larger_is_worse {
+            value < level - room
         } else {
-            value > level * (1.0 + margin)
+            value > level + room
         }
     }
 }
@@ -493,6 +497,20 @@ mod tests {
         assert!(alerts.observe(&low(20.0, 0), &policy).is_some());
         assert!(alerts.observe(&low(31.0, 60), &policy).is_none(), "31 is not above 30 × 1.05");
         assert_eq!(alerts.observe(&low(32.0, 120), &policy).map(|n| n.status), Some(Status::Resolved));
+    }
+
+    #[test]
+    fn a_level_of_zero_resolves_by_status() {
+        let mut alerts = Alerts::new();
+        let policy = Policy { for_count: 1, clear_count: 1, ..Policy::default() };
+        let zero = |value: f64, second| Observation {
+            value: Some(value),
+            warning: Some(0.0),
+            larger_is_worse: Some(true),
+            ..seen(if value > 0.0 { "warning" } else { "ok" }, second)
+        };
+        assert!(alerts.observe(&zero(3.0, 0), &policy).is_some());
+        assert_eq!(alerts.observe(&zero(0.0, 60), &policy).map(|n| n.status), Some(Status::Resolved));
     }
 
     #[test]
