@@ -214,6 +214,14 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The wait an answer asks for: `Retry-After` counts on 429 (rate limited) and 503 (unavailable) only.
+pub fn retry_after(status: u16, header: Option<&str>, now: SystemTime) -> Option<Duration> {
+    match status {
+        429 | 503 => parse_retry_after(header?, now),
+        _ => None,
+    }
+}
+
 struct Queue {
     entries: VecDeque<Outgoing>,
     stats: SinkStats,
@@ -468,12 +476,9 @@ fn post(agent: &ureq::Agent, sink: &Sink, body: &str) -> Result<Answer, String> 
     let url = sink.endpoint();
     let response =
         agent.post(&url).header("Content-Type", "application/json").send(body).map_err(|e| error_text(&e, &url))?;
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    Ok(Answer { status: response.status().as_u16(), retry_after })
+    let status = response.status().as_u16();
+    let header = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+    Ok(Answer { status, retry_after: retry_after(status, header, SystemTime::now()) })
 }
 
 fn error_text(error: &ureq::Error, url: &str) -> String {
@@ -517,6 +522,15 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO), "past: now");
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn retry_after_counts_on_429_and_503_only() {
+        let now = SystemTime::now();
+        assert_eq!(retry_after(429, Some("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(503, Some("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(500, Some("7"), now), None);
+        assert_eq!(retry_after(429, None, now), None);
     }
 
     #[test]
