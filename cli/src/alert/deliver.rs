@@ -639,4 +639,19 @@ mod tests {
         assert_eq!(stats.sinks[0].last_error.as_deref(), Some("connection refused"));
         assert!(stats.sinks[0].retried >= 1);
     }
+
+    #[test]
+    fn sending_never_waits_for_a_receiver_that_does_not_answer() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", silent.local_addr().unwrap());
+        let dispatcher = Dispatcher::start(vec![Sink::Webhook { url, format: Format::Slack }], Vec::new(), quiet());
+        dispatcher.send(note("a"));
+        // The POST is in flight (accepted, never answered) while the caller goes on queueing.
+        let (_connection, _) = silent.accept().unwrap();
+        dispatcher.send(note("b"));
+        dispatcher.send(note("c"));
+        let checks: Vec<_> = dispatcher.pending().iter().map(|o| o.notifications[0].check.clone()).collect();
+        assert_eq!(checks, ["a", "b", "c"], "in order, the first one still waiting for its answer");
+        assert_eq!(dispatcher.stats().sinks[0].sent, 0);
+    }
 }
