@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde_json::{json, Value as Json};
+use vigil_tests::alertmanager::Alertmanager;
 use vigil_tests::receiver::{Answer, Receiver};
 use vigil_tests::{both, cli_binary, code, text};
 
@@ -267,61 +268,6 @@ fn urls_that_are_not_http_are_usage_errors() {
     assert_eq!(code(&out), 64, "{}", both(&out));
     let out = alert_test(&["--webhook", "http://127.0.0.1:1/", "--webhook-format", "teams"]);
     assert_eq!(code(&out), 64, "{}", both(&out));
-}
-
-/// A real Alertmanager (Debian's prometheus-alertmanager) on loopback, routing every alert to `hook`.
-struct Alertmanager {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Alertmanager {
-    fn start(hook: &str) -> Alertmanager {
-        let dir = vigil_tests::scratch();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "route:\n  receiver: hook\n  group_by: [alertname, db, check]\n  group_wait: 500ms\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {hook}\n    send_resolved: true\n"
-            ),
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("/usr/bin/prometheus-alertmanager")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "/usr/bin/prometheus-alertmanager (Debian package prometheus-alertmanager; scripts/setup installs it)",
-            );
-        let am = Alertmanager { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while get_status(port, "/-/ready") != Some(200) {
-            assert!(std::time::Instant::now() < deadline, "alertmanager did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        am
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[test]

@@ -7,10 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use vigil_tests::alertmanager::Alertmanager;
 use vigil_tests::receiver::Receiver;
 use vigil_tests::*;
-
-const ALERTMANAGER: &str = "prometheus-alertmanager";
 
 /// A process killed when dropped.
 struct Running(Child);
@@ -20,57 +19,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Alertmanager on loopback, routing every alert to `receiver` at once (group_wait 0) and its changes within a
-/// second (group_interval 1s), resolved ones included.
-fn start_alertmanager(dir: &Path, receiver: &Receiver) -> (Running, String) {
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "route:\n  receiver: test\n  group_by: ['alertname', 'db', 'check']\n  group_wait: 0s\n  \
-             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      \
-             - url: {}\n        send_resolved: true\n",
-            receiver.url()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("alertmanager.log")).unwrap()))
-        .spawn()
-        .unwrap_or_else(|e| panic!("{ALERTMANAGER}: {e} (scripts/setup installs Debian's prometheus-alertmanager)"));
-    let running = Running(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready(port) {
-        assert!(Instant::now() < deadline, "alertmanager not ready: {}", log(dir));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (running, url)
-}
-
-fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.write_all(b"GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("alertmanager.log")).unwrap_or_default()
 }
 
 /// Webhook bodies (Alertmanager's v4) received so far with the given status, for alerts of database `db`.
@@ -114,7 +62,8 @@ fn watch(dir: &Path, db: &Path, alertmanager: &str) -> Running {
 fn a_warning_fires_and_resolves_through_a_real_alertmanager() {
     let dir = scratch();
     let receiver = Receiver::start();
-    let (_alertmanager, url) = start_alertmanager(dir.path(), &receiver);
+    let alertmanager = Alertmanager::start(&receiver.url());
+    let url = alertmanager.url.clone();
     let db = dir.path().join("shop.db");
     demo_db(&db); // 29 % of its pages free: freelist_pct warns at 20
     let _watch = watch(dir.path(), &db, &url);
@@ -125,7 +74,7 @@ fn a_warning_fires_and_resolves_through_a_real_alertmanager() {
     });
     let firing = notifications(&receiver, "firing", "shop.db");
     let alert = firing.iter().find(|a| a["labels"]["check"] == "freelist_pct").unwrap_or_else(|| {
-        panic!("no freelist_pct alert in {firing:?}\nwatch: {}", watch_log());
+        panic!("no freelist_pct alert in {firing:?}\nwatch: {}\nalertmanager: {}", watch_log(), alertmanager.log());
     });
     assert_eq!(alert["labels"]["alertname"], "VigilCheck");
     assert_eq!(alert["labels"]["severity"], "warning");

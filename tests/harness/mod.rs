@@ -3,6 +3,7 @@
 //!
 //! The library must be built first (`cargo build --workspace`; scripts/test does it).
 
+pub mod alertmanager;
 pub mod receiver;
 
 use std::io::Write;
