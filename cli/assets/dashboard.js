@@ -1,6 +1,10 @@
-// vigil serve's dashboard: draws one database's charts from /api/v1/history/<db> with uPlot. No inline
-// script (the page's Content-Security-Policy forbids it) and no other origin. When every chart has drawn,
-// <body> gets data-ready="1" and data-charts="N"; an error shows in a visible .error element.
+// vigil serve's dashboard. A database's page carries its history as a JSON data block (#history-data, the
+// body of /api/v1/history/<db>): the charts are drawn from it at once with uPlot (this deferred script runs
+// before DOMContentLoaded, so a browser's load event already sees them), then /api/v1/history/<db> is polled
+// every data-poll-ms. The fleet page carries /api/v1/databases's JSON (#fleet-data) and polls it to keep the
+// statuses current. No inline script runs (the page's Content-Security-Policy forbids it) and no other origin
+// is asked. When every chart has drawn, <body> gets data-ready="1" and data-charts="N"; an error shows in a
+// visible .error element.
 "use strict";
 
 (function () {
@@ -15,6 +19,11 @@
     box.textContent = "Dashboard error: " + message;
   }
 
+  function clearError() {
+    var box = document.querySelector(".error");
+    if (box) box.parentNode.removeChild(box);
+  }
+
   window.addEventListener("error", function (event) {
     showError(event.message || "script error");
   });
@@ -23,15 +32,48 @@
     showError(reason && reason.message ? reason.message : String(reason));
   });
 
-  // Each chart: the field it draws, from the snapshots and/or the recent refreshes.
+  // Axis labels: binary units for bytes, the largest whole unit for ages.
+  function number(value) {
+    var rounded = Math.abs(value) >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
+    return rounded.toLocaleString("en");
+  }
+
+  function bytes(value) {
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    var n = value;
+    var i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i += 1;
+    }
+    return number(n) + " " + units[i];
+  }
+
+  function age(seconds) {
+    var abs = Math.abs(seconds);
+    if (abs >= 2 * 86400) return number(seconds / 86400) + " d";
+    if (abs >= 2 * 3600) return number(seconds / 3600) + " h";
+    if (abs >= 120) return number(seconds / 60) + " min";
+    return number(seconds) + " s";
+  }
+
+  var FORMATS = {
+    bytes: bytes,
+    "bytes/day": function (v) { return bytes(v) + "/d"; },
+    age: age,
+    "%": function (v) { return number(v) + " %"; },
+    count: number,
+  };
+
+  // Each chart: the field it draws from the snapshots and/or the recent refreshes, and its axis format.
   var CHARTS = {
     file_size: { snapshots: "file_size", recent: "file_size", unit: "bytes" },
-    freelist_count: { snapshots: "freelist_count", recent: "freelist_count", unit: "pages" },
+    freelist_count: { snapshots: "freelist_count", recent: "freelist_count", unit: "count", label: "pages" },
     fragmentation: { snapshots: "fragmentation_pct", unit: "%" },
     wal_size: { snapshots: "wal_size", recent: "wal_size", unit: "bytes" },
-    backup_age: { snapshots: "backup_age_seconds", recent: "backup_age_seconds", unit: "hours", scale: 1 / 3600 },
+    backup_age: { snapshots: "backup_age_seconds", recent: "backup_age_seconds", unit: "age" },
     growth_per_day: { snapshots: "growth_per_day", unit: "bytes/day" },
-    slow_queries: { recent: "slow_queries_total", unit: "queries" },
+    slow_queries: { recent: "slow_queries_total", unit: "count", label: "queries" },
   };
 
   function points(history, spec) {
@@ -40,9 +82,7 @@
       if (!field) return;
       rows.forEach(function (row) {
         var value = row[field];
-        if (typeof row.at === "number" && typeof value === "number") {
-          out.push([row.at, value * (spec.scale || 1)]);
-        }
+        if (typeof row.at === "number" && typeof value === "number") out.push([row.at, value]);
       });
     }
     take(history.snapshots || [], spec.snapshots);
@@ -51,17 +91,26 @@
     return [out.map(function (p) { return p[0]; }), out.map(function (p) { return p[1]; })];
   }
 
+  function markEmpty(box, count) {
+    box.dataset.points = String(count);
+    var empty = box.querySelector(".empty");
+    if (count === 0 && !empty) {
+      empty = document.createElement("p");
+      empty.className = "empty";
+      empty.textContent = "No data yet";
+      box.appendChild(empty);
+    } else if (count > 0 && empty) {
+      box.removeChild(empty);
+    }
+  }
+
+  // Draws one chart; returns its uPlot. onDrawn runs after its first drawing.
   function draw(box, history, onDrawn) {
     var spec = CHARTS[box.dataset.series];
     if (!spec) throw new Error("unknown chart " + box.dataset.series);
     var data = points(history, spec);
-    box.dataset.points = String(data[0].length);
-    if (data[0].length === 0) {
-      var empty = document.createElement("p");
-      empty.className = "empty";
-      empty.textContent = "No data yet";
-      box.appendChild(empty);
-    }
+    markEmpty(box, data[0].length);
+    var format = FORMATS[spec.unit];
     var drawn = false;
     var options = {
       width: Math.max(200, box.clientWidth - 8),
@@ -69,7 +118,11 @@
       legend: { show: false },
       scales: { x: { time: true } },
       series: [{}, { label: box.dataset.title, stroke: "#1f4fd8", width: 2, points: { show: true, size: 5, fill: "#1f4fd8" } }],
-      axes: [{}, { label: spec.unit, size: 70 }],
+      axes: [{}, {
+        label: spec.label,
+        size: 78,
+        values: function (chart, splits) { return splits.map(format); },
+      }],
       hooks: {
         draw: [function (chart) {
           if (drawn) return;
@@ -80,7 +133,9 @@
         }],
       },
     };
-    new uPlot(options, data, box);
+    var chart = new uPlot(options, data, box);
+    chart.spec = spec;
+    return chart;
   }
 
   function ready(count) {
@@ -88,31 +143,89 @@
     document.body.dataset.ready = "1";
   }
 
+  function embedded(id) {
+    var block = document.getElementById(id);
+    if (!block) throw new Error("the page has no #" + id + " data block");
+    return JSON.parse(block.textContent);
+  }
+
+  function getJson(path) {
+    return fetch(path, { headers: { Accept: "application/json" } }).then(function (response) {
+      if (!response.ok) throw new Error(path + " answered " + response.status);
+      return response.json();
+    });
+  }
+
+  function every(ms, path, apply) {
+    window.setInterval(function () {
+      getJson(path).then(function (data) {
+        clearError();
+        apply(data);
+      }, function (error) {
+        showError(error.message);
+      });
+    }, Math.max(1000, ms || 0));
+  }
+
+  function showHistoryError(history) {
+    var note = document.getElementById("history-note");
+    if (note && history.history_error) note.textContent = "Snapshots could not be read: " + history.history_error;
+  }
+
+  function startDatabase(label, boxes) {
+    var history = embedded("history-data");
+    showHistoryError(history);
+    var left = boxes.length;
+    var charts = boxes.map(function (box) {
+      return draw(box, history, function () {
+        left -= 1;
+        if (left === 0) ready(boxes.length);
+      });
+    });
+    every(Number(document.body.dataset.pollMs), "/api/v1/history/" + encodeURIComponent(label), function (fresh) {
+      showHistoryError(fresh);
+      charts.forEach(function (chart, i) {
+        var data = points(fresh, chart.spec);
+        markEmpty(boxes[i], data[0].length);
+        chart.setData(data);
+      });
+    });
+  }
+
+  // The fleet page: each row's status badge follows /api/v1/databases.
+  function updateFleet(fleet) {
+    var note = document.getElementById("refreshed");
+    if (note && typeof fleet.generated_at === "string") {
+      note.textContent = "Refreshed " + fleet.generated_at.replace("T", " ").slice(0, 19) + " UTC.";
+    }
+    var rows = Array.prototype.slice.call(document.querySelectorAll("tr[data-db]"));
+    (fleet.databases || []).forEach(function (db) {
+      var row = rows.filter(function (r) { return r.dataset.db === db.db; })[0];
+      var badge = row && row.cells[1] && row.cells[1].querySelector(".status");
+      if (!badge) return;
+      var known = ["ok", "info", "warning", "critical"].indexOf(db.status) >= 0;
+      badge.className = "status st-" + (known ? db.status : "unknown");
+      badge.textContent = String(db.status);
+    });
+  }
+
+  function startFleet() {
+    var fleet = embedded("fleet-data");
+    updateFleet(fleet);
+    ready(0);
+    every(5000, "/api/v1/databases", updateFleet);
+  }
+
   function start() {
     var boxes = Array.prototype.slice.call(document.querySelectorAll(".chart"));
     var label = document.body.dataset.label;
-    if (label === undefined || boxes.length === 0) {
+    if (label !== undefined && boxes.length > 0) {
+      startDatabase(label, boxes);
+    } else if (document.getElementById("fleet-data")) {
+      startFleet();
+    } else {
       ready(0);
-      return;
     }
-    fetch("/api/v1/history/" + encodeURIComponent(label), { headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error("/api/v1/history answered " + response.status);
-        return response.json();
-      })
-      .then(function (history) {
-        if (history.history_error) {
-          var note = document.getElementById("history-note");
-          if (note) note.textContent = "Snapshots could not be read: " + history.history_error;
-        }
-        var left = boxes.length;
-        boxes.forEach(function (box) {
-          draw(box, history, function () {
-            left -= 1;
-            if (left === 0) ready(boxes.length);
-          });
-        });
-      });
   }
 
   if (document.readyState === "loading") {

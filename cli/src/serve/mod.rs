@@ -300,15 +300,20 @@ fn route_answer(request: &Request, cache: &Cache, names: &[String], every: Durat
         },
         Route::Health => health_response(cache, None, every),
         Route::HealthOf(index) => health_response(cache, Some(index), every),
-        Route::Fleet => with_snapshot(cache, |snapshot| html(pages::fleet(snapshot))),
+        Route::Fleet => with_snapshot(cache, |snapshot| {
+            let data = databases_json(snapshot).to_string();
+            html(pages::fleet(snapshot, &data))
+        }),
         Route::Page(index) => with_snapshot(cache, |snapshot| match snapshot.reports.get(index) {
-            Some(report) => html(pages::database(snapshot, report)),
+            Some(report) => {
+                let history = history_text(cache, snapshot, &names[index], index);
+                html(pages::database(snapshot, report, &history, poll_interval(every).as_millis()))
+            }
             None => not_found(),
         }),
         Route::ApiDatabases => with_snapshot(cache, |snapshot| json_response(databases_json(snapshot))),
         Route::ApiHistory(index) => with_snapshot(cache, |snapshot| {
-            let series = cache.series_of(index).unwrap_or_default();
-            let text = series.to_json_text(&names[index], &rfc3339(snapshot.generated_at));
+            let text = history_text(cache, snapshot, &names[index], index);
             Response {
                 status: 200,
                 content_type: "application/json",
@@ -327,6 +332,17 @@ fn route_answer(request: &Request, cache: &Cache, names: &[String], every: Durat
             response
         }
     }
+}
+
+/// `GET /api/v1/history/<db>`'s JSON text, also embedded in the database's page.
+fn history_text(cache: &Cache, snapshot: &Snapshot, name: &str, index: usize) -> String {
+    let series = cache.series_of(index).unwrap_or_default();
+    series.to_json_text(name, &rfc3339(snapshot.generated_at))
+}
+
+/// How often a page asks for new data: every refresh, but not more than once a second.
+fn poll_interval(every: Duration) -> Duration {
+    every.max(Duration::from_secs(1))
 }
 
 fn not_found() -> Response {

@@ -68,11 +68,30 @@ fn nav() -> &'static str {
 
 fn generated(snapshot: &Snapshot) -> String {
     let at: chrono::DateTime<chrono::Utc> = snapshot.generated_at.into();
-    format!("<p class=\"note\">Refreshed {} UTC.</p>\n", at.format("%Y-%m-%d %H:%M:%S"))
+    format!("<p class=\"note\" id=\"refreshed\">Refreshed {} UTC.</p>\n", at.format("%Y-%m-%d %H:%M:%S"))
 }
 
-/// `GET /`: every database with its status and the status of every check.
-pub fn fleet(snapshot: &Snapshot) -> String {
+/// JSON as a data block: the browser never runs it (so `default-src 'self'` allows it) and dashboard.js reads
+/// it at once, drawing before any request returns. `<`, `>` and `&` only occur inside JSON strings, where their
+/// `\uXXXX` forms mean the same: no `</script>` or `<!--` from a hostile name can end the block.
+pub fn data_block(id: &str, json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 64);
+    out.push_str(&format!("<script type=\"application/json\" id=\"{id}\">"));
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            _ => out.push(c),
+        }
+    }
+    out.push_str("</script>\n");
+    out
+}
+
+/// `GET /`: every database with its status and the status of every check; `data` is /api/v1/databases's JSON,
+/// embedded for dashboard.js.
+pub fn fleet(snapshot: &Snapshot, data: &str) -> String {
     let mut rows = String::new();
     for report in &snapshot.reports {
         let name = &report.target.name;
@@ -91,7 +110,8 @@ pub fn fleet(snapshot: &Snapshot) -> String {
         let why =
             report.error.as_deref().map(|e| format!("<div class=\"note\">{}</div>", escape(e))).unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><td><a href=\"/db/{}\">{}</a>{why}</td><td>{}</td><td><div class=\"checks\">{checks}</div></td></tr>\n",
+            "<tr data-db=\"{}\"><td><a href=\"/db/{}\">{}</a>{why}</td><td>{}</td><td><div class=\"checks\">{checks}</div></td></tr>\n",
+            escape(name),
             percent_encoded(name),
             escape(name),
             status_badge(status_of(report))
@@ -100,11 +120,12 @@ pub fn fleet(snapshot: &Snapshot) -> String {
     let content = format!(
         "<header><h1>vigil: {} database{}</h1>{}</header>\n{}\
          <table class=\"fleet\">\n<thead><tr><th>Database</th><th>Status</th><th>Checks</th></tr></thead>\n\
-         <tbody>\n{rows}</tbody>\n</table>\n",
+         <tbody>\n{rows}</tbody>\n</table>\n{}",
         snapshot.reports.len(),
         if snapshot.reports.len() == 1 { "" } else { "s" },
         nav(),
-        generated(snapshot)
+        generated(snapshot),
+        data_block("fleet-data", data)
     );
     page("vigil: fleet", "", &content)
 }
@@ -116,8 +137,9 @@ fn badge_class(status: &str) -> &str {
     }
 }
 
-/// `GET /db/<db>`: one database's charts (drawn by dashboard.js from /api/v1/history) and checks.
-pub fn database(snapshot: &Snapshot, report: &DbReport) -> String {
+/// `GET /db/<db>`: one database's charts and checks. dashboard.js draws the charts from `history` (the JSON of
+/// /api/v1/history/<db>, embedded) and then polls that path every `poll_ms`.
+pub fn database(snapshot: &Snapshot, report: &DbReport, history: &str, poll_ms: u128) -> String {
     let name = &report.target.name;
     let charts: String = CHARTS
         .iter()
@@ -133,14 +155,16 @@ pub fn database(snapshot: &Snapshot, report: &DbReport) -> String {
     let content = format!(
         "<header><h1>{} {}</h1>{}</header>\n{}{error}<p class=\"note\" id=\"history-note\">Charts: health snapshots \
          (<code>health_snapshot()</code>, e.g. daily) and this server's recent refreshes.</p>\n\
-         <section class=\"charts\">\n{charts}</section>\n<h2>Checks</h2>\n{}",
+         <section class=\"charts\">\n{charts}</section>\n<h2>Checks</h2>\n{}{}",
         escape(name),
         status_badge(status_of(report)),
         nav(),
         generated(snapshot),
-        checks_table(&report.checks)
+        checks_table(&report.checks),
+        data_block("history-data", history)
     );
-    page(&format!("vigil: {name}"), &format!(" data-label=\"{}\"", escape(name)), &content)
+    let attributes = format!(" data-label=\"{}\" data-poll-ms=\"{poll_ms}\"", escape(name));
+    page(&format!("vigil: {name}"), &attributes, &content)
 }
 
 fn checks_table(checks: &[CheckResult]) -> String {
@@ -154,7 +178,7 @@ fn checks_table(checks: &[CheckResult]) -> String {
                 other => other.to_string(),
             };
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td class=\"value\">{}</td><td>{}</td><td>{}</td><td class=\"detail\">{}</td></tr>\n",
                 escape(&c.check),
                 status_badge(&c.status),
                 escape(&value),
@@ -178,6 +202,17 @@ mod tests {
     fn escaping_covers_text_and_attributes() {
         assert_eq!(escape("a\"<b>&'c"), "a&quot;&lt;b&gt;&amp;&#39;c");
         assert_eq!(escape("ünï€"), "ünï€");
+    }
+
+    #[test]
+    fn a_data_block_cannot_be_ended_by_its_json() {
+        let json = serde_json::json!({"db": "</script><!--<script>&x"}).to_string();
+        let block = data_block("d", &json);
+        let inner = block.strip_prefix("<script type=\"application/json\" id=\"d\">").unwrap();
+        let inner = inner.strip_suffix("</script>\n").unwrap();
+        assert!(!inner.contains('<') && !inner.contains('>') && !inner.contains('&'), "{inner}");
+        let back: serde_json::Value = serde_json::from_str(inner).unwrap();
+        assert_eq!(back["db"], "</script><!--<script>&x");
     }
 
     #[test]
