@@ -1,7 +1,8 @@
 //! vigil serve's dashboard for real: the real binary over databases with real health snapshots (spread over
 //! days by rewriting their taken_at), a real verified backup and saved query statistics, drawn by a real
-//! headless Chromium with every other origin unresolvable. Skips loudly only when chromium is missing and
-//! $VIGIL_REQUIRE_CHROMIUM is unset (scripts/test sets it).
+//! headless Chromium with every other origin unresolvable, and screenshot by a real headless Firefox ESR at its
+//! load event (so from the data embedded in the page). Each browser's test skips loudly only when it is missing
+//! and $VIGIL_REQUIRE_CHROMIUM / $VIGIL_REQUIRE_FIREFOX is unset (scripts/test sets both).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +19,9 @@ const ODD: &str = "odd \"<>&ü.db";
 /// The stroke colour of every chart's series (dashboard.js).
 const STROKE: (u8, u8, u8) = (0x1f, 0x4f, 0xd8);
 const CHARTS: usize = 7;
+/// The `.error` element's background and the chart frames' colour (dashboard.css).
+const ERROR: (u8, u8, u8) = (0xff, 0x00, 0xc8);
+const FRAME: (u8, u8, u8) = (0xc3, 0xcb, 0xd5);
 
 struct Serve {
     child: Child,
@@ -323,13 +327,12 @@ fn page_problems(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// Counts, inside each box (x, y, w, h), the pixels of the series' stroke colour in a PNG (decoded with
-/// Python's zlib: 8-bit RGB or RGBA, every PNG row filter).
-fn stroke_pixels(png: &Path, boxes: &[(u32, u32, u32, u32)]) -> Vec<u64> {
+/// Decodes a PNG with Python's zlib (8-bit RGB or RGBA, every PNG row filter) into `rows`, `width`, `height`
+/// and `bpp`, then runs `task`, which prints its answer as JSON; `args` are its sys.argv[2:].
+fn png_query(png: &Path, task: &str, args: &[Json]) -> Json {
     const DECODE: &str = r#"
 import json, struct, sys, zlib
 data = open(sys.argv[1], 'rb').read()
-boxes, stroke = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 pos, idat = 8, b''
 while pos < len(data):
     length, kind = struct.unpack('>I4s', data[pos:pos + 8])
@@ -356,27 +359,63 @@ for _ in range(height):
             p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
             line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
     rows.append(line); prev = line
-counts = []
-for (x0, y0, w, h) in boxes:
-    n = 0
-    for y in range(y0, min(y0 + h, height)):
-        row = rows[y]
-        for x in range(x0, min(x0 + w, width)):
-            r, g, b = row[x * bpp:x * bpp + 3]
-            if abs(r - stroke[0]) < 40 and abs(g - stroke[1]) < 40 and abs(b - stroke[2]) < 40:
-                n += 1
-    counts.append(n)
-print(json.dumps(counts))
+def near(row, x, colour, tolerance):
+    r, g, b = row[x * bpp:x * bpp + 3]
+    return abs(r - colour[0]) < tolerance and abs(g - colour[1]) < tolerance and abs(b - colour[2]) < tolerance
+def count(box, colour, tolerance):
+    x0, y0, w, h = box
+    return sum(1 for y in range(y0, min(y0 + h, height)) for x in range(x0, min(x0 + w, width)) if near(rows[y], x, colour, tolerance))
+args = [json.loads(a) for a in sys.argv[2:]]
 "#;
     let out = Command::new("/usr/bin/python3")
-        .args(["-c", DECODE])
+        .args(["-c", &format!("{DECODE}{task}")])
         .arg(png)
-        .arg(serde_json::to_string(boxes).unwrap())
-        .arg(serde_json::to_string(&[STROKE.0, STROKE.1, STROKE.2]).unwrap())
+        .args(args.iter().map(|a| a.to_string()))
         .output()
         .unwrap();
     assert!(out.status.success(), "PNG decode: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rgb(colour: (u8, u8, u8)) -> Json {
+    serde_json::json!([colour.0, colour.1, colour.2])
+}
+
+/// Counts, inside each box (x, y, w, h), the pixels of the series' stroke colour.
+fn stroke_pixels(png: &Path, boxes: &[(u32, u32, u32, u32)]) -> Vec<u64> {
+    let task = "print(json.dumps([count(box, args[1], 40) for box in args[0]]))";
+    serde_json::from_value(png_query(png, task, &[serde_json::json!(boxes), rgb(STROKE)])).unwrap()
+}
+
+/// The pixels of the `.error` element's colour (dashboard.css) in the whole picture.
+fn error_pixels(png: &Path) -> u64 {
+    let task = "print(json.dumps(count((0, 0, width, height), args[0], 40)))";
+    png_query(png, task, &[rgb(ERROR)]).as_u64().unwrap()
+}
+
+/// The inside (x, y, w, h) of every chart's frame (dashboard.css gives `.chart` a border of a colour nothing
+/// else has): rows holding a long run of that colour are a frame's top or bottom, paired by column.
+fn chart_frames(png: &Path) -> Vec<(u32, u32, u32, u32)> {
+    const TASK: &str = r#"
+edges = []
+for y in range(height):
+    x = 0
+    while x < width:
+        if near(rows[y], x, args[0], 10):
+            start = x
+            while x < width and near(rows[y], x, args[0], 10): x += 1
+            if x - start >= 150 and not any(abs(e[0] - y) <= 2 and abs(e[1] - start) <= 2 for e in edges):
+                edges.append((y, start, x))
+        else:
+            x += 1
+boxes = []
+for left in sorted(set(e[1] for e in edges)):
+    column = sorted(e for e in edges if e[1] == left)
+    for top, bottom in zip(column[0::2], column[1::2]):
+        boxes.append((top[1] + 1, top[0] + 1, top[2] - top[1] - 2, bottom[0] - top[0] - 1))
+print(json.dumps(sorted(boxes, key=lambda b: (b[1], b[0]))))
+"#;
+    serde_json::from_value(png_query(png, TASK, &[rgb(FRAME)])).unwrap()
 }
 
 /// Every `src=`, `href=` and `url(` in a served text that points to another origin.
@@ -443,5 +482,102 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
         let drawn = stroke_pixels(&png, &boxes);
         println!("dashboard screenshot: {} (series pixels per chart: {drawn:?})", png.display());
         assert!(drawn.iter().all(|n| *n >= 50), "{db}: every chart box has its series drawn: {drawn:?} in {boxes:?}");
+        assert_eq!(error_pixels(&png), 0, "{db}: the .error element shows in {}", png.display());
+        assert_eq!(chart_frames(&png).len(), CHARTS, "{db}: the frames the Firefox test finds charts by");
     }
+}
+
+fn firefox() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("firefox-esr")).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("VIGIL_REQUIRE_FIREFOX").is_none(),
+            "VIGIL_REQUIRE_FIREFOX is set but firefox-esr is not installed: run scripts/setup"
+        );
+        eprintln!(
+            "\n\n*** SKIPPED: firefox-esr is not installed (Debian package firefox-esr; scripts/setup installs it) ***\n\n"
+        );
+    }
+    found
+}
+
+/// Preferences of the fresh profile: no first-run pages, no updates or telemetry, console messages on
+/// stdout, and every origin but the loopback server behind a proxy that does not exist (port 9 is closed).
+const FIREFOX_PREFS: &str = r#"
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.enabled", false);
+user_pref("app.update.auto", false);
+user_pref("devtools.console.stdout.content", true);
+user_pref("network.proxy.type", 1);
+user_pref("network.proxy.http", "127.0.0.1");
+user_pref("network.proxy.http_port", 9);
+user_pref("network.proxy.ssl", "127.0.0.1");
+user_pref("network.proxy.ssl_port", 9);
+user_pref("network.proxy.no_proxies_on", "127.0.0.1");
+user_pref("network.proxy.allow_hijacking_localhost", false);
+"#;
+
+/// Firefox's headless screenshot of `url` (taken at the page's load event: no fetch has returned yet, so
+/// what it shows was drawn from the page's data block); (stdout, stderr).
+fn firefox_screenshot(firefox: &Path, home: &Path, url: &str, png: &Path) -> (String, String) {
+    let profile = home.join("firefox-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(profile.join("user.js"), FIREFOX_PREFS).unwrap();
+    let _ = std::fs::remove_file(png);
+    let out = Command::new(firefox)
+        .args(["--headless", "--no-remote", "--profile"])
+        .arg(&profile)
+        .arg("--screenshot")
+        .arg(png)
+        .args(["--window-size=1280,900", url])
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env("MOZ_CRASHREPORTER_DISABLE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success() && png.exists(), "firefox-esr failed on {url}: {stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_dashboard_draws_every_chart_in_headless_firefox_at_load_without_errors() {
+    let Some(firefox) = firefox() else { return };
+    let dir = scratch();
+    let serve = start_fleet(dir.path(), &[]);
+    let home = dir.path().join("home");
+    let artifacts = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let started = Instant::now();
+    let mut shots = 0;
+    let pages =
+        [("fleet", "/".to_string()), ("shop", "/db/shop.db".to_string()), ("odd", format!("/db/{}", encoded(ODD)))];
+    for (name, path) in pages {
+        let png = artifacts.join(format!("dashboard-firefox-{name}.png"));
+        let (stdout, stderr) = firefox_screenshot(&firefox, &home, &serve.url(&path), &png);
+        shots += 1;
+        let errors = error_pixels(&png);
+        let frames = chart_frames(&png);
+        let drawn = stroke_pixels(&png, &frames);
+        println!("firefox screenshot: {} (chart frames {frames:?}, series pixels per chart {drawn:?})", png.display());
+        assert_eq!(errors, 0, "{path}: the .error element shows in {}", png.display());
+        for line in stdout.lines().chain(stderr.lines()) {
+            assert!(!line.contains("JavaScript error") && !line.starts_with("console.error"), "{path}: {line}");
+        }
+        if name == "fleet" {
+            assert!(frames.is_empty(), "the fleet page has no charts: {frames:?}");
+            continue;
+        }
+        assert_eq!(frames.len(), CHARTS, "{path}: a frame per chart in {}", png.display());
+        assert!(
+            drawn.iter().all(|n| *n >= 50),
+            "{path}: every chart box has its series drawn: {drawn:?} in {frames:?}"
+        );
+    }
+    println!("firefox: {shots} screenshots in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -57,6 +57,12 @@
     return number(seconds) + " s";
   }
 
+  // Tick steps: powers of two for bytes (256 KiB, 512 KiB, …), whole units of time for ages.
+  var BINARY = [];
+  for (var power = 0; power < 50; power += 1) BINARY.push(Math.pow(2, power));
+  var AGES = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800, 2592000, 31536000];
+  var STEPS = { bytes: BINARY, "bytes/day": BINARY, age: AGES };
+
   var FORMATS = {
     bytes: bytes,
     "bytes/day": function (v) { return bytes(v) + "/d"; },
@@ -121,6 +127,7 @@
       axes: [{}, {
         label: spec.label,
         size: 78,
+        incrs: STEPS[spec.unit],
         values: function (chart, splits) { return splits.map(format); },
       }],
       hooks: {
