@@ -387,16 +387,9 @@ fn stroke_pixels(png: &Path, boxes: &[(u32, u32, u32, u32)]) -> Vec<u64> {
     serde_json::from_value(png_query(png, task, &[serde_json::json!(boxes), rgb(STROKE)])).unwrap()
 }
 
-/// The pixels of the `.error` element's colour (dashboard.css) in the whole picture.
-fn error_pixels(png: &Path) -> u64 {
-    let task = "print(json.dumps(count((0, 0, width, height), args[0], 40)))";
-    png_query(png, task, &[rgb(ERROR)]).as_u64().unwrap()
-}
-
-/// The inside (x, y, w, h) of every chart's frame (dashboard.css gives `.chart` a border of a colour nothing
-/// else has): rows holding a long run of that colour are a frame's top or bottom, paired by column.
-fn chart_frames(png: &Path) -> Vec<(u32, u32, u32, u32)> {
-    const TASK: &str = r#"
+/// Finds the inside (x, y, w, h) of every chart's frame (dashboard.css gives `.chart` a border of a colour
+/// nothing else has): rows holding a long run of that colour are a frame's top or bottom, paired by column.
+const FRAMES: &str = r#"
 edges = []
 for y in range(height):
     x = 0
@@ -408,14 +401,29 @@ for y in range(height):
                 edges.append((y, start, x))
         else:
             x += 1
-boxes = []
+frames = []
 for left in sorted(set(e[1] for e in edges)):
     column = sorted(e for e in edges if e[1] == left)
     for top, bottom in zip(column[0::2], column[1::2]):
-        boxes.append((top[1] + 1, top[0] + 1, top[2] - top[1] - 2, bottom[0] - top[0] - 1))
-print(json.dumps(sorted(boxes, key=lambda b: (b[1], b[0]))))
+        frames.append((top[1] + 1, top[0] + 1, top[2] - top[1] - 2, bottom[0] - top[0] - 1))
+frames.sort(key=lambda b: (b[1], b[0]))
 "#;
-    serde_json::from_value(png_query(png, TASK, &[rgb(FRAME)])).unwrap()
+
+/// What a screenshot shows, in one decoding: the chart frames, the series pixels in each, the error pixels.
+struct Picture {
+    frames: Vec<(u32, u32, u32, u32)>,
+    series: Vec<u64>,
+    errors: u64,
+}
+
+fn picture(png: &Path) -> Picture {
+    let task = format!(
+        "{FRAMES}print(json.dumps([frames, [count(f, args[1], 40) for f in frames], \
+         count((0, 0, width, height), args[2], 40)]))"
+    );
+    let found = png_query(png, &task, &[rgb(FRAME), rgb(STROKE), rgb(ERROR)]);
+    let (frames, series, errors) = serde_json::from_value(found).unwrap();
+    Picture { frames, series, errors }
 }
 
 /// Every `src=`, `href=` and `url(` in a served text that points to another origin.
@@ -482,8 +490,9 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
         let drawn = stroke_pixels(&png, &boxes);
         println!("dashboard screenshot: {} (series pixels per chart: {drawn:?})", png.display());
         assert!(drawn.iter().all(|n| *n >= 50), "{db}: every chart box has its series drawn: {drawn:?} in {boxes:?}");
-        assert_eq!(error_pixels(&png), 0, "{db}: the .error element shows in {}", png.display());
-        assert_eq!(chart_frames(&png).len(), CHARTS, "{db}: the frames the Firefox test finds charts by");
+        let seen = picture(&png);
+        assert_eq!(seen.errors, 0, "{db}: the .error element shows in {}", png.display());
+        assert_eq!(seen.frames.len(), CHARTS, "{db}: the frames the Firefox test finds charts by: {:?}", seen.frames);
     }
 }
 
@@ -555,15 +564,16 @@ fn the_dashboard_draws_every_chart_in_headless_firefox_at_load_without_errors() 
     std::fs::create_dir_all(&artifacts).unwrap();
     let started = Instant::now();
     let mut shots = 0;
+    let mut in_firefox = Duration::ZERO;
     let pages =
         [("fleet", "/".to_string()), ("shop", "/db/shop.db".to_string()), ("odd", format!("/db/{}", encoded(ODD)))];
     for (name, path) in pages {
         let png = artifacts.join(format!("dashboard-firefox-{name}.png"));
+        let shot = Instant::now();
         let (stdout, stderr) = firefox_screenshot(&firefox, &home, &serve.url(&path), &png);
+        in_firefox += shot.elapsed();
         shots += 1;
-        let errors = error_pixels(&png);
-        let frames = chart_frames(&png);
-        let drawn = stroke_pixels(&png, &frames);
+        let Picture { frames, series: drawn, errors } = picture(&png);
         println!("firefox screenshot: {} (chart frames {frames:?}, series pixels per chart {drawn:?})", png.display());
         assert_eq!(errors, 0, "{path}: the .error element shows in {}", png.display());
         for line in stdout.lines().chain(stderr.lines()) {
@@ -579,5 +589,14 @@ fn the_dashboard_draws_every_chart_in_headless_firefox_at_load_without_errors() 
             "{path}: every chart box has its series drawn: {drawn:?} in {frames:?}"
         );
     }
-    println!("firefox: {shots} screenshots in {:.1} s", started.elapsed().as_secs_f64());
+    // The detector can fail: a box of that magenta is seen.
+    let control = artifacts.join("dashboard-firefox-control.png");
+    let magenta = "data:text/html,<div style='background:%23ff00c8;width:60px;height:20px'></div>";
+    firefox_screenshot(&firefox, &home, magenta, &control);
+    assert!(picture(&control).errors >= 1000, "the error colour is seen in {}", control.display());
+    println!(
+        "firefox: {shots} screenshots, {:.1} s in firefox-esr, {:.1} s with the pictures' decoding",
+        in_firefox.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -17,6 +17,8 @@
       document.body.insertBefore(box, document.body.firstChild);
     }
     box.textContent = "Dashboard error: " + message;
+    // Also to the console: a headless browser's log then names it.
+    if (window.console) console.error("vigil dashboard: " + message);
   }
 
   function clearError() {
