@@ -251,6 +251,16 @@ fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
     assert_eq!(page.status, 200);
     let page = String::from_utf8(page.body).unwrap();
     assert!(page.contains("data-label=\"odd &quot;&lt;&gt;&amp;ü.db\"") && !page.contains("\"<>&"));
+    // The page embeds its history (what /api/v1/history answers), the hostile name unable to end the block.
+    let block = embedded(&page, "history-data");
+    assert!(block.contains(r#"odd \"\u003c\u003e\u0026ü.db"#) && !block.contains('<'), "{block}");
+    let embedded_history: Json = serde_json::from_str(&block).unwrap();
+    assert_eq!(embedded_history["db"], ODD);
+    assert_eq!(embedded_history["snapshots"], history["snapshots"], "the same snapshots as the API");
+    assert!(!embedded_history["recent"].as_array().unwrap().is_empty());
+    let fleet_data: Json = serde_json::from_str(&embedded(&html, "fleet-data")).unwrap();
+    assert_eq!(fleet_data["databases"][1]["db"], ODD);
+    assert_eq!(fleet_data["databases"].as_array().unwrap().len(), 3);
 
     for path in [
         "/assets/../Cargo.toml",
@@ -272,6 +282,14 @@ fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
         let post = request(serve.addr, "POST", path);
         assert_eq!(post.status, 405, "{path}");
     }
+}
+
+/// The text of a page's JSON data block with this id.
+fn embedded(page: &str, id: &str) -> String {
+    let open = format!("<script type=\"application/json\" id=\"{id}\">");
+    let start = page.find(&open).unwrap_or_else(|| panic!("no {id} block: {page}")) + open.len();
+    let end = page[start..].find("</script>").unwrap() + start;
+    page[start..end].to_string()
 }
 
 fn chromium() -> Option<PathBuf> {
