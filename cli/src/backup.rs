@@ -30,6 +30,21 @@ pub struct BackupArgs {
     /// Check the copy before it is published
     #[arg(long, value_enum, default_value_t = Verify::Quick)]
     pub verify: Verify,
+    #[command(flatten)]
+    pub retention: Retention,
+    /// Replace DEST if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: Output,
+    /// The attached schema to back up
+    #[arg(long, default_value = "main")]
+    pub schema: String,
+}
+
+/// The retention flags, shared by `vigil backup` and `vigil watch --backup-every`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Retention {
     /// Retention: keep the last N backups of this database in the directory. With any --keep… option, a
     /// backup of this database that none of them keeps is deleted
     #[arg(long, value_name = "N")]
@@ -44,14 +59,22 @@ pub struct BackupArgs {
     /// Keep only the newest backup of each of the last N months, plus what the other --keep… options keep
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<i64>,
-    /// Replace DEST if it exists
-    #[arg(long)]
-    pub overwrite: bool,
-    #[command(flatten)]
-    pub output: Output,
-    /// The attached schema to back up
-    #[arg(long, default_value = "main")]
-    pub schema: String,
+}
+
+impl Retention {
+    /// Adds backup_to's retention options (keep, keep_daily, …) that were given.
+    pub fn add_options(&self, options: &mut Json) {
+        for (key, value) in [
+            ("keep", self.keep),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+        ] {
+            if let Some(n) = value {
+                options[key] = json!(n);
+            }
+        }
+    }
 }
 
 #[derive(Args)]
@@ -251,16 +274,7 @@ pub fn backup(global: &Global, args: &BackupArgs) -> Result<u8, Failure> {
         "compress": if args.gzip { "gzip" } else if args.zstd { "zstd" } else { "none" },
         "overwrite": args.overwrite,
     });
-    for (key, value) in [
-        ("keep", args.keep),
-        ("keep_daily", args.keep_daily),
-        ("keep_weekly", args.keep_weekly),
-        ("keep_monthly", args.keep_monthly),
-    ] {
-        if let Some(n) = value {
-            options[key] = json!(n);
-        }
-    }
+    args.retention.add_options(&mut options);
     let dest = path_value(&args.dest, "DEST")?;
     let out = run_on_db(global, conn, "SELECT backup_to(?1, ?2)", vec![dest, options.to_string().into()])?;
     warn_unrecorded(&args.db, &out);

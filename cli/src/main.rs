@@ -14,6 +14,7 @@ mod pit;
 mod salvage;
 mod serve;
 mod sql;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,9 @@ enum Command {
     /// Send one firing then one resolved test alert to every --webhook and --alertmanager; exit 0 when all were
     /// delivered, 2 when one was not
     AlertTest(alert::AlertTestArgs),
+    /// Watch databases: checks, snapshots, backups, maintenance and pit ticks on schedule, with alerts; runs
+    /// until SIGINT or SIGTERM (exit 0), or --once (exit 0 ok, 1 warning, 2 critical, 3 unreadable)
+    Watch(Box<watch::WatchArgs>),
     /// Create a demo database (a small shop with some deleted history) at PATH
     Demo {
         /// Where to create it
@@ -113,7 +117,7 @@ fn main() -> ExitCode {
     let interrupted = interrupted_note(&cli.command);
     let db = database_of(&cli.command);
     // serve runs until a signal: stopping then is its normal end, not work cut short.
-    let serving = matches!(cli.command, Command::Serve(_));
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Watch(_));
     let result = match cli.command {
         Command::Health(args) => health::run(&cli.global, &args),
         Command::Diagnose(args) => diagnose::run(&cli.global, &args),
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => metrics::run(&cli.global, &args),
         Command::Serve(args) => serve::run(&cli.global, &args),
         Command::AlertTest(args) => alert::alert_test(&args),
+        Command::Watch(args) => watch::run(&cli.global, &args),
         Command::Demo { path, force } => health::demo(&path, force),
     };
     match result {

@@ -4,8 +4,8 @@
 
 mod collect;
 mod render;
-mod targets;
-mod textfile;
+pub(crate) mod targets;
+pub(crate) mod textfile;
 
 pub use collect::rank as status_rank;
 

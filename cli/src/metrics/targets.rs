@@ -58,7 +58,7 @@ fn is_glob(pattern: &str) -> bool {
 
 /// The glob's leading components up to (not including) the first with a wildcard: `/srv/*/app.db` → `/srv`,
 /// `*.db` → `.` (the current directory).
-fn literal_base(pattern: &str) -> PathBuf {
+pub fn literal_base(pattern: &str) -> PathBuf {
     let mut base = PathBuf::new();
     for component in Path::new(pattern).components() {
         if is_glob(&component.as_os_str().to_string_lossy()) {

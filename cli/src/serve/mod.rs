@@ -97,7 +97,7 @@ fn announce(bound: SocketAddr, targets: &[Target], every: Duration) {
     }
 }
 
-fn period_text(period: Duration) -> String {
+pub fn period_text(period: Duration) -> String {
     match period.as_millis() {
         ms if ms % 1000 != 0 => format!("{ms}ms"),
         ms => format!("{}s", ms / 1000),
