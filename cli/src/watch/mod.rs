@@ -172,6 +172,8 @@ struct Watch<'a> {
     state: State,
     dbs: BTreeMap<String, Watched>,
     busy: HashSet<(String, Lane)>,
+    /// --once: the jobs already sent.
+    ran: HashSet<(String, Job)>,
     noted: HashSet<PathBuf>,
     lanes: BTreeMap<Lane, Sender<Task>>,
     results: Receiver<Finished>,
@@ -210,6 +212,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         state,
         dbs: BTreeMap::new(),
         busy: HashSet::new(),
+        ran: HashSet::new(),
         noted: HashSet::new(),
         lanes,
         results,
@@ -356,52 +359,60 @@ impl Watch<'_> {
         }
     }
 
-    fn due(&self, db: &Watched, job: Job, now: Millis) -> bool {
-        let Some(state) = self.state.databases.get(&db.target.name) else { return false };
+    /// When a job became due, if it is due now (None: not due, or off).
+    fn due(&self, db: &Watched, job: Job, now: Millis) -> Option<Millis> {
+        let state = self.state.databases.get(&db.target.name)?;
+        if self.ran.contains(&(db.target.name.clone(), job)) {
+            return None; // --once runs each job at most once
+        }
         if job == Job::Maintain {
             if self.args.maintain == Maintain::Off {
-                return false;
+                return None;
             }
             let local = chrono::Local::now().naive_local();
             let last = state.maintained_on.as_deref().and_then(|d| d.parse().ok());
             let offset = schedule::maintain_offset(&db.target.name);
-            return schedule::maintain_due(local, last, self.args.quiet_hour, offset);
+            return schedule::maintain_due(local, last, self.args.quiet_hour, offset).then_some(0);
         }
-        let Some(period) = self.period(job) else { return false };
+        let period = self.period(job)?;
         if job == Job::Pit {
-            return db.pit && db.last_pit.is_none_or(|last| last + period.as_millis() as u64 <= now);
+            let due = db.last_pit.map_or(0, |last| last + period.as_millis() as u64);
+            return (db.pit && due <= now).then_some(due);
         }
         let offset = schedule::jitter(&db.target.name, job.name(), period);
         let last = state.last.get(job.name()).copied();
-        schedule::is_due(now, last, state.first_seen, period, offset, self.args.once)
+        let due = schedule::due_at(last, state.first_seen, period, offset, self.args.once);
+        (due <= now).then_some(due)
     }
 
-    /// Sends every due job whose lane is free for its database; how many were sent.
+    /// Sends, for each database and lane that is free, the due job that has waited longest; how many were sent.
     fn dispatch(&mut self) -> usize {
         let now = now_ms();
-        let mut sent = 0;
-        let mut tasks = Vec::new();
+        let mut chosen: BTreeMap<(String, Lane), (Millis, Job)> = BTreeMap::new();
         for db in self.dbs.values() {
             for job in Job::ALL {
-                if !self.busy.contains(&(db.target.name.clone(), job.lane())) && self.due(db, job, now) {
-                    tasks.push(Task { job, target: db.target.clone(), started: now });
+                let key = (db.target.name.clone(), job.lane());
+                if self.busy.contains(&key) {
+                    continue;
+                }
+                let Some(due) = self.due(db, job, now) else { continue };
+                if chosen.get(&key).is_none_or(|(other, _)| due < *other) {
+                    chosen.insert(key, (due, job));
                 }
             }
         }
-        // One job per lane per database: the first due one in Job::ALL's order.
-        let mut taken = HashSet::new();
-        for task in tasks {
-            let key = (task.target.name.clone(), task.job.lane());
-            if !taken.insert(key.clone()) {
-                continue;
+        let mut sent = 0;
+        for ((name, lane), (_, job)) in chosen {
+            let Some(db) = self.dbs.get_mut(&name) else { continue };
+            if job == Job::Pit {
+                db.last_pit = Some(now);
             }
-            if task.job == Job::Pit {
-                if let Some(db) = self.dbs.get_mut(&task.target.name) {
-                    db.last_pit = Some(now);
+            let task = Task { job, target: db.target.clone(), started: now };
+            if self.lanes[&lane].send(task).is_ok() {
+                self.busy.insert((name.clone(), lane));
+                if self.args.once {
+                    self.ran.insert((name, job));
                 }
-            }
-            if self.lanes[&task.job.lane()].send(task).is_ok() {
-                self.busy.insert(key);
                 sent += 1;
             }
         }

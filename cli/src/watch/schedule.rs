@@ -38,25 +38,26 @@ pub fn next_slot_after(after: Millis, period: Duration, offset: Millis) -> Milli
     offset.saturating_add(slots.saturating_mul(period))
 }
 
-/// When a periodic job is next due. Never run: in the loop, at the first slot after the database was first seen
-/// (within one period, spread by the jitter); with `--once`, now (a cron run has no later cycle to wait for).
+/// When a periodic job is next due.
+/// - In the loop: the first slot more than half a period after the last run, so a run off the grid (the first
+///   one, or one made by `--once`) is never followed by another within half a period, and runs on the grid
+///   follow each other one period apart. Never run: the first slot after the database was first seen (within
+///   one period, spread by the jitter).
+/// - With `--once` (cron: no later cycle to wait for, and cron's own start times wobble): a tenth of the period
+///   (at most a minute) before the last run's period is over; never run: now.
 pub fn due_at(last: Option<Millis>, first_seen: Millis, period: Duration, offset: Millis, once: bool) -> Millis {
+    let period_ms = period.as_millis() as u64;
     match last {
-        Some(last) => next_slot_after(last, period, offset),
+        Some(last) if once => (last + period_ms).saturating_sub((period_ms / 10).min(60_000)),
+        Some(last) => next_slot_after(last + period_ms / 2, period, offset),
         None if once => 0,
         None => next_slot_after(first_seen.saturating_sub(1), period, offset),
     }
 }
 
 /// Whether a periodic job is due now.
-pub fn is_due(
-    now: Millis,
-    last: Option<Millis>,
-    first_seen: Millis,
-    period: Duration,
-    offset: Millis,
-    once: bool,
-) -> bool {
+#[cfg(test)]
+fn is_due(now: Millis, last: Option<Millis>, first_seen: Millis, period: Duration, offset: Millis, once: bool) -> bool {
     due_at(last, first_seen, period, offset, once) <= now
 }
 
@@ -105,6 +106,12 @@ mod tests {
         assert_eq!(next_slot_after(3_600_500, period, 3_000), 3_603_000);
         assert!(!is_due(12_000, Some(3_000), 0, period, 3_000, false));
         assert!(is_due(13_000, Some(3_000), 0, period, 3_000, false));
+        // Off the grid (a first run): not again within half a period, then back on the grid.
+        assert_eq!(due_at(Some(12_500), 0, period, 3_000, false), 23_000);
+        assert_eq!(due_at(Some(7_000), 0, period, 3_000, false), 13_000);
+        // --once: due a tenth of the period early, so a cron run every period never skips one.
+        assert_eq!(due_at(Some(100_000), 0, period, 3_000, true), 109_000);
+        assert_eq!(due_at(Some(0), 0, 3600 * S, 3_000, true), 3_540_000);
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! `vigil watch`: the real binary over real databases in a directory that changes under it (databases added,
+//! deleted, locked EXCLUSIVE by another process, vacuumed), real signals, real state files (hostile ones too)
+//! and real backups.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use vigil_tests::*;
+
+/// Thresholds that depend on the machine or on backups nobody made are off, so statuses are the databases'.
+const STEADY: &[&str] = &["--threshold", "disk_used_pct=none,none", "--threshold", "last_backup_hours=none,none"];
+/// Only the cheap checks: the long jobs are tested where they matter.
+const CHEAP_ONLY: &[&str] =
+    &["--quick-every", "off", "--full-every", "off", "--snapshot-every", "off", "--pit-every", "off"];
+
+/// A running `vigil watch --log-json`, its events collected; killed when dropped.
+struct Watch {
+    child: Child,
+    events: Arc<Mutex<Vec<Json>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(dir: &Path, args: &[&str]) -> Watch {
+        let mut child = Command::new(cli_binary())
+            .arg("watch")
+            .args(args)
+            .arg("--log-json")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (into, raw_into) = (events.clone(), raw.clone());
+        let pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Json>(&line) {
+                    into.lock().unwrap().push(event);
+                }
+                raw_into.lock().unwrap().push(line);
+            }
+        });
+        Watch { child, events, raw }
+    }
+
+    fn events(&self) -> Vec<Json> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn log(&self) -> String {
+        self.raw.lock().unwrap().join("\n")
+    }
+
+    /// Waits (up to 30 s) for an event matching `what`; returns it.
+    fn wait_for(&self, what: impl Fn(&Json) -> bool, describe: &str) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(found) = self.events().into_iter().find(|e| what(e)) {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no event: {describe}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn status_of(&self, db: &str, status: &str) -> Json {
+        self.wait_for(
+            |e| e["event"] == "status changed" && e["db"] == db && e["status"] == status,
+            &format!("{db} {status}"),
+        )
+    }
+
+    /// SIGTERM; the exit code and the whole log.
+    fn stop(mut self) -> (i32, String) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        // Let the reader thread take the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        (status.code().unwrap_or(-1), self.log())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vigil_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(cli_binary()).args(args).current_dir(dir).output().unwrap()
+}
+
+/// The demo database with ANALYZE statistics: its only warnings are freelist_pct (29 %) and the maintenance
+/// that recommends a VACUUM for it.
+fn demo(path: &Path) {
+    let out = Command::new(cli_binary()).arg("demo").arg(path).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    rusqlite::Connection::open(path).unwrap().execute_batch("ANALYZE").unwrap();
+}
+
+/// A small healthy database.
+fn small(path: &Path) {
+    create_db(path, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('x'); ANALYZE;");
+}
+
+fn state(path: &Path) -> Json {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn last_check(state_file: &Path, db: &str) -> u64 {
+    state(state_file)["databases"][db]["last_run_ms"]["check"].as_u64().unwrap_or(0)
+}
+
+/// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 until dropped.
+struct Locker(Child);
+
+impl Locker {
+    fn lock(db: &Path) -> Locker {
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            c.execute('BEGIN EXCLUSIVE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.readline()\n\
+            c.execute('ROLLBACK')\n";
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        Locker(child)
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_directory_is_watched_as_databases_appear_lock_and_vanish() {
+    let dir = scratch();
+    let d = dir.path().join("dbs");
+    std::fs::create_dir(&d).unwrap();
+    for name in ["a.db", "b.db", "c.db"] {
+        small(&d.join(name));
+    }
+    std::fs::write(d.join("x.db"), "not a database, but named like one").unwrap();
+    std::fs::copy(d.join("a.db"), d.join("a.db-wal")).unwrap();
+    let state_file = dir.path().join("state.json");
+    let mut args = vec!["--dir", "dbs", "--every", "200ms", "--busy-timeout", "300", "--state", "state.json"];
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let watch = Watch::start(dir.path(), &args);
+    for db in ["a.db", "b.db", "c.db"] {
+        watch.status_of(db, "info");
+    }
+    // Several cycles later: x.db was noted once, the -wal never, and only the three databases were added.
+    std::thread::sleep(Duration::from_millis(1000));
+    let events = watch.events();
+    let skipped: Vec<&Json> = events.iter().filter(|e| e["event"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1, "{}", watch.log());
+    assert!(skipped[0]["file"].as_str().unwrap().ends_with("x.db"), "{}", watch.log());
+    let mut added: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "added").map(|e| e["db"].as_str().unwrap()).collect();
+    added.sort();
+    assert_eq!(added, ["a.db", "b.db", "c.db"], "{}", watch.log());
+
+    // A fourth database appears: watched without a restart.
+    small(&d.join("d.db"));
+    watch.wait_for(|e| e["event"] == "added" && e["db"] == "d.db", "d.db added");
+    watch.status_of("d.db", "info");
+
+    // b.db held EXCLUSIVE by another process: unknown, while a.db keeps its schedule.
+    let locker = Locker::lock(&d.join("b.db"));
+    let unknown = watch.status_of("b.db", "unknown");
+    assert_eq!(unknown["level"], "warning");
+    let failed =
+        watch.wait_for(|e| e["event"] == "job done" && e["db"] == "b.db" && e["status"] == "unknown", "b.db job");
+    assert!(failed["error"].as_str().unwrap().contains("b.db"), "{failed}");
+    let before = last_check(&state_file, "a.db");
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = last_check(&state_file, "a.db");
+    // The lock costs b.db 300 ms per check; a.db's checks went on every 200 ms meanwhile.
+    assert!(after >= before + 600, "a.db was checked at {before} then {after} while b.db was locked\n{}", watch.log());
+    drop(locker);
+    watch.status_of("b.db", "info");
+
+    // c.db deleted: dropped.
+    std::fs::remove_file(d.join("c.db")).unwrap();
+    watch.wait_for(|e| e["event"] == "removed" && e["db"] == "c.db", "c.db removed");
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("stopped by SIGTERM"), "{log}");
+    let saved = state(&state_file);
+    let mut dbs: Vec<&String> = saved["databases"].as_object().unwrap().keys().collect();
+    dbs.sort();
+    assert_eq!(dbs, ["a.db", "b.db", "d.db"]);
+}
+
+#[test]
+fn a_database_goes_from_warning_to_ok_when_vacuumed() {
+    let dir = scratch();
+    demo(&dir.path().join("shop.db"));
+    let mut args = vec!["shop.db", "--every", "200ms", "--state", "state.json"];
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let watch = Watch::start(dir.path(), &args);
+    watch.status_of("shop.db", "warning");
+    rusqlite::Connection::open(dir.path().join("shop.db")).unwrap().execute_batch("VACUUM").unwrap();
+    let ok = watch.wait_for(
+        |e| e["event"] == "status changed" && e["db"] == "shop.db" && e["was"] == "warning",
+        "shop.db leaves warning",
+    );
+    assert!(ok["status"] == "ok" || ok["status"] == "info", "{ok}");
+    assert_eq!(watch.stop().0, 0);
+}
+
+fn backups_in(dir: &Path) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".vigil.json"))
+        .collect();
+    list.sort();
+    list
+}
+
+#[test]
+fn backups_keep_their_retention_per_database_and_a_restart_repeats_no_job() {
+    let dir = scratch();
+    let d = dir.path().join("dbs");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    small(&d.join("a.db"));
+    small(&d.join("sub/b.db"));
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    let once = |period: &str| {
+        let mut args = vec!["watch", "--once", "--dir", "dbs", "--recursive", "--state", "state.json"];
+        args.extend(["--backup-dir", "backups", "--keep", "2", "--backup-every", period]);
+        args.extend(["--quick-every", period, "--full-every", period, "--snapshot-every", period]);
+        args.extend(STEADY);
+        vigil_in(dir.path(), &args)
+    };
+    for _ in 0..3 {
+        let out = once("10ms");
+        assert_eq!(code(&out), 0, "{}", both(&out));
+        assert!(both(&out).contains("job=backup status=ok"), "{}", both(&out));
+        std::thread::sleep(Duration::from_millis(20)); // periods of 10 ms are over
+    }
+    let a = backups_in(&dir.path().join("backups/a.db"));
+    let b = backups_in(&dir.path().join("backups/sub%2Fb.db"));
+    assert_eq!((a.len(), b.len()), (2, 2), "{a:?} {b:?}");
+    let snapshots: i64 = rusqlite::Connection::open(d.join("a.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM vigil_health_history", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(snapshots, 3);
+
+    // The loop, restarted with hourly periods: nothing ran an hour ago, so nothing long runs again.
+    let mut args = vec!["--dir", "dbs", "--recursive", "--state", "state.json", "--every", "200ms"];
+    args.extend(["--backup-dir", "backups", "--keep", "2", "--backup-every", "1h"]);
+    args.extend(["--quick-every", "1h", "--full-every", "1h", "--snapshot-every", "1h"]);
+    args.extend(STEADY);
+    let checked = last_check(&dir.path().join("state.json"), "a.db");
+    let watch = Watch::start(dir.path(), &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_check(&dir.path().join("state.json"), "a.db") == checked {
+        assert!(Instant::now() < deadline, "no check saved\n{}", watch.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(r#""job":"backup""#) && !log.contains(r#""job":"quick""#), "{log}");
+    assert!(!log.contains(r#""job":"snapshot""#) && !log.contains(r#""event":"added""#), "{log}");
+    assert!(log.contains("stopped by SIGTERM"), "{log}");
+    // And a cron run with the hourly periods: not due either.
+    let out = once("1h");
+    assert!(!both(&out).contains("job=backup"), "{}", both(&out));
+    assert_eq!(backups_in(&dir.path().join("backups/a.db")), a);
+}
+
+#[test]
+fn once_exits_as_metrics_and_finds_its_default_state_from_another_directory() {
+    let dir = scratch();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    demo(&dir.path().join("shop.db"));
+    let run = |args: &[&str]| {
+        Command::new(cli_binary())
+            .arg("watch")
+            .args(args)
+            .args(STEADY)
+            .args(["--once", "--quick-every", "off", "--full-every", "off", "--snapshot-every", "off"])
+            .current_dir(&elsewhere)
+            .env("XDG_STATE_HOME", dir.path().join("xdg"))
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["../shop.db"]);
+    assert_eq!(code(&out), 1, "{}", both(&out));
+    let saved = state(&dir.path().join("xdg/vigil/watch-state.json"));
+    assert_eq!(saved["databases"]["shop.db"]["status"], "warning");
+    let out = run(&["../missing.db", "--state", "../other.json"]);
+    assert_eq!(code(&out), 3, "{}", both(&out));
+    assert!(text(&out.stderr).contains("missing.db: no such file"), "{}", both(&out));
+}
+
+#[test]
+fn hostile_state_files_are_refused_and_one_state_serves_one_watch() {
+    let dir = scratch();
+    let d = dir.path();
+    small(&d.join("a.db"));
+    let run = |state: &str| {
+        let mut args = vec!["watch", "a.db", "--once", "--state", state];
+        args.extend(STEADY);
+        vigil_in(d, &args)
+    };
+
+    std::fs::write(d.join("secret"), "keep me").unwrap();
+    std::os::unix::fs::symlink(d.join("secret"), d.join("link.json")).unwrap();
+    let out = run("link.json");
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains("is a symlink"), "{}", both(&out));
+    assert_eq!(std::fs::read_to_string(d.join("secret")).unwrap(), "keep me");
+
+    std::fs::write(d.join("junk.json"), "{\"not\": \"ours\"}").unwrap();
+    let out = run("junk.json");
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains("not a vigil watch state file"), "{}", both(&out));
+    assert_eq!(std::fs::read_to_string(d.join("junk.json")).unwrap(), "{\"not\": \"ours\"}");
+
+    let fifo = d.join("fifo.json");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = run("fifo.json");
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains("not a regular file"), "{}", both(&out));
+
+    let watch = Watch::start(d, &["a.db", "--every", "200ms", "--state", "shared.json"]);
+    watch.wait_for(|e| e["event"] == "status changed", "first check");
+    let out = run("shared.json");
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    assert!(text(&out.stderr).contains("another vigil watch is using this state file"), "{}", both(&out));
+    assert_eq!(watch.stop().0, 0);
+    assert_eq!(code(&run("shared.json")), 0);
+}
