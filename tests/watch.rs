@@ -360,3 +360,38 @@ fn hostile_state_files_are_refused_and_one_state_serves_one_watch() {
     assert_eq!(watch.stop().0, 0);
     assert_eq!(code(&run("shared.json")), 0);
 }
+
+fn latest_seq(dir: &Path, db: &str) -> i64 {
+    let out = vigil_in(dir, &["pit", "status", db, "--json"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    serde_json::from_slice::<Json>(&out.stdout).unwrap()["window"]["latest_seq"].as_i64().unwrap()
+}
+
+#[test]
+fn journaled_databases_get_pit_ticks_and_the_textfile_follows_the_fleet() {
+    let dir = scratch();
+    let d = dir.path();
+    small(&d.join("journaled.db"));
+    small(&d.join("plain.db"));
+    let out = vigil_in(d, &["pit", "enable", "journaled.db"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    std::fs::create_dir(d.join("prom")).unwrap();
+    let before = latest_seq(d, "journaled.db");
+    let mut args = vec!["journaled.db", "plain.db", "--every", "200ms", "--pit-every", "100ms", "--state", "s.json"];
+    args.extend(["--textfile", "prom", "--quick-every", "off", "--full-every", "off", "--snapshot-every", "off"]);
+    args.extend(STEADY);
+    let watch = Watch::start(d, &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Ticks seal the journal: its latest seq grows while nothing else writes.
+    while latest_seq(d, "journaled.db") < before + 3 {
+        assert!(Instant::now() < deadline, "no pit ticks\n{}", watch.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let prom = std::fs::read_to_string(d.join("prom/vigil.prom")).unwrap();
+    assert!(prom.contains("vigil_up{db=\"journaled.db\"} 1") && prom.contains("vigil_up{db=\"plain.db\"} 1"), "{prom}");
+    assert!(prom.contains("vigil_pit_journal_rows{db=\"journaled.db\"}"), "{prom}");
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    // A plain database never gets a tick (pit_tick would fail on it, and say so).
+    assert!(!log.contains("pit_tick"), "{log}");
+}
