@@ -198,4 +198,19 @@ mod tests {
         assert_eq!(subdir_name(".."), "%2E.");
         assert_ne!(subdir_name("a/b"), subdir_name("a%2Fb"));
     }
+
+    #[test]
+    fn a_symlink_planted_at_a_backup_directory_is_refused() {
+        let root = std::env::temp_dir().join(format!("vigil-subdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(root.join("elsewhere"), root.join("evil.db")).unwrap();
+        let error = backup_subdir(&root, "evil.db").unwrap_err();
+        assert!(error.contains("not a directory"), "{error}");
+        let made = backup_subdir(&root, "shop/app.db").unwrap();
+        assert_eq!(made, root.join("shop%2Fapp.db"));
+        assert!(std::fs::symlink_metadata(&made).unwrap().is_dir());
+        assert_eq!(backup_subdir(&root, "shop/app.db").unwrap(), made);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
