@@ -19,12 +19,11 @@ impl Alerting {
     pub fn start(_args: &Args, _state: &State, _log: Log) -> Result<Alerting, Failure> {
         Ok(Alerting {})
     }
-    pub fn observe(&mut self, _report: &DbReport) {}
+    pub fn observe(&mut self, _job: super::jobs::Job, _report: &DbReport) {}
     pub fn forget(&mut self, _db: &str) {}
     pub fn pump(&mut self) {}
     pub fn flush(&mut self, _deadline: Instant) {}
-    pub fn store(&self, _state: &mut State) {}
-    pub fn changed(&self) -> bool {
+    pub fn store(&mut self, _state: &mut State) -> bool {
         false
     }
 }

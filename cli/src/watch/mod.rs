@@ -12,7 +12,7 @@ mod log;
 mod schedule;
 mod state;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -162,6 +162,8 @@ struct Watched {
     pit: bool,
     last_pit: Option<Millis>,
     report: Option<DbReport>,
+    /// Each periodic job's jitter (its periods are fixed for the run).
+    offsets: HashMap<Job, Millis>,
 }
 
 struct Watch<'a> {
@@ -174,6 +176,8 @@ struct Watch<'a> {
     busy: HashSet<(String, Lane)>,
     /// --once: the jobs already sent.
     ran: HashSet<(String, Job)>,
+    /// When dispatch must look again (ms since the epoch).
+    next_wake: Millis,
     noted: HashSet<PathBuf>,
     lanes: BTreeMap<Lane, Sender<Task>>,
     results: Receiver<Finished>,
@@ -213,6 +217,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         dbs: BTreeMap::new(),
         busy: HashSet::new(),
         ran: HashSet::new(),
+        next_wake: 0,
         noted: HashSet::new(),
         lanes,
         results,
@@ -332,7 +337,11 @@ impl Watch<'_> {
                 self.log.event(Level::Info, Some(&target.name), "added", &fields);
                 self.state.databases.insert(target.name.clone(), DbState { first_seen: now, ..DbState::default() });
             }
-            let watched = Watched { target: target.clone(), pit: false, last_pit: None, report: None };
+            let offsets = Job::ALL
+                .iter()
+                .filter_map(|&job| Some((job, schedule::jitter(&target.name, job.name(), self.period(job)?))))
+                .collect();
+            let watched = Watched { target: target.clone(), pit: false, last_pit: None, report: None, offsets };
             self.dbs.insert(target.name, watched);
             self.dirty = true;
         }
@@ -359,11 +368,11 @@ impl Watch<'_> {
         }
     }
 
-    /// When a job became due, if it is due now (None: not due, or off).
-    fn due(&self, db: &Watched, job: Job, now: Millis) -> Option<Millis> {
+    /// When a job is due (past or future; None: off, not applicable, or already run by this `--once`).
+    fn due(&self, db: &Watched, job: Job) -> Option<Millis> {
         let state = self.state.databases.get(&db.target.name)?;
-        if self.ran.contains(&(db.target.name.clone(), job)) {
-            return None; // --once runs each job at most once
+        if self.args.once && self.ran.contains(&(db.target.name.clone(), job)) {
+            return None;
         }
         if job == Job::Maintain {
             if self.args.maintain == Maintain::Off {
@@ -372,36 +381,39 @@ impl Watch<'_> {
             let local = chrono::Local::now().naive_local();
             let last = state.maintained_on.as_deref().and_then(|d| d.parse().ok());
             let offset = schedule::maintain_offset(&db.target.name);
+            // Not due: looked at again at the next wake-up (at most a second away).
             return schedule::maintain_due(local, last, self.args.quiet_hour, offset).then_some(0);
         }
         let period = self.period(job)?;
         if job == Job::Pit {
-            let due = db.last_pit.map_or(0, |last| last + period.as_millis() as u64);
-            return (db.pit && due <= now).then_some(due);
+            return db.pit.then(|| db.last_pit.map_or(0, |last| last + period.as_millis() as u64));
         }
-        let offset = schedule::jitter(&db.target.name, job.name(), period);
+        let offset = *db.offsets.get(&job)?;
         let last = state.last.get(job.name()).copied();
-        let due = schedule::due_at(last, state.first_seen, period, offset, self.args.once);
-        (due <= now).then_some(due)
+        Some(schedule::due_at(last, state.first_seen, period, offset, self.args.once))
     }
 
-    /// Sends, for each database and lane that is free, the due job that has waited longest; how many were sent.
-    fn dispatch(&mut self) -> usize {
+    /// Sends, for each database and lane that is free, the due job that has waited longest; notes when the next
+    /// job not yet due will be, so that the loop sleeps until then (or a result, or a second).
+    fn dispatch(&mut self) {
         let now = now_ms();
+        let mut next = now + 1000;
         let mut chosen: BTreeMap<(String, Lane), (Millis, Job)> = BTreeMap::new();
         for db in self.dbs.values() {
             for job in Job::ALL {
+                let Some(due) = self.due(db, job) else { continue };
                 let key = (db.target.name.clone(), job.lane());
                 if self.busy.contains(&key) {
-                    continue;
+                    continue; // its result wakes the loop
                 }
-                let Some(due) = self.due(db, job, now) else { continue };
-                if chosen.get(&key).is_none_or(|(other, _)| due < *other) {
+                if due > now {
+                    next = next.min(due);
+                } else if chosen.get(&key).is_none_or(|(other, _)| due < *other) {
                     chosen.insert(key, (due, job));
                 }
             }
         }
-        let mut sent = 0;
+        self.next_wake = next;
         for ((name, lane), (_, job)) in chosen {
             let Some(db) = self.dbs.get_mut(&name) else { continue };
             if job == Job::Pit {
@@ -413,10 +425,8 @@ impl Watch<'_> {
                 if self.args.once {
                     self.ran.insert((name, job));
                 }
-                sent += 1;
             }
         }
-        sent
     }
 
     /// Takes in one finished job.
@@ -481,7 +491,7 @@ impl Watch<'_> {
             let level = if metrics::status_rank(&status) >= 2 { Level::Warning } else { Level::Info };
             self.log.event(level, Some(&db), "status changed", &fields);
         }
-        self.alerts.observe(&report);
+        self.alerts.observe(job, &report);
         if let Some(watched) = self.dbs.get_mut(&db) {
             if report.up {
                 watched.pit = jobs::pit_enabled(&report);
@@ -498,9 +508,8 @@ impl Watch<'_> {
     /// Saves the state when it changed: at once after a long job (a repeated backup costs), else at most once
     /// a second.
     fn save(&mut self, now: bool) {
-        self.alerts.store(&mut self.state);
-        let changed = self.dirty || self.alerts.changed();
-        if !changed || (!now && self.saved_at.elapsed() < Duration::from_secs(1)) {
+        self.dirty |= self.alerts.store(&mut self.state);
+        if !self.dirty || (!now && self.saved_at.elapsed() < Duration::from_secs(1)) {
             return;
         }
         match self.file.save(&self.state) {
@@ -531,17 +540,22 @@ impl Watch<'_> {
         while interrupt::received().is_none() {
             if Instant::now() >= next_scan {
                 self.rescan(false)?;
+                self.next_wake = 0;
                 next_scan += self.args.every;
                 if next_scan < Instant::now() {
                     next_scan = Instant::now() + self.args.every;
                 }
             }
-            self.dispatch();
+            if now_ms() >= self.next_wake {
+                self.dispatch();
+            }
             if let Ok(done) = self.results.recv_timeout(Duration::from_millis(20)) {
                 self.absorb(done);
                 while let Ok(done) = self.results.try_recv() {
                     self.absorb(done);
                 }
+                // A lane came free: what waited for it may go now.
+                self.next_wake = 0;
             }
             self.alerts.pump();
             self.write_textfile(false);
