@@ -164,6 +164,8 @@ struct Watched {
     report: Option<DbReport>,
     /// Each periodic job's jitter (its periods are fixed for the run).
     offsets: HashMap<Job, Millis>,
+    /// When dispatch must look at it again (ms since the epoch; 0: at once).
+    next: Millis,
 }
 
 struct Watch<'a> {
@@ -176,8 +178,6 @@ struct Watch<'a> {
     busy: HashSet<(String, Lane)>,
     /// --once: the jobs already sent.
     ran: HashSet<(String, Job)>,
-    /// When dispatch must look again (ms since the epoch).
-    next_wake: Millis,
     noted: HashSet<PathBuf>,
     lanes: BTreeMap<Lane, Sender<Task>>,
     results: Receiver<Finished>,
@@ -217,7 +217,6 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         dbs: BTreeMap::new(),
         busy: HashSet::new(),
         ran: HashSet::new(),
-        next_wake: 0,
         noted: HashSet::new(),
         lanes,
         results,
@@ -341,7 +340,8 @@ impl Watch<'_> {
                 .iter()
                 .filter_map(|&job| Some((job, schedule::jitter(&target.name, job.name(), self.period(job)?))))
                 .collect();
-            let watched = Watched { target: target.clone(), pit: false, last_pit: None, report: None, offsets };
+            let watched =
+                Watched { target: target.clone(), pit: false, last_pit: None, report: None, offsets, next: 0 };
             self.dbs.insert(target.name, watched);
             self.dirty = true;
         }
@@ -393,38 +393,45 @@ impl Watch<'_> {
         Some(schedule::due_at(last, state.first_seen, period, offset, self.args.once))
     }
 
-    /// Sends, for each database and lane that is free, the due job that has waited longest; notes when the next
-    /// job not yet due will be, so that the loop sleeps until then (or a result, or a second).
+    /// Sends, for each database whose next job is due and each of its free lanes, the due job that has waited
+    /// longest. Each database remembers when it next needs a look (its earliest job not yet due, at most a second
+    /// away, or at once when one of its jobs finishes), so a loop over a thousand databases costs a comparison
+    /// each.
     fn dispatch(&mut self) {
         let now = now_ms();
-        let mut next = now + 1000;
-        let mut chosen: BTreeMap<(String, Lane), (Millis, Job)> = BTreeMap::new();
-        for db in self.dbs.values() {
+        let ready: Vec<String> = self.dbs.iter().filter(|(_, d)| d.next <= now).map(|(n, _)| n.clone()).collect();
+        for name in ready {
+            let Some(db) = self.dbs.get(&name) else { continue };
+            let mut next = now + 1000;
+            let mut chosen: BTreeMap<Lane, (Millis, Job)> = BTreeMap::new();
             for job in Job::ALL {
                 let Some(due) = self.due(db, job) else { continue };
-                let key = (db.target.name.clone(), job.lane());
-                if self.busy.contains(&key) {
-                    continue; // its result wakes the loop
+                if self.busy.contains(&(name.clone(), job.lane())) {
+                    continue; // its result brings the database back
                 }
                 if due > now {
                     next = next.min(due);
-                } else if chosen.get(&key).is_none_or(|(other, _)| due < *other) {
-                    chosen.insert(key, (due, job));
+                } else if chosen.get(&job.lane()).is_none_or(|(other, _)| due < *other) {
+                    chosen.insert(job.lane(), (due, job));
                 }
             }
-        }
-        self.next_wake = next;
-        for ((name, lane), (_, job)) in chosen {
-            let Some(db) = self.dbs.get_mut(&name) else { continue };
-            if job == Job::Pit {
-                db.last_pit = Some(now);
-            }
-            let task = Task { job, target: db.target.clone(), started: now };
-            if self.lanes[&lane].send(task).is_ok() {
-                self.busy.insert((name.clone(), lane));
-                if self.args.once {
-                    self.ran.insert((name, job));
+            let target = db.target.clone();
+            for (lane, (_, job)) in chosen {
+                let task = Task { job, target: target.clone(), started: now };
+                if self.lanes[&lane].send(task).is_ok() {
+                    self.busy.insert((name.clone(), lane));
+                    if self.args.once {
+                        self.ran.insert((name.clone(), job));
+                    }
+                    if job == Job::Pit {
+                        if let Some(db) = self.dbs.get_mut(&name) {
+                            db.last_pit = Some(now);
+                        }
+                    }
                 }
+            }
+            if let Some(db) = self.dbs.get_mut(&name) {
+                db.next = next;
             }
         }
     }
@@ -432,6 +439,9 @@ impl Watch<'_> {
     /// Takes in one finished job.
     fn absorb(&mut self, done: Finished) {
         self.busy.remove(&(done.db.clone(), done.job.lane()));
+        if let Some(db) = self.dbs.get_mut(&done.db) {
+            db.next = 0; // a lane came free: what waited for it may go now
+        }
         // Cut short by a signal: not a result (the job runs again after a restart).
         if interrupt::received().is_some() && !succeeded(&done.outcome) {
             return;
@@ -508,8 +518,12 @@ impl Watch<'_> {
     /// Saves the state when it changed: at once after a long job (a repeated backup costs), else at most once
     /// a second.
     fn save(&mut self, now: bool) {
+        if !now && self.saved_at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
         self.dirty |= self.alerts.store(&mut self.state);
-        if !self.dirty || (!now && self.saved_at.elapsed() < Duration::from_secs(1)) {
+        if !self.dirty {
+            self.saved_at = Instant::now();
             return;
         }
         match self.file.save(&self.state) {
@@ -540,22 +554,17 @@ impl Watch<'_> {
         while interrupt::received().is_none() {
             if Instant::now() >= next_scan {
                 self.rescan(false)?;
-                self.next_wake = 0;
                 next_scan += self.args.every;
                 if next_scan < Instant::now() {
                     next_scan = Instant::now() + self.args.every;
                 }
             }
-            if now_ms() >= self.next_wake {
-                self.dispatch();
-            }
+            self.dispatch();
             if let Ok(done) = self.results.recv_timeout(Duration::from_millis(20)) {
                 self.absorb(done);
                 while let Ok(done) = self.results.try_recv() {
                     self.absorb(done);
                 }
-                // A lane came free: what waited for it may go now.
-                self.next_wake = 0;
             }
             self.alerts.pump();
             self.write_textfile(false);
