@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use vigil_tests::receiver::{Answer, Receiver};
 use vigil_tests::*;
 
 /// Thresholds that depend on the machine or on backups nobody made are off, so statuses are the databases'.
@@ -117,7 +118,22 @@ fn state(path: &Path) -> Json {
 }
 
 fn last_check(state_file: &Path, db: &str) -> u64 {
-    state(state_file)["databases"][db]["last_run_ms"]["check"].as_u64().unwrap_or(0)
+    let Ok(text) = std::fs::read_to_string(state_file) else { return 0 };
+    let saved: Json = serde_json::from_str(&text).unwrap();
+    saved["databases"][db]["last_run_ms"]["check"].as_u64().unwrap_or(0)
+}
+
+/// Waits (up to 30 s) until the state file records a check of `db` later than `after`; its time.
+fn wait_for_a_check(state_file: &Path, db: &str, after: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let at = last_check(state_file, db);
+        if at > after {
+            return at;
+        }
+        assert!(Instant::now() < deadline, "no check of {db} saved after {after}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 until dropped.
@@ -278,11 +294,7 @@ fn backups_keep_their_retention_per_database_and_a_restart_repeats_no_job() {
     args.extend(STEADY);
     let checked = last_check(&dir.path().join("state.json"), "a.db");
     let watch = Watch::start(dir.path(), &args);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while last_check(&dir.path().join("state.json"), "a.db") == checked {
-        assert!(Instant::now() < deadline, "no check saved\n{}", watch.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_a_check(&dir.path().join("state.json"), "a.db", checked);
     std::thread::sleep(Duration::from_millis(1000));
     let (code, log) = watch.stop();
     assert_eq!(code, 0, "{log}");
@@ -394,4 +406,208 @@ fn journaled_databases_get_pit_ticks_and_the_textfile_follows_the_fleet() {
     assert_eq!(code, 0, "{log}");
     // A plain database never gets a tick (pit_tick would fail on it, and say so).
     assert!(!log.contains("pit_tick"), "{log}");
+}
+
+// ---- Alerts, against the real receiver (tests/harness/receiver.rs) ----
+
+/// Two versions of one database: `warn.db`, the demo with its 29 % free pages (freelist_pct and maintenance are
+/// warning), and `ok.db`, the same vacuumed (both info).
+fn versions(dir: &Path) -> (PathBuf, PathBuf) {
+    let warn = dir.join("versions/warn.db");
+    std::fs::create_dir_all(warn.parent().unwrap()).unwrap();
+    demo(&warn);
+    let ok = dir.join("versions/ok.db");
+    std::fs::copy(&warn, &ok).unwrap();
+    rusqlite::Connection::open(&ok).unwrap().execute_batch("VACUUM").unwrap();
+    (warn, ok)
+}
+
+/// Replaces `db` by a copy of `version` in one rename: the watch reads one or the other, never half of each.
+fn become_(version: &Path, db: &Path) {
+    let temp = db.with_extension("incoming");
+    std::fs::copy(version, &temp).unwrap();
+    std::fs::rename(&temp, db).unwrap();
+}
+
+/// The (status, fingerprint, body) of each webhook message about `check` that the receiver answered 200.
+fn delivered(receiver: &Receiver, check: &str) -> Vec<(String, String, Json)> {
+    let mut out = Vec::new();
+    for request in receiver.received().into_iter().filter(|r| r.answered == 200) {
+        let body = request.json();
+        for alert in body["alerts"].as_array().into_iter().flatten() {
+            if alert["labels"]["check"] == check {
+                let status = alert["status"].as_str().unwrap().to_string();
+                out.push((status, alert["fingerprint"].as_str().unwrap().to_string(), body.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn alert_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let every = if extra.contains(&"--once") { "10ms" } else { "200ms" };
+    let mut args = vec!["shop.db", "--every", every, "--state", "state.json", "--webhook", url];
+    args.extend(extra);
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    args
+}
+
+#[test]
+fn a_warning_fires_once_and_resolves_once_through_a_failing_receiver() {
+    let dir = scratch();
+    let (warn, ok) = versions(dir.path());
+    let shop = dir.path().join("shop.db");
+    become_(&warn, &shop);
+    let receiver = Receiver::start();
+    receiver.script(&[Answer::status(500), Answer::status(500)]);
+    let url = receiver.url();
+    let watch = Watch::start(dir.path(), &alert_args(&url, &["--for", "3", "--clear", "2"]));
+    watch.wait_for(|e| e["event"] == "alert" && e["check"] == "freelist_pct" && e["status"] == "firing", "firing");
+    // Warning for five cycles and more, then vacuumed.
+    std::thread::sleep(Duration::from_millis(1200));
+    become_(&ok, &shop);
+    watch.wait_for(|e| e["event"] == "alert" && e["check"] == "freelist_pct" && e["status"] == "resolved", "resolved");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered(&receiver, "freelist_pct").len() < 2 {
+        assert!(Instant::now() < deadline, "not delivered\n{}", watch.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    let messages = delivered(&receiver, "freelist_pct");
+    let statuses: Vec<&str> = messages.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["firing", "resolved"], "{log}");
+    assert_eq!(messages[0].1, messages[1].1, "one fingerprint");
+    let (firing, resolved) = (&messages[0].2, &messages[1].2);
+    assert_eq!(firing["version"], "4");
+    assert!(firing["alerts"][0]["startsAt"].as_str().unwrap().ends_with('Z'));
+    assert!(resolved["alerts"][0]["endsAt"].as_str().unwrap().starts_with("20"), "{resolved}");
+    // The two 500s were retried: each message was delivered once, none twice.
+    let answers: Vec<u16> = receiver.received().iter().map(|r| r.answered).collect();
+    assert_eq!(answers.iter().filter(|&&a| a == 500).count(), 2, "{answers:?}");
+    assert_eq!(delivered(&receiver, "maintenance").len(), 2, "maintenance fired and resolved too: {answers:?}");
+    assert!(log.contains(r#""event":"alert not delivered""#) && log.contains(r#""reason":"#), "{log}");
+    assert!(!log.contains(&url), "the webhook URL's path stays out of the log: {log}");
+}
+
+#[test]
+fn a_blip_shorter_than_for_sends_nothing() {
+    let dir = scratch();
+    let (warn, ok) = versions(dir.path());
+    let shop = dir.path().join("shop.db");
+    become_(&ok, &shop);
+    let receiver = Receiver::start();
+    let url = receiver.url();
+    let watch = Watch::start(dir.path(), &alert_args(&url, &["--for", "3"]));
+    watch.status_of("shop.db", "info");
+    // Warning for less than a cycle (at most two checks can see it), until a check did see it.
+    for _ in 0..20 {
+        become_(&warn, &shop);
+        std::thread::sleep(Duration::from_millis(150));
+        become_(&ok, &shop);
+        std::thread::sleep(Duration::from_millis(600));
+        if watch.events().iter().any(|e| e["event"] == "status changed" && e["status"] == "warning") {
+            break;
+        }
+    }
+    assert!(watch.events().iter().any(|e| e["status"] == "warning"), "no check saw the blip\n{}", watch.log());
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(receiver.received().is_empty(), "{log}");
+    assert!(!log.contains(r#""event":"alert""#), "{log}");
+}
+
+#[test]
+fn a_value_oscillating_around_its_level_fires_at_most_once() {
+    let dir = scratch();
+    let d = dir.path();
+    // Two sizes 2 % apart, the warning level halfway: each version is 1 % from it.
+    let small_db = d.join("versions/small.db");
+    std::fs::create_dir_all(small_db.parent().unwrap()).unwrap();
+    create_db(&small_db, "CREATE TABLE t(b BLOB); INSERT INTO t VALUES (zeroblob(2000000)); ANALYZE;");
+    let big_db = d.join("versions/big.db");
+    std::fs::copy(&small_db, &big_db).unwrap();
+    rusqlite::Connection::open(&big_db).unwrap().execute_batch("INSERT INTO t VALUES (zeroblob(40000))").unwrap();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    let (low, high) = (size(&small_db), size(&big_db));
+    let level = (low + high) / 2.0;
+    assert!(high / level > 1.005 && low / level < 0.995, "{low} {high}");
+    let threshold = format!("file_size={level:.0}"); // bytes
+    let shop = d.join("shop.db");
+    become_(&big_db, &shop);
+    let receiver = Receiver::start();
+    let url = receiver.url();
+    let watch = Watch::start(d, &alert_args(&url, &["--for", "1", "--clear", "1", "--threshold", &threshold]));
+    watch.status_of("shop.db", "warning");
+    for i in 0..16 {
+        become_(if i % 2 == 0 { &small_db } else { &big_db }, &shop);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    let flips = watch_events(&log).iter().filter(|e| e["event"] == "status changed").count();
+    assert!(flips >= 4, "the oscillation was seen: {flips} status changes\n{log}");
+    let firing = delivered(&receiver, "file_size").iter().filter(|(s, _, _)| s == "firing").count();
+    assert_eq!(firing, 1, "{log}");
+}
+
+fn watch_events(log: &str) -> Vec<Json> {
+    log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+#[test]
+fn alerts_wait_for_a_receiver_that_is_down_while_the_checks_go_on() {
+    let dir = scratch();
+    let (warn, _) = versions(dir.path());
+    become_(&warn, &dir.path().join("shop.db"));
+    let mut receiver = Receiver::start();
+    receiver.stop();
+    let url = receiver.url();
+    let watch = Watch::start(dir.path(), &alert_args(&url, &["--for", "1"]));
+    watch.wait_for(|e| e["event"] == "alert not delivered", "a failed try");
+    let state_file = dir.path().join("state.json");
+    let before = wait_for_a_check(&state_file, "shop.db", 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(last_check(&state_file, "shop.db") >= before + 600, "checks went on\n{}", watch.log());
+    receiver.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&receiver, "freelist_pct").is_empty() {
+        assert!(Instant::now() < deadline, "never delivered after the receiver came back\n{}", watch.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, log) = watch.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(delivered(&receiver, "freelist_pct").len(), 1, "{log}");
+}
+
+#[test]
+fn two_cron_runs_while_warning_send_one_message_and_a_restart_still_resolves() {
+    let dir = scratch();
+    let (warn, ok) = versions(dir.path());
+    let shop = dir.path().join("shop.db");
+    become_(&warn, &shop);
+    let receiver = Receiver::start();
+    let url = receiver.url();
+    let once = || {
+        let mut args = vec!["watch"];
+        args.extend(alert_args(&url, &["--once", "--for", "1", "--clear", "1"]));
+        vigil_in(dir.path(), &args)
+    };
+    for _ in 0..2 {
+        let out = once();
+        assert_eq!(code(&out), 1, "{}", both(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let messages = delivered(&receiver, "freelist_pct");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].0, "firing");
+    // Vacuumed before the third run: the alert the first run raised resolves.
+    become_(&ok, &shop);
+    let out = once();
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let statuses: Vec<String> = delivered(&receiver, "freelist_pct").into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(statuses, ["firing", "resolved"]);
 }

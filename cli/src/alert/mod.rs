@@ -3,16 +3,12 @@
 //! background (`deliver`). `vigil watch` flattens [`AlertArgs`] into its flags; `vigil alert-test` sends a test
 //! message to every sink.
 
-// `vigil watch` (cli/src/watch, built in parallel) is this API's caller; until it lands, only alert-test and the
-// tests use it. Remove this allow when watch is merged.
-#![allow(dead_code, unused_imports)]
-
 pub mod deliver;
 pub mod lifecycle;
 pub mod payload;
 
-pub use deliver::{DeliveryStats, Dispatcher, Event, Format, Logger, Outcome, Outgoing, Sink, SinkStats};
-pub use lifecycle::{Alerts, Notification, Observation, Policy, Status, UP_CHECK};
+pub use deliver::{Dispatcher, Event, Format, Logger, Outcome, Outgoing, Sink, SinkStats};
+pub use lifecycle::{Alerts, Notification, Observation, Policy, Status};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -1,29 +1,152 @@
-//! The one place `vigil watch` meets the alert engine: observations from each report, forgetting a dropped
-//! database, delivery that never blocks the checks, and the alert states kept in the state file.
-//!
-//! Placeholder until the alert engine lands: no alert flags, nothing sent.
+//! The one place `vigil watch` meets the alert engine (`crate::alert`): each report becomes observations, a
+//! dropped database's alerts resolve, messages go out in the background (never blocking the checks), and the
+//! alert states and undelivered messages live in the state file, so a restart neither re-sends nor forgets.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use super::log::Log;
+use serde_json::{json, Value as Json};
+
+use super::jobs::Job;
+use super::log::{Level, Log};
 use super::state::State;
+use crate::alert::{Alerts, Dispatcher, Event, Logger, Notification, Observation, Outcome, Outgoing, Policy, Status};
 use crate::metrics::DbReport;
 use crate::Failure;
 
-#[derive(clap::Args)]
-pub struct Args {}
+pub use crate::alert::AlertArgs as Args;
 
-pub struct Alerting {}
+pub struct Alerting {
+    alerts: Alerts,
+    policy: Policy,
+    /// None without any --webhook or --alertmanager: the states are still kept (and logged).
+    dispatcher: Option<Dispatcher>,
+    /// Undelivered messages of an earlier run when there is no sink now: kept, not lost.
+    orphans: Vec<Outgoing>,
+    log: Log,
+    changed: bool,
+}
 
 impl Alerting {
-    pub fn start(_args: &Args, _state: &State, _log: Log) -> Result<Alerting, Failure> {
-        Ok(Alerting {})
+    pub fn start(args: &Args, state: &State, log: Log) -> Result<Alerting, Failure> {
+        let sinks = args.sinks()?;
+        let policy = args.policy()?;
+        let alerts: Alerts = from_state(&state.alerts, "alert states")?;
+        let pending: Vec<Outgoing> = from_state(&state.pending, "undelivered messages")?;
+        let (dispatcher, orphans) = if sinks.is_empty() {
+            (None, pending)
+        } else {
+            (Some(Dispatcher::start(sinks, pending, logger(log))), Vec::new())
+        };
+        Ok(Alerting { alerts, policy, dispatcher, orphans, log, changed: false })
     }
-    pub fn observe(&mut self, _job: super::jobs::Job, _report: &DbReport) {}
-    pub fn forget(&mut self, _db: &str) {}
-    pub fn pump(&mut self) {}
-    pub fn flush(&mut self, _deadline: Instant) {}
-    pub fn store(&mut self, _state: &mut State) -> bool {
-        false
+
+    /// Takes in a report: `vigil_up` and every check it ran. A cheap check does not run the integrity check (it
+    /// says `info`, not checked): that must not count as clean for an alert a quick or full check raised.
+    pub fn observe(&mut self, job: Job, report: &DbReport) {
+        let observations = Observation::from_report(report);
+        for seen in observations.iter().filter(|o| job != Job::Check || o.check != "integrity") {
+            let had = !self.alerts.is_empty();
+            if let Some(message) = self.alerts.observe(seen, &self.policy) {
+                self.send(message);
+            }
+            self.changed |= had || !self.alerts.is_empty();
+        }
     }
+
+    /// A database no longer watched: its firing alerts resolve.
+    pub fn forget(&mut self, db: &str) {
+        for message in self.alerts.forget(db, SystemTime::now()) {
+            self.send(message);
+        }
+        self.changed = true;
+    }
+
+    /// Alertmanager expires alerts not re-sent: the dispatcher re-sends the active ones (at most once a minute).
+    pub fn pump(&self) {
+        if let Some(dispatcher) = &self.dispatcher {
+            let firing = self.alerts.firing();
+            if !firing.is_empty() {
+                dispatcher.resend_active(firing);
+            }
+        }
+    }
+
+    /// Waits for the queued messages until the deadline (retries included).
+    pub fn flush(&mut self, deadline: Instant) {
+        self.pump();
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.flush(deadline);
+        }
+    }
+
+    /// Puts the alert states and undelivered messages into the state; whether they changed since last time.
+    pub fn store(&mut self, state: &mut State) -> bool {
+        let pending: Vec<Outgoing> = match &self.dispatcher {
+            Some(dispatcher) => dispatcher.pending(),
+            None => self.orphans.clone(),
+        };
+        let pending = serde_json::to_value(&pending).unwrap_or(Json::Null);
+        let changed = self.changed || pending != state.pending;
+        state.alerts = serde_json::to_value(&self.alerts).unwrap_or(Json::Null);
+        state.pending = pending;
+        self.changed = false;
+        changed
+    }
+
+    fn send(&mut self, message: Notification) {
+        let status = match message.status {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        };
+        let level = if message.status == Status::Firing { Level::Warning } else { Level::Info };
+        let fields = [
+            ("check", json!(message.check)),
+            ("status", json!(status)),
+            ("severity", json!(message.severity)),
+            ("fingerprint", json!(message.fingerprint)),
+            ("detail", json!(message.detail)),
+        ];
+        self.log.event(level, Some(&message.db), "alert", &fields);
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.send(message);
+        }
+        self.changed = true;
+    }
+}
+
+/// A part of the state file, `null` when absent; a part this vigil cannot read is refused like a foreign file.
+fn from_state<T: serde::de::DeserializeOwned + Default>(value: &Json, what: &str) -> Result<T, Failure> {
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value.clone()).map_err(|_| {
+        Failure::usage(format!(
+            "--state: its {what} are not readable by this vigil; move the state file away (its alerts would be \
+             sent again) or name another --state FILE"
+        ))
+    })
+}
+
+/// Delivery outcomes as log events (the sink's label never carries a URL's path or secret).
+fn logger(log: Log) -> Logger {
+    Arc::new(move |event: &Event| {
+        let (name, level) = match event.outcome {
+            Outcome::Delivered => ("alert sent", Level::Info),
+            Outcome::Retrying(_) => ("alert not delivered", Level::Warning),
+            Outcome::Failed | Outcome::Dropped => ("alert failed", Level::Error),
+        };
+        let mut fields = vec![
+            ("sink", json!(event.sink)),
+            ("alerts", json!(event.alerts.join(", "))),
+            ("attempt", json!(event.attempt)),
+        ];
+        if let Outcome::Retrying(after) = event.outcome {
+            fields.push(("retry_in_s", json!((after.as_secs_f64() * 10.0).round() / 10.0)));
+        }
+        if let Some(reason) = &event.reason {
+            fields.push(("reason", json!(reason)));
+        }
+        log.event(level, None, name, &fields);
+    })
 }
