@@ -332,6 +332,20 @@ fn once_exits_as_metrics_and_finds_its_default_state_from_another_directory() {
     let out = run(&["../missing.db", "--state", "../other.json"]);
     assert_eq!(code(&out), 3, "{}", both(&out));
     assert!(text(&out.stderr).contains("missing.db: no such file"), "{}", both(&out));
+    // Bad flags are usage errors naming the flag, before any database is touched.
+    for (bad, flag) in [
+        (&["../shop.db", "--threshold", "last_backup=1"][..], "--threshold"),
+        (&["../shop.db", "--quick-every", "soon"][..], "--quick-every"),
+        (&["../shop.db", "--backup-dir", "../nowhere"][..], "--backup-dir"),
+        (&["--dir", "../nowhere"][..], "--dir"),
+        (&["'../*.nothing'"][..], "glob"),
+        (&["../shop.db", "--webhook", "ftp://x/secret"][..], "--webhook"),
+    ] {
+        let out = run(bad);
+        assert_eq!(code(&out), 64, "{bad:?}: {}", both(&out));
+        assert!(text(&out.stderr).contains(flag), "{bad:?}: {}", both(&out));
+        assert!(!text(&out.stderr).contains("secret"), "{}", both(&out));
+    }
 }
 
 #[test]
