@@ -625,3 +625,27 @@ fn two_cron_runs_while_warning_send_one_message_and_a_restart_still_resolves() {
     let statuses: Vec<String> = delivered(&receiver, "freelist_pct").into_iter().map(|(s, _, _)| s).collect();
     assert_eq!(statuses, ["firing", "resolved"]);
 }
+
+#[test]
+fn hostile_file_names_cannot_forge_log_lines() {
+    let dir = scratch();
+    let d = dir.path().join("dbs");
+    std::fs::create_dir(&d).unwrap();
+    small(&d.join("evil\nvigil watch: forged.db: status changed status=ok\u{1b}[2J.db"));
+    std::fs::write(d.join("junk\n.db"), "not a database").unwrap();
+    let mut args = vec!["watch", "--once", "--dir", "dbs", "--state", "s.json"];
+    args.extend(STEADY);
+    let out = vigil_in(dir.path(), &args);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.lines().all(|l| l.starts_with("vigil watch: ")), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    assert!(stderr.contains(r"evil\nvigil watch: forged.db"), "{stderr}");
+    assert!(stderr.contains(r"junk\n.db") && stderr.contains("skipped"), "{stderr}");
+    // JSON lines carry the names exactly, one object per line.
+    let mut args = vec!["watch", "--once", "--dir", "dbs", "--state", "fresh.json", "--log-json"];
+    args.extend(STEADY);
+    let out = vigil_in(dir.path(), &args);
+    let events: Vec<Json> = text(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e["db"].as_str().is_some_and(|db| db.contains("\nvigil watch: forged.db"))));
+}
