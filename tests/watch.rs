@@ -180,6 +180,8 @@ fn a_directory_is_watched_as_databases_appear_lock_and_vanish() {
     std::fs::copy(d.join("a.db"), d.join("a.db-wal")).unwrap();
     let state_file = dir.path().join("state.json");
     let mut args = vec!["--dir", "dbs", "--every", "200ms", "--busy-timeout", "300", "--state", "state.json"];
+    // No sink: the alert states are still kept and logged.
+    args.extend(["--for", "1", "--clear", "1"]);
     args.extend(STEADY);
     args.extend(CHEAP_ONLY);
     let watch = Watch::start(dir.path(), &args);
@@ -214,8 +216,15 @@ fn a_directory_is_watched_as_databases_appear_lock_and_vanish() {
     let after = last_check(&state_file, "a.db");
     // The lock costs b.db 300 ms per check; a.db's checks went on every 200 ms meanwhile.
     assert!(after >= before + 600, "a.db was checked at {before} then {after} while b.db was locked\n{}", watch.log());
+    let alert = |status: &'static str| {
+        move |e: &Json| e["event"] == "alert" && e["db"] == "b.db" && e["check"] == "vigil_up" && e["status"] == status
+    };
+    let firing = watch.wait_for(alert("firing"), "vigil_up firing for b.db");
+    assert_eq!(firing["severity"], "critical", "{firing}");
     drop(locker);
     watch.status_of("b.db", "info");
+    watch.wait_for(alert("resolved"), "vigil_up resolved for b.db");
+    assert!(!watch.events().iter().any(|e| e["event"] == "alert" && e["db"] != "b.db"), "{}", watch.log());
 
     // c.db deleted: dropped.
     std::fs::remove_file(d.join("c.db")).unwrap();
