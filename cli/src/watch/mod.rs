@@ -523,7 +523,9 @@ impl Watch<'_> {
             self.log.event(level, Some(&db), "status changed", &fields);
         }
         self.alerts.observe(job, &report);
-        if let Some(watched) = self.dbs.get_mut(&db) {
+        // The textfile shows the cheap checks' series: a quick or full check's extra series (fragmentation…)
+        // would appear once a day and vanish at the next check, which Prometheus reads as gaps.
+        if let Some(watched) = self.dbs.get_mut(&db).filter(|_| job == Job::Check) {
             if report.up {
                 watched.pit = jobs::pit_enabled(&report);
             }
