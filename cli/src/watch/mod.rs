@@ -178,6 +178,8 @@ struct Watch<'a> {
     busy: HashSet<(String, Lane)>,
     /// --once: the jobs already sent.
     ran: HashSet<(String, Job)>,
+    /// The worst status rank of this run's reports (--once's exit code).
+    worst_seen: u8,
     noted: HashSet<PathBuf>,
     lanes: BTreeMap<Lane, Sender<Task>>,
     results: Receiver<Finished>,
@@ -218,6 +220,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         dbs: BTreeMap::new(),
         busy: HashSet::new(),
         ran: HashSet::new(),
+        worst_seen: 0,
         noted: HashSet::new(),
         lanes,
         results,
@@ -512,8 +515,11 @@ impl Watch<'_> {
         if job != Job::Check || !report.up {
             self.log.event(level, Some(&db), "job done", &fields);
         }
+        self.worst_seen = self.worst_seen.max(metrics::status_rank(&status));
         let state = self.state.databases.entry(db.clone()).or_default();
-        if state.status.as_deref() != Some(&status) {
+        // A database's status is its cheap checks': a daily quick or full check (which sees more, such as
+        // fragmentation) would otherwise flip it for one cycle; its own status is in its `job done` line.
+        if job == Job::Check && state.status.as_deref() != Some(&status) {
             let was = state.status.replace(status.clone());
             let mut fields = vec![("status", json!(status))];
             if let Some(was) = was {
@@ -612,8 +618,7 @@ impl Watch<'_> {
         if interrupt::received().is_some() {
             return Ok(exit::OK);
         }
-        let worst = self.state.databases.values().filter_map(|s| s.status.as_deref()).map(metrics::status_rank).max();
-        Ok(match worst.unwrap_or(0) {
+        Ok(match self.worst_seen {
             0 | 1 => exit::OK,
             2 => exit::WARNING,
             3 => exit::CRITICAL,
