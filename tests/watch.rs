@@ -658,3 +658,24 @@ fn hostile_file_names_cannot_forge_log_lines() {
     let events: Vec<Json> = text(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(events.iter().any(|e| e["db"].as_str().is_some_and(|db| db.contains("\nvigil watch: forged.db"))));
 }
+
+#[test]
+fn sigterm_interrupts_a_check_waiting_for_a_lock_and_records_nothing_of_it() {
+    let dir = scratch();
+    small(&dir.path().join("a.db"));
+    let locker = Locker::lock(&dir.path().join("a.db"));
+    let mut args = vec!["a.db", "--every", "200ms", "--busy-timeout", "60000", "--state", "s.json"];
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let watch = Watch::start(dir.path(), &args);
+    watch.wait_for(|e| e["event"].as_str().is_some_and(|t| t.starts_with("watching 1 database")), "started");
+    std::thread::sleep(Duration::from_millis(800)); // the first check now waits for the lock (up to 60 s)
+    let (code, log) = watch.stop();
+    drop(locker);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("stopped by SIGTERM"), "{log}");
+    // The interrupted check is not a result: no unknown status, no run recorded (it runs again after a restart).
+    assert!(!log.contains("unknown"), "{log}");
+    let saved = state(&dir.path().join("s.json"));
+    assert!(saved["databases"]["a.db"]["last_run_ms"].as_object().unwrap().is_empty(), "{saved}");
+}
