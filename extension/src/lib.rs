@@ -27,10 +27,9 @@ mod vtab;
 use std::os::raw::{c_char, c_uint};
 
 use sqlite3ext_sys::{sqlite3, sqlite3_api_routines};
-use sqlite_loadable::{define_scalar_function, FunctionFlags};
 
 use crate::error::Result;
-use crate::sqlite::{read_value, Context, Db, Value};
+use crate::sqlite::{function_flags, read_value, Context, Db, Value};
 
 type ScalarFn = fn(Db, &[Value]) -> Result<Value>;
 
@@ -188,8 +187,8 @@ fn define_scalar(
     func: ScalarFn,
 ) -> sqlite_loadable::Result<()> {
     let flags = match access {
-        Access::ReadOnly => FunctionFlags::UTF8,
-        Access::Writes => FunctionFlags::UTF8 | FunctionFlags::DIRECTONLY,
+        Access::ReadOnly => function_flags::UTF8,
+        Access::Writes => function_flags::UTF8 | function_flags::DIRECTONLY,
     };
     let call = move |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value]| {
         let context = Context::from_raw(ctx);
@@ -204,32 +203,25 @@ fn define_scalar(
             Ok(value) => context.set_result(&value),
             Err(error) => context.set_error(&error),
         }
-        Ok(())
     };
-    define_scalar_function(db, name, arity, call, flags)
+    sqlite::create_scalar(Db::from_raw(db), name, arity, flags, call)
+        .map_err(|e| sqlite_loadable::Error::new_message(e.message()))
 }
 
 /// Overrides `sqlite_compileoption_used` on a connection so journal triggers record exact transaction ids
 /// (see `pit::txn`). Innocuous: triggers call it under trusted_schema=OFF. A refusal is not an error.
 pub(crate) fn define_txn_override(db: Db) {
-    let call = |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value], state: &pit::txn::TxnState| {
+    let state = pit::txn::TxnState::default();
+    let call = move |ctx, raw_args: &[*mut sqlite3ext_sys::sqlite3_value]| {
         let context = Context::from_raw(ctx);
         let args: Vec<Value> = raw_args.iter().map(|v| read_value(*v)).collect();
-        match guard::run(pit::txn::FUNCTION, || pit::txn::compileoption_used(context.db(), state, &args)) {
+        match guard::run(pit::txn::FUNCTION, || pit::txn::compileoption_used(context.db(), &state, &args)) {
             Ok(value) => context.set_result(&value),
             Err(error) => context.set_error(&error),
         }
-        Ok(())
     };
-    let flags = FunctionFlags::UTF8 | FunctionFlags::INNOCUOUS;
-    let _ = sqlite_loadable::define_scalar_function_with_aux(
-        db.raw(),
-        pit::txn::FUNCTION,
-        1,
-        call,
-        flags,
-        pit::txn::TxnState::default(),
-    );
+    let flags = function_flags::UTF8 | function_flags::INNOCUOUS;
+    let _ = sqlite::create_scalar(db, pit::txn::FUNCTION, 1, flags, call);
 }
 
 fn register(db: *mut sqlite3) -> sqlite_loadable::Result<()> {

@@ -44,6 +44,14 @@ const SQLITE_DBCONFIG_ENABLE_TRIGGER: c_int = 1003;
 /// xRead past the end of the file: SQLite zero-fills the rest of the buffer.
 const SQLITE_IOERR_SHORT_READ: c_int = 522;
 
+/// `sqlite3_create_function_v2` flags vigil uses.
+pub mod function_flags {
+    use std::ffi::c_int;
+    pub const UTF8: c_int = 1;
+    pub const DIRECTONLY: c_int = 0x0008_0000;
+    pub const INNOCUOUS: c_int = 0x0020_0000;
+}
+
 /// `sqlite3_open_v2` flags vigil uses.
 pub mod open_flags {
     use std::ffi::c_int;
@@ -984,6 +992,54 @@ pub fn give_string(slot: *mut *mut c_char, text: &str) {
             call!(free((*slot).cast()));
         }
         *slot = buffer.cast();
+    }
+}
+
+/// Registers a scalar SQL function whose state is the closure `func`, owned by SQLite from here on: it is dropped by
+/// the destructor SQLite calls when the function is replaced or the connection closes (or at once when the
+/// registration fails). Without it every connection that loads vigil kept its closures for the life of the process
+/// (about 2.4 KB a load: 140 MB an hour for `vigil watch` over 1000 databases).
+/// `flags`: [`function_flags`].
+pub fn create_scalar<F>(db: Db, name: &str, arity: c_int, flags: c_int, func: F) -> Result<()>
+where
+    F: Fn(*mut sqlite3_context, &[*mut sqlite3_value]) + 'static,
+{
+    unsafe extern "C" fn call<F: Fn(*mut sqlite3_context, &[*mut sqlite3_value])>(
+        ctx: *mut sqlite3_context,
+        argc: c_int,
+        argv: *mut *mut sqlite3_value,
+    ) {
+        // SAFETY: the user data is the closure registered below, alive until SQLite calls `destroy`; argv holds
+        // argc values for the duration of the call.
+        let func = unsafe { &*call!(user_data(ctx)).cast::<F>() };
+        let args = match usize::try_from(argc) {
+            Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+            _ => &[],
+        };
+        func(ctx, args);
+    }
+    unsafe extern "C" fn destroy<F>(state: *mut c_void) {
+        // SAFETY: `state` is the Box::into_raw of create_scalar, handed back exactly once.
+        drop(unsafe { Box::from_raw(state.cast::<F>()) });
+    }
+    let cname = c_string(name, "function name")?;
+    let state = Box::into_raw(Box::new(func)).cast::<c_void>();
+    let rc = unsafe {
+        call!(create_function_v2(
+            db.0,
+            cname.as_ptr(),
+            arity,
+            flags,
+            state,
+            Some(call::<F>),
+            None,
+            None,
+            Some(destroy::<F>)
+        ))
+    };
+    match rc {
+        SQLITE_OK => Ok(()),
+        rc => Err(db.error(rc)),
     }
 }
 
