@@ -921,3 +921,28 @@ fn the_point_in_time_window_is_exported_when_the_journal_is_enabled_and_only_the
     }
     assert_eq!(sha256sum(&d.join("pit.db")), digest);
 }
+
+/// An unknown threshold is the command line's mistake: exit 64 naming it, before any database is read, in
+/// `vigil metrics` and `vigil serve` alike (it made every database `unknown`, `vigil_up 0` and /health 503).
+#[test]
+fn an_unknown_threshold_is_a_usage_error_not_a_fleet_of_unknown_databases() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    demo_db(&db);
+    let metrics = std::process::Command::new(cli_binary())
+        .args(["metrics", "--threshold", "last_backup=none,none"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let serve = std::process::Command::new(cli_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--count", "1", "--threshold", "last_backup=none"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    for out in [metrics, serve] {
+        assert_eq!(code(&out), 64, "{}", both(&out));
+        assert!(text(&out.stderr).contains("--threshold: unknown threshold \"last_backup\""), "{}", both(&out));
+        assert!(text(&out.stderr).contains("last_backup_hours"), "the known names are listed: {}", both(&out));
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -60,6 +60,24 @@ fn options(args: &HealthArgs) -> Result<Json, Failure> {
     }))
 }
 
+/// `--threshold`s parsed and asked once of the extension (on `conn`, any connection that loaded it): one it does
+/// not know would make every check of every database fail — each database `unknown`, `vigil_up 0`, a 503 and an
+/// alert for each — so it is a usage error at start in the commands that watch many databases.
+pub fn checked_thresholds(conn: &Connection, specs: &[String]) -> Result<Map<String, Json>, Failure> {
+    let thresholds = parse_thresholds(specs)?;
+    if thresholds.is_empty() {
+        return Ok(thresholds);
+    }
+    let options = json!({"integrity": "none", "thresholds": thresholds}).to_string();
+    match query_json(conn, "SELECT health_json(?1)", [options]) {
+        Ok(_) => Ok(thresholds),
+        Err(failure) => {
+            let why = failure.message.trim_start_matches("health_json: ").trim_start_matches("bad options: ");
+            Err(Failure::usage(format!("--threshold: {why}")))
+        }
+    }
+}
+
 /// Every `--threshold NAME=WARN[,CRIT]` as the `thresholds` option of health_json and vigil_metrics.
 pub fn parse_thresholds(specs: &[String]) -> Result<Map<String, Json>, Failure> {
     let mut thresholds = Map::new();

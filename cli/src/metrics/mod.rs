@@ -160,7 +160,9 @@ pub struct CollectArgs {
 }
 
 impl CollectArgs {
-    pub fn options(&self) -> Result<Options, Failure> {
+    /// The options of every collection; the thresholds are checked with the extension (`library`: a connection
+    /// that loaded it).
+    pub fn options(&self, library: &rusqlite::Connection) -> Result<Options, Failure> {
         if let Some(dir) = self.backups.as_ref().filter(|d| !d.is_dir()) {
             return Err(Failure::usage(format!(
                 "--backups {}: not a directory; name the directory `vigil backup` writes into",
@@ -171,7 +173,7 @@ impl CollectArgs {
             backups: self.backups.clone(),
             statements: self.statements.into(),
             depth: Depth::from_flags(self.quick, self.full),
-            thresholds: crate::health::parse_thresholds(&self.thresholds)?,
+            thresholds: crate::health::checked_thresholds(library, &self.thresholds)?,
         })
     }
 }
@@ -193,11 +195,11 @@ pub struct MetricsArgs {
 
 /// `vigil metrics`: exit 0 when every database could be read, 3 when one could not (its `vigil_up 0` is written).
 pub fn run(global: &Global, args: &MetricsArgs) -> Result<u8, Failure> {
-    let options = args.collect.options()?;
-    let targets = targets(&args.databases)?;
     // One connection holding the extension keeps its library mapped, so that each database's connection loads
     // it without SQLite's dlclose and the next dlopen mapping it all again.
-    let _library = crate::extension::open_memory(global).ok();
+    let library = crate::extension::open_memory(global)?;
+    let options = args.collect.options(&library)?;
+    let targets = targets(&args.databases)?;
     let mut reports: Vec<DbReport> = Vec::with_capacity(targets.len());
     for target in &targets {
         let report = collect(global, target, &options);

@@ -54,7 +54,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
     let targets = metrics::targets(&args.patterns)?;
-    let options = args.collect.options()?;
+    let options = args.collect.options(&crate::extension::open_memory(global)?)?;
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Failure::usage(format!(
             "serve: cannot listen on {}: {}; choose another --listen IP:PORT",

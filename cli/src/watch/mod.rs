@@ -209,7 +209,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
     };
     // A connection holding the extension keeps its library mapped while the watch runs.
     let _library = crate::extension::open_memory(global)?;
-    refuse_unknown_thresholds(&_library, &args.thresholds)?;
+    crate::health::checked_thresholds(&_library, &args.thresholds)?;
     let (lanes, results) = start_lanes(args.workers.into(), Arc::new(settings));
     let mut watch = Watch {
         args,
@@ -266,23 +266,6 @@ fn settings(global: &Global, args: &WatchArgs) -> Result<Settings, Failure> {
         backup_options,
         maintain_level: crate::output::name(args.maintain),
     })
-}
-
-/// A threshold the extension does not know would make every check of every database fail (each database
-/// `unknown`, `vigil_up` firing for all): asked once of an empty database at start, it is a usage error.
-fn refuse_unknown_thresholds(conn: &rusqlite::Connection, specs: &[String]) -> Result<(), Failure> {
-    let thresholds = crate::health::parse_thresholds(specs)?;
-    if thresholds.is_empty() {
-        return Ok(());
-    }
-    let options = json!({"integrity": "none", "thresholds": thresholds}).to_string();
-    match crate::sql::query_json(conn, "SELECT health_json(?1)", [options]) {
-        Ok(_) => Ok(()),
-        Err(failure) => {
-            let why = failure.message.trim_start_matches("health_json: ").trim_start_matches("bad options: ");
-            Err(Failure::usage(format!("--threshold: {why}")))
-        }
-    }
 }
 
 /// Three lanes of workers fed by the main thread; every result comes back on one channel.
