@@ -4,8 +4,8 @@
 //! load event (so from the data embedded in the page). Each browser's test skips loudly only when it is missing
 //! and $VIGIL_REQUIRE_CHROMIUM / $VIGIL_REQUIRE_FIREFOX is unset (scripts/test sets both).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde_json::Value as Json;
+use vigil_tests::http::{request, wait_for, Reply};
 use vigil_tests::*;
 
 const ODD: &str = "odd \"<>&ü.db";
@@ -49,7 +50,7 @@ impl Serve {
             }
         });
         let mut serve = Serve { child, addr: "127.0.0.1:0".parse().unwrap(), stderr };
-        let addr = wait_for(|| {
+        let addr = wait_for(Duration::from_secs(30), || {
             let lines = serve.stderr.lock().unwrap();
             let rest = lines.first()?.split("listening on http://").nth(1)?.to_string();
             rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
@@ -82,50 +83,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        format!("{}\n{}", self.head, String::from_utf8_lossy(&self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut all = Vec::new();
-    stream.read_to_end(&mut all).unwrap();
-    let end = all.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head");
-    let head = String::from_utf8_lossy(&all[..end]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Reply { status, head, body: all[end + 4..].to_vec() }
 }
 
 fn encoded(name: &str) -> String {
@@ -176,7 +133,7 @@ fn start_fleet(dir: &Path, others: &[&str]) -> Serve {
     database_with_history(dir, ODD);
     let serve = Serve::start(dir, &[&["shop.db", ODD], others].concat());
     // Ready when both have their snapshots and a few recent refreshes.
-    let ready = wait_for(|| {
+    let ready = wait_for(Duration::from_secs(30), || {
         let ok = ["shop.db", ODD].iter().all(|db| {
             let reply = serve.get(&format!("/api/v1/history/{}", encoded(db)));
             let body: Json = serde_json::from_slice(&reply.body).unwrap_or_default();

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use vigil_tests::http::{parse_reply, raw, request, wait_for, Reply};
 use vigil_tests::*;
 
 /// A running `vigil serve`, killed when dropped (also when a test fails).
@@ -94,62 +95,6 @@ impl Drop for Serve {
     }
 }
 
-/// Polls `probe` every 50 ms until it gives a value or `limit` passes.
-fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if started.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        format!("{}\n{}", self.head, String::from_utf8_lossy(&self.body))
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (Connection: close), read to the end.
-fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
-    raw(addr, format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-}
-
-fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(bytes).unwrap();
-    let mut all = Vec::new();
-    stream.read_to_end(&mut all).unwrap();
-    parse_reply(&all)
-}
-
-fn parse_reply(all: &[u8]) -> Reply {
-    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-        panic!("no HTTP head in {:?}", String::from_utf8_lossy(all));
-    });
-    let head = String::from_utf8_lossy(&all[..end]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Reply { status, head, body: all[end + 4..].to_vec() }
-}
-
 /// A database's entry in a /health body.
 fn entry<'a>(body: &'a Json, db: &str) -> &'a Json {
     body["databases"].as_array().unwrap().iter().find(|d| d["db"] == db).unwrap_or_else(|| panic!("{db} in {body}"))
@@ -180,38 +125,6 @@ fn demo(dir: &Path, name: &str) -> PathBuf {
     let out = Command::new(cli_binary()).arg("demo").arg(&path).output().unwrap();
     assert_eq!(code(&out), 0, "{}", both(&out));
     path
-}
-
-/// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 until dropped.
-struct Locker(Child);
-
-impl Locker {
-    fn lock(db: &Path) -> Locker {
-        let script = "import sqlite3, sys\n\
-            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-            c.execute('BEGIN EXCLUSIVE')\n\
-            print('locked', flush=True)\n\
-            sys.stdin.readline()\n\
-            c.execute('ROLLBACK')\n";
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "locked");
-        Locker(child)
-    }
-}
-
-impl Drop for Locker {
-    fn drop(&mut self) {
-        drop(self.0.stdin.take());
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

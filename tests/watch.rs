@@ -136,38 +136,6 @@ fn wait_for_a_check(state_file: &Path, db: &str, after: u64) -> u64 {
     }
 }
 
-/// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 until dropped.
-struct Locker(Child);
-
-impl Locker {
-    fn lock(db: &Path) -> Locker {
-        let script = "import sqlite3, sys\n\
-            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-            c.execute('BEGIN EXCLUSIVE')\n\
-            print('locked', flush=True)\n\
-            sys.stdin.readline()\n\
-            c.execute('ROLLBACK')\n";
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "locked");
-        Locker(child)
-    }
-}
-
-impl Drop for Locker {
-    fn drop(&mut self) {
-        drop(self.0.stdin.take());
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_directory_is_watched_as_databases_appear_lock_and_vanish() {
     let dir = scratch();

@@ -4,6 +4,7 @@
 //! The library must be built first (`cargo build --workspace`; scripts/test does it).
 
 pub mod alertmanager;
+pub mod http;
 pub mod receiver;
 
 use std::io::Write;
@@ -323,4 +324,37 @@ pub fn promtool_check(exposition: &str) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
     (code(&out), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+/// Holds `BEGIN EXCLUSIVE` on a database from Debian's python3 (another process) until dropped.
+pub struct Locker(std::process::Child);
+
+impl Locker {
+    pub fn lock(db: &Path) -> Locker {
+        use std::io::BufRead;
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            c.execute('BEGIN EXCLUSIVE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.readline()\n\
+            c.execute('ROLLBACK')\n";
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        Locker(child)
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
 }
