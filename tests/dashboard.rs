@@ -4,16 +4,13 @@
 //! load event (so from the data embedded in the page). Each browser's test skips loudly only when it is missing
 //! and $VIGIL_REQUIRE_CHROMIUM / $VIGIL_REQUIRE_FIREFOX is unset (scripts/test sets both).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde_json::Value as Json;
-use vigil_tests::http::{request, wait_for, Reply};
+use vigil_tests::http::{request, wait_for, Serve};
 use vigil_tests::*;
 
 const ODD: &str = "odd \"<>&ü.db";
@@ -23,67 +20,6 @@ const CHARTS: usize = 7;
 /// The `.error` element's background and the chart frames' colour (dashboard.css).
 const ERROR: (u8, u8, u8) = (0xff, 0x00, 0xc8);
 const FRAME: (u8, u8, u8) = (0xc3, 0xcb, 0xd5);
-
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(dir: &Path, dbs: &[&str]) -> Serve {
-        let mut child = Command::new(cli_binary())
-            .arg("serve")
-            .args(dbs)
-            .args(["--listen", "127.0.0.1:0", "--every", "200ms"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in pipe.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut serve = Serve { child, addr: "127.0.0.1:0".parse().unwrap(), stderr };
-        let addr = wait_for(Duration::from_secs(30), || {
-            let lines = serve.stderr.lock().unwrap();
-            let rest = lines.first()?.split("listening on http://").nth(1)?.to_string();
-            rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
-        });
-        serve.addr = addr.unwrap_or_else(|| panic!("no address announced: {}", serve.log()));
-        serve
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        request(self.addr, "GET", path)
-    }
-
-    fn json(&self, path: &str) -> Json {
-        let reply = self.get(path);
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-        serde_json::from_slice(&reply.body).unwrap()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn encoded(name: &str) -> String {
     name.bytes().map(|b| format!("%{b:02X}")).collect()
@@ -131,7 +67,7 @@ fn database_with_history(dir: &Path, name: &str) -> PathBuf {
 fn start_fleet(dir: &Path, others: &[&str]) -> Serve {
     database_with_history(dir, "shop.db");
     database_with_history(dir, ODD);
-    let serve = Serve::start(dir, &[&["shop.db", ODD], others].concat());
+    let serve = Serve::start(dir, &[&["shop.db", ODD], others, &["--every", "200ms"]].concat());
     // Ready when both have their snapshots and a few recent refreshes.
     let ready = wait_for(Duration::from_secs(30), || {
         let ok = ["shop.db", ODD].iter().all(|db| {
