@@ -142,6 +142,7 @@ fn localised(unit: &str, dir: &Path) -> String {
         .replace("/srv/app/data", &dir.join("data").display().to_string())
         .replace("/var/backups/vigil", &dir.join("backups").display().to_string())
         .replace("/var/lib/node_exporter/textfile_collector", &dir.join("textfile").display().to_string())
+        .replace("/var/lib/vigil", &dir.join("state").display().to_string())
 }
 
 const UNITS: &[&str] = &["vigil-watch.service", "vigil-serve.service", "vigil-metrics.service", "vigil-metrics.timer"];
