@@ -292,3 +292,55 @@ fn firing_then_resolved_reach_a_receiver_through_a_real_alertmanager() {
     }
     assert_ne!(got[1].json()["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 }
+
+#[test]
+fn malformed_urls_exit_64_naming_the_flag_and_never_the_path() {
+    for (flag, url, says) in [
+        ("--webhook", "http://127.0.0.1:1\\services/T0/SECRET", "<unparseable URL>"),
+        ("--webhook", "http://[::1/SECRET", "<unparseable URL>"),
+        ("--webhook", "http://127.0.0.1:70000/SECRET", "<unparseable URL>"),
+        ("--webhook", "http://user:SECRET@127.0.0.1:1/x", "credentials in URLs are not supported"),
+        ("--webhook", "http://127.0.0.1:1/a SECRET", "contains a space"),
+        ("--alertmanager", "http://127.0.0.1:1/ok?SECRET=1", "query or a fragment"),
+    ] {
+        let out = alert_test(&[flag, url]);
+        assert_eq!(code(&out), 64, "{flag} {url}: {}", both(&out));
+        let printed = both(&out);
+        assert!(printed.contains(&format!("{flag}: ")) && printed.contains(says), "{url}: {printed}");
+        assert!(!printed.contains("SECRET") && !printed.contains("services"), "{printed}");
+    }
+}
+
+#[test]
+fn two_sinks_on_one_host_are_told_apart_by_an_index() {
+    let receiver = Receiver::start();
+    let other = format!("{}/other/SECRET", receiver.base_url());
+    let out = alert_test(&["--webhook", &other, "--webhook", &receiver.url()]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    let port = receiver.port();
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "webhook#1 http://127.0.0.1:{port}: delivered (firing and resolved)\n\
+             webhook#2 http://127.0.0.1:{port}: delivered (firing and resolved)\n"
+        )
+    );
+    assert_eq!(receiver.received().len(), 4);
+}
+
+#[test]
+fn https_to_a_plain_http_port_asks_whether_the_port_speaks_https() {
+    // A plain HTTP server: it answers whatever arrives (here a TLS hello) with an HTTP status line.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in plain.incoming().flatten() {
+            let mut hello = [0u8; 512];
+            let _ = stream.read(&mut hello);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let out = alert_test(&["--webhook", &format!("https://127.0.0.1:{port}/hook"), "--wait", "500ms"]);
+    assert_eq!(code(&out), 2, "{}", both(&out));
+    assert!(text(&out.stdout).contains("(does the port speak https?)"), "{}", both(&out));
+}

@@ -64,6 +64,24 @@ impl Sink {
         Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// [`Sink::label`] with `#n` after the kind when sinks share one (two webhooks on one host differ only by
+    /// their paths, which are never shown): `webhook#2 http://h:1` is the second sink labelled `webhook http://h:1`.
+    pub fn labels(sinks: &[Sink]) -> Vec<String> {
+        let plain: Vec<String> = sinks.iter().map(Sink::label).collect();
+        plain
+            .iter()
+            .enumerate()
+            .map(|(i, label)| {
+                if plain.iter().filter(|l| *l == label).count() < 2 {
+                    return label.clone();
+                }
+                let n = plain[..=i].iter().filter(|l| *l == label).count();
+                let (kind, url) = label.rsplit_once(' ').unwrap_or((label.as_str(), ""));
+                format!("{kind}#{n} {url}")
+            })
+            .collect()
+    }
+
     fn endpoint(&self) -> String {
         match self {
             Sink::Webhook { url, .. } => url.clone(),
@@ -81,12 +99,31 @@ impl Sink {
     }
 }
 
-/// `scheme://host[:port]` of a URL: never its path, query or user info, where webhook secrets live.
+/// `scheme://host[:port]` of a URL: never its path, query or user info, where webhook secrets live. A URL that
+/// does not parse shows only its scheme (when that looks like one), whatever follows being possibly a secret.
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "(not a URL)".into() };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    format!("{scheme}://{host}")
+    let Some((scheme, _)) = url.split_once("://") else { return "(not a URL)".into() };
+    let plain_scheme = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !plain_scheme {
+        return "(not a URL)".into();
+    }
+    match host_and_port(url) {
+        Some(host_port) => format!("{scheme}://{host_port}"),
+        None => format!("{scheme}://<unparseable URL>"),
+    }
+}
+
+/// `host[:port]` of a URL that parses, has a host and a port that fits 16 bits (the user info left out).
+pub fn host_and_port(url: &str) -> Option<String> {
+    let uri = url.parse::<ureq::http::Uri>().ok()?;
+    let host = uri.host().filter(|h| !h.is_empty())?;
+    let host_port = match uri.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    // What the parser read must be all there is: a port out of range leaves text it did not use.
+    let written = uri.authority()?.as_str().rsplit('@').next()?;
+    (written == host_port).then_some(host_port)
 }
 
 /// A message waiting for its sink: what a `--once` run keeps in its state file for the next one.
@@ -209,6 +246,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(MAX_DELAY); // too many seconds for a u64: longer than the cap anyway
+    }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let at = SystemTime::from(date);
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -233,6 +273,8 @@ struct Queue {
 
 struct Lane {
     sink: Sink,
+    /// Its entry of [`Sink::labels`].
+    label: String,
     key: String,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -249,14 +291,17 @@ impl Dispatcher {
     /// of its sink if that sink is still configured, first (its order kept).
     pub fn start(sinks: Vec<Sink>, pending: Vec<Outgoing>, log: Logger) -> Dispatcher {
         let instance = payload::hostname();
+        let labels = Sink::labels(&sinks);
         let lanes: Vec<Arc<Lane>> = sinks
             .into_iter()
-            .map(|sink| {
+            .zip(labels)
+            .map(|(sink, label)| {
                 let key = sink.key();
                 let entries: VecDeque<Outgoing> = pending.iter().filter(|o| o.sink == key).cloned().collect();
-                let stats = SinkStats { sink: sink.label(), ..SinkStats::default() };
+                let stats = SinkStats { sink: label.clone(), ..SinkStats::default() };
                 let queue = Queue { entries, stats, busy: false, last_resend: None, stopping: false };
-                Arc::new(Lane { sink, key, queue: Mutex::new(queue), wake: Condvar::new(), log: Arc::clone(&log) })
+                let log = Arc::clone(&log);
+                Arc::new(Lane { sink, label, key, queue: Mutex::new(queue), wake: Condvar::new(), log })
             })
             .collect();
         for lane in &lanes {
@@ -358,7 +403,7 @@ impl Lane {
                 drop(queue);
                 self.wake.notify_all();
                 (self.log)(&Event {
-                    sink: self.sink.label(),
+                    sink: self.label.clone(),
                     outcome: Outcome::Dropped,
                     alerts: describe(&gone.notifications),
                     attempt: gone.attempts,
@@ -396,7 +441,7 @@ fn run_lane(lane: &Lane, instance: &str) {
             Err(reason) => (Outcome::Retrying(retry_delay(attempt, None)), Some(reason)),
         };
         (lane.log)(&Event {
-            sink: lane.sink.label(),
+            sink: lane.label.clone(),
             outcome: outcome.clone(),
             alerts: describe(&outgoing.notifications),
             attempt,
@@ -490,9 +535,15 @@ fn error_text(error: &ureq::Error, url: &str) -> String {
         ureq::Error::Io(e) => format!("network error: {e}"),
         other => other.to_string(),
     };
+    let text = if is_tls_to_plain_port(&text) { format!("{text} (does the port speak https?)") } else { text };
     // Whatever the error says, it must not leak the URL's path or query.
     let short: String = text.replace(url, &redacted(url)).chars().take(200).collect();
     crate::output::escape_controls(&short)
+}
+
+/// rustls's words when an https:// URL reaches a port that answers in plain HTTP.
+fn is_tls_to_plain_port(text: &str) -> bool {
+    text.contains("InvalidContentType") || text.contains("corrupt message")
 }
 
 #[cfg(test)]
@@ -522,6 +573,7 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO), "past: now");
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("999999999999999999999", now), Some(MAX_DELAY), "past u64: the cap");
     }
 
     #[test]
@@ -560,6 +612,39 @@ mod tests {
         let sink = Sink::Webhook { url: "https://hooks.slack.com/services/SECRET".into(), format: Format::Slack };
         assert!(!sink.label().contains("SECRET"));
         assert!(!sink.key().contains("SECRET") && sink.key().len() == 16);
+    }
+
+    #[test]
+    fn malformed_urls_show_only_their_scheme() {
+        for url in [
+            "http://h:1\\services/T0/SECRET",
+            "http://[::1/SECRET",
+            "http://h\u{e9}st/SECRET",
+            "http://a@b\\SECRET@c/x",
+            "http://h:99999/SECRET",
+        ] {
+            let shown = redacted(url);
+            assert_eq!(shown, "http://<unparseable URL>", "{url}");
+        }
+        assert_eq!(redacted("java\nscript://x/SECRET"), "(not a URL)");
+        assert_eq!(redacted("https://u:p@h:8443/SECRET?t=1#f"), "https://h:8443");
+    }
+
+    #[test]
+    fn sinks_sharing_a_label_are_numbered() {
+        let hook = |path: &str| Sink::Webhook { url: format!("http://h:1/{path}"), format: Format::Alertmanager };
+        let am = Sink::Alertmanager { url: "http://h:1".into() };
+        let labels = Sink::labels(&[hook("a/SECRET"), am, hook("b/SECRET")]);
+        assert_eq!(labels, ["webhook#1 http://h:1", "alertmanager http://h:1", "webhook#2 http://h:1"]);
+        let slack = |p: &str| Sink::Webhook { url: format!("https://s/{p}"), format: Format::Slack };
+        assert_eq!(Sink::labels(&[slack("x"), slack("y")]), ["slack webhook#1 https://s", "slack webhook#2 https://s"]);
+    }
+
+    #[test]
+    fn tls_to_a_plain_port_says_so() {
+        let text = "tls: received corrupt message of type InvalidContentType";
+        assert!(is_tls_to_plain_port(text));
+        assert!(!is_tls_to_plain_port("connection refused"));
     }
 
     #[test]

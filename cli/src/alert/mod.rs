@@ -47,16 +47,37 @@ impl SinkArgs {
     }
 }
 
+/// A URL ureq's parser reads as http:// or https:// with a host, a port that fits, no user info; on
+/// `--alertmanager` no query nor fragment either (its path gets `/api/v2/alerts` appended).
 fn checked_url(flag: &str, url: &str) -> Result<(), Failure> {
-    let lower = url.to_ascii_lowercase();
-    let host = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
-    match host {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(Failure::usage(format!(
-            "{flag}: {} is not an http:// or https:// URL; give one such as http://127.0.0.1:9093/hook",
-            deliver::redacted(url)
-        ))),
+    url_problem(flag, url)
+        .map_or(Ok(()), |problem| Err(Failure::usage(format!("{flag}: {} {problem}", deliver::redacted(url)))))
+}
+
+fn url_problem(flag: &str, url: &str) -> Option<&'static str> {
+    if url.chars().any(char::is_whitespace) {
+        return Some("contains a space; give the URL without one (spaces in a path are written %20)");
     }
+    let lower = url.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return Some("is not an http:// or https:// URL; give one such as http://127.0.0.1:9093/hook");
+    }
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return Some("is not a valid URL (check the host, the port and any \\ or [ ]); give one such as http://127.0.0.1:9093/hook");
+    };
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    if authority.contains('@') {
+        return Some("has user info (user:password@): credentials in URLs are not supported; put a token in the path");
+    }
+    if deliver::host_and_port(url).is_none() {
+        return Some(
+            "has no host or a port that is not a number from 1 to 65535; give one such as http://127.0.0.1:9093/hook",
+        );
+    }
+    if flag == "--alertmanager" && (uri.query().is_some() || url.contains('#')) {
+        return Some("has a query or a fragment: give the Alertmanager's base URL, such as http://127.0.0.1:9093 (vigil appends /api/v2/alerts)");
+    }
+    None
 }
 
 /// Alert flags of `vigil watch`.
@@ -231,5 +252,48 @@ mod tests {
         }
         let am = SinkArgs { alertmanager: vec!["ftp://x".into()], ..SinkArgs::default() }.sinks();
         assert!(am.unwrap_err().message.starts_with("--alertmanager: "));
+    }
+
+    fn webhook_error(url: &str) -> String {
+        let failure = SinkArgs { webhook: vec![url.into()], ..SinkArgs::default() }.sinks().unwrap_err();
+        assert_eq!(failure.code, exit::USAGE, "{url}");
+        assert!(failure.message.starts_with("--webhook: "), "{}", failure.message);
+        failure.message
+    }
+
+    #[test]
+    fn malformed_urls_are_usage_errors_that_never_show_the_path() {
+        for bad in
+            ["http://h:1\\services/SECRET", "http://[::1/SECRET", "http://h\u{e9}st/SECRET", "http://h:65536/SECRET"]
+        {
+            let message = webhook_error(bad);
+            assert!(!message.contains("SECRET") && !message.contains("services"), "{message}");
+            assert!(message.contains("http://<unparseable URL>"), "{message}");
+        }
+        assert!(SinkArgs { webhook: vec!["http://h:65535/x?t=1#f".into()], ..SinkArgs::default() }.sinks().is_ok());
+        assert!(SinkArgs { webhook: vec!["http://[::1]:9/x".into()], ..SinkArgs::default() }.sinks().is_ok());
+    }
+
+    #[test]
+    fn user_info_and_spaces_say_what_is_wrong() {
+        let message = webhook_error("http://user:hunter2@h:1/x");
+        assert!(message.contains("credentials in URLs are not supported"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        let message = webhook_error("http://h/a b");
+        assert!(message.contains("contains a space"), "{message}");
+        assert!(!message.contains("not an http://"), "{message}");
+    }
+
+    #[test]
+    fn an_alertmanager_url_takes_no_query_nor_fragment() {
+        let am = |url: &str| SinkArgs { alertmanager: vec![url.into()], ..SinkArgs::default() }.sinks();
+        for bad in ["http://h/ok?x=1", "http://h:9093#top"] {
+            let message = am(bad).unwrap_err().message;
+            assert!(
+                message.starts_with("--alertmanager: http://h") && message.contains("query or a fragment"),
+                "{message}"
+            );
+        }
+        assert!(am("http://h:9093/prefix/").is_ok());
     }
 }

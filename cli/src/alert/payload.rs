@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value as Json};
 
 use super::lifecycle::{Notification, Status};
+use crate::output::escape_controls;
 
 pub const ALERT_NAME: &str = "VigilCheck";
 /// What Alertmanager writes as `endsAt` while an alert fires.
@@ -47,12 +48,14 @@ pub fn labels(n: &Notification, instance: &str) -> Map<String, Json> {
     labels
 }
 
+/// Annotations are shown as text (Alertmanager's UI, its Slack and e-mail templates): control characters are
+/// escaped so that a file name cannot forge a line. Labels are data and stay exact.
 pub fn annotations(n: &Notification) -> Map<String, Json> {
     let mut notes = Map::new();
-    notes.insert("summary".into(), summary(n).into());
-    notes.insert("description".into(), n.detail.clone().into());
+    notes.insert("summary".into(), escape_controls(&summary(n)).into());
+    notes.insert("description".into(), escape_controls(&n.detail).into());
     notes.insert("value".into(), value_text(n.value).into());
-    notes.insert("path".into(), n.path.display().to_string().into());
+    notes.insert("path".into(), escape_controls(&n.path.display().to_string()).into());
     notes
 }
 
@@ -118,9 +121,10 @@ pub fn webhook(notifications: &[Notification], instance: &str) -> Json {
     })
 }
 
-/// Slack's `&`, `<` and `>` are control characters in message text.
+/// Slack's `&`, `<` and `>` are control characters in message text; so are newlines (one line per alert):
+/// control characters are escaped first, so that a name cannot forge a second line.
 pub fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    escape_controls(text).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Slack's incoming-webhook body: one line per notification.
@@ -133,13 +137,15 @@ pub fn slack(notifications: &[Notification], instance: &str) -> Json {
                 Status::Resolved => "[RESOLVED]".to_string(),
             };
             let value = n.value.map(|v| format!(" (value {v})")).unwrap_or_default();
-            slack_escape(&format!(
-                "{head} {}: {}{value}: {} ({} on {instance})",
-                n.db,
-                n.check,
-                n.detail,
-                n.path.display()
-            ))
+            // Each field escaped on its own: the line's layout is vigil's, never a field's.
+            format!(
+                "{head} {}: {}{value}: {} ({} on {})",
+                slack_escape(&n.db),
+                slack_escape(&n.check),
+                slack_escape(&n.detail),
+                slack_escape(&n.path.display().to_string()),
+                slack_escape(instance)
+            )
         })
         .collect();
     json!({ "text": lines.join("\n") })
@@ -246,6 +252,31 @@ mod tests {
         );
         let body = slack(&[resolved()], "host1");
         assert!(body["text"].as_str().unwrap().starts_with("[RESOLVED] shop: freelist_ratio"));
+        let forged = Notification {
+            db: "x\n[RESOLVED] shop".into(),
+            detail: "a\rb\u{7}c \\n".into(),
+            path: "/d/\u{1b}[31m.db\n".into(),
+            check: "c\tk".into(),
+            ..firing()
+        };
+        let text = slack(&[forged], "h\nost")["text"].as_str().unwrap().to_string();
+        assert_eq!(
+            text,
+            "[FIRING WARNING] x\\n[RESOLVED] shop: c\\tk (value 0.31): a\\rb\\x07c \\\\n (/d/\\x1b[31m.db\\n on h\\nost)"
+        );
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+
+    #[test]
+    fn annotations_escape_controls_and_labels_stay_exact() {
+        let forged = Notification { db: "x\ny".into(), detail: "a\nb".into(), path: "/p\n".into(), ..firing() };
+        for body in [webhook(&[forged.clone()], "h")["alerts"][0].clone(), alertmanager_push(&[forged], "h")[0].clone()]
+        {
+            assert_eq!(body["labels"]["db"], "x\ny", "a label is data: JSON escapes it");
+            assert_eq!(body["annotations"]["summary"], "x\\ny: freelist_ratio is warning");
+            assert_eq!(body["annotations"]["description"], "a\\nb");
+            assert_eq!(body["annotations"]["path"], "/p\\n");
+        }
     }
 
     #[test]
