@@ -1036,3 +1036,21 @@ fn hold_lock(db: &Path, statements: &str, seconds: f64) -> std::process::Child {
 fn vigil_in(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(cli_binary()).args(args).current_dir(dir).env_remove("VIGIL_EXTENSION").output().unwrap()
 }
+
+/// `vigil backup`'s retention flags are checked at start (1..=100000, as backup_to says), not by the backup.
+#[test]
+fn retention_flags_out_of_range_are_usage_errors() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    create_db(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    for (flag, value) in [("--keep", "0"), ("--keep-daily", "-1"), ("--keep-monthly", "100001")] {
+        let out = Command::new(cli_binary())
+            .args(["backup", db.to_str().unwrap(), dir.path().join("out/").to_str().unwrap()])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 64, "{flag} {value}: {}", both(&out));
+        assert!(text(&out.stderr).contains(flag), "{}", both(&out));
+        assert!(!dir.path().join("out").exists());
+    }
+}

@@ -647,3 +647,175 @@ fn sigterm_interrupts_a_check_waiting_for_a_lock_and_records_nothing_of_it() {
     let saved = state(&dir.path().join("s.json"));
     assert!(saved["databases"]["a.db"]["last_run_ms"].as_object().unwrap().is_empty(), "{saved}");
 }
+
+#[test]
+fn names_that_are_not_utf8_are_skipped_and_the_alert_state_survives() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch();
+    let d = dir.path().join("dbs");
+    std::fs::create_dir(&d).unwrap();
+    demo(&d.join("shop.db"));
+    // Two such names: their lossy labels would collide (which stopped the watch with 64).
+    for name in [&b"bad\xff.db"[..], &b"bad\xfe.db"[..]] {
+        small(&d.join(std::ffi::OsStr::from_bytes(name)));
+    }
+    let mut args = vec!["watch", "--once", "--dir", "dbs", "--state", "s.json", "--for", "1", "--log-json"];
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let out = vigil_in(dir.path(), &args);
+    assert_eq!(code(&out), 1, "{}", both(&out));
+    let events = watch_events(&text(&out.stderr));
+    let skipped: Vec<&Json> = events.iter().filter(|e| e["event"] == "skipped").collect();
+    assert_eq!(skipped.len(), 2, "{}", both(&out));
+    assert!(skipped.iter().all(|e| e["reason"].as_str().unwrap().contains("rename it")), "{}", both(&out));
+    let saved = state(&dir.path().join("s.json"));
+    assert_eq!(saved["databases"].as_object().unwrap().len(), 1, "{saved}");
+    assert!(saved["alerts"].as_array().is_some_and(|a| !a.is_empty()), "{saved}");
+}
+
+#[test]
+fn a_backup_dir_among_the_databases_and_bad_retention_are_refused_at_start() {
+    let dir = scratch();
+    std::fs::create_dir_all(dir.path().join("d3/inner")).unwrap();
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    small(&dir.path().join("d3/app.db"));
+    let refused = |args: &[&str], says: &str| {
+        let mut all = vec!["watch", "--once", "--state", "s.json"];
+        all.extend(args);
+        all.extend(STEADY);
+        let out = vigil_in(dir.path(), &all);
+        assert_eq!(code(&out), 64, "{args:?}: {}", both(&out));
+        assert!(text(&out.stderr).contains(says), "{args:?}: {}", both(&out));
+    };
+    refused(&["d3/app.db", "--backup-dir", "d3"], "--backup-dir d3 is, or is inside,");
+    refused(&["--dir", "d3", "--backup-dir", "d3"], "--dir");
+    refused(&["--dir", "d3", "--backup-dir", "d3/inner"], "--dir");
+    refused(&["d3/app.db", "--backup-dir", "backups", "--keep", "0"], "--keep");
+    refused(&["d3/app.db", "--backup-dir", "backups", "--keep-daily", "100001"], "--keep-daily");
+    refused(&["d3/app.db", "--keep", "2"], "needs --backup-dir");
+    assert!(!dir.path().join("d3/app.db").is_dir() && !dir.path().join("s.json").exists());
+    // Outside: accepted.
+    let mut args = vec!["watch", "--once", "--state", "s.json", "d3/app.db", "--backup-dir", "backups", "--keep", "1"];
+    args.extend(STEADY);
+    let out = vigil_in(dir.path(), &args);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert_eq!(backups_in(&dir.path().join("backups/app.db")).len(), 1);
+}
+
+#[test]
+fn a_backup_subdirectory_others_can_write_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("dbs")).unwrap();
+    small(&dir.path().join("dbs/a.db"));
+    let open = dir.path().join("backups/a.db");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut args = vec!["watch", "--once", "--state", "s.json", "dbs/a.db", "--backup-dir", "backups"];
+    args.extend(STEADY);
+    let out = vigil_in(dir.path(), &args);
+    let log = both(&out);
+    assert!(log.contains("job=backup status=failed"), "{log}");
+    assert!(log.contains("mode 0777") && log.contains("chmod 700"), "{log}");
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "{log}");
+}
+
+#[test]
+fn stale_temp_files_go_and_a_state_of_another_version_says_which() {
+    let dir = scratch();
+    small(&dir.path().join("a.db"));
+    std::fs::write(dir.path().join(".s.json.99999.tmp"), "{").unwrap();
+    std::fs::write(dir.path().join("victim"), "keep").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("victim"), dir.path().join(".s.json.88888.tmp")).unwrap();
+    let mut args = vec!["watch", "--once", "--state", "s.json", "a.db"];
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let out = vigil_in(dir.path(), &args);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(!dir.path().join(".s.json.99999.tmp").exists());
+    assert!(std::fs::symlink_metadata(dir.path().join(".s.json.88888.tmp")).is_ok());
+    assert_eq!(std::fs::read_to_string(dir.path().join("victim")).unwrap(), "keep");
+
+    let mut saved = state(&dir.path().join("s.json"));
+    saved["version"] = 2.into();
+    std::fs::write(dir.path().join("s.json"), saved.to_string()).unwrap();
+    let out = vigil_in(dir.path(), &args);
+    assert_eq!(code(&out), 64, "{}", both(&out));
+    let said = text(&out.stderr);
+    assert!(said.contains("version 2") && said.contains("version 1"), "{said}");
+}
+
+#[test]
+fn metrics_and_serve_read_a_watch_backup_root() {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("dbs")).unwrap();
+    small(&dir.path().join("dbs/a.db"));
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    let mut args = vec!["watch", "--once", "--state", "s.json", "dbs/a.db", "--backup-dir", "backups"];
+    args.extend(CHEAP_ONLY);
+    let out = vigil_in(dir.path(), &args);
+    assert!(both(&out).contains("job=backup status=ok"), "{}", both(&out));
+    let last_backup = |exposition: &str| -> f64 {
+        let line = exposition
+            .lines()
+            .find(|l| l.starts_with("vigil_backup_last_success_timestamp_seconds{"))
+            .unwrap_or_else(|| panic!("no backup series: {exposition}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let out = vigil_in(dir.path(), &["metrics", "dbs/a.db", "--backups", "backups"]);
+    assert_eq!(code(&out), 0, "{}", both(&out));
+    assert!(last_backup(&text(&out.stdout)) > 0.0, "{}", both(&out));
+    let serve = vigil_tests::http::Serve::start(dir.path(), &["dbs/a.db", "--backups", "backups", "--every", "1s"]);
+    let metrics = serve.get("/metrics").text();
+    assert!(last_backup(&metrics) > 0.0, "{metrics}\n{}", serve.log());
+}
+
+/// The hour of now in UTC (the watch below runs with TZ=UTC), away from the hour's end.
+fn utc_hour() -> u32 {
+    let secs = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    if secs() % 3600 > 3600 - 40 {
+        std::thread::sleep(Duration::from_secs(45));
+    }
+    ((secs() / 3600) % 24) as u32
+}
+
+#[test]
+fn sigterm_waits_for_a_running_maintenance_and_leaves_no_hot_journal() {
+    let dir = scratch();
+    let db = dir.path().join("a.db");
+    small(&db);
+    // A reader's SHARED lock makes maintenance wait, journal written, for the EXCLUSIVE lock of its commit.
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+    let hour = utc_hour().to_string();
+    let mut args = vec!["watch", "--once", "--state", "s.json", "a.db", "--maintain", "standard", "--quiet-hour"];
+    args.extend([hour.as_str(), "--busy-timeout", "60000", "--log-json"]);
+    args.extend(STEADY);
+    args.extend(CHEAP_ONLY);
+    let child = Command::new(cli_binary())
+        .args(&args)
+        .current_dir(dir.path())
+        .env("TZ", "UTC")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = dir.path().join("a.db-journal");
+    let appeared = vigil_tests::http::wait_for(Duration::from_secs(30), || journal.exists().then_some(()));
+    assert!(appeared.is_some(), "maintenance never started writing");
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    // Longer than --once's 10 s grace: without the wait the process would exit under the journal.
+    std::thread::sleep(Duration::from_secs(12));
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{log}");
+    assert!(log.contains("finishing maintenance of a.db before stopping"), "{log}");
+    assert!(log.contains(r#""job":"maintain""#) && log.contains(r#""status":"ok""#), "{log}");
+    assert!(!journal.exists(), "a hot journal was left\n{log}");
+    let read_only = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let rows: i64 = read_only.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1);
+}

@@ -47,21 +47,33 @@ pub struct BackupArgs {
 pub struct Retention {
     /// Retention: keep the last N backups of this database in the directory. With any --keep… option, a
     /// backup of this database that none of them keeps is deleted
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub keep: Option<i64>,
     /// Keep only the newest backup of each of the last N days (older ones of the same day are deleted), plus
     /// what the other --keep… options keep
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub keep_daily: Option<i64>,
     /// Keep only the newest backup of each of the last N ISO weeks, plus what the other --keep… options keep
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub keep_weekly: Option<i64>,
     /// Keep only the newest backup of each of the last N months, plus what the other --keep… options keep
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub keep_monthly: Option<i64>,
 }
 
 impl Retention {
+    /// The first --keep… flag given, if any (watch refuses them without --backup-dir).
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            ("--keep", self.keep),
+            ("--keep-daily", self.keep_daily),
+            ("--keep-weekly", self.keep_weekly),
+            ("--keep-monthly", self.keep_monthly),
+        ]
+        .into_iter()
+        .find_map(|(flag, value)| value.map(|_| flag))
+    }
+
     /// Adds backup_to's retention options (keep, keep_daily, …) that were given.
     pub fn add_options(&self, options: &mut Json) {
         for (key, value) in [

@@ -1,6 +1,7 @@
 //! Collecting one database: opened read-only, asked for `vigil_metrics()`, its rows turned into samples; the
 //! failing checks for /health come from the same rows (option `details`), so the checks run once.
 
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use rusqlite::Connection;
@@ -21,7 +22,7 @@ pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport 
         samples: vec![],
         collected_at: SystemTime::now(),
     };
-    let rows = options_json(options).and_then(|o| {
+    let rows = options_json(options, target).and_then(|o| {
         let conn = extension::open(global, &target.path, false)?;
         metric_rows(&conn, &o)
     });
@@ -45,7 +46,7 @@ pub fn collect(global: &Global, target: &Target, options: &Options) -> DbReport 
     report
 }
 
-fn options_json(options: &Options) -> Result<Json, Failure> {
+fn options_json(options: &Options, target: &Target) -> Result<Json, Failure> {
     let integrity = match options.depth {
         Depth::Cheap => "none",
         Depth::Quick => "quick",
@@ -59,13 +60,24 @@ fn options_json(options: &Options) -> Result<Json, Failure> {
         "details": true,
         "thresholds": options.thresholds,
     });
-    if let Some(dir) = &options.backups {
+    if let Some(root) = &options.backups {
+        let dir = own_backups(root, target);
         let dir = dir.to_str().ok_or_else(|| {
             Failure::usage(format!("--backups {}: the path is not UTF-8; rename the directory", dir.display()))
         })?;
         json["backups"] = json!(dir);
     }
     Ok(json)
+}
+
+/// `--backups DIR`: the database's own subdirectory when DIR holds one (as `vigil watch --backup-dir DIR` writes
+/// them: DIR/<label>/), else DIR itself (as `vigil backup` writes them). A symlink there is not followed.
+fn own_backups(root: &Path, target: &Target) -> PathBuf {
+    let own = root.join(target.backup_dir_name());
+    match std::fs::symlink_metadata(&own) {
+        Ok(meta) if meta.is_dir() => own,
+        _ => root.to_path_buf(),
+    }
 }
 
 fn metric_rows(conn: &Connection, options: &Json) -> Result<Vec<Sample>, Failure> {

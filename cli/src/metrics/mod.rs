@@ -23,6 +23,30 @@ pub struct Target {
     pub path: PathBuf,
 }
 
+impl Target {
+    /// The subdirectory of a backup root that holds this database's backups: `vigil watch --backup-dir` writes
+    /// there, and `--backups` reads there when it exists.
+    pub fn backup_dir_name(&self) -> String {
+        backup_dir_name(&self.name)
+    }
+}
+
+/// One path component named from a label (`/` and `%` percent-encoded, a leading `.` too, so `shop/app.db` →
+/// `shop%2Fapp.db` and no label can name `..`).
+pub fn backup_dir_name(label: &str) -> String {
+    let mut name = String::with_capacity(label.len());
+    for (i, c) in label.chars().enumerate() {
+        match c {
+            '%' => name.push_str("%25"),
+            '/' => name.push_str("%2F"),
+            '.' if i == 0 => name.push_str("%2E"),
+            c if c.is_control() => name.push_str(&format!("%{:02X}", c as u32)),
+            c => name.push(c),
+        }
+    }
+    name
+}
+
 /// How much work each collection does.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Depth {

@@ -80,18 +80,24 @@ impl Alerting {
         }
     }
 
-    /// Puts the alert states and undelivered messages into the state; whether they changed since last time.
-    pub fn store(&mut self, state: &mut State) -> bool {
+    /// Puts the alert states and undelivered messages into the state; whether they changed since last time. When
+    /// either cannot be serialised the state is left as it was (the caller keeps the previous file rather than
+    /// write them as null, which would forget every alert).
+    pub fn store(&mut self, state: &mut State) -> Result<bool, String> {
         let pending: Vec<Outgoing> = match &self.dispatcher {
             Some(dispatcher) => dispatcher.pending(),
             None => self.orphans.clone(),
         };
-        let pending = serde_json::to_value(&pending).unwrap_or(Json::Null);
+        let unserialisable = |what: &str, e: serde_json::Error| {
+            format!("cannot serialise the {what}: {}", crate::output::cut(&e.to_string(), 200))
+        };
+        let pending = serde_json::to_value(&pending).map_err(|e| unserialisable("undelivered alerts", e))?;
+        let alerts = serde_json::to_value(&self.alerts).map_err(|e| unserialisable("alert states", e))?;
         let changed = self.changed || pending != state.pending;
-        state.alerts = serde_json::to_value(&self.alerts).unwrap_or(Json::Null);
+        state.alerts = alerts;
         state.pending = pending;
         self.changed = false;
-        changed
+        Ok(changed)
     }
 
     fn send(&mut self, message: Notification) {
@@ -149,4 +155,36 @@ fn logger(log: Log) -> Logger {
         }
         log.event(level, None, name, &fields);
     })
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn state_that_cannot_be_serialised_is_not_stored_as_null() {
+        let policy = Policy { for_count: 1, ..Policy::default() };
+        let log = Log { json: true };
+        let mut alerting =
+            Alerting { alerts: Alerts::default(), policy, dispatcher: None, orphans: vec![], log, changed: false };
+        let seen = Observation {
+            db: "a.db".into(),
+            path: std::ffi::OsStr::from_bytes(b"/x/bad\xff.db").into(),
+            check: "freelist_ratio".into(),
+            status: "warning".into(),
+            value: Some(0.5),
+            warning: Some(0.2),
+            critical: Some(0.6),
+            larger_is_worse: Some(true),
+            detail: String::new(),
+            at: SystemTime::now(),
+        };
+        let _ = alerting.alerts.observe(&seen, &policy);
+        assert!(!alerting.alerts.is_empty());
+        let mut state = State { alerts: json!({"kept": true}), pending: json!([]), ..State::default() };
+        let error = alerting.store(&mut state).unwrap_err();
+        assert!(error.contains("alert states"), "{error}");
+        assert_eq!(state.alerts, json!({"kept": true}));
+    }
 }

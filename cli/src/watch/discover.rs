@@ -18,6 +18,7 @@ use crate::metrics::Target;
 use crate::Failure;
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+const NOT_UTF8: &str = "its name is not UTF-8: rename it: vigil watches UTF-8 names";
 
 /// What the command line selects.
 #[derive(Clone, Debug)]
@@ -28,6 +29,32 @@ pub struct Selection {
     pub recursive: bool,
     /// `--backup-dir`: never watched, whatever lies in it.
     pub exclude: Option<PathBuf>,
+}
+
+/// Refuses a --backup-dir that is, or is inside, --dir or the directory of a watched database: its backups would
+/// sit among the databases, and a database named like a label's backup subdirectory would be reported as in the
+/// way ("remove it") — the live database.
+pub fn check_backup_dir(backups: &Path, dir: Option<&Path>, watched: &[Target]) -> Result<(), Failure> {
+    let Ok(real) = std::fs::canonicalize(backups) else { return Ok(()) };
+    let parents = watched.iter().map(|t| {
+        let parent = t.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (parent.to_path_buf(), format!("the directory of the watched database {}", t.path.display()))
+    });
+    let dirs = dir.map(|d| (d.to_path_buf(), "--dir".to_string())).into_iter().chain(parents);
+    for (holder, what) in dirs {
+        let Ok(holder_real) = std::fs::canonicalize(&holder) else { continue };
+        if real.starts_with(&holder_real) {
+            return Err(Failure::usage(format!(
+                "--backup-dir {} is, or is inside, {} ({}): backups must not sit among the databases vigil \
+                 watches (they would be skipped there, and a database could stand where a backup subdirectory \
+                 goes); choose a directory outside it",
+                crate::output::escape_controls(&backups.display().to_string()),
+                what,
+                crate::output::escape_controls(&holder.display().to_string()),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One scan's result.
@@ -80,6 +107,10 @@ impl Selection {
         let base = targets::literal_base(pattern);
         let before = found.len();
         for path in paths.filter_map(Result::ok) {
+            if path.to_str().is_none() {
+                scan.skipped.push((path, NOT_UTF8.into()));
+                continue;
+            }
             match self.verdict(&path, true) {
                 Verdict::Database => found.push(Found { path, base: Some(base.clone()) }),
                 Verdict::Note(why) => scan.skipped.push((path, why)),
@@ -106,6 +137,11 @@ impl Selection {
         for entry in entries {
             let path = entry.path();
             let Ok(kind) = entry.file_type() else { continue };
+            // Labels, logs and the state file are UTF-8: such a name is passed over, however it matches.
+            if path.to_str().is_none() {
+                scan.skipped.push((path, NOT_UTF8.into()));
+                continue;
+            }
             if kind.is_dir() {
                 if self.recursive && !self.excluded(&path) {
                     self.walk(root, &path, found, scan);
@@ -252,6 +288,23 @@ mod tests {
         assert_eq!(noted, ["alias.db", "x.db"]);
         let deep = selection(&dir, "*.db", true).scan(true).unwrap();
         assert_eq!(names(&deep), ["a.db", "sub/b.db"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_skipped_with_a_note() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("vigil-discover-utf8-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        database(&dir.join("a.db"));
+        // Two names that would share one lossy label: both skipped, not a label collision.
+        database(&dir.join(std::ffi::OsStr::from_bytes(b"bad\xff.db")));
+        database(&dir.join(std::ffi::OsStr::from_bytes(b"bad\xfe.db")));
+        let scan = selection(&dir, "*.db", false).scan(true).unwrap();
+        assert_eq!(names(&scan), ["a.db"]);
+        assert_eq!(scan.skipped.len(), 2);
+        assert!(scan.skipped.iter().all(|(_, why)| why == NOT_UTF8), "{:?}", scan.skipped);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

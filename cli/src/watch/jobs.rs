@@ -159,7 +159,7 @@ fn backup(target: &Target, settings: &Settings) -> Result<String, String> {
 pub fn backup_subdir(root: &Path, label: &str) -> Result<PathBuf, String> {
     let dir = root.join(subdir_name(label));
     match std::fs::symlink_metadata(&dir) {
-        Ok(meta) if meta.is_dir() => Ok(dir),
+        Ok(meta) if meta.is_dir() => trusted(&dir, &meta).map(|_| dir),
         Ok(_) => Err(format!("{} is not a directory (a symlink or a file): remove it", dir.display())),
         Err(_) => {
             use std::os::unix::fs::DirBuilderExt;
@@ -172,18 +172,26 @@ pub fn backup_subdir(root: &Path, label: &str) -> Result<PathBuf, String> {
     }
 }
 
-pub fn subdir_name(label: &str) -> String {
-    let mut name = String::with_capacity(label.len());
-    for (i, c) in label.chars().enumerate() {
-        match c {
-            '%' => name.push_str("%25"),
-            '/' => name.push_str("%2F"),
-            '.' if i == 0 => name.push_str("%2E"),
-            c if c.is_control() => name.push_str(&format!("%{:02X}", c as u32)),
-            c => name.push(c),
-        }
+/// A backup subdirectory that already exists must be this user's and writable by no one else: another user could
+/// swap or read the backups in it.
+fn trusted(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me || mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is owned by uid {} with mode {mode:04o}; vigil writes backups only into a directory owned by its own \
+             user (uid {me}) and writable by no one else: chown it and chmod 700 it, or move it away",
+            dir.display(),
+            meta.uid()
+        ));
     }
-    name
+    Ok(())
+}
+
+pub fn subdir_name(label: &str) -> String {
+    metrics::backup_dir_name(label)
 }
 
 #[cfg(test)]
@@ -211,6 +219,20 @@ mod tests {
         assert_eq!(made, root.join("shop%2Fapp.db"));
         assert!(std::fs::symlink_metadata(&made).unwrap().is_dir());
         assert_eq!(backup_subdir(&root, "shop/app.db").unwrap(), made);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_backup_directory_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("vigil-subdir-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("open.db")).unwrap();
+        std::fs::set_permissions(root.join("open.db"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = backup_subdir(&root, "open.db").unwrap_err();
+        assert!(error.contains("mode 0777") && error.contains("chmod 700"), "{error}");
+        std::fs::set_permissions(root.join("open.db"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(backup_subdir(&root, "open.db").unwrap(), root.join("open.db"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

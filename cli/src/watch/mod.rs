@@ -176,6 +176,9 @@ struct Watch<'a> {
     state: State,
     dbs: BTreeMap<String, Watched>,
     busy: HashSet<(String, Lane)>,
+    /// Databases whose maintenance runs now: a signal waits for it (its VACUUM runs on the extension's own
+    /// connection, which no interrupt reaches; exiting under it would leave a hot journal).
+    maintaining: HashSet<String>,
     /// --once: the jobs already sent.
     ran: HashSet<(String, Job)>,
     /// The worst status rank of this run's reports (--once's exit code).
@@ -207,6 +210,10 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         recursive: args.recursive,
         exclude: args.backup_dir.clone(),
     };
+    if let Some(backups) = &args.backup_dir {
+        let watched = selection.scan(true)?.targets;
+        discover::check_backup_dir(backups, args.dir.as_deref(), &watched)?;
+    }
     // A connection holding the extension keeps its library mapped while the watch runs.
     let _library = crate::extension::open_memory(global)?;
     crate::health::checked_thresholds(&_library, &args.thresholds)?;
@@ -219,6 +226,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         state,
         dbs: BTreeMap::new(),
         busy: HashSet::new(),
+        maintaining: HashSet::new(),
         ran: HashSet::new(),
         worst_seen: 0,
         noted: HashSet::new(),
@@ -244,6 +252,11 @@ fn settings(global: &Global, args: &WatchArgs) -> Result<Settings, Failure> {
         return Err(Failure::usage(format!(
             "--backup-dir {}: not a directory; create it (each database gets its own subdirectory in it)",
             dir.display()
+        )));
+    }
+    if let (Some(flag), None) = (args.retention.first_given(), &args.backup_dir) {
+        return Err(Failure::usage(format!(
+            "watch {flag} needs --backup-dir: retention applies to the backups watch writes there"
         )));
     }
     if let Some(dir) = args.textfile.as_ref().filter(|d| !d.is_dir()) {
@@ -384,7 +397,9 @@ impl Watch<'_> {
             }
             let local = chrono::Local::now().naive_local();
             let last = state.maintained_on.as_deref().and_then(|d| d.parse().ok());
-            let offset = schedule::maintain_offset(&db.target.name);
+            // A cron run comes at a fixed minute: it maintains whenever it runs in the quiet hour, or an offset
+            // past its minute would keep maintenance from ever running.
+            let offset = if self.args.once { Duration::ZERO } else { schedule::maintain_offset(&db.target.name) };
             // Not due: looked at again at the next wake-up (at most a second away).
             return schedule::maintain_due(local, last, self.args.quiet_hour, offset).then_some(0);
         }
@@ -427,6 +442,9 @@ impl Watch<'_> {
                 let task = Task { job, target: target.clone(), started: now };
                 if self.lanes[&lane].send(task).is_ok() {
                     self.busy.insert((name.clone(), lane));
+                    if job == Job::Maintain {
+                        self.maintaining.insert(name.clone());
+                    }
                     if self.args.once {
                         self.ran.insert((name.clone(), job));
                     }
@@ -446,6 +464,9 @@ impl Watch<'_> {
     /// Takes in one finished job.
     fn absorb(&mut self, done: Finished) {
         self.busy.remove(&(done.db.clone(), done.job.lane()));
+        if done.job == Job::Maintain {
+            self.maintaining.remove(&done.db);
+        }
         if let Some(db) = self.dbs.get_mut(&done.db) {
             db.next = 0; // a lane came free: what waited for it may go now
         }
@@ -533,7 +554,15 @@ impl Watch<'_> {
         if !now && self.saved_at.elapsed() < Duration::from_secs(1) {
             return;
         }
-        self.dirty |= self.alerts.store(&mut self.state);
+        match self.alerts.store(&mut self.state) {
+            Ok(changed) => self.dirty |= changed,
+            Err(e) => {
+                // Saving now would lose them: the previous file stays until they serialise again.
+                self.log.event(Level::Error, None, "state not saved", &[("error", json!(e))]);
+                self.saved_at = Instant::now();
+                return;
+            }
+        }
         if !self.dirty {
             self.saved_at = Instant::now();
             return;
@@ -610,9 +639,16 @@ impl Watch<'_> {
     }
 
     /// Takes in the jobs still finishing (a signal interrupted their SQL), delivers, writes the textfile, saves.
+    /// A maintenance still running is waited for however long it takes (a second signal exits at once).
     fn finish(&mut self, grace: Duration) {
+        if interrupt::received().is_some() {
+            for db in &self.maintaining {
+                let line = format!("finishing maintenance of {db} before stopping");
+                self.log.event(Level::Info, Some(db), &line, &[]);
+            }
+        }
         let deadline = Instant::now() + grace;
-        while !self.busy.is_empty() && Instant::now() < deadline {
+        while !self.busy.is_empty() && (Instant::now() < deadline || !self.maintaining.is_empty()) {
             if let Ok(done) = self.results.recv_timeout(Duration::from_millis(20)) {
                 self.absorb(done);
             }

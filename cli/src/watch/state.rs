@@ -123,6 +123,7 @@ impl StateFile {
         }
         let lock = lock(path)?;
         let state = read(path)?;
+        remove_stale_temps(path);
         Ok((StateFile { path: path.to_path_buf(), _lock: lock }, state))
     }
 
@@ -134,8 +135,7 @@ impl StateFile {
     /// fsynced, renamed over it, then the directory fsynced.
     pub fn save(&self, state: &State) -> Result<(), String> {
         let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let temp = temp_path(&self.path, std::process::id());
         let _ = std::fs::remove_file(&temp);
         let text = serde_json::to_string_pretty(&state.to_json()).unwrap_or_default();
         let written = OpenOptions::new()
@@ -207,13 +207,50 @@ fn read(path: &Path) -> Result<State, Failure> {
         )));
     }
     let text = std::fs::read(path).map_err(|e| Failure::usage(format!("--state {}: {}", path.display(), plain(&e))))?;
-    serde_json::from_slice::<Json>(&text).ok().as_ref().and_then(State::from_json).ok_or_else(|| {
+    let json = serde_json::from_slice::<Json>(&text).ok();
+    if let Some(version) = json.as_ref().filter(|j| j["format"] == FORMAT && j["version"] != VERSION) {
+        return Err(Failure::usage(format!(
+            "--state {}: is a vigil watch state file of version {}, and this vigil reads and writes version \
+             {VERSION}; vigil will not overwrite it: run the vigil that wrote it, or move it away or name another \
+             --state FILE",
+            path.display(),
+            crate::output::cut(&version["version"].to_string(), 40)
+        )));
+    }
+    json.as_ref().and_then(State::from_json).ok_or_else(|| {
         Failure::usage(format!(
             "--state {}: is not a vigil watch state file; vigil will not overwrite it: move it away or name another \
              --state FILE",
             path.display()
         ))
     })
+}
+
+/// The temporary file `save` writes beside the state (`.NAME.PID.tmp`).
+fn temp_path(path: &Path, pid: u32) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{name}.{pid}.tmp"))
+}
+
+/// Removes the temporary files a killed watch left (`.NAME.PID.tmp`, exactly save's pattern, regular files only,
+/// never through a symlink). Called under the lock, so no other watch is writing one.
+fn remove_stale_temps(path: &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)?.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        // file_type() does not follow a symlink.
+        if digits && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn plain(error: &std::io::Error) -> String {
@@ -239,5 +276,40 @@ mod tests {
         assert_eq!(State::from_json(&state.to_json()), Some(state));
         assert_eq!(State::from_json(&json!({"databases": {}})), None);
         assert_eq!(State::from_json(&json!([1, 2])), None);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn stale_temp_files_of_the_writer_are_removed_and_nothing_else() {
+        let dir = scratch("temps");
+        let path = dir.join("s.json");
+        std::fs::write(dir.join(".s.json.123.tmp"), "{").unwrap();
+        std::fs::write(dir.join(".s.json.x.tmp"), "{").unwrap();
+        std::fs::write(dir.join(".other.json.123.tmp"), "{").unwrap();
+        std::fs::write(dir.join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(dir.join("victim"), dir.join(".s.json.456.tmp")).unwrap();
+        let (_file, _) = StateFile::open(&path, false).unwrap();
+        assert!(!dir.join(".s.json.123.tmp").exists());
+        assert!(dir.join(".s.json.x.tmp").exists());
+        assert!(dir.join(".other.json.123.tmp").exists());
+        assert!(std::fs::symlink_metadata(dir.join(".s.json.456.tmp")).is_ok());
+        assert_eq!(std::fs::read_to_string(dir.join("victim")).unwrap(), "keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_of_another_version_names_both_versions() {
+        let dir = scratch("version");
+        let path = dir.join("s.json");
+        std::fs::write(&path, r#"{"format": "vigil-watch-state", "version": 7, "databases": {}}"#).unwrap();
+        let error = StateFile::open(&path, false).err().unwrap().message;
+        assert!(error.contains("version 7") && error.contains("version 1"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
