@@ -262,12 +262,23 @@ impl Alerts {
 
     /// A database no longer watched: its firing alerts resolve (saying so), its pending ones vanish.
     pub fn forget(&mut self, db: &str, at: SystemTime) -> Vec<Notification> {
-        let keys: Vec<_> = self.map.keys().filter(|(d, _)| d == db).cloned().collect();
+        let why = format!("{db} is no longer watched (removed or deleted)");
+        self.drop_where(|d, _| d == db, at, &why)
+    }
+
+    /// A check that no longer alerts (an alert an older vigil kept in the state file): its firing alerts resolve
+    /// (saying why), its pending ones vanish.
+    pub fn retire(&mut self, check: &str, at: SystemTime, why: &str) -> Vec<Notification> {
+        self.drop_where(|_, c| c == check, at, why)
+    }
+
+    fn drop_where(&mut self, which: impl Fn(&str, &str) -> bool, at: SystemTime, why: &str) -> Vec<Notification> {
+        let keys: Vec<_> = self.map.keys().filter(|(d, c)| which(d, c)).cloned().collect();
         let mut messages = Vec::new();
         for key in keys {
             let Some(mut alert) = self.map.remove(&key) else { continue };
             if !matches!(alert.phase, Phase::Pending { .. }) {
-                alert.detail = format!("{db} is no longer watched (removed or deleted); last: {}", alert.detail);
+                alert.detail = format!("{why}; last: {}", alert.detail);
                 messages.push(alert.notification(Status::Resolved, Some(at)));
             }
         }
@@ -594,6 +605,20 @@ mod tests {
         assert_eq!(gone[0].ends_at, Some(at(300)));
         assert!(gone[0].detail.contains("no longer watched"), "{}", gone[0].detail);
         assert_eq!(alerts.len(), 1, "the other database's pending alert stays");
+    }
+
+    #[test]
+    fn retire_resolves_one_check_everywhere_and_leaves_the_others() {
+        let policy = Policy { for_count: 1, ..Policy::default() };
+        let mut alerts = Alerts::new();
+        alerts.observe(&Observation { check: "maintenance".into(), ..seen("warning", 0) }, &policy);
+        alerts.observe(&Observation { check: "maintenance".into(), db: "logs".into(), ..seen("warning", 0) }, &policy);
+        alerts.observe(&seen("warning", 0), &policy);
+        let gone = alerts.retire("maintenance", at(60), "maintenance no longer alerts");
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(gone.iter().all(|n| n.status == Status::Resolved && n.check == "maintenance"));
+        assert!(gone[0].detail.starts_with("maintenance no longer alerts; last: "), "{}", gone[0].detail);
+        assert_eq!(alerts.len(), 1, "freelist_ratio still fires");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! dropped database's alerts resolve, messages go out in the background (never blocking the checks), and the
 //! alert states and undelivered messages live in the state file, so a restart neither re-sends nor forgets.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -38,16 +39,31 @@ impl Alerting {
         } else {
             (Some(Dispatcher::start(sinks, pending, logger(log))), Vec::new())
         };
-        Ok(Alerting { alerts, policy, dispatcher, orphans, log, changed: false })
+        let mut alerting = Alerting { alerts, policy, dispatcher, orphans, log, changed: false };
+        alerting.retire_silent_checks();
+        Ok(alerting)
     }
 
-    /// Takes in a report: `vigil_up` and every check it ran. A cheap check does not run the integrity check (it
-    /// says `info`, not checked): that must not count as clean for an alert a quick or full check raised.
+    /// Alerts an older vigil raised on checks that no longer alert resolve once, instead of firing forever.
+    fn retire_silent_checks(&mut self) {
+        for check in SILENT_CHECKS {
+            let why = format!("{check} no longer alerts (advice derived from the other checks)");
+            for message in self.alerts.retire(check, SystemTime::now(), &why) {
+                self.send(message);
+            }
+        }
+    }
+
+    /// Takes in a report: each check once per its own cadence (see [`observes`]). A check only the scans compute
+    /// counts at its first finding: waiting `--for` daily quick checks would leave corruption unsaid for days.
     pub fn observe(&mut self, job: Job, report: &DbReport) {
-        let observations = Observation::from_report(report);
-        for seen in observations.iter().filter(|o| job != Job::Check || o.check != "integrity") {
+        let path = absolute(&report.target.path);
+        let scan_policy = Policy { for_count: 1, ..self.policy };
+        for mut seen in Observation::from_report(report).into_iter().filter(|o| observes(job, &o.check)) {
+            seen.path = path.clone();
+            let policy = if is_scan_check(&seen.check) { &scan_policy } else { &self.policy };
             let had = !self.alerts.is_empty();
-            if let Some(message) = self.alerts.observe(seen, &self.policy) {
+            if let Some(message) = self.alerts.observe(&seen, policy) {
                 self.send(message);
             }
             self.changed |= had || !self.alerts.is_empty();
@@ -105,7 +121,11 @@ impl Alerting {
             Status::Firing => "firing",
             Status::Resolved => "resolved",
         };
-        let level = if message.status == Status::Firing { Level::Warning } else { Level::Info };
+        let level = match (message.status, message.severity.as_str()) {
+            (Status::Firing, "critical") => Level::Error,
+            (Status::Firing, _) => Level::Warning,
+            (Status::Resolved, _) => Level::Info,
+        };
         let fields = [
             ("check", json!(message.check)),
             ("status", json!(status)),
@@ -118,6 +138,42 @@ impl Alerting {
             dispatcher.send(message);
         }
         self.changed = true;
+    }
+}
+
+/// Checks only the integrity and page scans (quick and full checks) compute. A cheap check does not run them:
+/// its `integrity` row is the last recorded scan's (or `info`, not checked), which the scans already observed.
+pub const SCAN_CHECKS: &[&str] = &["integrity", "foreign_keys", "fragmentation", "unused_pct", "fragmentation_method"];
+
+/// Checks that never alert: `maintenance` is advice derived from the others (it would repeat their alerts, and
+/// flap between a scan's "integrity is critical" and a cheap check's "nothing to do").
+pub const SILENT_CHECKS: &[&str] = &["maintenance"];
+
+fn is_scan_check(check: &str) -> bool {
+    SCAN_CHECKS.contains(&check)
+}
+
+/// Whether a report of this job counts as an observation of this check: a cheap check observes every check but
+/// the scans' (`vigil_up` included), a quick or full check only the scans'; so each check is counted once per its
+/// own cadence, and `--for 3` means three checks, not the three reports of one instant.
+pub fn observes(job: Job, check: &str) -> bool {
+    if SILENT_CHECKS.contains(&check) {
+        return false;
+    }
+    match job {
+        Job::Check => !is_scan_check(check),
+        Job::Quick | Job::Full => is_scan_check(check),
+        _ => false,
+    }
+}
+
+/// The database's path for people reading a notification far from the command line: absolute, its directory
+/// resolved (`../srv/app.db` means nothing in Slack); as given when the directory cannot be resolved.
+fn absolute(path: &Path) -> PathBuf {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
     }
 }
 
@@ -186,5 +242,34 @@ mod store_tests {
         let error = alerting.store(&mut state).unwrap_err();
         assert!(error.contains("alert states"), "{error}");
         assert_eq!(state.alerts, json!({"kept": true}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_check_is_observed_by_one_cadence_and_maintenance_by_none() {
+        for check in ["vigil_up", "freelist_pct", "last_backup", "wal_size"] {
+            assert!(observes(Job::Check, check), "{check}");
+            assert!(!observes(Job::Quick, check) && !observes(Job::Full, check), "{check}");
+        }
+        for check in SCAN_CHECKS {
+            assert!(!observes(Job::Check, check), "{check}");
+            assert!(observes(Job::Quick, check) && observes(Job::Full, check), "{check}");
+        }
+        for job in Job::ALL {
+            assert!(!observes(job, "maintenance"), "{job:?}");
+        }
+    }
+
+    #[test]
+    fn notification_paths_are_absolute_and_resolved() {
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        let up = here.parent().unwrap().to_path_buf();
+        assert_eq!(absolute(Path::new("shop.db")), here.join("shop.db"));
+        assert_eq!(absolute(Path::new("../shop.db")), up.join("shop.db"));
+        assert_eq!(absolute(Path::new("/nowhere/x/../shop.db")), Path::new("/nowhere/x/../shop.db"));
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::metrics::targets::{self, Found};
 use crate::metrics::Target;
@@ -31,9 +31,10 @@ pub struct Selection {
     pub exclude: Option<PathBuf>,
 }
 
-/// Refuses a --backup-dir that is, or is inside, --dir or the directory of a watched database: its backups would
-/// sit among the databases, and a database named like a label's backup subdirectory would be reported as in the
-/// way ("remove it") — the live database.
+/// Refuses a --backup-dir that is --dir or the directory of a watched database: each database's backups go into a
+/// subdirectory named like its label, which there is the database itself (reported as in the way, "remove it": the
+/// live database), and --dir would watch nothing (what lies in --backup-dir is never watched). A backup directory
+/// below them is fine: the scan passes over it.
 pub fn check_backup_dir(backups: &Path, dir: Option<&Path>, watched: &[Target]) -> Result<(), Failure> {
     let Ok(real) = std::fs::canonicalize(backups) else { return Ok(()) };
     let parents = watched.iter().map(|t| {
@@ -43,11 +44,10 @@ pub fn check_backup_dir(backups: &Path, dir: Option<&Path>, watched: &[Target]) 
     let dirs = dir.map(|d| (d.to_path_buf(), "--dir".to_string())).into_iter().chain(parents);
     for (holder, what) in dirs {
         let Ok(holder_real) = std::fs::canonicalize(&holder) else { continue };
-        if real.starts_with(&holder_real) {
+        if real == holder_real {
             return Err(Failure::usage(format!(
-                "--backup-dir {} is, or is inside, {} ({}): backups must not sit among the databases vigil \
-                 watches (they would be skipped there, and a database could stand where a backup subdirectory \
-                 goes); choose a directory outside it",
+                "--backup-dir {} is {} ({}): each database's backups go into a subdirectory named after it, which \
+                 there is the database itself; choose another directory (a subdirectory such as backups/ is fine)",
                 crate::output::escape_controls(&backups.display().to_string()),
                 what,
                 crate::output::escape_controls(&holder.display().to_string()),
@@ -63,6 +63,33 @@ pub struct Scan {
     pub targets: Vec<Target>,
     /// Files passed over, each with why (the caller says it once per file).
     pub skipped: Vec<(PathBuf, String)>,
+    /// Directories of the selection that could not be read this time (gone, renamed, unmounted, unreadable),
+    /// each with why: what was watched below them is kept, since their absence says nothing of the databases.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+impl Scan {
+    /// Whether a database not found by this scan lies below a directory it could not read (keep it: only a
+    /// directory read successfully says that a database vanished).
+    pub fn cannot_tell(&self, path: &Path) -> bool {
+        self.unreadable.iter().any(|(root, _)| within(path, root))
+    }
+}
+
+/// Why a directory could not be read, in words (no `os error` numbers).
+fn unreadable_why(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such directory any more (renamed, deleted or unmounted)".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::NotADirectory => "not a directory any more".into(),
+        _ => e.to_string().split(" (os error").next().unwrap_or_default().to_string(),
+    }
+}
+
+/// `path` lies below `dir`, `.` components aside (a glob's literal directory `.` holds `a.db`).
+fn within(path: &Path, dir: &Path) -> bool {
+    let plain = |p: &Path| p.components().filter(|c| *c != Component::CurDir).collect::<PathBuf>();
+    plain(path).starts_with(plain(dir))
 }
 
 impl Selection {
@@ -82,7 +109,7 @@ impl Selection {
                 if first {
                     return Err(Failure::usage(message));
                 }
-                scan.skipped.push((dir.clone(), "not a directory any more".into()));
+                scan.unreadable.push((dir.clone(), "not a directory any more (renamed, deleted or unmounted)".into()));
             } else {
                 self.walk(dir, dir, &mut found, &mut scan);
             }
@@ -106,7 +133,17 @@ impl Selection {
         })?;
         let base = targets::literal_base(pattern);
         let before = found.len();
-        for path in paths.filter_map(Result::ok) {
+        if let Err(e) = std::fs::read_dir(&base) {
+            scan.unreadable.push((base.clone(), unreadable_why(&e)));
+        }
+        for path in paths {
+            let path = match path {
+                Ok(path) => path,
+                Err(e) => {
+                    scan.unreadable.push((e.path().to_path_buf(), unreadable_why(e.error())));
+                    continue;
+                }
+            };
             if path.to_str().is_none() {
                 scan.skipped.push((path, NOT_UTF8.into()));
                 continue;
@@ -128,9 +165,9 @@ impl Selection {
 
     /// Walks `dir` (below `root`), never through a symlink.
     fn walk(&self, root: &Path, dir: &Path, found: &mut Vec<Found>, scan: &mut Scan) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            scan.skipped.push((dir.to_path_buf(), "cannot read the directory".into()));
-            return;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return scan.unreadable.push((dir.to_path_buf(), unreadable_why(&e))),
         };
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());

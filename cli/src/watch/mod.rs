@@ -184,6 +184,8 @@ struct Watch<'a> {
     /// The worst status rank of this run's reports (--once's exit code).
     worst_seen: u8,
     noted: HashSet<PathBuf>,
+    /// Directories of the selection the last scan could not read (said once per outage).
+    unreadable: HashSet<PathBuf>,
     lanes: BTreeMap<Lane, Sender<Task>>,
     results: Receiver<Finished>,
     alerts: alerting::Alerting,
@@ -230,6 +232,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         ran: HashSet::new(),
         worst_seen: 0,
         noted: HashSet::new(),
+        unreadable: HashSet::new(),
         lanes,
         results,
         alerts,
@@ -239,7 +242,7 @@ pub fn run(global: &Global, args: &WatchArgs) -> Result<u8, Failure> {
         fresh: false,
     };
     watch.rescan(true)?;
-    watch.log.event(Level::Info, None, &watch.started_line(), &[]);
+    watch.log_started();
     if args.once {
         watch.once()
     } else {
@@ -314,28 +317,59 @@ fn work(tasks: &Mutex<Receiver<Task>>, done: &Sender<Finished>, settings: &Setti
 }
 
 impl Watch<'_> {
-    fn started_line(&self) -> String {
-        let n = self.dbs.len();
-        format!(
-            "watching {n} database{} (checks every {}), state {}",
-            if n == 1 { "" } else { "s" },
-            crate::serve::period_text(self.args.every),
-            self.file.path().display()
-        )
+    /// The start: an event with its figures (a log shipper reads fields, not a sentence); with nothing to watch,
+    /// a warning that says where vigil looked, since silence would look like a healthy fleet.
+    fn log_started(&self) {
+        let fields = [
+            ("databases", json!(self.dbs.len())),
+            ("every", json!(crate::serve::period_text(self.args.every))),
+            ("state", json!(self.file.path().display().to_string())),
+        ];
+        self.log.event(Level::Info, None, "started", &fields);
+        if self.dbs.is_empty() {
+            self.log.event(Level::Warning, None, "nothing to watch", &self.nothing_fields());
+        }
+    }
+
+    /// Where an empty selection looked (only --dir can select nothing: a glob matching nothing is refused).
+    fn nothing_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let Some(dir) = &self.args.dir else { return vec![] };
+        let mut reason = format!(
+            "no SQLite database in {} matches --pattern {}",
+            dir.display(),
+            crate::sql::quoted(self.args.pattern.as_str())
+        );
+        let subdirectories = std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+            .unwrap_or(false);
+        if subdirectories && !self.args.recursive {
+            reason.push_str(" (subdirectories need --recursive)");
+        }
+        vec![
+            ("dir", json!(dir.display().to_string())),
+            ("pattern", json!(self.args.pattern.as_str())),
+            ("reason", json!(reason)),
+        ]
     }
 
     /// Re-reads the selection: new databases are added, vanished ones dropped (their alerts resolve).
     fn rescan(&mut self, first: bool) -> Result<(), Failure> {
-        let scan = self.selection.scan(first)?;
-        for (path, why) in scan.skipped {
+        let mut scan = self.selection.scan(first)?;
+        for (path, why) in std::mem::take(&mut scan.skipped) {
             if self.noted.insert(path.clone()) {
                 let fields = [("file", json!(path.display().to_string())), ("reason", json!(why))];
                 self.log.event(Level::Info, None, "skipped", &fields);
             }
         }
+        self.note_unreadable(&scan.unreadable);
         let now = now_ms();
         let names: HashSet<String> = scan.targets.iter().map(|t| t.name.clone()).collect();
-        let gone: Vec<String> = self.dbs.keys().filter(|n| !names.contains(*n)).cloned().collect();
+        let gone: Vec<String> = self
+            .dbs
+            .iter()
+            .filter(|(n, d)| !names.contains(*n) && !scan.cannot_tell(&d.target.path))
+            .map(|(n, _)| n.clone())
+            .collect();
         for db in gone {
             self.dbs.remove(&db);
             self.state.databases.remove(&db);
@@ -370,6 +404,23 @@ impl Watch<'_> {
             self.dirty = true;
         }
         Ok(())
+    }
+
+    /// Says when a directory of the selection becomes unreadable (its databases are kept, and report unknown if
+    /// they cannot be read either) and when it is readable again.
+    fn note_unreadable(&mut self, now: &[(PathBuf, String)]) {
+        for (root, why) in now {
+            if self.unreadable.insert(root.clone()) {
+                let fields = [("root", json!(root.display().to_string())), ("reason", json!(why))];
+                self.log.event(Level::Error, None, "root unreadable", &fields);
+            }
+        }
+        let back: Vec<PathBuf> =
+            self.unreadable.iter().filter(|r| !now.iter().any(|(n, _)| n == *r)).cloned().collect();
+        for root in back {
+            self.unreadable.remove(&root);
+            self.log.event(Level::Info, None, "root readable", &[("root", json!(root.display().to_string()))]);
+        }
     }
 
     /// The period of a job (None: off for this watch).
@@ -412,6 +463,11 @@ impl Watch<'_> {
         }
         let offset = *db.offsets.get(&job)?;
         let last = state.last.get(job.name()).copied();
+        if job == Job::Backup && last.is_none() {
+            // A database never backed up is due at first sight, as with --once: last_backup would warn for up to
+            // a period before its jittered slot. The jitter spreads the backups from then on.
+            return Some(0);
+        }
         Some(schedule::due_at(last, state.first_seen, period, offset, self.args.once))
     }
 
@@ -529,7 +585,12 @@ impl Watch<'_> {
             if let Some(was) = was {
                 fields.push(("was", json!(was)));
             }
-            let level = if metrics::status_rank(&status) >= 2 { Level::Warning } else { Level::Info };
+            // Critical pages someone; unknown (a lock, a missing file) has its own vigil_up alert if it lasts.
+            let level = match metrics::status_rank(&status) {
+                0 | 1 => Level::Info,
+                3 => Level::Error,
+                _ => Level::Warning,
+            };
             self.log.event(level, Some(&db), "status changed", &fields);
         }
         self.alerts.observe(job, &report);
@@ -629,6 +690,9 @@ impl Watch<'_> {
         self.finish(Duration::from_secs(10));
         if interrupt::received().is_some() {
             return Ok(exit::OK);
+        }
+        if self.dbs.is_empty() {
+            return Ok(exit::UNKNOWN); // nothing could be said of any database: not "all is well"
         }
         Ok(match self.worst_seen {
             0 | 1 => exit::OK,
