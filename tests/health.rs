@@ -431,8 +431,66 @@ fn health_history_gives_the_series_of_the_snapshots_in_both_hosts() {
             .unwrap()
             .execute_batch("UPDATE vigil_health_history SET taken_at = 'x' WHERE id = 2")
             .unwrap();
-        let error = host.query(&db, "SELECT * FROM health_history()").unwrap_err();
-        assert!(error.contains("health_history") && error.contains("snapshot id 2"), "{}: {error}", host.name());
+        // A row whose time is not a time is passed over: the others still make a series.
+        let rows = host.query(&db, "SELECT file_size, growth_per_day FROM health_history()").unwrap();
+        let sizes: Vec<_> = rows.iter().map(|r| r["file_size"].as_f64()).collect();
+        assert_eq!(sizes, [Some(1000.0), Some(2000.0)], "{}: {rows:?}", host.name());
+    }
+}
+
+/// Planted rows and objects in vigil's own tables (a file is hostile) give bounded, sound answers: a VIEW named
+/// like vigil's tables is not read (it ran a planted recursive query), statuses are vigil's words or NULL,
+/// texts are cut, extreme sizes give NULL growth rather than an overflow, and an unknown schema is named.
+#[test]
+fn health_history_survives_planted_objects_and_values() {
+    for host in hosts() {
+        let dir = scratch();
+        let db = dir.path().join("p.db");
+        create_db(
+            &db,
+            "CREATE TABLE t(x);
+             CREATE VIEW vigil_health_history AS SELECT 1 AS nothing_vigil_reads;
+             CREATE VIEW vigil_backup_log AS SELECT 1 AS nothing_vigil_reads;
+             CREATE VIEW vigil_maintenance_log AS SELECT 1 AS nothing_vigil_reads;",
+        );
+        let rows = host.query(&db, "SELECT * FROM health_history()");
+        assert_eq!(rows.map(|r| r.len()), Ok(0), "{}: a view is not vigil's table", host.name());
+        let report = host.query(&db, "SELECT * FROM health_report()");
+        assert!(report.is_ok(), "{}: {report:?}", host.name());
+
+        let db = dir.path().join("q.db");
+        create_db(&db, "CREATE TABLE t(x)");
+        for _ in 0..4 {
+            call(host.as_ref(), &db, "SELECT health_snapshot()");
+        }
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "UPDATE vigil_health_history SET taken_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', (id - 5) || ' days');
+                 UPDATE vigil_health_history SET file_size = -9223372036854775808, status = printf('%.100000c', 'x')
+                   WHERE id = 1;
+                 UPDATE vigil_health_history SET file_size = 9223372036854775807 WHERE id = 2;
+                 UPDATE vigil_health_history SET file_size = 1e300, page_count = 1e300 WHERE id = 3;
+                 UPDATE vigil_health_history SET taken_at = taken_at || printf('%.100000c', 'y') WHERE id = 4;",
+            )
+            .unwrap();
+        let rows = host
+            .query(&db, "SELECT taken_at, status, file_size, page_count, growth_per_day FROM health_history()")
+            .unwrap_or_else(|e| panic!("{}: {e}", host.name()));
+        assert_eq!(rows.len(), 3, "{}: the row whose time is 100 KB long is passed over", host.name());
+        assert!(rows[0]["status"].is_null(), "{}: {:.80}", host.name(), rows[0]["status"].to_string());
+        let word = rows[1]["status"].as_str().unwrap_or_default();
+        assert!(["ok", "info", "warning", "critical"].contains(&word), "{}: {word}", host.name());
+        assert!(rows[1]["growth_per_day"].is_null(), "{}: MIN→MAX is absurd: {:?}", host.name(), rows[1]);
+        assert!(rows[2]["file_size"].is_null() && rows[2]["page_count"].is_null(), "{}: {:?}", host.name(), rows[2]);
+        assert!(rows.iter().all(|r| r["taken_at"].as_str().is_some_and(|t| t.len() < 40)), "{}", host.name());
+
+        let error = host.query(&db, r#"SELECT * FROM health_history('{"schema":"nope"}')"#).unwrap_err();
+        assert!(
+            error.contains("unknown schema \"nope\"") && error.contains("attached: main"),
+            "{}: {error}",
+            host.name()
+        );
     }
 }
 

@@ -17,6 +17,8 @@ const DEFAULT_LIMIT: i64 = 1000;
 const MAX_LIMIT: i64 = 100_000;
 /// Two snapshots closer than this give no growth rate: noise would dominate (as health's growth check).
 const MIN_GROWTH_SPAN_SECONDS: i64 = 3600;
+/// Beyond any file SQLite can make (2^32 pages of 64 KiB is 2^48 bytes) and exact in an f64.
+const MAX_PLAUSIBLE_SIZE: i64 = 1 << 53;
 
 struct Options {
     since: Option<String>,
@@ -74,46 +76,58 @@ impl TableFunction for HealthHistory {
 }
 
 fn series(db: Db, options: &Options) -> Result<Vec<Vec<Value>>> {
-    let mut points = health_history::newest(db, &options.schema, options.since.as_deref(), options.limit)?;
-    let Some(oldest) = points.last() else { return Ok(Vec::new()) };
+    ensure_schema(db, &options.schema)?;
+    // A row whose time is not a time (planted, or damaged) is passed over, as health's checks do: one such row
+    // must not take every chart of the database away.
+    let mut points: Vec<(DateTime<Utc>, Point)> =
+        health_history::newest(db, &options.schema, options.since.as_deref(), options.limit)?
+            .into_iter()
+            .filter_map(|p| Some((parse_utc(&p.taken_at)?, p)))
+            .collect();
+    let Some((_, oldest)) = points.last() else { return Ok(Vec::new()) };
     let previous = health_history::before(db, &options.schema, &oldest.taken_at, oldest.id)?;
     points.reverse();
     // The backup log keeps at most its newest 1000 rows: reading every verified one is bounded.
     let mut backups: Vec<DateTime<Utc>> =
         backup_log::verified(db, &options.schema, 1000)?.iter().filter_map(|b| parse_utc(&b.created_at)).collect();
     backups.sort();
-    let mut before = previous.as_ref().map(timed).transpose()?;
+    let mut before = previous.and_then(|p| Some((parse_utc(&p.taken_at)?, p.file_size)));
     let mut rows = Vec::with_capacity(points.len());
-    for point in &points {
-        let at = time_of(point)?;
-        let growth = before.and_then(|(then, size)| growth_per_day(then, size, at, point.file_size));
-        rows.push(row(point, growth, backup_age(&backups, at)));
-        before = Some((at, point.file_size));
+    for (at, point) in &points {
+        let growth = before.and_then(|(then, size)| growth_per_day(then, size, *at, point.file_size));
+        rows.push(row(point, growth, backup_age(&backups, *at)));
+        before = Some((*at, point.file_size));
     }
     Ok(rows)
 }
 
-fn time_of(point: &Point) -> Result<DateTime<Utc>> {
-    parse_utc(&point.taken_at).ok_or_else(|| {
-        Error::new(format!(
-            "{} holds a taken_at that is not an RFC 3339 time: \"{}\" (snapshot id {})",
-            health_history::TABLE,
-            crate::error::cut(&point.taken_at),
-            point.id
-        ))
-    })
+/// A clear error for a schema that is not attached, where SQLite would say "no such table: nope.sqlite_schema".
+fn ensure_schema(db: Db, schema: &str) -> Result<()> {
+    let names: Vec<String> = db
+        .query("SELECT name FROM pragma_database_list", &[])?
+        .into_iter()
+        .filter_map(|row| row[0].as_str().map(str::to_string))
+        .collect();
+    if names.iter().any(|n| n.eq_ignore_ascii_case(schema)) {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "unknown schema \"{}\" (attached: {})",
+        crate::error::cut(schema),
+        crate::error::cut(&names.join(", "))
+    )))
 }
 
-fn timed(point: &Point) -> Result<(DateTime<Utc>, Option<i64>)> {
-    Ok((time_of(point)?, point.file_size))
-}
-
+/// Bytes a day between two sizes; None within an hour (noise would dominate) or when a size is not one a file
+/// can have (planted extremes would overflow the difference).
 fn growth_per_day(then: DateTime<Utc>, before: Option<i64>, now: DateTime<Utc>, size: Option<i64>) -> Option<f64> {
     let seconds = (now - then).num_seconds();
     if seconds < MIN_GROWTH_SPAN_SECONDS {
         return None;
     }
-    Some(((size? - before?) as f64 * 86_400.0 / seconds as f64).round())
+    let plausible = |s: i64| (0..=MAX_PLAUSIBLE_SIZE).contains(&s).then_some(s as f64);
+    let (before, size) = (plausible(before?)?, plausible(size?)?);
+    Some(((size - before) * 86_400.0 / seconds as f64).round())
 }
 
 /// Seconds since the newest verified backup made at or before `at`; None when there was none yet.
@@ -130,7 +144,7 @@ fn row(point: &Point, growth: Option<f64>, backup_age: Option<f64>) -> Vec<Value
     };
     vec![
         Value::from(point.taken_at.as_str()),
-        Value::from(point.status.as_str()),
+        Value::from(point.status.as_deref()),
         Value::from(point.file_size),
         Value::from(point.wal_size),
         Value::from(point.page_count),
@@ -168,6 +182,8 @@ mod tests {
         assert_eq!(growth_per_day(a, Some(3000), b, Some(1000)), Some(-1000.0));
         assert_eq!(growth_per_day(a, None, b, Some(1000)), None);
         assert_eq!(growth_per_day(a, Some(1), t("2026-01-01T00:59:59Z"), Some(2)), None);
+        assert_eq!(growth_per_day(a, Some(i64::MIN), b, Some(i64::MAX)), None);
+        assert_eq!(growth_per_day(a, Some(0), b, Some(i64::MAX)), None);
     }
 
     #[test]

@@ -29,11 +29,14 @@ pub fn last_integrity_problems(db: Db, q: &str) -> Result<Vec<String>> {
     Ok(detail.split("; ").map(str::to_string).collect())
 }
 
-/// One recorded snapshot, as a series point needs it.
+/// One recorded snapshot, as a series point needs it. Texts are cut and integers checked in SQL, so a planted
+/// row cannot bring megabytes or a REAL where a count belongs.
 pub struct Point {
     pub id: i64,
+    /// At most `TIME_CHARS` characters.
     pub taken_at: String,
-    pub status: String,
+    /// One of health's status words; None for anything else.
+    pub status: Option<String>,
     pub file_size: Option<i64>,
     pub wal_size: Option<i64>,
     pub page_count: Option<i64>,
@@ -43,6 +46,9 @@ pub struct Point {
     /// The fragmentation check's value (%) when the snapshot measured it.
     pub fragmentation: Option<f64>,
 }
+
+/// Longer than any RFC 3339 time health writes: a longer text is not a time and is cut before Rust sees it.
+const TIME_CHARS: i64 = 40;
 
 /// The newest `limit` snapshots taken at or after `since` (RFC 3339 text, compared as text as health does),
 /// newest first; empty without the table.
@@ -65,14 +71,26 @@ pub fn before(db: Db, schema: &str, taken_at: &str, id: i64) -> Result<Option<Po
 }
 
 fn read(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Vec<Point>> {
+    // The rows are picked first (ids only: no report is parsed for the rows LIMIT drops; the table has no
+    // index on taken_at, so the pick sorts, but reads no report), then their columns are read and checked.
     // json_extract keeps the report's text (kilobytes) out of Rust; a report that is not JSON, or has no
     // fragmentation check, gives NULL rather than an error: the other columns still make a point.
+    let int = |c: &str| format!("CASE WHEN typeof({c}) = 'integer' THEN {c} END");
     let sql = format!(
-        "SELECT id, taken_at, status, file_size, wal_size, page_count, freelist_count, disk_free, integrity_errors, \
-         (SELECT json_extract(c.value, '$.value') \
+        "WITH picked(id) AS MATERIALIZED (SELECT id FROM {q}.{TABLE} {filter} ORDER BY taken_at DESC, id DESC LIMIT ?1) \
+         SELECT id, substr(taken_at, 1, {TIME_CHARS}), \
+           CASE WHEN status IN ('ok', 'info', 'warning', 'critical') THEN status END, \
+           {}, {}, {}, {}, {}, {}, \
+         (SELECT CASE WHEN typeof(v) IN ('integer', 'real') THEN v END FROM (SELECT json_extract(c.value, '$.value') AS v \
           FROM json_each(CASE WHEN json_valid(report) THEN report ELSE '{{}}' END, '$.checks') AS c \
-          WHERE CASE WHEN c.type = 'object' THEN json_extract(c.value, '$.check') END = 'fragmentation') \
-         FROM {q}.{TABLE} {filter} ORDER BY taken_at DESC, id DESC LIMIT ?1"
+          WHERE CASE WHEN c.type = 'object' THEN json_extract(c.value, '$.check') END = 'fragmentation' LIMIT 1)) \
+         FROM {q}.{TABLE} WHERE id IN (SELECT id FROM picked) ORDER BY taken_at DESC, id DESC",
+        int("file_size"),
+        int("wal_size"),
+        int("page_count"),
+        int("freelist_count"),
+        int("disk_free"),
+        int("integrity_errors"),
     );
     let rows = db.query(&sql, params)?;
     Ok(rows
@@ -80,7 +98,7 @@ fn read(db: Db, q: &str, filter: &str, params: &[Value]) -> Result<Vec<Point>> {
         .map(|r| Point {
             id: r[0].as_i64().unwrap_or(0),
             taken_at: r[1].as_str().unwrap_or_default().to_string(),
-            status: r[2].as_str().unwrap_or_default().to_string(),
+            status: r[2].as_str().map(str::to_string),
             file_size: r[3].as_i64(),
             wal_size: r[4].as_i64(),
             page_count: r[5].as_i64(),

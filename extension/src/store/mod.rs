@@ -24,10 +24,13 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// Whether the schema quoted as `q` has a table (or any object) called `name`.
+/// Whether the schema quoted as `q` has a table called `name`. Only a table: a planted VIEW (or trigger, index)
+/// of that name is not vigil's, and reading a view runs whatever query its file's author wrote.
 pub fn has_table(db: Db, q: &str, name: &str) -> Result<bool> {
-    let found =
-        db.query_value(&format!("SELECT count(*) FROM {q}.sqlite_schema WHERE name = ?1"), &[Value::from(name)])?;
+    let found = db.query_value(
+        &format!("SELECT count(*) FROM {q}.sqlite_schema WHERE type = 'table' AND name = ?1"),
+        &[Value::from(name)],
+    )?;
     Ok(found.as_i64() == Some(1))
 }
 
