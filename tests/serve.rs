@@ -158,9 +158,23 @@ fn unknown_paths_are_404_other_methods_405_head_has_no_body_and_nothing_is_read_
             assert_eq!(reply.header("Allow").as_deref(), Some("GET, HEAD"), "{method} {path}");
         }
     }
-    let posted = raw(serve.addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd");
-    assert_eq!(posted.status, 405);
-    assert_eq!(raw(serve.addr, b"GARBAGE\r\n\r\n").status, 400);
+    let post = format!("POST /metrics HTTP/1.1\r\nHost: {}\r\nContent-Length: 4\r\n\r\nabcd", serve.addr);
+    assert_eq!(raw(serve.addr, post.as_bytes()).status, 405);
+    let garbage = raw(serve.addr, b"GARBAGE\r\n\r\n");
+    assert_eq!(garbage.status, 400);
+    // Refusals carry the browser guards too; a Host that is not this loopback address (DNS rebinding) gets 421.
+    assert_eq!(garbage.header("Content-Security-Policy").as_deref(), Some("default-src 'self'"));
+    assert_eq!(garbage.header("X-Content-Type-Options").as_deref(), Some("nosniff"));
+    let port = serve.addr.port();
+    for host in [format!("rebound.example:{port}"), "127.0.0.1".to_string()] {
+        let rebound = raw(serve.addr, format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(rebound.status, 421, "{host}");
+        assert!(rebound.text().contains("DNS rebinding") && !rebound.text().contains("vigil_up"), "{host}");
+        assert_eq!(rebound.header("Content-Security-Policy").as_deref(), Some("default-src 'self'"));
+    }
+    let localhost = raw(serve.addr, format!("GET /metrics HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes());
+    assert_eq!(localhost.status, 200);
+    assert_eq!(raw(serve.addr, b"GET /metrics HTTP/1.0\r\n\r\n").status, 200, "HTTP/1.0 may send no Host");
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
     let mut stream = TcpStream::connect(serve.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -223,7 +237,7 @@ fn keep_alive_connections_answer_several_requests() {
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     for path in ["/metrics", "/health", "/nope", "/metrics"] {
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr).unwrap();
         let status = read_one_response(&mut reader);
         let expected = if path == "/nope" { " 404 " } else { " 200 " };
         assert!(status.contains(expected), "{path}: {status}");
@@ -238,7 +252,7 @@ fn an_idle_keep_alive_connection_is_closed_without_an_unsolicited_408() {
     serve.wait_ready();
     let mut stream = TcpStream::connect(serve.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     read_one_response(&mut reader);
     // Kept alive and idle past the 5 s head deadline, as Prometheus' connection between scrapes: closed, and

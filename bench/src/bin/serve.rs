@@ -122,18 +122,19 @@ struct Run {
 struct KeptAlive {
     reader: BufReader<TcpStream>,
     stream: TcpStream,
+    addr: SocketAddr,
 }
 
 impl KeptAlive {
     fn connect(addr: SocketAddr) -> KeptAlive {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        KeptAlive { reader: BufReader::new(stream.try_clone().unwrap()), stream }
+        KeptAlive { reader: BufReader::new(stream.try_clone().unwrap()), stream, addr }
     }
 
     fn get(&mut self, path: &str) -> (u16, usize) {
         // One write: a request split over several would wait on Nagle's algorithm for the server's delayed ACK.
-        if self.stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).is_err() {
+        if self.stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr).as_bytes()).is_err() {
             return (0, 0);
         }
         let (mut status, mut length) = (0, 0);

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -59,14 +59,43 @@ impl Response {
 
 pub type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
+/// Headers every answer carries, refusals included: a browser keeps to this origin's files and never guesses a
+/// type.
+const GUARD_HEADERS: &str =
+    "Content-Security-Policy: default-src 'self'\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n";
+
+/// The Host values a server bound to a loopback address answers (None: any, when bound elsewhere). A web page
+/// whose name was rebound to 127.0.0.1 sends its own name as Host: it gets 421, never the dashboard's data.
+fn loopback_hosts(addr: SocketAddr) -> Option<Arc<[String]>> {
+    if !addr.ip().is_loopback() {
+        return None;
+    }
+    let port = addr.port();
+    let own = match addr {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    };
+    Some(Arc::from([format!("{own}:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]))
+}
+
+/// Whether a request's Host (lower-cased) may be answered; HTTP/1.0 may send none.
+fn host_allowed(hosts: Option<&[String]>, host: Option<&str>, http11: bool) -> bool {
+    match (hosts, host) {
+        (None, _) => true,
+        (Some(_), None) => !http11,
+        (Some(hosts), Some(host)) => hosts.iter().any(|h| h == host),
+    }
+}
+
 /// Serves `listener` on a thread of its own until the process ends.
 pub fn spawn(listener: TcpListener, limits: Limits, handler: Arc<Handler>) -> io::Result<()> {
     let slots = Arc::new(Slots::default());
     let workers = Arc::new(Workers::default());
+    let hosts = loopback_hosts(listener.local_addr()?);
     std::thread::Builder::new().name("vigil-http".into()).spawn(move || {
         for stream in listener.incoming() {
             match stream {
-                Ok(stream) => admit(stream, &slots, &workers, limits, &handler),
+                Ok(stream) => admit(stream, &slots, &workers, limits, &handler, &hosts),
                 // Out of file descriptors and the like: let some connections finish.
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -134,15 +163,22 @@ impl Slots {
     }
 }
 
-fn admit(stream: TcpStream, slots: &Arc<Slots>, workers: &Arc<Workers>, limits: Limits, handler: &Arc<Handler>) {
+fn admit(
+    stream: TcpStream,
+    slots: &Arc<Slots>,
+    workers: &Arc<Workers>,
+    limits: Limits,
+    handler: &Arc<Handler>,
+    hosts: &Option<Arc<[String]>>,
+) {
     if !slots.make_room(limits.max_connections) {
         return busy(stream);
     }
     let Ok(clone) = stream.try_clone() else { return };
     let id = slots.insert(clone);
-    let (slots2, handler) = (slots.clone(), handler.clone());
+    let (slots2, handler, hosts) = (slots.clone(), handler.clone(), hosts.clone());
     let job = Box::new(move || {
-        converse(stream, id, &slots2, limits, &*handler);
+        converse(stream, id, &slots2, limits, &*handler, hosts.as_deref());
         slots2.remove(id);
     });
     if workers.run(job).is_err() {
@@ -211,13 +247,20 @@ fn busy(mut stream: TcpStream) {
     let _ = write!(
         stream,
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {GUARD_HEADERS}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
 }
 
 /// Answers the requests of one connection until it closes, errs, times out or asks to close.
-fn converse(mut stream: TcpStream, id: u64, slots: &Slots, limits: Limits, handler: &Handler) {
+fn converse(
+    mut stream: TcpStream,
+    id: u64,
+    slots: &Slots,
+    limits: Limits,
+    handler: &Handler,
+    hosts: Option<&[String]>,
+) {
     let _ = stream.set_nodelay(true);
     let mut pending = Vec::new();
     loop {
@@ -238,6 +281,10 @@ fn converse(mut stream: TcpStream, id: u64, slots: &Slots, limits: Limits, handl
         let Some(parsed) = parse_head(&head) else {
             return refuse(&mut stream, 400, "malformed request", limits);
         };
+        if !host_allowed(hosts, parsed.host.as_deref(), parsed.http11) {
+            let why = "this server answers only Host 127.0.0.1, localhost or [::1] with its port (DNS rebinding guard)";
+            return refuse(&mut stream, 421, why, limits);
+        }
         let response = handler(&parsed.request);
         let head_only = parsed.request.method == "HEAD";
         if send(&mut stream, &response, parsed.keep_alive, head_only, limits).is_err() || !parsed.keep_alive {
@@ -308,6 +355,9 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 struct Parsed {
     request: Request,
     keep_alive: bool,
+    http11: bool,
+    /// Lower-cased.
+    host: Option<String>,
 }
 
 /// The request line and the headers that matter: Connection, and whether a body follows (never read: the
@@ -326,6 +376,7 @@ fn parse_head(head: &[u8]) -> Option<Parsed> {
         _ => return None,
     };
     let mut keep_alive = http11;
+    let mut host = None;
     for line in lines.take_while(|l| !l.is_empty()) {
         let (name, value) = line.split_once(':')?;
         let value = value.trim().to_ascii_lowercase();
@@ -334,10 +385,11 @@ fn parse_head(head: &[u8]) -> Option<Parsed> {
             "connection" if value.contains("keep-alive") => keep_alive = true,
             "content-length" if value != "0" => keep_alive = false,
             "transfer-encoding" => keep_alive = false,
+            "host" => host = Some(value),
             _ => {}
         }
     }
-    Some(Parsed { request: Request { method: method.into(), target: target.into() }, keep_alive })
+    Some(Parsed { request: Request { method: method.into(), target: target.into() }, keep_alive, http11, host })
 }
 
 fn refuse(stream: &mut TcpStream, status: u16, why: &str, limits: Limits) {
@@ -352,7 +404,7 @@ fn send(
     limits: Limits,
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n{GUARD_HEADERS}",
         response.status,
         reason(response.status),
         response.content_type,
@@ -396,6 +448,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "",
@@ -458,7 +511,7 @@ mod tests {
     fn an_idle_keep_alive_connection_is_closed_silently_a_slow_head_gets_408() {
         let addr = short_deadline_server();
         let mut kept = TcpStream::connect(addr).unwrap();
-        kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        kept.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
         let said = read_all(&mut kept);
         assert!(said.starts_with("HTTP/1.1 200 OK\r\n") && said.ends_with("\r\n\r\nok\n"), "{said:?}");
         assert_eq!(said.matches("HTTP/1.1").count(), 1, "only the answer, no unsolicited 408: {said:?}");
@@ -469,6 +522,47 @@ mod tests {
         let mut slow = TcpStream::connect(addr).unwrap();
         slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
         assert!(read_all(&mut slow).starts_with("HTTP/1.1 408 Request Timeout\r\n"), "a started head is refused");
+    }
+
+    #[test]
+    fn refusals_carry_the_guard_headers_too() {
+        let addr = short_deadline_server();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+        let said = read_all(&mut slow);
+        assert!(said.starts_with("HTTP/1.1 408 ") && said.contains(GUARD_HEADERS), "{said:?}");
+        for head in [&b"GET / HTTP/9\r\n\r\n"[..], &[b'a'; 9000][..]] {
+            let mut bad = TcpStream::connect(addr).unwrap();
+            bad.write_all(head).unwrap();
+            let said = read_all(&mut bad);
+            assert!(said.starts_with("HTTP/1.1 4") && said.contains(GUARD_HEADERS), "{said:?}");
+        }
+    }
+
+    #[test]
+    fn on_loopback_only_its_own_host_names_are_answered() {
+        let addr = short_deadline_server();
+        let port = addr.port();
+        let ask = |head: String| {
+            let mut client = TcpStream::connect(addr).unwrap();
+            client.write_all(head.as_bytes()).unwrap();
+            read_all(&mut client)
+        };
+        for host in [format!("127.0.0.1:{port}"), format!("LocalHost:{port}"), format!("[::1]:{port}")] {
+            let said = ask(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+            assert!(said.starts_with("HTTP/1.1 200 OK\r\n"), "{host}: {said:?}");
+        }
+        assert!(ask("GET / HTTP/1.0\r\n\r\n".into()).starts_with("HTTP/1.1 200 "), "HTTP/1.0 may send no Host");
+        for head in [
+            format!("GET / HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n"),
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\n\r\n".to_string(),
+        ] {
+            let said = ask(head.clone());
+            assert!(said.starts_with("HTTP/1.1 421 Misdirected Request\r\n"), "{head:?}: {said:?}");
+            assert!(said.contains(GUARD_HEADERS) && said.ends_with("guard)\n"), "{said:?}");
+        }
+        assert_eq!(loopback_hosts("0.0.0.0:80".parse().unwrap()), None, "bound elsewhere: any Host");
     }
 
     #[test]

@@ -18,6 +18,12 @@ pub const RING_POINTS: usize = 720;
 pub const HISTORY_LIMIT: u32 = 1000;
 /// Snapshots are taken daily: re-reading them once a minute is often enough, whatever `--every`.
 pub const HISTORY_EVERY: Duration = Duration::from_secs(60);
+/// Bytes of snapshots kept per database: 1000 sound snapshots take about 330 KB; planted rows cannot make a
+/// database's answer (and serve's memory) hundreds of megabytes. The oldest go first, and the JSON says so.
+pub const HISTORY_BYTES: usize = 1024 * 1024;
+
+/// A read of a database's snapshots: a JSON array's text, and how many older snapshots `HISTORY_BYTES` dropped.
+pub type History = (String, usize);
 
 /// One refresh of one database, as the charts need it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,12 +47,20 @@ pub struct Series {
     /// Why the snapshots could not be read at the last attempt (one line, naming the file).
     pub history_error: Option<String>,
     pub history_read_at: Option<SystemTime>,
+    /// Older snapshots left out of `snapshots` to keep within `HISTORY_BYTES`.
+    pub snapshots_dropped: usize,
     pub recent: VecDeque<Recent>,
 }
 
 impl Default for Series {
     fn default() -> Series {
-        Series { snapshots: Arc::from("[]"), history_error: None, history_read_at: None, recent: VecDeque::new() }
+        Series {
+            snapshots: Arc::from("[]"),
+            history_error: None,
+            history_read_at: None,
+            snapshots_dropped: 0,
+            recent: VecDeque::new(),
+        }
     }
 }
 
@@ -68,10 +82,11 @@ impl Series {
     }
 
     /// Keeps a read of the snapshots (a JSON array's text), or why it failed (keeping the last ones read).
-    pub fn set_history(&mut self, read: Result<String, String>, now: SystemTime) {
+    pub fn set_history(&mut self, read: Result<History, String>, now: SystemTime) {
         match read {
-            Ok(text) => {
+            Ok((text, dropped)) => {
                 self.snapshots = Arc::from(text);
+                self.snapshots_dropped = dropped;
                 self.history_error = None;
             }
             Err(error) => self.history_error = Some(error),
@@ -83,10 +98,12 @@ impl Series {
     pub fn to_json_text(&self, db: &str, generated_at: &str) -> String {
         let recent = Json::Array(self.recent.iter().map(recent_json).collect());
         format!(
-            "{{\"db\":{},\"generated_at\":{},\"history_error\":{},\"snapshots\":{},\"recent\":{recent}}}\n",
+            "{{\"db\":{},\"generated_at\":{},\"history_error\":{},\"snapshots_dropped\":{},\"snapshots\":{},\
+             \"recent\":{recent}}}\n",
             json!(db),
             json!(generated_at),
             json!(self.history_error),
+            self.snapshots_dropped,
             self.snapshots
         )
     }
@@ -129,7 +146,7 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
 
 /// A database's snapshots through `health_history`, on a read-only connection, as a JSON array's text: each
 /// row an object with `at` (Unix seconds) added for the charts. An error is one line naming the file.
-pub fn read_history(global: &Global, target: &Target) -> Result<String, String> {
+pub fn read_history(global: &Global, target: &Target) -> Result<History, String> {
     query_history(global, &target.path).map_err(|failure| {
         let mut line = crate::sql::explained(failure, Some(&target.path), global.busy_timeout).message;
         let file = format!("{}: ", target.path.display());
@@ -140,14 +157,14 @@ pub fn read_history(global: &Global, target: &Target) -> Result<String, String> 
     })
 }
 
-/// Written row by row into one string: a parsed row lives only while it is written.
-fn query_history(global: &Global, path: &Path) -> Result<String, Failure> {
+/// Each row written to its text as read: a parsed row lives only while it is written.
+fn query_history(global: &Global, path: &Path) -> Result<History, Failure> {
     let conn = extension::open(global, path, false)?;
     let sql = format!("SELECT * FROM health_history('{{\"limit\":{HISTORY_LIMIT}}}')");
     let mut stmt = conn.prepare(&sql).map_err(crate::sql::sql_failure)?;
     let names: Vec<String> = stmt.column_names().map(|n| n.to_string()).collect();
     let mut rows = stmt.query([]).map_err(crate::sql::sql_failure)?;
-    let mut text = String::from("[");
+    let mut texts = Vec::new();
     while let Some(row) = rows.next().map_err(crate::sql::sql_failure)? {
         let mut object = Map::new();
         for (i, name) in names.iter().enumerate() {
@@ -155,13 +172,21 @@ fn query_history(global: &Global, path: &Path) -> Result<String, Failure> {
         }
         let at = object.get("taken_at").and_then(Json::as_str).and_then(parse_time);
         object.insert("at".into(), json!(at));
-        if text.len() > 1 {
-            text.push(',');
-        }
-        text.push_str(&Json::Object(object).to_string());
+        texts.push(Json::Object(object).to_string());
     }
-    text.push(']');
-    Ok(text)
+    Ok(newest_within(&texts, HISTORY_BYTES))
+}
+
+/// The newest of `rows` (oldest first) whose JSON array fits in `max_bytes`, and how many older ones did not.
+fn newest_within(rows: &[String], max_bytes: usize) -> History {
+    let mut bytes = 2;
+    let kept = rows.iter().rev().take_while(|row| {
+        bytes += row.len() + 1;
+        bytes <= max_bytes
+    });
+    let kept = kept.count();
+    let first = rows.len() - kept;
+    (format!("[{}]", rows[first..].join(",")), first)
 }
 
 fn json_of(value: rusqlite::types::ValueRef) -> Json {
@@ -245,8 +270,19 @@ mod tests {
         let body: Json = serde_json::from_str(&series.to_json_text("a\"", "t")).unwrap();
         assert_eq!((body["db"].as_str(), body["history_error"].as_str()), (Some("a\""), Some("a.db: locked")));
         assert_eq!(body["snapshots"], json!([]));
-        series.set_history(Ok(r#"[{"at":1.5}]"#.into()), now);
+        series.set_history(Ok((r#"[{"at":1.5}]"#.into(), 0)), now);
         let body: Json = serde_json::from_str(&series.to_json_text("a", "t")).unwrap();
         assert_eq!((body["snapshots"][0]["at"].as_f64(), &body["history_error"]), (Some(1.5), &Json::Null));
+        assert_eq!(body["snapshots_dropped"], 0);
+    }
+
+    #[test]
+    fn the_history_keeps_its_newest_snapshots_within_its_bytes() {
+        let rows: Vec<String> = (0..5).map(|i| format!("{{\"at\":{i}}}")).collect();
+        assert_eq!(newest_within(&rows, 1000), (r#"[{"at":0},{"at":1},{"at":2},{"at":3},{"at":4}]"#.into(), 0));
+        let (text, dropped) = newest_within(&rows, 20);
+        assert_eq!((text.as_str(), dropped), (r#"[{"at":3},{"at":4}]"#, 3), "the oldest go first");
+        assert!(text.len() <= 20);
+        assert_eq!(newest_within(&[], 10), ("[]".into(), 0));
     }
 }
