@@ -14,6 +14,8 @@ use vigil_tests::http::{request, wait_for, Serve};
 use vigil_tests::*;
 
 const ODD: &str = "odd \"<>&ü.db";
+/// A name with a carriage return (a file name may hold one).
+const CR: &str = "carriage\rreturn.db";
 /// The stroke colour of every chart's series (dashboard.js).
 const STROKE: (u8, u8, u8) = (0x1f, 0x4f, 0xd8);
 const CHARTS: usize = 7;
@@ -86,7 +88,8 @@ fn start_fleet(dir: &Path, others: &[&str]) -> Serve {
 #[test]
 fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
     let dir = scratch();
-    // A snapshot whose taken_at is not a time: its series cannot be read, the rest of the database can.
+    // A snapshot whose taken_at is not a time is passed over: the other three still make the series (before,
+    // one such row took every chart of the database away).
     let broken = database_with_history(dir.path(), "broken.db");
     rusqlite::Connection::open(broken)
         .unwrap()
@@ -120,10 +123,9 @@ fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
         assert!(s["fragmentation_pct"].is_number() && s["freelist_ratio"].is_number(), "{s}");
     }
     let broken = serve.json("/api/v1/history/broken.db");
-    let error = broken["history_error"].as_str().unwrap_or_default();
-    assert!(error.starts_with("broken.db: ") && error.contains("snapshot id 1"), "{broken}");
-    assert!(broken["snapshots"].as_array().unwrap().is_empty() && !broken["recent"].as_array().unwrap().is_empty());
-    assert!(serve.log().contains("broken.db: history: broken.db: health_history:"), "{}", serve.log());
+    assert!(broken["history_error"].is_null(), "{broken}");
+    assert_eq!(broken["snapshots"].as_array().unwrap().len(), 3, "{broken}");
+    assert_eq!(broken["snapshots_dropped"], 0);
 
     let recent = history["recent"].as_array().unwrap();
     let last = recent.last().unwrap();
@@ -143,7 +145,7 @@ fn the_api_serves_every_series_names_are_escaped_and_only_known_paths_answer() {
     let page = serve.get(&format!("/db/{}", encoded(ODD)));
     assert_eq!(page.status, 200);
     let page = String::from_utf8(page.body).unwrap();
-    assert!(page.contains("data-label=\"odd &quot;&lt;&gt;&amp;ü.db\"") && !page.contains("\"<>&"));
+    assert!(page.contains("data-label=\"odd%20%22%3C%3E%26%C3%BC.db\"") && !page.contains("\"<>&"));
     // The page embeds its history (what /api/v1/history answers), the hostile name unable to end the block.
     let block = embedded(&page, "history-data");
     assert!(block.contains(r#"odd \"\u003c\u003e\u0026ü.db"#) && !block.contains('<'), "{block}");
@@ -354,7 +356,10 @@ fn off_origin(text: &str) -> Vec<String> {
 fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_origins() {
     let Some(chromium) = chromium() else { return };
     let dir = scratch();
-    let serve = start_fleet(dir.path(), &[]);
+    // A CR in a name: the HTML parser turns it into LF inside an attribute, and the page polled a wrong name
+    // (404, an error shown) while the name came from data-label.
+    database_with_history(dir.path(), CR);
+    let serve = start_fleet(dir.path(), &[CR]);
     let profile = dir.path().join("chromium-profile");
 
     // Nothing served points anywhere else (the vendored files included).
@@ -375,7 +380,7 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
 
     let point_count = Regex::new(r#"data-points="(\d+)""#).unwrap();
     let chart_box = Regex::new(r#"data-box="(\d+),(\d+),(\d+),(\d+)""#).unwrap();
-    for db in ["shop.db", ODD] {
+    for db in ["shop.db", ODD, CR] {
         let url = serve.url(&format!("/db/{}", encoded(db)));
         let (dom, log) = run_chromium(&chromium, &profile, &url, &["--dump-dom"]);
         assert!(dom.contains("data-ready=\"1\""), "{db}: not ready: {dom}\n{log}");
@@ -394,7 +399,7 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
         assert_eq!(boxes.len(), CHARTS, "{db}");
         let artifacts = root().join("target/test-artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
-        let png = artifacts.join(format!("dashboard-{}.png", if db == ODD { "odd" } else { "shop" }));
+        let png = artifacts.join(format!("dashboard-{}.png", db.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
         let _ = std::fs::remove_file(&png);
         let (_, log) = run_chromium(&chromium, &profile, &url, &[&format!("--screenshot={}", png.display())]);
         assert!(png.exists(), "no screenshot: {log}");

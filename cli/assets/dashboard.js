@@ -181,8 +181,11 @@
     if (note && history.history_error) note.textContent = "Snapshots could not be read: " + history.history_error;
   }
 
-  function startDatabase(label, boxes) {
+  // The name comes from the JSON data block, never from an attribute: the HTML parser turns a CR in an
+  // attribute into LF, and the page would poll another name.
+  function startDatabase(boxes) {
     var history = embedded("history-data");
+    var label = history.db;
     showHistoryError(history);
     var left = boxes.length;
     var charts = boxes.map(function (box) {
@@ -209,7 +212,8 @@
     }
     var rows = Array.prototype.slice.call(document.querySelectorAll("tr[data-db]"));
     (fleet.databases || []).forEach(function (db) {
-      var row = rows.filter(function (r) { return r.dataset.db === db.db; })[0];
+      // data-db is percent-encoded (a raw CR would come back as LF).
+      var row = rows.filter(function (r) { return decodeURIComponent(r.dataset.db) === db.db; })[0];
       var badge = row && row.cells[1] && row.cells[1].querySelector(".status");
       if (!badge) return;
       var known = ["ok", "info", "warning", "critical"].indexOf(db.status) >= 0;
@@ -227,9 +231,8 @@
 
   function start() {
     var boxes = Array.prototype.slice.call(document.querySelectorAll(".chart"));
-    var label = document.body.dataset.label;
-    if (label !== undefined && boxes.length > 0) {
-      startDatabase(label, boxes);
+    if (document.body.dataset.label !== undefined && boxes.length > 0) {
+      startDatabase(boxes);
     } else if (document.getElementById("fleet-data")) {
       startFleet();
     } else {

@@ -111,7 +111,7 @@ pub fn fleet(snapshot: &Snapshot, data: &str) -> String {
             report.error.as_deref().map(|e| format!("<div class=\"note\">{}</div>", escape(e))).unwrap_or_default();
         rows.push_str(&format!(
             "<tr data-db=\"{}\"><td><a href=\"/db/{}\">{}</a>{why}</td><td>{}</td><td><div class=\"checks\">{checks}</div></td></tr>\n",
-            escape(name),
+            percent_encoded(name),
             percent_encoded(name),
             escape(name),
             status_badge(status_of(report))
@@ -163,7 +163,8 @@ pub fn database(snapshot: &Snapshot, report: &DbReport, history: &str, poll_ms: 
         checks_table(&report.checks),
         data_block("history-data", history)
     );
-    let attributes = format!(" data-label=\"{}\" data-poll-ms=\"{poll_ms}\"", escape(name));
+    // Percent-encoded: the HTML parser would turn a CR into LF (dashboard.js takes the name from the data block).
+    let attributes = format!(" data-label=\"{}\" data-poll-ms=\"{poll_ms}\"", percent_encoded(name));
     page(&format!("vigil: {name}"), &attributes, &content)
 }
 
