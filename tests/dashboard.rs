@@ -359,7 +359,12 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
     // A CR in a name: the HTML parser turns it into LF inside an attribute, and the page polled a wrong name
     // (404, an error shown) while the name came from data-label.
     database_with_history(dir.path(), CR);
-    let serve = start_fleet(dir.path(), &[CR]);
+    // One snapshot and a size that does not move: a single point had an x axis of years, and the y axis
+    // repeated "1.2 MiB / 1.2 MiB / 1.2 MiB".
+    let flat = dir.path().join("flat.db");
+    create_db(&flat, "CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(100000));");
+    call(&Rusqlite, &flat, r#"SELECT health_snapshot('{"fragmentation":true}')"#);
+    let serve = start_fleet(dir.path(), &[CR, "flat.db"]);
     let profile = dir.path().join("chromium-profile");
 
     // Nothing served points anywhere else (the vendored files included).
@@ -410,6 +415,20 @@ fn the_dashboard_draws_every_chart_in_headless_chromium_without_errors_or_other_
         assert_eq!(seen.errors, 0, "{db}: the .error element shows in {}", png.display());
         assert_eq!(seen.frames.len(), CHARTS, "{db}: the frames the Firefox test finds charts by: {:?}", seen.frames);
     }
+
+    let (dom, log) = run_chromium(&chromium, &profile, &serve.url("/db/flat.db"), &["--dump-dom"]);
+    assert!(dom.contains("data-ready=\"1\""), "flat.db: not ready: {dom}\n{log}");
+    let ticks: Vec<String> =
+        Regex::new(r#"data-ticks="([^"]*)""#).unwrap().captures_iter(&dom).map(|c| c[1].into()).collect();
+    assert!(ticks.len() >= 4, "flat.db: the drawn charts' tick labels: {ticks:?}");
+    for labels in &ticks {
+        let labels: Vec<&str> = labels.split('|').collect();
+        let distinct: std::collections::HashSet<&&str> = labels.iter().collect();
+        assert_eq!(distinct.len(), labels.len(), "flat.db: tick labels must differ: {labels:?}");
+    }
+    let spans: Vec<f64> =
+        Regex::new(r#"data-xspan="(\d+)""#).unwrap().captures_iter(&dom).map(|c| c[1].parse().unwrap()).collect();
+    assert!(!spans.is_empty() && spans.iter().all(|s| *s <= 2.0 * 86_400.0), "flat.db: x spans in seconds: {spans:?}");
 }
 
 fn firefox() -> Option<PathBuf> {

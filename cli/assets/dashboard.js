@@ -35,12 +35,16 @@
   });
 
   // Axis labels: binary units for bytes, the largest whole unit for ages.
-  function number(value) {
+  // digits: decimals to show; undefined for the usual (none from 100 up, else one).
+  function number(value, digits) {
+    if (digits !== undefined) {
+      return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    }
     var rounded = Math.abs(value) >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
     return rounded.toLocaleString("en");
   }
 
-  function bytes(value) {
+  function bytes(value, digits) {
     var units = ["B", "KiB", "MiB", "GiB", "TiB"];
     var n = value;
     var i = 0;
@@ -48,15 +52,31 @@
       n /= 1024;
       i += 1;
     }
-    return number(n) + " " + units[i];
+    return number(n, digits) + " " + units[i];
   }
 
-  function age(seconds) {
+  function age(seconds, digits) {
     var abs = Math.abs(seconds);
-    if (abs >= 2 * 86400) return number(seconds / 86400) + " d";
-    if (abs >= 2 * 3600) return number(seconds / 3600) + " h";
-    if (abs >= 120) return number(seconds / 60) + " min";
-    return number(seconds) + " s";
+    if (abs >= 2 * 86400) return number(seconds / 86400, digits) + " d";
+    if (abs >= 2 * 3600) return number(seconds / 3600, digits) + " h";
+    if (abs >= 120) return number(seconds / 60, digits) + " min";
+    return number(seconds, digits) + " s";
+  }
+
+  // An axis' tick labels, each distinct: a small range ("1.2 MiB" three times) gets more decimals.
+  function tickLabels(format, splits) {
+    var out = splits.map(function (v) { return format(v); });
+    for (var digits = 1; digits <= 6 && new Set(out).size < out.length; digits += 1) {
+      out = splits.map(function (v) { return format(v, digits); });
+    }
+    return out;
+  }
+
+  // A single instant (one point, or none) gets a day around it: uPlot widened a single point to 1000 days.
+  function timeRange(chart, min, max) {
+    var xs = (chart.data && chart.data[0]) || [];
+    var only = xs.length > 0 && xs[0] === xs[xs.length - 1] ? xs[0] : min === max ? min : null;
+    return only === null ? [min, max] : [only - 43200, only + 43200];
   }
 
   // Tick steps: powers of two for bytes (256 KiB, 512 KiB, …), whole units of time for ages.
@@ -67,9 +87,9 @@
 
   var FORMATS = {
     bytes: bytes,
-    "bytes/day": function (v) { return bytes(v) + "/d"; },
+    "bytes/day": function (v, digits) { return bytes(v, digits) + "/d"; },
     age: age,
-    "%": function (v) { return number(v) + " %"; },
+    "%": function (v, digits) { return number(v, digits) + " %"; },
     count: number,
   };
 
@@ -124,13 +144,17 @@
       width: Math.max(200, box.clientWidth - 8),
       height: 170,
       legend: { show: false },
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: timeRange } },
       series: [{}, { label: box.dataset.title, stroke: "#1f4fd8", width: 2, points: { show: true, size: 5, fill: "#1f4fd8" } }],
       axes: [{}, {
         label: spec.label,
         size: 78,
         incrs: STEPS[spec.unit],
-        values: function (chart, splits) { return splits.map(format); },
+        values: function (chart, splits) {
+          var labels = tickLabels(format, splits);
+          box.dataset.ticks = labels.join("|");
+          return labels;
+        },
       }],
       hooks: {
         draw: [function (chart) {
@@ -138,6 +162,7 @@
           drawn = true;
           var rect = chart.over.getBoundingClientRect();
           box.dataset.box = [rect.left + window.scrollX, rect.top + window.scrollY, rect.width, rect.height].map(Math.round).join(",");
+          box.dataset.xspan = String(Math.round(chart.scales.x.max - chart.scales.x.min));
           onDrawn();
         }],
       },
