@@ -418,14 +418,7 @@ fn globs_keep_sqlite_files_label_below_their_literal_directory_and_usage_errors_
     create_db(&d.join("b/wal.db"), "PRAGMA journal_mode=wal; CREATE TABLE t(x);");
     let (status, out, err) = metrics(d, &["*/*", "a/app.db", "./a/../a/app.db"]);
     assert_eq!(status, 0, "{err}");
-    let samples = assert_sound(&out);
-    let mut up: Vec<String> = samples
-        .iter()
-        .filter(|s| s.name == "vigil_up")
-        .map(|s| s.labels.iter().find(|(k, _)| k == "db").unwrap().1.clone())
-        .collect();
-    up.sort();
-    assert_eq!(up, ["a/app.db", "b/app.db", "b/wal.db"]);
+    assert_eq!(up_labels(&out), ["a/app.db", "b/app.db", "b/wal.db"]);
 
     for (args, expected) in [
         (&["*.nothing"][..], "glob '*.nothing' matches no SQLite database"),

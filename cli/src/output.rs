@@ -257,6 +257,17 @@ pub fn tables(tables: &[Map<String, Json>]) -> String {
 
 /// Control characters as visible escapes (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`) and a backslash doubled, so
 /// that an escape in the log is always vigil's, never a name's.
+/// A time as vigil's JSON, logs and alert bodies write it: RFC 3339, UTC, milliseconds (2026-12-02T03:04:05.678Z).
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An I/O error as a person reads it: "Address already in use", without Rust's "(os error 98)".
+pub fn io_text(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
 pub fn escape_controls(text: &str) -> String {
     visible(text, true)
 }

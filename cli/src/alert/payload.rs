@@ -1,22 +1,14 @@
 //! Message bodies: Alertmanager's webhook v4, Slack's incoming webhook, and Alertmanager's API v2 push. Pure
 //! functions of the notifications and the host's name.
 
-use std::time::SystemTime;
-
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value as Json};
 
 use super::lifecycle::{Notification, Status};
-use crate::output::escape_controls;
+use crate::output::{escape_controls, rfc3339};
 
 pub const ALERT_NAME: &str = "VigilCheck";
 /// What Alertmanager writes as `endsAt` while an alert fires.
 pub const NO_END: &str = "0001-01-01T00:00:00Z";
-
-/// RFC 3339, UTC, milliseconds.
-pub fn rfc3339(at: SystemTime) -> String {
-    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 /// This machine's name, the `instance` label.
 pub fn hostname() -> String {
@@ -174,7 +166,7 @@ pub fn alertmanager_push(notifications: &[Notification], instance: &str) -> Json
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
 

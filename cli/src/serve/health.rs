@@ -49,7 +49,7 @@ pub fn answer(snapshot: &Snapshot, only: Option<usize>, every: Duration, now: Sy
         "status": worst(reports.iter().map(|r| status_of(r))),
         "healthy": code == 200,
         "stale": stale,
-        "generated_at": rfc3339(snapshot.generated_at),
+        "generated_at": crate::output::rfc3339(snapshot.generated_at),
         "age_seconds": round3(age.as_secs_f64()),
         "refresh_every_seconds": round3(every.as_secs_f64()),
         "databases": reports.iter().map(|r| database(r)).collect::<Vec<_>>(),
@@ -82,19 +82,13 @@ fn database(report: &DbReport) -> Json {
         "up": report.up,
         "status": status_of(report),
         "error": report.error,
-        "collected_at": rfc3339(report.collected_at),
+        "collected_at": crate::output::rfc3339(report.collected_at),
         "failing": failing,
     })
 }
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// UTC, to the millisecond: 2026-12-02T03:04:05.678Z.
-pub fn rfc3339(at: SystemTime) -> String {
-    let at: chrono::DateTime<chrono::Utc> = at.into();
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use self::cache::{Cache, Snapshot};
 use self::http::{Request, Response};
 use self::routes::Route;
 use crate::metrics::{self, Options, Target};
-use crate::{exit, interrupt, Failure, Global};
+use crate::{exit, interrupt, output, Failure, Global};
 
 /// Not in 9100–9999, the range Prometheus' exporter port list has handed out in full, nor an IANA-assigned
 /// service port we know of, and below Linux's ephemeral ports (32768+).
@@ -59,24 +59,18 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<u8, Failure> {
         Failure::usage(format!(
             "serve: cannot listen on {}: {}; choose another --listen IP:PORT",
             args.listen,
-            plain(&e)
+            output::io_text(&e)
         ))
     })?;
-    let bound = listener.local_addr().map_err(|e| Failure::unknown(format!("serve: {}", plain(&e))))?;
+    let bound = listener.local_addr().map_err(|e| Failure::unknown(format!("serve: {}", output::io_text(&e))))?;
     let cache = Arc::new(Cache::default());
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let every = args.every;
     let answers = cache.clone();
     http::spawn(listener, http::LIMITS, Arc::new(move |request: &Request| answer(request, &answers, &names, every)))
-        .map_err(|e| Failure::unknown(format!("serve: cannot start the HTTP thread: {}", plain(&e))))?;
+        .map_err(|e| Failure::unknown(format!("serve: cannot start the HTTP thread: {}", output::io_text(&e))))?;
     announce(bound, &targets, every);
     refresh_until_stopped(global, targets, options, args, cache)
-}
-
-/// An I/O error as a person reads it: "Address already in use", without Rust's "(os error 98)".
-fn plain(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 /// The first line on stderr: where to scrape (tests read the address from it).
@@ -122,7 +116,7 @@ fn refresh_until_stopped(
             let all_up = refresh_loop(&global, &targets, &options, every, count, &cache);
             let _ = done.send(all_up);
         })
-        .map_err(|e| Failure::unknown(format!("serve: cannot start the refresh thread: {}", plain(&e))))?;
+        .map_err(|e| Failure::unknown(format!("serve: cannot start the refresh thread: {}", output::io_text(&e))))?;
     loop {
         if interrupt::received().is_some() {
             return Ok(stopped());
@@ -341,7 +335,7 @@ fn answer(request: &Request, cache: &Cache, names: &[String], every: Duration) -
 /// `GET /api/v1/history/<db>`'s JSON text, also embedded in the database's page.
 fn history_text(cache: &Cache, snapshot: &Snapshot, name: &str, index: usize) -> String {
     let series = cache.series_of(index).unwrap_or_default();
-    series.to_json_text(name, &rfc3339(snapshot.generated_at))
+    series.to_json_text(name, &output::rfc3339(snapshot.generated_at))
 }
 
 /// How often a page asks for new data: every refresh, but not more than once a second.
@@ -380,10 +374,6 @@ fn json_response(body: serde_json::Value) -> Response {
     Response { status: 200, content_type: "application/json", headers: vec![], body: Arc::from(text.into_bytes()) }
 }
 
-fn rfc3339(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// `GET /api/v1/databases`: every database with its status and every check, and where its series are.
 fn databases_json(snapshot: &Snapshot) -> serde_json::Value {
     let databases: Vec<serde_json::Value> = snapshot
@@ -404,14 +394,14 @@ fn databases_json(snapshot: &Snapshot) -> serde_json::Value {
                 "status": health::status_of(report),
                 "up": report.up,
                 "error": report.error,
-                "collected_at": rfc3339(report.collected_at),
+                "collected_at": output::rfc3339(report.collected_at),
                 "checks": checks,
                 "page": format!("/db/{segment}"),
                 "history": format!("/api/v1/history/{segment}"),
             })
         })
         .collect();
-    serde_json::json!({"generated_at": rfc3339(snapshot.generated_at), "databases": databases})
+    serde_json::json!({"generated_at": output::rfc3339(snapshot.generated_at), "databases": databases})
 }
 
 fn health_response(cache: &Cache, only: Option<usize>, every: Duration) -> Response {

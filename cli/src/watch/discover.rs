@@ -82,7 +82,7 @@ fn unreadable_why(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such directory any more (renamed, deleted or unmounted)".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         std::io::ErrorKind::NotADirectory => "not a directory any more".into(),
-        _ => e.to_string().split(" (os error").next().unwrap_or_default().to_string(),
+        _ => crate::output::io_text(e),
     }
 }
 

@@ -35,7 +35,7 @@ impl Log {
     fn line(&self, level: Level, db: Option<&str>, event: &str, fields: &[(&str, Json)]) -> String {
         if self.json {
             let mut object = Map::new();
-            object.insert("ts".into(), json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+            object.insert("ts".into(), json!(crate::output::rfc3339(std::time::SystemTime::now())));
             object.insert("level".into(), json!(level.name()));
             object.insert("db".into(), db.map_or(Json::Null, |d| json!(d)));
             object.insert("event".into(), json!(event));

@@ -118,7 +118,11 @@ impl StateFile {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if create_parent && !parent.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(|e| {
-                Failure::usage(format!("--state {}: cannot create its directory: {}", path.display(), plain(&e)))
+                Failure::usage(format!(
+                    "--state {}: cannot create its directory: {}",
+                    path.display(),
+                    crate::output::io_text(&e)
+                ))
             })?;
         }
         let lock = lock(path)?;
@@ -149,7 +153,7 @@ impl StateFile {
             .and_then(|_| File::open(dir).and_then(|d| d.sync_all()));
         written.map_err(|e| {
             let _ = std::fs::remove_file(&temp);
-            format!("cannot save the state to {}: {}", self.path.display(), plain(&e))
+            format!("cannot save the state to {}: {}", self.path.display(), crate::output::io_text(&e))
         })
     }
 }
@@ -171,7 +175,7 @@ fn lock(path: &Path) -> Result<File, Failure> {
                 "--state {}: cannot open its lock file {}: {}; name another --state FILE",
                 path.display(),
                 lock_path.display(),
-                plain(&e)
+                crate::output::io_text(&e)
             ))
         })?;
     if !file.metadata().is_ok_and(|m| m.is_file()) {
@@ -197,7 +201,7 @@ fn read(path: &Path) -> Result<State, Failure> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(e) => return Err(Failure::usage(format!("--state {}: {}", path.display(), plain(&e)))),
+        Err(e) => return Err(Failure::usage(format!("--state {}: {}", path.display(), crate::output::io_text(&e)))),
     };
     if meta.file_type().is_symlink() || !meta.is_file() {
         let what = if meta.file_type().is_symlink() { "a symlink" } else { "not a regular file" };
@@ -206,7 +210,8 @@ fn read(path: &Path) -> Result<State, Failure> {
             path.display()
         )));
     }
-    let text = std::fs::read(path).map_err(|e| Failure::usage(format!("--state {}: {}", path.display(), plain(&e))))?;
+    let text = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("--state {}: {}", path.display(), crate::output::io_text(&e))))?;
     let json = serde_json::from_slice::<Json>(&text).ok();
     if let Some(version) = json.as_ref().filter(|j| j["format"] == FORMAT && j["version"] != VERSION) {
         return Err(Failure::usage(format!(
@@ -251,11 +256,6 @@ fn remove_stale_temps(path: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-fn plain(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 #[cfg(test)]
